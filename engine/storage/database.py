@@ -1,0 +1,105 @@
+"""Engines, sessions and transactions for SQLite and PostgreSQL.
+
+One ``make_engine(url)`` hides the per-backend setup so callers (web, worker,
+CLI, tests) only ever pass a URL string around, e.g. to a subprocess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Return ``url`` with the driver we support made explicit.
+
+    ``postgresql://`` (what users and ops tools write) becomes
+    ``postgresql+psycopg://`` because psycopg 3 is the only PostgreSQL driver
+    we depend on; SQLAlchemy would otherwise pick psycopg2.
+    """
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def make_engine(url: str | URL, **kwargs: Any) -> Engine:
+    """Create an Engine for a SQLite or PostgreSQL URL.
+
+    SQLite: creates the file's parent folder, and on every new connection turns
+    on WAL (readers never block the writer), foreign keys (off by default in
+    SQLite), a 5 s busy timeout and ``synchronous=NORMAL`` (safe with WAL). The
+    driver's own transaction handling is switched off and we emit ``BEGIN``
+    ourselves, so DDL is transactional and SAVEPOINTs work as on PostgreSQL.
+
+    PostgreSQL: psycopg 3; connection options such as
+    ``?options=-csearch_path%3Dmy_schema`` in the URL pass through to libpq.
+    """
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _make_sqlite_engine(parsed, **kwargs)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(parsed, **kwargs)
+
+
+def _make_sqlite_engine(url: URL, **kwargs: Any) -> Engine:
+    database = url.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    connect_args = dict(kwargs.pop("connect_args", {}))
+    connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
+    engine = create_engine(url, connect_args=connect_args, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Autocommit at the driver level: we issue BEGIN in the "begin" hook.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Return the session factory every caller should use.
+
+    ``expire_on_commit=False`` so objects read in a transaction stay usable after
+    it commits (services return them to views and tests).
+    """
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(session_factory: sessionmaker[Session]) -> Iterator[Session]:
+    """Run a block in one transaction: commit if it returns, roll back if it raises.
+
+    This is the unit of work of the design's "two walks": a record, its audit
+    entry, its event and its outbox rows commit together or not at all.
+    """
+    session = session_factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,443 @@
+"""The relational schema, as SQLAlchemy 2 typed declarative models.
+
+Conventions (shared with every caller):
+
+* ``DateTime`` columns hold naive UTC; convert with ``engine.storage.times``.
+  Nothing here has a clock-based default: the engine reads no wall clock, so
+  callers pass ``now`` and every timestamp is reproducible under a fake clock.
+* ``version`` columns on mutable rows are for optimistic locking.
+* JSON is ``json`` on SQLite and ``jsonb`` on PostgreSQL (indexable, comparable).
+* Constraint names follow ``NAMING_CONVENTION`` so Alembic migrations can refer
+  to (and drop) them by a stable name on both backends.
+
+The ``customers`` table is a fixed contract: the condition compiler
+(``engine/storage/condition_sql.py``) addresses its columns by name and type.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+    true,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# jsonb on PostgreSQL; plain JSON (text) on SQLite.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+# 64-bit ids for the high-volume tables; SQLite only auto-increments a column
+# declared exactly INTEGER PRIMARY KEY (which is 64-bit there anyway).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+Money = Numeric(14, 2)
+
+
+class Base(DeclarativeBase):
+    """Declarative base whose metadata carries the constraint naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# --- definitions -----------------------------------------------------------
+
+
+class Definition(Base):
+    """One published version of a form, workflow, rule, segment or template.
+
+    Rows are never changed except ``is_latest``: running instances keep
+    pointing at the version they started with. ``is_latest`` (unique per
+    (kind, def_id) through a partial index) makes "current version" a lookup.
+    """
+
+    __tablename__ = "definitions"
+    __table_args__ = (
+        UniqueConstraint("kind", "def_id", "version"),
+        Index(
+            "ux_definitions_latest",
+            "kind",
+            "def_id",
+            unique=True,
+            sqlite_where=text("is_latest = 1"),
+            postgresql_where=text("is_latest"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    def_id: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    is_latest: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    content_hash: Mapped[str] = mapped_column(String(64))
+    body: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    source_file: Mapped[str | None] = mapped_column(String(512))
+    published_at: Mapped[datetime] = mapped_column(DateTime())
+    published_by: Mapped[str | None] = mapped_column(String(128))
+
+
+# --- people ------------------------------------------------------------------
+
+
+class User(Base):
+    """A staff member, approver or manager who signs in or receives tasks."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(128), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(128))
+    email: Mapped[str | None] = mapped_column(String(255))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    manager_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    locale: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime())
+
+
+class UserRole(Base):
+    """A role held by a user; approval steps address people by role."""
+
+    __tablename__ = "user_roles"
+    __table_args__ = (Index("ix_user_roles_role_user", "role", "user_id"),)
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class ApiToken(Base):
+    """An API token; only its hash is stored, so a database leak leaks no tokens."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime())
+
+
+# --- form records and approvals --------------------------------------------
+
+
+class Record(Base):
+    """A submitted form: the data plus the form version it was validated against."""
+
+    __tablename__ = "records"
+    __table_args__ = (Index("ix_records_form_created", "form_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    form_id: Mapped[str] = mapped_column(String(128))
+    form_version: Mapped[int] = mapped_column(Integer)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_by: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime())
+    updated_at: Mapped[datetime] = mapped_column(DateTime())
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    status: Mapped[str] = mapped_column(String(32), default="submitted", server_default="submitted")
+
+
+class WorkflowInstance(Base):
+    """A running approval flow, pinned to the workflow version it started on."""
+
+    __tablename__ = "workflow_instances"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(128))
+    workflow_version: Mapped[int] = mapped_column(Integer)
+    record_id: Mapped[int] = mapped_column(
+        ForeignKey("records.id", ondelete="CASCADE"), index=True
+    )
+    state: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    started_at: Mapped[datetime] = mapped_column(DateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime())
+
+
+class Task(Base):
+    """One approver's (or one role's) piece of work in an instance: an inbox row."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        Index("ix_tasks_assignee_status", "assignee_id", "status"),
+        Index("ix_tasks_role_status", "role", "status"),
+        Index("ix_tasks_status_due", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_id: Mapped[int] = mapped_column(
+        ForeignKey("workflow_instances.id", ondelete="CASCADE"), index=True
+    )
+    step_id: Mapped[str] = mapped_column(String(128))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    role: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32), default="open", server_default="open")
+    due_at: Mapped[datetime | None] = mapped_column(DateTime())
+    acted_at: Mapped[datetime | None] = mapped_column(DateTime())
+    action: Mapped[str | None] = mapped_column(String(32))
+    comment: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    created_at: Mapped[datetime] = mapped_column(DateTime())
+
+
+# --- customers (fixed contract) ---------------------------------------------
+
+
+class Customer(Base):
+    """A customer, audience of rules. FIXED CONTRACT: the condition compiler relies on it."""
+
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    phone: Mapped[str | None] = mapped_column(String(32), index=True)
+    email: Mapped[str | None] = mapped_column(String(255), index=True)
+    gender: Mapped[str | None] = mapped_column(String(16))
+    city: Mapped[str | None] = mapped_column(String(128))
+    level: Mapped[str | None] = mapped_column(String(32))
+    birthday: Mapped[date | None] = mapped_column(Date)
+    registered_at: Mapped[datetime | None] = mapped_column(DateTime())
+    last_purchase_at: Mapped[datetime | None] = mapped_column(DateTime(), index=True)
+    order_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    total_spent: Mapped[Decimal] = mapped_column(
+        Money, default=Decimal("0"), server_default=text("0")
+    )
+    rfm_recency_days: Mapped[int | None] = mapped_column(Integer)
+    rfm_r: Mapped[int | None] = mapped_column(Integer)
+    rfm_f: Mapped[int | None] = mapped_column(Integer)
+    rfm_m: Mapped[int | None] = mapped_column(Integer)
+    rfm_segment: Mapped[str | None] = mapped_column(String(32))
+    account_manager_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    contract_end: Mapped[date | None] = mapped_column(Date, index=True)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    attrs: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(DateTime())
+    updated_at: Mapped[datetime] = mapped_column(DateTime())
+
+
+class CustomerTag(Base):
+    """A tag on a customer; (tag, customer_id) index serves ``tags: {contains: x}``."""
+
+    __tablename__ = "customer_tags"
+    __table_args__ = (Index("ix_customer_tags_tag_customer", "tag", "customer_id"),)
+
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class Consent(Base):
+    """Whether a customer agreed to be contacted on a channel (one row per channel)."""
+
+    __tablename__ = "consents"
+    __table_args__ = (UniqueConstraint("customer_id", "channel"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(32))
+    granted: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(DateTime())
+
+
+class Order(Base):
+    """A purchase; source of revenue, repurchase and RFM figures."""
+
+    __tablename__ = "orders"
+    __table_args__ = (Index("ix_orders_customer_placed", "customer_id", "placed_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    external_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    placed_at: Mapped[datetime] = mapped_column(DateTime(), index=True)
+    channel: Mapped[str | None] = mapped_column(String(32))
+    campaign: Mapped[str | None] = mapped_column(String(128), index=True)
+    status: Mapped[str] = mapped_column(String(32), default="paid", server_default="paid")
+    created_at: Mapped[datetime] = mapped_column(DateTime())
+
+
+# --- automation ----------------------------------------------------------------
+
+
+class Journey(Base):
+    """A subject's pass through a rule; the unique key makes rule entry idempotent.
+
+    ``period_key`` names the ``once_per`` window (or the event/date occurrence),
+    so re-running a rule inserts nothing new for a subject already inside it.
+    ``subject_id`` is an integer so set-based entry can select ``customers.id``
+    straight into it on both backends.
+    """
+
+    __tablename__ = "journeys"
+    __table_args__ = (
+        UniqueConstraint("rule_id", "subject_type", "subject_id", "period_key"),
+        Index("ix_journeys_status_due", "status", "due_at"),
+        Index("ix_journeys_subject", "subject_type", "subject_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    rule_id: Mapped[str] = mapped_column(String(128))
+    rule_version: Mapped[int] = mapped_column(Integer)
+    subject_type: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[int] = mapped_column(BigInteger)
+    period_key: Mapped[str] = mapped_column(String(64))
+    step_index: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    step_id: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(32), default="active", server_default="active")
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(), index=True)
+    entered_at: Mapped[datetime] = mapped_column(DateTime())
+    state: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+
+
+class Coupon(Base):
+    """An issued coupon. Pools are definitions; this is the per-customer instance."""
+
+    __tablename__ = "coupons"
+    __table_args__ = (
+        Index("ix_coupons_customer_pool", "customer_id", "pool_id"),
+        Index("ix_coupons_pool_status", "pool_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    pool_id: Mapped[str] = mapped_column(String(128))
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE")
+    )
+    value: Mapped[Decimal] = mapped_column(Money)
+    issued_at: Mapped[datetime] = mapped_column(DateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime())
+    redeemed_at: Mapped[datetime | None] = mapped_column(DateTime())
+    journey_id: Mapped[int | None] = mapped_column(
+        ForeignKey("journeys.id", ondelete="SET NULL"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(32), default="issued", server_default="issued")
+
+
+class OutboxMessage(Base):
+    """A message to deliver, written in the transaction that decided to send it.
+
+    ``idempotency_key`` makes re-deciding harmless; dispatchers claim rows by
+    (status, next_attempt_at) with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_next_attempt", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    connector: Mapped[str | None] = mapped_column(String(64))
+    recipient: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str | None] = mapped_column(String(255))
+    body: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    delivery_class: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32), default="pending", server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(), index=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime())
+    provider_id: Mapped[str | None] = mapped_column(String(255))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    rule_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    journey_id: Mapped[int | None] = mapped_column(
+        ForeignKey("journeys.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime())
+
+
+class Event(Base):
+    """A domain event, written in the same transaction as the change that caused it."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_processed_id", "processed_at", "id"),
+        Index("ix_events_name_created", "name", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    subject_type: Mapped[str | None] = mapped_column(String(32))
+    subject_id: Mapped[str | None] = mapped_column(String(128))
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(DateTime())
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime())
+
+
+class Feedback(Base):
+    """A survey answer or reply from a customer, tied to a campaign for NPS."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), index=True
+    )
+    campaign: Mapped[str | None] = mapped_column(String(128), index=True)
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("outbox.id", ondelete="SET NULL"), index=True
+    )
+    score: Mapped[int | None] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[str] | None] = mapped_column(JSONType)
+    source: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(DateTime())
+
+
+class AuditEntry(Base):
+    """Append-only audit trail; database triggers reject UPDATE and DELETE.
+
+    The triggers live in the migration, so the guarantee holds for any client of
+    the database, not only for this code. Write with ``audit.append_audit``.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_entity", "entity_type", "entity_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(), index=True)
+    actor: Mapped[str | None] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(64))
+    entity_id: Mapped[str | None] = mapped_column(String(128))
+    diff: Mapped[dict[str, Any] | None] = mapped_column(JSONType)

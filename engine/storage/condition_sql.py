@@ -1,0 +1,427 @@
+"""Conditions compiled to SQL WHERE clauses: the only place conditions become SQL.
+
+Semantics match :func:`engine.conditions.predicate.compile_predicate` exactly.
+Every leaf is NULL-free (a test on NULL yields false, never NULL), so ``NOT``,
+``AND`` and ``OR`` stay two-valued on every backend. Text is only ever tested
+for equality, so results never depend on a database collation.
+
+Two sources:
+
+* :func:`customer_where` over ``customers``; ``tags`` through ``customer_tags``
+  and ``consent.<channel>`` through ``consents`` (no row = not granted);
+* :func:`record_where` over ``records.data`` (JSON). Each value is read only
+  when its JSON type fits the field (a number field holding text reads as
+  missing, never as a database error). Dates are ISO text and compare as text,
+  so datetimes must be stored in one canonical form:
+  :func:`engine.conditions.values.iso_datetime` (naive UTC ``isoformat()``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Numeric,
+    String,
+    and_,
+    bindparam,
+    exists,
+    false,
+    not_,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import FunctionElement
+
+from engine.conditions.ast import All, Any as AnyCond, Compare, Condition, Not, SegmentRef
+from engine.conditions.customer_fields import CONSENT_CHANNELS, CUSTOMER_FIELDS
+from engine.conditions.kinds import DURATION_OPS, NEGATED, ConditionError, FieldKind
+from engine.conditions.resolve import SegmentResolver
+from engine.conditions.values import duration_bounds, iso_datetime, to_operand
+from engine.storage.models import Consent, Customer, CustomerTag, Record
+
+__all__ = ["customer_where", "record_where", "customer_row", "customer_rows"]
+
+_customers = Customer.__table__
+_tags = CustomerTag.__table__
+_consents = Consent.__table__
+_records = Record.__table__
+
+
+def customer_where(
+    cond: Condition, *, now: datetime, segments: Mapping[str, Condition] = {}
+) -> ColumnElement[bool]:
+    """A WHERE clause over ``customers`` selecting the customers ``cond`` holds for.
+
+    ``now`` is an aware datetime (relative date tests are fixed at build time);
+    ``segments`` resolves ``{segment: id}`` references.
+
+    Raises:
+        ConditionError: unknown field or segment, segment cycle, bad operand.
+    """
+    return _CustomerCompiler(now, segments).compile(cond)
+
+
+def record_where(
+    cond: Condition,
+    *,
+    form_fields: Mapping[str, FieldKind],
+    now: datetime,
+    segments: Mapping[str, Condition] = {},
+) -> ColumnElement[bool]:
+    """A WHERE clause over ``records`` testing ``records.data`` against ``cond``.
+
+    ``form_fields`` gives the kind of each data key (dotted names address
+    nested objects). Combine with a ``form_id`` filter; the clause is safe on
+    other forms' rows too (mismatched JSON types read as missing).
+
+    Raises:
+        ConditionError: unknown field or segment, segment cycle, bad operand.
+    """
+    return _RecordCompiler(form_fields, now, segments).compile(cond)
+
+
+# --- the shared compiler -----------------------------------------------------
+
+
+class _Compiler:
+    fields: Mapping[str, FieldKind]
+
+    def __init__(self, fields: Mapping[str, FieldKind], now: datetime, segments: Mapping[str, Condition]):
+        self.fields = fields
+        self.now = now
+        self.resolver: SegmentResolver[ColumnElement[bool]] = SegmentResolver(segments, self.compile)
+
+    def compile(self, node: Condition) -> ColumnElement[bool]:
+        if isinstance(node, Compare):
+            return self.leaf(node)
+        if isinstance(node, All):
+            return and_(true(), *(self.compile(i) for i in node.items))
+        if isinstance(node, AnyCond):
+            return or_(false(), *(self.compile(i) for i in node.items))
+        if isinstance(node, Not):
+            return not_(self.compile(node.item))
+        if isinstance(node, SegmentRef):
+            return self.resolver.get(node.segment_id)
+        raise ConditionError(f"not a condition: {node!r}")
+
+    def kind(self, node: Compare) -> FieldKind:
+        try:
+            return self.fields[node.field]
+        except KeyError:
+            raise ConditionError(f"unknown field `{node.field}`") from None
+
+    def operand(self, node: Compare, kind: FieldKind, value: object) -> Any:
+        try:
+            return self.sql_value(kind, to_operand(kind, value))
+        except (ValueError, TypeError):
+            raise ConditionError(f"bad value {value!r} for {kind.value} field `{node.field}`") from None
+
+    def sql_value(self, kind: FieldKind, value: Any) -> Any:
+        return value
+
+    # Sources implement these three.
+    def scalar(self, field: str, kind: FieldKind) -> ColumnElement[Any]:
+        raise NotImplementedError
+
+    def is_empty(self, field: str, kind: FieldKind) -> ColumnElement[bool]:
+        raise NotImplementedError
+
+    def list_contains(self, field: str, item: str) -> ColumnElement[bool]:
+        raise NotImplementedError
+
+    def leaf(self, node: Compare) -> ColumnElement[bool]:
+        kind = self.kind(node)
+        op = node.op
+        if op in NEGATED:
+            return not_(self.leaf(Compare(node.field, NEGATED[op], node.value)))
+        if op == "is_empty":
+            empty = self.is_empty(node.field, kind)
+            return empty if node.value else not_(empty)
+        if op == "contains":
+            return self.list_contains(node.field, self.operand(node, FieldKind.LIST, node.value))
+        x = self.scalar(node.field, kind)
+        present = x.is_not(None)
+        if op in DURATION_OPS:
+            lo, hi, strict = duration_bounds(kind, op, node.value, self.now)  # type: ignore[arg-type]
+            tests = [present, x < self.sql_value(kind, hi) if strict else x <= self.sql_value(kind, hi)]
+            if lo is not None:
+                tests.append(x >= self.sql_value(kind, lo))
+            return and_(*tests)
+        if op == "in":
+            values = [self.operand(node, kind, v) for v in node.value]  # type: ignore[union-attr]
+            return and_(present, x.in_(values)) if values else false()
+        if op == "between":
+            lo, hi = (self.operand(node, kind, v) for v in node.value)  # type: ignore[union-attr]
+            return and_(present, x >= lo, x <= hi)
+        value = self.operand(node, kind, node.value)
+        if op == "eq":
+            return and_(present, x == value)
+        if op == "gt":
+            return and_(present, x > value)
+        if op == "gte":
+            return and_(present, x >= value)
+        if op == "lt":
+            return and_(present, x < value)
+        if op == "lte":
+            return and_(present, x <= value)
+        raise ConditionError(f"unknown operator `{op}`")
+
+
+# --- customers -------------------------------------------------------------
+
+
+class _CustomerCompiler(_Compiler):
+    def __init__(self, now: datetime, segments: Mapping[str, Condition]):
+        super().__init__(CUSTOMER_FIELDS, now, segments)
+
+    def scalar(self, field: str, kind: FieldKind) -> ColumnElement[Any]:
+        return _customers.c[field]
+
+    def is_empty(self, field: str, kind: FieldKind) -> ColumnElement[bool]:
+        if kind is FieldKind.LIST:
+            return not_(exists().where(_tags.c.customer_id == _customers.c.id).correlate(_customers))
+        if field.startswith("consent."):
+            return false()  # no consent row reads as "not granted", never as missing
+        column = _customers.c[field]
+        if kind is FieldKind.TEXT:
+            return or_(column.is_(None), column == "")
+        return column.is_(None)
+
+    def list_contains(self, field: str, item: str) -> ColumnElement[bool]:
+        return exists().where(_tags.c.customer_id == _customers.c.id, _tags.c.tag == item).correlate(_customers)
+
+    def leaf(self, node: Compare) -> ColumnElement[bool]:
+        if node.field.startswith("consent.") and node.op in ("eq", "ne") and self.kind(node):
+            wanted = self.operand(node, FieldKind.BOOL, node.value)
+            granted = exists().where(
+                _consents.c.customer_id == _customers.c.id,
+                _consents.c.channel == node.field.removeprefix("consent."),
+                _consents.c.granted == true(),
+            ).correlate(_customers)
+            return granted if wanted == (node.op == "eq") else not_(granted)
+        return super().leaf(node)
+
+
+def customer_rows(session: Session, customer_ids: Iterable[int]) -> dict[int, dict[str, object]]:
+    """Load customers in the row shape predicates expect, keyed by id.
+
+    Each row has the scalar fields, ``tags`` (a list) and ``consent`` (a dict
+    with every channel in ``CONSENT_CHANNELS``; no row means ``False``).
+    """
+    ids = list(customer_ids)
+    if not ids:
+        return {}
+    names = ["id"] + [f for f, k in CUSTOMER_FIELDS.items() if k is not FieldKind.LIST and "." not in f]
+    rows: dict[int, dict[str, object]] = {}
+    for chunk in _chunks(ids, 500):
+        for record in session.execute(select(*(_customers.c[n] for n in names)).where(_customers.c.id.in_(chunk))).mappings():
+            row: dict[str, object] = dict(record)
+            row["tags"] = []
+            row["consent"] = {channel: False for channel in CONSENT_CHANNELS}
+            rows[record["id"]] = row
+        for cid, tag in session.execute(select(_tags.c.customer_id, _tags.c.tag).where(_tags.c.customer_id.in_(chunk))):
+            rows[cid]["tags"].append(tag)  # type: ignore[union-attr]
+        for cid, channel, granted in session.execute(
+            select(_consents.c.customer_id, _consents.c.channel, _consents.c.granted).where(_consents.c.customer_id.in_(chunk))
+        ):
+            consent = rows[cid]["consent"]
+            consent[channel] = bool(granted) or consent.get(channel, False)  # type: ignore[union-attr,index]
+    return rows
+
+
+def customer_row(session: Session, customer_id: int) -> dict[str, object]:
+    """One customer in the row shape predicates expect (see :func:`customer_rows`).
+
+    Raises:
+        LookupError: no customer has this id.
+    """
+    rows = customer_rows(session, [customer_id])
+    if customer_id not in rows:
+        raise LookupError(f"no customer with id {customer_id}")
+    return rows[customer_id]
+
+
+def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# --- records (JSON) -----------------------------------------------------------
+
+
+class _RecordCompiler(_Compiler):
+    def sql_value(self, kind: FieldKind, value: Any) -> Any:
+        # JSON holds dates as ISO text; compare text with text.
+        if kind is FieldKind.DATETIME and isinstance(value, datetime):
+            return iso_datetime(value)
+        if kind is FieldKind.DATE and isinstance(value, date):
+            return value.isoformat()
+        return value
+
+    def scalar(self, field: str, kind: FieldKind) -> ColumnElement[Any]:
+        if kind is FieldKind.NUMBER:
+            return _JsonNumber(*_path_args(field))
+        if kind is FieldKind.BOOL:
+            return _JsonBool(*_path_args(field))
+        if kind in (FieldKind.DATE, FieldKind.DATETIME):
+            return _JsonIsoText(*_path_args(field))
+        return _JsonText(*_path_args(field))
+
+    def is_empty(self, field: str, kind: FieldKind) -> ColumnElement[bool]:
+        if kind is FieldKind.LIST:
+            return not_(_JsonListNonEmpty(*_path_args(field)))
+        value = self.scalar(field, kind)
+        if kind in (FieldKind.TEXT, FieldKind.DATE, FieldKind.DATETIME):
+            return or_(value.is_(None), value == "")
+        return value.is_(None)
+
+    def list_contains(self, field: str, item: str) -> ColumnElement[bool]:
+        return _JsonListContains(*_path_args(field), bindparam(None, item, type_=String()))
+
+
+def _path_args(field: str) -> tuple[Any, ...]:
+    """``records.data`` plus the key path in each backend's spelling, as binds."""
+    keys = field.split(".")
+    sqlite_path = "$" + "".join('."' + k.replace('"', '\\"') + '"' for k in keys)
+    pg_path = "{" + ",".join('"' + k.replace("\\", "\\\\").replace('"', '\\"') + '"' for k in keys) + "}"
+    return (
+        _records.c.data,
+        bindparam(None, sqlite_path, type_=String()),
+        bindparam(None, pg_path, type_=String()),
+    )
+
+
+class _JsonFn(FunctionElement[Any]):
+    """``fn(data, sqlite_path, pg_path[, item])``, compiled per backend below."""
+
+    inherit_cache = True
+
+
+class _JsonText(_JsonFn):
+    inherit_cache = True
+    type = String()
+    name = "pf_json_text"
+
+
+class _JsonIsoText(_JsonFn):
+    inherit_cache = True
+    """ISO date text, ordered byte-wise (``COLLATE "C"`` on PostgreSQL)."""
+
+    type = String()
+    name = "pf_json_iso_text"
+
+
+class _JsonNumber(_JsonFn):
+    inherit_cache = True
+    type = Numeric(asdecimal=True)
+    name = "pf_json_number"
+
+
+class _JsonBool(_JsonFn):
+    inherit_cache = True
+    type = Boolean()
+    name = "pf_json_bool"
+
+
+class _JsonListNonEmpty(_JsonFn):
+    inherit_cache = True
+    type = Boolean()
+    name = "pf_json_list_nonempty"
+
+
+class _JsonListContains(_JsonFn):
+    inherit_cache = True
+    type = Boolean()
+    name = "pf_json_list_contains"
+
+
+def _args(element: _JsonFn, compiler: Any, **kw: Any) -> list[str]:
+    return [compiler.process(c, **kw) for c in element.clauses]
+
+
+_SQLITE_TYPES = {
+    _JsonText: "('text')",
+    _JsonIsoText: "('text')",
+    _JsonNumber: "('integer', 'real')",
+    _JsonBool: "('true', 'false')",
+}
+
+
+@compiles(_JsonText, "sqlite")
+@compiles(_JsonIsoText, "sqlite")
+@compiles(_JsonNumber, "sqlite")
+@compiles(_JsonBool, "sqlite")
+def _sqlite_scalar(element: _JsonFn, compiler: Any, **kw: Any) -> str:
+    data, path, _ = _args(element, compiler, **kw)
+    return (
+        f"CASE WHEN json_type({data}, {path}) IN {_SQLITE_TYPES[type(element)]} "
+        f"THEN json_extract({data}, {path}) END"
+    )
+
+
+@compiles(_JsonListNonEmpty, "sqlite")
+def _sqlite_nonempty(element: _JsonFn, compiler: Any, **kw: Any) -> str:
+    data, path, _ = _args(element, compiler, **kw)
+    return f"(coalesce(json_type({data}, {path}) = 'array' AND json_array_length({data}, {path}) > 0, 0) = 1)"
+
+
+@compiles(_JsonListContains, "sqlite")
+def _sqlite_contains(element: _JsonFn, compiler: Any, **kw: Any) -> str:
+    data, path, _, item = _args(element, compiler, **kw)
+    return (
+        f"(coalesce(json_type({data}, {path}) = 'array', 0) = 1 AND EXISTS "
+        f"(SELECT 1 FROM json_each({data}, {path}) AS pf_je "
+        f"WHERE pf_je.type = 'text' AND pf_je.value = {item}))"
+    )
+
+
+_PG_SCALAR = {
+    _JsonText: ("string", "{v}"),
+    _JsonIsoText: ("string", "{v}"),
+    _JsonNumber: ("number", "CAST({v} AS NUMERIC)"),
+    _JsonBool: ("boolean", "CAST({v} AS BOOLEAN)"),
+}
+
+
+def _pg_value(data: str, path: str) -> str:
+    return f"({data} #> CAST({path} AS TEXT[]))"
+
+
+@compiles(_JsonText, "postgresql")
+@compiles(_JsonIsoText, "postgresql")
+@compiles(_JsonNumber, "postgresql")
+@compiles(_JsonBool, "postgresql")
+def _pg_scalar(element: _JsonFn, compiler: Any, **kw: Any) -> str:
+    data, _, path = _args(element, compiler, **kw)
+    json_type, cast = _PG_SCALAR[type(element)]
+    value = _pg_value(data, path)
+    text = f"({value} #>> '{{}}')"
+    # CASE guards the cast: it only runs on values of the right JSON type.
+    sql = f"CASE WHEN jsonb_typeof({value}) = '{json_type}' THEN {cast.format(v=text)} END"
+    # Dates compare as text: byte order, whatever the database's collation.
+    return f'({sql}) COLLATE "C"' if isinstance(element, _JsonIsoText) else sql
+
+
+@compiles(_JsonListNonEmpty, "postgresql")
+def _pg_nonempty(element: _JsonFn, compiler: Any, **kw: Any) -> str:
+    data, _, path = _args(element, compiler, **kw)
+    value = _pg_value(data, path)
+    return f"coalesce(jsonb_typeof({value}) = 'array' AND {value} <> '[]'::jsonb, false)"
+
+
+@compiles(_JsonListContains, "postgresql")
+def _pg_contains(element: _JsonFn, compiler: Any, **kw: Any) -> str:
+    data, _, path, item = _args(element, compiler, **kw)
+    value = _pg_value(data, path)
+    return (
+        f"coalesce(jsonb_typeof({value}) = 'array' AND "
+        f"{value} @> jsonb_build_array(CAST({item} AS TEXT)), false)"
+    )

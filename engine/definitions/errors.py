@@ -26,6 +26,8 @@ class Problem:
     code: str
     message: str
     at_key: bool = False
+    #: lines below the node (a line inside a multi-line text value)
+    line_offset: int = 0
 
 
 @dataclass(frozen=True, order=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .errors import DefinitionError, Path
+from .errors import DefinitionError, Path, Problem
 
 Position = tuple[int, int]  # 1-based line, 1-based column
 
@@ -51,6 +51,8 @@ class Positions:
 
     values: dict[Path, Position] = field(default_factory=dict)
     keys: dict[Path, Position] = field(default_factory=dict)
+    #: paths whose value is a block scalar (``|`` or ``>``): its text starts a line below
+    blocks: set[Path] = field(default_factory=set)
 
     def locate(self, path: Path, *, at_key: bool = False) -> Position:
         """The position of ``path``, or of its nearest known ancestor."""
@@ -70,6 +72,7 @@ class Positions:
         out = Positions()
         out.values = {p[n:]: v for p, v in self.values.items() if p[:n] == prefix}
         out.keys = {p[n:]: v for p, v in self.keys.items() if p[:n] == prefix}
+        out.blocks = {p[n:] for p in self.blocks if p[:n] == prefix}
         return out
 
 
@@ -81,9 +84,18 @@ class RawDefinition:
     data: Any
     positions: Positions
 
-    def error(self, path: Path, message: str, code: str = "invalid", *, at_key: bool = False) -> DefinitionError:
+    def error(
+        self, path: Path, message: str, code: str = "invalid", *, at_key: bool = False, line_offset: int = 0
+    ) -> DefinitionError:
         line, col = self.positions.locate(path, at_key=at_key)
+        if line_offset:
+            key_line, key_col = self.positions.locate(path, at_key=True)
+            line, col = line + line_offset, key_col + 2
         return DefinitionError(self.file, line, col, message, code, tuple(path))
+
+    def problem(self, problem: "Problem") -> DefinitionError:
+        return self.error(problem.path, problem.message, problem.code, at_key=problem.at_key,
+                          line_offset=problem.line_offset)
 
 
 class _Builder:
@@ -126,9 +138,12 @@ class _Builder:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
+        self._path = path
         return self._scalar(node)
 
     def _scalar(self, node: yaml.ScalarNode) -> Any:
+        if node.style in ("|", ">"):
+            self.positions.blocks.add(self._path)
         if node.style is not None:
             # quoted and block scalars are always text
             return node.value

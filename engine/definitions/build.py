@@ -1,0 +1,293 @@
+"""Raw, checked definition data → immutable specs.
+
+Runs only on definitions that passed every check, so it converts and never
+validates: a failure here is a bug in a check, not a user error.
+"""
+
+from __future__ import annotations
+
+from datetime import time, timedelta
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Callable, Mapping
+
+from engine.conditions.ast import Condition
+from engine.conditions.parse import parse_condition
+from engine.durations import parse_duration
+
+from . import specs as s
+from .check_forms import expand_fields
+from .context import Context
+
+
+def _cond(raw: object) -> Condition | None:
+    if raw is None:
+        return None
+    cond, problems = parse_condition(raw)
+    assert cond is not None and not problems, problems
+    return cond
+
+
+def _dur(raw: object):
+    return parse_duration(raw) if raw is not None else None
+
+
+def _time(text: str) -> time:
+    hour, minute = text.split(":")
+    return time(int(hour), int(minute))
+
+
+def _range(text: str | None) -> tuple[time, time] | None:
+    if not text:
+        return None
+    start, end = text.split("-")
+    return _time(start), _time(end)
+
+
+def _freeze(value: object) -> object:
+    if isinstance(value, dict):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _money(value: object) -> Decimal | None:
+    return Decimal(str(value)) if value is not None else None
+
+
+def _size(text: str | None) -> int | None:
+    if not text:
+        return None
+    return int(text[:-2]) * (1024 if text.endswith("KB") else 1024 * 1024)
+
+
+def build_field(f: dict) -> s.FieldSpec:
+    options = tuple(
+        s.OptionSpec(o["value"], o.get("label", str(o["value"])), o.get("label_en")) if isinstance(o, dict)
+        else s.OptionSpec(o, str(o))
+        for o in f.get("options", ())
+    )
+    return s.FieldSpec(
+        key=f["key"], type=f["type"], label=f.get("label", f["key"]), label_en=f.get("label_en"),
+        required=f.get("required", False), default=_freeze(f.get("default")), min=f.get("min"), max=f.get("max"),
+        min_length=f.get("min_length"), max_length=f.get("max_length"), pattern=f.get("pattern"),
+        pattern_message=f.get("pattern_message"), options=options, unique=f.get("unique", False),
+        help=f.get("help"), help_en=f.get("help_en"), placeholder=f.get("placeholder"),
+        readonly=f.get("readonly", False), visible_if=_cond(f.get("visible_if")),
+        required_if=_cond(f.get("required_if")), after=f.get("after"), before=f.get("before"),
+        phone_region=f.get("phone_region", "any"), accept=tuple(f.get("accept", ())),
+        max_size_bytes=_size(f.get("max_size")), fields=tuple(build_field(x) for x in f.get("fields", ())),
+        min_rows=f.get("min_rows"), max_rows=f.get("max_rows"),
+    )
+
+
+def build_form(ctx: Context, d: dict, src: s.Source) -> s.FormSpec:
+    fields = tuple(build_field(f) for f, _ in expand_fields(ctx, d["fields"], ("fields",), []))
+    edit = d.get("edit", {})
+    return s.FormSpec(
+        id=d["id"], title=d["title"], title_en=d.get("title_en"), description=d.get("description"),
+        fields=fields, submit_roles=tuple(d.get("submit_roles", ())), view_roles=tuple(d.get("view_roles", ())),
+        edit_by=edit.get("by", "submitter"), edit_until=edit.get("until", "workflow_started"),
+        public=d.get("public", False), source=src,
+    )
+
+
+def build_fieldset(ctx: Context, d: dict, src: s.Source) -> s.FieldsetSpec:
+    fields = tuple(build_field(f) for f, _ in expand_fields(ctx, d["fields"], ("fields",), [], (d["id"],)))
+    return s.FieldsetSpec(id=d["id"], title=d.get("title"), fields=fields, source=src)
+
+
+def build_role(ctx: Context, d: dict, src: s.Source) -> s.RoleSpec:
+    return s.RoleSpec(id=d["id"], title=d["title"], title_en=d.get("title_en"), description=d.get("description"), source=src)
+
+
+def build_segment(ctx: Context, d: dict, src: s.Source) -> s.SegmentSpec:
+    return s.SegmentSpec(id=d["id"], title=d["title"], title_en=d.get("title_en"), description=d.get("description"),
+                         condition=_cond(d["condition"]), source=src)
+
+
+def build_coupon_pool(ctx: Context, d: dict, src: s.Source) -> s.CouponPoolSpec:
+    return s.CouponPoolSpec(
+        id=d["id"], title=d["title"], title_en=d.get("title_en"), value=_money(d["value"]),
+        min_order=_money(d.get("min_order")), currency=d.get("currency", "CNY"), expires_in=_dur(d.get("expires_in")),
+        budget=_money(d.get("budget")), max_issued=d.get("max_issued"), code_prefix=d.get("code_prefix"),
+        cost_per_coupon=_money(d.get("cost_per_coupon")), source=src,
+    )
+
+
+def build_template(ctx: Context, d: dict, src: s.Source) -> s.TemplateSpec:
+    sms = d.get("sms")
+    wecom = d.get("wecom")
+    return s.TemplateSpec(
+        id=d["id"], title=d.get("title"), channels=tuple(d["channels"]), body=d["body"],
+        delivery_class=d.get("class", "marketing"), locale=d.get("locale", "zh"), subject=d.get("subject"),
+        html=d.get("html"),
+        sms=s.SmsTemplateSpec(sms.get("sign_name"), sms.get("aliyun_template_code"), sms.get("tencent_template_id"),
+                              tuple(sms.get("params", ()))) if sms else None,
+        wecom=s.WecomTemplateSpec(wecom.get("msgtype", "text"), wecom.get("title"), wecom.get("url"),
+                                  wecom.get("btntxt")) if wecom else None,
+        source=src,
+    )
+
+
+def build_connector(ctx: Context, d: dict, src: s.Source) -> s.ConnectorSpec:
+    rate = d.get("rate_limit", {})
+    return s.ConnectorSpec(
+        id=d["id"], type=d["type"], channel=d["channel"], title=d.get("title"), default=d.get("default", False),
+        enabled=d.get("enabled", True), settings=_freeze(d.get("settings", {})),
+        secrets=MappingProxyType({k: v["env"] for k, v in d.get("secrets", {}).items()}),
+        per_second=rate.get("per_second"), per_minute=rate.get("per_minute"),
+        per_recipient_per_minute=rate.get("per_recipient_per_minute"),
+        send_window=_range(d.get("send_window")), max_attempts=d.get("max_attempts", 8), source=src,
+    )
+
+
+def _recipient(raw: object) -> s.Recipient | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return s.Recipient(raw)
+    (kind, value), = raw.items()
+    return s.Recipient(kind, tuple(value) if isinstance(value, list) else value)
+
+
+def _send(d: dict) -> s.SendSpec:
+    return s.SendSpec(channel=d["channel"], template=d["template"], to=_recipient(d.get("to")),
+                      connector=d.get("connector"), on=d.get("on", "any_day"))
+
+
+def _assignees(d: dict) -> s.Assignees:
+    return s.Assignees(role=d.get("role"), users=tuple(d.get("users", ())), field=d.get("field"),
+                       manager=bool(d.get("manager", False)))
+
+
+def _workflow_action(d: dict) -> s.WorkflowAction:
+    if "send" in d:
+        return _send(d["send"])
+    if "set_field" in d:
+        return s.SetFieldSpec(_freeze(d["set_field"]))
+    if "cc" in d:
+        return _assignees(d["cc"])
+    if "approval" in d:
+        a = d["approval"]
+        return s.ApprovalSpec(assignees=_assignees(a), mode=a.get("mode", "any"), threshold=a.get("threshold"),
+                              allow=tuple(a.get("allow", ("return", "transfer", "add_approver"))),
+                              reject_to=a.get("reject_to"))
+    if "branch" in d:
+        b = d["branch"]
+        return s.BranchSpec(
+            cases=tuple(s.BranchCase(_cond(c["when"]), _workflow_steps(c["steps"])) for c in b["cases"]),
+            default=_workflow_steps(b.get("default", ())),
+        )
+    if "parallel" in d:
+        return s.ParallelSpec(tuple(
+            s.ParallelBranch(p.get("id", f"branch_{i + 1}"), _workflow_steps(p["steps"]))
+            for i, p in enumerate(d["parallel"])
+        ))
+    raise AssertionError(f"no action in {d}")
+
+
+def _workflow_steps(steps: list) -> tuple[s.WorkflowStep, ...]:
+    out = []
+    for d in steps:
+        overdue = d.get("on_overdue")
+        out.append(s.WorkflowStep(
+            id=d["id"], action=_workflow_action(d), title=d.get("title"), title_en=d.get("title_en"),
+            when=_cond(d.get("when")), due=_dur(d.get("due")), remind_every=_dur(d.get("remind_every")),
+            on_overdue=s.OverdueSpec(remind=overdue.get("remind", True),
+                                     escalate_to=_assignees(overdue["escalate_to"]) if "escalate_to" in overdue else None,
+                                     auto=overdue.get("auto")) if overdue else None,
+        ))
+    return tuple(out)
+
+
+def _actions(raw: object) -> tuple[s.WorkflowAction, ...]:
+    if raw is None:
+        return ()
+    return tuple(_workflow_action(a) for a in (raw if isinstance(raw, list) else [raw]))
+
+
+def build_workflow(ctx: Context, d: dict, src: s.Source) -> s.WorkflowSpec:
+    return s.WorkflowSpec(
+        id=d["id"], title=d["title"], title_en=d.get("title_en"), description=d.get("description"), form=d["form"],
+        steps=_workflow_steps(d["steps"]), on_approve=_actions(d.get("on_approve")),
+        on_reject=_actions(d.get("on_reject")), source=src,
+    )
+
+
+def _trigger(d: dict, rule_tz: str) -> s.Trigger:
+    if "schedule" in d:
+        return s.ScheduleTrigger(d["schedule"], d.get("timezone", rule_tz))
+    if "event" in d:
+        return s.EventTrigger(d["event"], d.get("form"), d.get("workflow"), _cond(d.get("when")))
+    if "date_field" in d:
+        offset = timedelta(0)
+        if "before" in d:
+            offset = parse_duration(d["before"])
+        elif "after" in d:
+            offset = -parse_duration(d["after"])
+        return s.DateFieldTrigger(d["date_field"], offset, d.get("yearly", False), _time(d.get("at", "10:00")),
+                                  d.get("timezone", rule_tz))
+    change = d["segment_change"]
+    return s.SegmentChangeTrigger(to=change["to"], from_=change.get("from"))
+
+
+def _journey_steps(steps: list, prefix: str) -> tuple[s.JourneyStep, ...]:
+    out = []
+    for i, d in enumerate(steps, start=1):
+        sid = d.get("id", f"{prefix}{i}")
+        out.append(s.JourneyStep(sid, _journey_action(d, sid)))
+    return tuple(out)
+
+
+def _journey_action(d: dict, sid: str) -> s.JourneyAction:
+    if "send" in d:
+        return _send(d["send"])
+    if "issue_coupon" in d:
+        c = d["issue_coupon"]
+        return s.IssueCouponSpec(c["pool"], _money(c.get("value")), _dur(c.get("expires_in")))
+    if "add_tag" in d:
+        return s.TagSpec(d["add_tag"])
+    if "remove_tag" in d:
+        return s.TagSpec(d["remove_tag"], remove=True)
+    if "set_field" in d:
+        return s.SetFieldSpec(_freeze(d["set_field"]))
+    if "wait" in d:
+        w = d["wait"]
+        if isinstance(w, str):
+            return s.WaitSpec(duration=parse_duration(w))
+        return s.WaitSpec(duration=_dur(w.get("for")), until=_time(w["until"]) if "until" in w else None,
+                          on=w.get("on", "any_day"))
+    if "if" in d:
+        return s.IfSpec(_cond(d["if"]), _journey_steps(d.get("then", ()), f"{sid}_then_"),
+                        _journey_steps(d.get("else", ()), f"{sid}_else_"))
+    if "webhook" in d:
+        return s.WebhookSpec(d["webhook"]["connector"], _freeze(d["webhook"].get("payload", {})))
+    if "create_record" in d:
+        return s.CreateRecordSpec(d["create_record"]["form"], _freeze(d["create_record"].get("data", {})))
+    if "create_task" in d:
+        t = d["create_task"]
+        return s.CreateTaskSpec(t["title"], _recipient(t["to"]), _dur(t.get("due")), t.get("form"))
+    raise AssertionError(f"no action in {d}")
+
+
+def build_rule(ctx: Context, d: dict, src: s.Source) -> s.RuleSpec:
+    tz = d.get("timezone", "Asia/Shanghai")
+    once = d.get("once_per")
+    return s.RuleSpec(
+        id=d["id"], title=d["title"], title_en=d.get("title_en"), description=d.get("description"),
+        enabled=d.get("enabled", True), campaign=d.get("campaign"), trigger=_trigger(d["trigger"], tz),
+        steps=_journey_steps(d["steps"], "s"), audience=_cond(d.get("audience", {}).get("customer")),
+        audience_limit=d.get("audience", {}).get("limit"),
+        once_per=parse_duration(once) if once not in (None, "ever") else None, once_ever=once == "ever",
+        quiet_hours=_range(d.get("quiet_hours")), timezone=tz, delivery_class=d.get("class", "marketing"),
+        catch_up=d.get("catch_up", "fire_late"), exit_when=_cond(d.get("exit_when")), source=src,
+    )
+
+
+BUILDERS: Mapping[str, Callable[[Context, dict, s.Source], s.Spec]] = MappingProxyType({
+    "form": build_form, "fieldset": build_fieldset, "role": build_role, "segment": build_segment,
+    "coupon_pool": build_coupon_pool, "template": build_template, "connector": build_connector,
+    "workflow": build_workflow, "rule": build_rule,
+})

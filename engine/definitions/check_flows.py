@@ -1,0 +1,446 @@
+"""Checks of approval workflows and automation rules.
+
+Besides references (forms, roles, templates, connectors, pools, segments),
+these are the static checks that catch what other tools let users find in
+production: a rule whose own steps re-trigger it, a trigger that can never
+fire, a marketing message sent without asking for consent, an exclusive
+branch with no default path.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone as dt_timezone
+from typing import Iterator
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from croniter import CroniterBadCronError, CroniterBadDateError, croniter
+
+from engine.conditions.check import check_condition, required_true_fields
+from engine.conditions.customer_fields import CUSTOMER_FIELDS
+from engine.conditions.kinds import FieldKind
+from engine.conditions.parse import parse_condition
+from engine.durations import DurationError, parse_duration
+
+from .catalog import (
+    BUILTIN_ROLES, CONSENT_CHANNELS, CUSTOM_EVENT_PREFIX, CUSTOMER_DATE_FIELDS, EVENTS, JOURNEY_FACTS,
+    POOL_FACTS, RECORD_EVENTS, STEP_EMITS, WORKFLOW_EVENTS, WRITABLE_CUSTOMER_FIELDS,
+)
+from .check_forms import field_kinds
+from .context import Context, Problems
+from .errors import Path, Problem, unknown
+
+WORKFLOW_ACTIONS = ("approval", "send", "set_field", "cc", "branch", "parallel")
+JOURNEY_ACTIONS = ("send", "issue_coupon", "add_tag", "remove_tag", "set_field", "wait", "if",
+                   "webhook", "create_record", "create_task")
+
+
+# ------------------------------------------------------------- shared
+
+def check_timezone(name: str, path: Path) -> Problems:
+    try:
+        ZoneInfo(name)
+        return []
+    except (ZoneInfoNotFoundError, ValueError):
+        return [Problem(path, "timezone", unknown("time zone", name, available_timezones()))]
+
+
+def _check_role(ctx: Context, role: str, path: Path) -> Problems:
+    if role in ctx.ids("role") or role in BUILTIN_ROLES:
+        return []
+    return [Problem(path, "unknown_ref", unknown("role", role, ctx.ids("role") | BUILTIN_ROLES))]
+
+
+def _check_send(ctx: Context, send: dict, path: Path, form_fields: dict[str, dict] | None) -> Problems:
+    problems: Problems = []
+    template = ctx.get("template", send["template"])
+    if send["template"] not in ctx.ids("template"):
+        problems.append(Problem(path + ("template",), "unknown_ref", unknown("template", send["template"], ctx.ids("template"))))
+    elif template is not None and send["channel"] not in template["channels"]:
+        problems.append(Problem(path + ("channel",), "template_channel",
+                                f"template `{send['template']}` is written for {', '.join(template['channels'])}, not {send['channel']}"))
+    if "connector" in send:
+        connector = ctx.get("connector", send["connector"])
+        if send["connector"] not in ctx.ids("connector"):
+            problems.append(Problem(path + ("connector",), "unknown_ref", unknown("connector", send["connector"], ctx.ids("connector"))))
+        elif connector is not None and connector["channel"] != send["channel"]:
+            problems.append(Problem(path + ("connector",), "channel_mismatch",
+                                    f"connector `{send['connector']}` sends {connector['channel']}, not {send['channel']}"))
+    elif not ctx.connectors_for(send["channel"]):
+        problems.append(Problem(path + ("channel",), "no_connector",
+                                f"no connector is configured for channel `{send['channel']}`; add a `connector` definition"))
+    to = send.get("to")
+    if isinstance(to, dict):
+        if "role" in to:
+            problems.extend(_check_role(ctx, to["role"], path + ("to", "role")))
+        if "field" in to and form_fields is not None:
+            problems.extend(_check_person_field(form_fields, to["field"], path + ("to", "field")))
+    return problems
+
+
+def _check_person_field(form_fields: dict[str, dict], name: str, path: Path) -> Problems:
+    if name not in form_fields:
+        return [Problem(path, "unknown_ref", unknown("field", name, form_fields))]
+    if form_fields[name]["type"] not in ("user", "customer"):
+        return [Problem(path, "type", f"field `{name}` must be a user or customer field to choose people; it is {form_fields[name]['type']}")]
+    return []
+
+
+def _condition(raw: object, path: Path, kinds: dict, ctx: Context, what: str) -> tuple[object, Problems]:
+    cond, problems = parse_condition(raw, path)
+    if cond is not None:
+        problems = problems + check_condition(cond, kinds, segments=ctx.ids("segment"), what=what)
+    return cond, problems
+
+
+def _one_action(step: dict, actions: tuple[str, ...], path: Path) -> tuple[str | None, Problems]:
+    present = [a for a in actions if a in step]
+    if len(present) == 1:
+        return present[0], []
+    if not present:
+        return None, [Problem(path, "no_action", f"a step needs one of: {', '.join(actions)}")]
+    return None, [Problem(path + (present[1],), "two_actions",
+                          f"a step does one thing; split `{present[0]}` and `{present[1]}` into two steps", at_key=True)]
+
+
+# ----------------------------------------------------------- workflows
+
+def _walk_workflow(steps: list, path: Path) -> Iterator[tuple[dict, Path]]:
+    for i, step in enumerate(steps):
+        yield step, path + (i,)
+        if "branch" in step:
+            for j, case in enumerate(step["branch"].get("cases", ())):
+                yield from _walk_workflow(case["steps"], path + (i, "branch", "cases", j, "steps"))
+            if "default" in step["branch"]:
+                yield from _walk_workflow(step["branch"]["default"], path + (i, "branch", "default"))
+        for j, par in enumerate(step.get("parallel", ())):
+            yield from _walk_workflow(par["steps"], path + (i, "parallel", j, "steps"))
+
+
+def check_workflow(ctx: Context, data: dict) -> Problems:
+    problems: Problems = []
+    form_id = data["form"]
+    fields: dict[str, dict] | None = None
+    if form_id not in ctx.ids("form"):
+        problems.append(Problem(("form",), "unknown_ref", unknown("form", form_id, ctx.ids("form"))))
+    elif form_id in ctx.form_fields:
+        fields = {f["key"]: f for f in ctx.form_fields[form_id]}
+    kinds = field_kinds(fields.values()) if fields is not None else None
+    seen: dict[str, Path] = {}
+    order: list[str] = []
+    for step, path in _walk_workflow(data["steps"], ("steps",)):
+        sid = step["id"]
+        if sid in seen:
+            problems.append(Problem(path + ("id",), "duplicate_step", f"step id `{sid}` is used twice"))
+        seen[sid] = path
+        order.append(sid)
+        action, action_problems = _one_action(step, WORKFLOW_ACTIONS, path)
+        problems.extend(action_problems)
+        if "when" in step and kinds is not None:
+            problems.extend(_condition(step["when"], path + ("when",), kinds, ctx, "field")[1])
+        if action == "approval":
+            problems.extend(_check_approval(ctx, step["approval"], path + ("approval",), fields, order))
+        elif action in ("due", "on_overdue"):
+            pass
+        if action != "approval":
+            for k in ("due", "on_overdue", "remind_every"):
+                if k in step:
+                    problems.append(Problem(path + (k,), "due_without_task", f"`{k}` applies to approval steps only", at_key=True))
+        if action == "send":
+            problems.extend(_check_send(ctx, step["send"], path + ("send",), fields))
+        if action == "set_field" and fields is not None:
+            problems.extend(_check_set_form_fields(step["set_field"], path + ("set_field",), fields))
+        if action == "cc":
+            problems.extend(_check_assignees(ctx, step["cc"], path + ("cc",), fields))
+        if action == "branch" and "default" not in step["branch"]:
+            problems.append(Problem(path + ("branch",), "branch_default",
+                                    "a branch needs a `default` path for records that match no case", at_key=True))
+        if action == "branch" and kinds is not None:
+            for j, case in enumerate(step["branch"]["cases"]):
+                problems.extend(_condition(case["when"], path + ("branch", "cases", j, "when"), kinds, ctx, "field")[1])
+        overdue = step.get("on_overdue", {})
+        if "escalate_to" in overdue:
+            problems.extend(_check_assignees(ctx, overdue["escalate_to"], path + ("on_overdue", "escalate_to"), fields))
+        if overdue and "due" not in step:
+            problems.append(Problem(path + ("on_overdue",), "overdue_without_due",
+                                    "`on_overdue` needs a `due` duration on the same step", at_key=True))
+    for key in ("on_approve", "on_reject"):
+        if key in data:
+            actions = data[key] if isinstance(data[key], list) else [data[key]]
+            base = (key,) if not isinstance(data[key], list) else None
+            for j, act in enumerate(actions):
+                p = base if base is not None else (key, j)
+                if "send" in act:
+                    problems.extend(_check_send(ctx, act["send"], p + ("send",), fields))
+                if "set_field" in act and fields is not None:
+                    problems.extend(_check_set_form_fields(act["set_field"], p + ("set_field",), fields))
+                if "cc" in act:
+                    problems.extend(_check_assignees(ctx, act["cc"], p + ("cc",), fields))
+    return problems
+
+
+def _check_assignees(ctx: Context, who: dict, path: Path, fields: dict | None) -> Problems:
+    problems: Problems = []
+    sources = [k for k in ("role", "users", "field", "manager") if k in who]
+    if len(sources) > 1:
+        problems.append(Problem(path + (sources[1],), "two_assignee_sources",
+                                f"choose people by one of role, users, field or manager, not both `{sources[0]}` and `{sources[1]}`",
+                                at_key=True))
+    if "role" in who:
+        problems.extend(_check_role(ctx, who["role"], path + ("role",)))
+    if "field" in who and fields is not None:
+        problems.extend(_check_person_field(fields, who["field"], path + ("field",)))
+    return problems
+
+
+def _check_approval(ctx: Context, approval: dict, path: Path, fields: dict | None, order: list[str]) -> Problems:
+    problems = _check_assignees(ctx, approval, path, fields)
+    if not any(k in approval for k in ("role", "users", "field", "manager")):
+        problems.append(Problem(path, "no_assignees", "an approval needs approvers: one of role, users, field or manager"))
+    mode = approval.get("mode", "any")
+    if mode == "threshold" and "threshold" not in approval:
+        problems.append(Problem(path + ("mode",), "threshold", "mode `threshold` needs `threshold: N` (approvals needed)"))
+    if "threshold" in approval and mode != "threshold":
+        problems.append(Problem(path + ("threshold",), "threshold", "`threshold` applies to `mode: threshold`", at_key=True))
+    if "threshold" in approval and "users" in approval and approval["threshold"] > len(approval["users"]):
+        problems.append(Problem(path + ("threshold",), "threshold",
+                                f"threshold {approval['threshold']} can never be reached by {len(approval['users'])} approver(s)"))
+    if "reject_to" in approval and approval["reject_to"] not in order[:-1]:
+        problems.append(Problem(path + ("reject_to",), "reject_to",
+                                unknown("earlier step", approval["reject_to"], order[:-1])))
+    return problems
+
+
+def _check_set_form_fields(values: dict, path: Path, fields: dict[str, dict]) -> Problems:
+    problems: Problems = []
+    for key, value in values.items():
+        if key not in fields:
+            problems.append(Problem(path + (key,), "unknown_ref", unknown("field", key, fields), at_key=True))
+            continue
+        f = fields[key]
+        opts = [o["value"] if isinstance(o, dict) else o for o in f.get("options", ())]
+        if f["type"] == "select" and value not in opts:
+            problems.append(Problem(path + (key,), "unknown_option", unknown(f"option of `{key}`", value, [str(o) for o in opts])))
+    return problems
+
+
+# ---------------------------------------------------------------- rules
+
+def _walk_journey(steps: list, path: Path, guards: tuple[set[str], ...] = ()) -> Iterator[tuple[dict, Path, tuple]]:
+    """Each step with its path and the conditions that must hold to reach it
+    (as sets of fields required true), for the consent check."""
+    for i, step in enumerate(steps):
+        yield step, path + (i,), guards
+        if "if" in step:
+            yield from _walk_journey(step.get("then", ()), path + (i, "then"), guards + (("if", path + (i, "if")),))
+            yield from _walk_journey(step.get("else", ()), path + (i, "else"), guards)
+
+
+def check_rule(ctx: Context, data: dict) -> Problems:
+    problems: Problems = []
+    audience = None
+    journey_kinds = dict(CUSTOMER_FIELDS) | dict(JOURNEY_FACTS)
+    if "timezone" in data:
+        problems.extend(check_timezone(data["timezone"], ("timezone",)))
+    if "customer" in data.get("audience", {}):
+        audience, cond_problems = _condition(data["audience"]["customer"], ("audience", "customer"),
+                                             dict(CUSTOMER_FIELDS), ctx, "customer field")
+        problems.extend(cond_problems)
+    problems.extend(_check_trigger(ctx, data["trigger"]))
+    if "quiet_hours" in data:
+        start, end = data["quiet_hours"].split("-")
+        if start == end:
+            problems.append(Problem(("quiet_hours",), "quiet_hours", "quiet hours start and end at the same time"))
+    if "exit_when" in data:
+        cond, cond_problems = _condition(data["exit_when"], ("exit_when",), journey_kinds, ctx, "field or journey fact")
+        problems.extend(cond_problems)
+        if cond is not None:
+            problems.extend(_check_pool_facts(ctx, cond))
+    conditions: dict[Path, object] = {}
+    emitted: dict[str, Path] = {}
+    delivery_class = data.get("class", "marketing")
+    for step, path, guards in _walk_journey(data["steps"], ("steps",)):
+        action, action_problems = _one_action(step, JOURNEY_ACTIONS, path)
+        problems.extend(action_problems)
+        for k in ("then", "else"):
+            if k in step and action != "if":
+                problems.append(Problem(path + (k,), "then_without_if", f"`{k}` belongs to an `if` step", at_key=True))
+        if action is None:
+            continue
+        emitted.setdefault(STEP_EMITS.get(action, ""), path + (action,))
+        body = step[action]
+        p = path + (action,)
+        if action == "send":
+            problems.extend(_check_send(ctx, body, p, None))
+            template = ctx.get("template", body["template"])
+            cls = (template or {}).get("class", delivery_class)
+            if body["channel"] in CONSENT_CHANNELS and cls == "marketing" and body.get("to") in (None, "customer"):
+                required = required_true_fields(audience, ctx.segment_conditions) if audience is not None else set()
+                for _, guard_path in guards:
+                    if guard_path in conditions and conditions[guard_path] is not None:
+                        required |= required_true_fields(conditions[guard_path], ctx.segment_conditions)
+                if f"consent.{body['channel']}" not in required:
+                    problems.append(Problem(p + ("channel",), "consent",
+                                            f"marketing message on {body['channel']} without consent: add "
+                                            f"`consent.{body['channel']}: true` to `audience.customer` (or an enclosing `if`), "
+                                            "or mark the rule or template `class: transactional`"))
+        elif action == "issue_coupon":
+            if body["pool"] not in ctx.ids("coupon_pool"):
+                problems.append(Problem(p + ("pool",), "unknown_ref", unknown("coupon pool", body["pool"], ctx.ids("coupon_pool"))))
+        elif action == "set_field":
+            for key in body:
+                if key not in WRITABLE_CUSTOMER_FIELDS:
+                    msg = (f"customer field `{key}` is computed and cannot be set" if key in CUSTOMER_FIELDS
+                           else unknown("customer field", key, WRITABLE_CUSTOMER_FIELDS))
+                    problems.append(Problem(p + (key,), "set_field", msg, at_key=True))
+        elif action == "wait":
+            if isinstance(body, dict) and "for" not in body and "until" not in body:
+                problems.append(Problem(p, "wait", "`wait` needs `for: DURATION` or `until: HH:MM`"))
+        elif action == "if":
+            cond, cond_problems = _condition(body, p, journey_kinds, ctx, "field or journey fact")
+            conditions[p] = cond
+            problems.extend(cond_problems)
+            if cond is not None:
+                problems.extend(_check_pool_facts(ctx, cond))
+            if "then" not in step and "else" not in step:
+                problems.append(Problem(p, "if_without_branches", "an `if` step needs `then:` or `else:` steps", at_key=True))
+        elif action == "webhook":
+            connector = ctx.get("connector", body["connector"])
+            if body["connector"] not in ctx.ids("connector"):
+                problems.append(Problem(p + ("connector",), "unknown_ref", unknown("connector", body["connector"], ctx.ids("connector"))))
+            elif connector is not None and connector["channel"] != "webhook":
+                problems.append(Problem(p + ("connector",), "channel_mismatch", f"connector `{body['connector']}` is not a webhook connector"))
+        elif action == "create_record":
+            if body["form"] not in ctx.ids("form"):
+                problems.append(Problem(p + ("form",), "unknown_ref", unknown("form", body["form"], ctx.ids("form"))))
+            elif body["form"] in ctx.form_fields:
+                keys = {f["key"] for f in ctx.form_fields[body["form"]]}
+                for key in body.get("data", {}):
+                    if key not in keys:
+                        problems.append(Problem(p + ("data", key), "unknown_ref", unknown("field", key, keys), at_key=True))
+        elif action == "create_task":
+            to = body["to"]
+            if isinstance(to, dict) and "role" in to:
+                problems.extend(_check_role(ctx, to["role"], p + ("to", "role")))
+            if "form" in body and body["form"] not in ctx.ids("form"):
+                problems.append(Problem(p + ("form",), "unknown_ref", unknown("form", body["form"], ctx.ids("form"))))
+    problems.extend(_check_loop(data, emitted))
+    return problems
+
+
+def _check_pool_facts(ctx: Context, cond: object) -> Problems:
+    from engine.conditions.ast import All, Any, Compare, Not
+
+    problems: Problems = []
+    stack = [cond]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (All, Any)):
+            stack.extend(node.items)
+        elif isinstance(node, Not):
+            stack.append(node.item)
+        elif isinstance(node, Compare) and node.field in POOL_FACTS and node.op == "eq":
+            if node.value not in ctx.ids("coupon_pool"):
+                problems.append(Problem(node.path, "unknown_ref", unknown("coupon pool", node.value, ctx.ids("coupon_pool"))))
+    return problems
+
+
+def _check_loop(data: dict, emitted: dict[str, Path]) -> Problems:
+    event = data["trigger"].get("event")
+    if not event or event not in emitted:
+        return []
+    if event in RECORD_EVENTS:
+        # only a loop when the step creates records of the very form that triggers the rule
+        form = data["trigger"].get("form")
+        created = {s["create_record"]["form"] for s, _, _ in _walk_journey(data["steps"], ("steps",)) if "create_record" in s}
+        if form is not None and form not in created:
+            return []
+    return [Problem(emitted[event], "loop",
+                    f"this step emits `{event}`, the event that triggers this rule: every run would start it again")]
+
+
+def _check_trigger(ctx: Context, trigger: dict) -> Problems:
+    problems: Problems = []
+    kinds = [k for k in ("schedule", "event", "date_field", "segment_change") if k in trigger]
+    if len(kinds) != 1:
+        if not kinds:
+            return [Problem(("trigger",), "trigger", "a trigger needs one of: schedule, event, date_field, segment_change")]
+        return [Problem(("trigger", kinds[1]), "trigger",
+                        f"a rule has one trigger: choose `{kinds[0]}` or `{kinds[1]}`", at_key=True)]
+    kind = kinds[0]
+    allowed = {
+        "schedule": {"schedule", "timezone"},
+        "event": {"event", "form", "workflow", "when"},
+        "date_field": {"date_field", "before", "after", "yearly", "at", "timezone"},
+        "segment_change": {"segment_change", "timezone"},
+    }[kind]
+    for key in trigger:
+        if key not in allowed:
+            problems.append(Problem(("trigger", key), "trigger_key", f"`{key}` does not apply to a {kind} trigger", at_key=True))
+    if "timezone" in trigger:
+        problems.extend(check_timezone(trigger["timezone"], ("trigger", "timezone")))
+    if kind == "schedule":
+        problems.extend(_check_cron(trigger["schedule"], trigger.get("timezone", "UTC")))
+    elif kind == "event":
+        event = trigger["event"]
+        if event not in EVENTS and not (event.startswith(CUSTOM_EVENT_PREFIX) and len(event) > len(CUSTOM_EVENT_PREFIX)):
+            problems.append(Problem(("trigger", "event"), "unknown_event",
+                                    unknown("event", event, EVENTS) + f" (or `{CUSTOM_EVENT_PREFIX}NAME` for your own)"))
+        if "form" in trigger:
+            if event not in RECORD_EVENTS:
+                problems.append(Problem(("trigger", "form"), "trigger_key", f"`form` applies to record events, not to `{event}`", at_key=True))
+            elif trigger["form"] not in ctx.ids("form"):
+                problems.append(Problem(("trigger", "form"), "unknown_ref", unknown("form", trigger["form"], ctx.ids("form"))))
+        if "workflow" in trigger:
+            if event not in WORKFLOW_EVENTS:
+                problems.append(Problem(("trigger", "workflow"), "trigger_key", f"`workflow` applies to workflow events, not to `{event}`", at_key=True))
+            elif trigger["workflow"] not in ctx.ids("workflow"):
+                problems.append(Problem(("trigger", "workflow"), "unknown_ref", unknown("workflow", trigger["workflow"], ctx.ids("workflow"))))
+        if "when" in trigger:
+            parsed, parse_problems = parse_condition(trigger["when"], ("trigger", "when"))
+            problems.extend(parse_problems)
+    elif kind == "date_field":
+        field = trigger["date_field"]
+        if field not in CUSTOMER_DATE_FIELDS:
+            message = (f"`{field}` is not a date field" if field in CUSTOMER_FIELDS
+                       else unknown("customer date field", field, CUSTOMER_DATE_FIELDS))
+            problems.append(Problem(("trigger", "date_field"), "date_field", message))
+        if "before" in trigger and "after" in trigger:
+            problems.append(Problem(("trigger", "after"), "trigger", "choose `before` or `after`, not both", at_key=True))
+        offset = trigger.get("before") or trigger.get("after")
+        if trigger.get("yearly") and offset:
+            try:
+                if parse_duration(offset) >= timedelta(days=366):
+                    problems.append(Problem(("trigger", "before" if "before" in trigger else "after"), "never_fires",
+                                            "a yearly trigger's offset must be less than a year, or it can never fire"))
+            except DurationError:
+                pass
+    elif kind == "segment_change":
+        change = trigger["segment_change"]
+        for key in ("from", "to"):
+            if key in change and change[key] not in ctx.ids("segment"):
+                problems.append(Problem(("trigger", "segment_change", key), "unknown_ref", unknown("segment", change[key], ctx.ids("segment"))))
+        if change.get("from") == change["to"]:
+            problems.append(Problem(("trigger", "segment_change", "to"), "never_fires",
+                                    "moving from a segment to the same segment never happens: this trigger can never fire"))
+    return problems
+
+
+def _check_cron(expr: str, tz: str) -> Problems:
+    path = ("trigger", "schedule")
+    if len(expr.split()) != 5:
+        return [Problem(path, "cron", f"`{expr}` is not a cron expression: write 5 fields, minute hour day month weekday (e.g. \"0 10 * * *\")")]
+    try:
+        zone = ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    try:
+        itr = croniter(expr, datetime(2025, 1, 1, tzinfo=zone))
+    except (CroniterBadCronError, ValueError, KeyError) as exc:
+        return [Problem(path, "cron", f"`{expr}` is not a valid cron expression: {exc}")]
+    try:
+        nxt = itr.get_next(datetime)
+        if nxt - datetime(2025, 1, 1, tzinfo=zone) > timedelta(days=366 * 8):
+            raise CroniterBadDateError("no date")
+    except (CroniterBadDateError, StopIteration):
+        return [Problem(path, "never_fires", f"`{expr}` names a date that does not exist: this trigger can never fire")]
+    return []

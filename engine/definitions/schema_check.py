@@ -1,0 +1,183 @@
+"""The shipped JSON Schemas (Draft 2020-12), and their errors in words a
+business user can act on.
+
+jsonschema's own messages ("Additional properties are not allowed ('budgt' was
+unexpected)") are precise but not friendly; we turn each error into a
+:class:`Problem` at the path of the node that is wrong, with a did-you-mean
+for near misses. A schema may carry ``x-message`` to say what a pattern or a
+choice means in plain words.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path as FsPath
+from typing import Any, Iterator
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry, Resource
+
+from .errors import Problem, did_you_mean
+
+SCHEMA_DIR = FsPath(__file__).parent / "schemas"
+BASE_URI = "https://promoflow.dev/schemas/"
+
+_TYPE_WORDS = {
+    "string": "text",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "empty",
+}
+
+
+def kinds() -> list[str]:
+    """The definition kinds that have a shipped schema."""
+    return sorted(p.name.split(".")[0] for p in SCHEMA_DIR.glob("*.schema.json") if not p.name.startswith("common"))
+
+
+@cache
+def _registry() -> Registry:
+    resources = []
+    for path in SCHEMA_DIR.glob("*.schema.json"):
+        contents = json.loads(path.read_text(encoding="utf-8"))
+        resources.append((contents["$id"], Resource.from_contents(contents)))
+    return Registry().with_resources(resources)
+
+
+@cache
+def validator(kind: str) -> Draft202012Validator:
+    """The compiled validator for one kind (built once per process)."""
+    schema = json.loads((SCHEMA_DIR / f"{kind}.schema.json").read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, registry=_registry())
+
+
+def schema_document(kind: str) -> dict[str, Any]:
+    """The raw schema, e.g. for the designer or the OpenAPI document."""
+    return json.loads((SCHEMA_DIR / f"{kind}.schema.json").read_text(encoding="utf-8"))
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int):
+        return "a whole number"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return "empty"
+
+
+def _name(path: tuple) -> str:
+    for part in reversed(path):
+        if isinstance(part, str):
+            return f"`{part}`"
+    return "this value"
+
+
+def _type_message(error: ValidationError) -> str:
+    expected = error.validator_value
+    words = [_TYPE_WORDS.get(t, t) for t in (expected if isinstance(expected, list) else [expected])]
+    hint = ""
+    if "string" in (expected if isinstance(expected, list) else [expected]) and isinstance(error.instance, (int, float)):
+        hint = "; put it in quotes"
+    return f"{_name(tuple(error.absolute_path))} must be {' or '.join(words)}, not {_describe(error.instance)}{hint}"
+
+
+def _problems(error: ValidationError) -> Iterator[Problem]:
+    path = tuple(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    v = error.validator
+    if v == "additionalProperties":
+        allowed = list(schema.get("properties", {}))
+        extras = [k for k in error.instance if k not in schema.get("properties", {})]
+        for key in extras:
+            yield Problem(path + (key,), "unknown_key", f"unknown key `{key}`{did_you_mean(key, allowed)}", at_key=True)
+        return
+    if v in ("anyOf", "oneOf"):
+        # If the value has the right shape for exactly one branch, that
+        # branch's own errors say more than "must be A or B".
+        branches: dict[int, list[ValidationError]] = {}
+        for sub in error.context or ():
+            branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+        shaped = [
+            errs for errs in branches.values()
+            if not any(e.validator in ("type", "const", "enum") and not e.relative_path for e in errs)
+        ]
+        if len(shaped) == 1:
+            for sub in shaped[0]:
+                yield from _problems(sub)
+            return
+        if "x-message" in schema:
+            yield Problem(path, "invalid", f"{_name(path)} {schema['x-message']}")
+            return
+        inner = best_match(error.context) if error.context else None
+        if inner is not None:
+            yield from _problems(inner)
+            return
+    if "x-message" in schema and v in ("pattern", "type", "minProperties", "enum", "format"):
+        yield Problem(path, v, f"{_name(path)} {schema['x-message']}")
+        return
+    if v == "required":
+        missing = [k for k in error.validator_value if k not in error.instance]
+        for key in missing:
+            yield Problem(path, "missing", f"missing required key `{key}`")
+        return
+    if v == "type":
+        yield Problem(path, "type", _type_message(error))
+        return
+    if v == "enum":
+        choices = [str(c) for c in error.validator_value]
+        yield Problem(
+            path,
+            "enum",
+            f"{_name(path)} is `{error.instance}`, which is not one of: {', '.join(choices)}"
+            f"{did_you_mean(str(error.instance), choices)}",
+        )
+        return
+    if v == "const":
+        yield Problem(path, "const", f"{_name(path)} must be `{error.validator_value}`")
+        return
+    messages = {
+        "minItems": lambda: f"{_name(path)} needs at least {error.validator_value} item(s)",
+        "maxItems": lambda: f"{_name(path)} allows at most {error.validator_value} item(s)",
+        "minLength": lambda: f"{_name(path)} must not be empty" if error.validator_value == 1
+        else f"{_name(path)} must be at least {error.validator_value} characters",
+        "maxLength": lambda: f"{_name(path)} must be at most {error.validator_value} characters",
+        "minimum": lambda: f"{_name(path)} must be at least {error.validator_value}",
+        "maximum": lambda: f"{_name(path)} must be at most {error.validator_value}",
+        "exclusiveMinimum": lambda: f"{_name(path)} must be greater than {error.validator_value}",
+        "exclusiveMaximum": lambda: f"{_name(path)} must be less than {error.validator_value}",
+        "minProperties": lambda: f"{_name(path)} must not be empty",
+        "maxProperties": lambda: f"{_name(path)} takes exactly one of: {', '.join(schema.get('properties', {}))}"
+        if error.validator_value == 1 else f"{_name(path)} has too many keys",
+        "uniqueItems": lambda: f"{_name(path)} lists the same item twice",
+        "pattern": lambda: f"{_name(path)} `{error.instance}` does not match `{error.validator_value}`",
+    }
+    if v in messages:
+        yield Problem(path, v, messages[v]())
+        return
+    yield Problem(path, v, f"{_name(path)}: {error.message}")
+
+
+def schema_problems(kind: str, data: Any) -> list[Problem]:
+    """All schema problems of one definition, most specific first, deduplicated."""
+    seen: set[tuple] = set()
+    out: list[Problem] = []
+    for error in validator(kind).iter_errors(data):
+        for problem in _problems(error):
+            key = (problem.path, problem.message)
+            if key not in seen:
+                seen.add(key)
+                out.append(problem)
+    return out

@@ -1,0 +1,452 @@
+"""Immutable, typed specs: what the loader yields and everything downstream uses.
+
+Specs are built only from definitions that passed every check, so they hold no
+"maybe invalid" states: durations are ``timedelta``, conditions are parsed
+trees, money is ``Decimal``. Nothing downstream touches raw dicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import time, timedelta
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Mapping, Union
+
+from engine.conditions.ast import Condition
+from engine.conditions.kinds import FieldKind
+
+EMPTY: Mapping[str, object] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a definition was read from, for messages and the designer."""
+
+    file: str
+    line: int
+
+
+# ---------------------------------------------------------------- forms
+
+#: How each form field type behaves in conditions (None: not conditionable).
+FIELD_KIND_OF_TYPE: Mapping[str, FieldKind | None] = MappingProxyType({
+    "text": FieldKind.TEXT, "textarea": FieldKind.TEXT, "phone": FieldKind.TEXT,
+    "email": FieldKind.TEXT, "url": FieldKind.TEXT, "select": FieldKind.TEXT,
+    "customer": FieldKind.NUMBER, "user": FieldKind.TEXT,
+    "integer": FieldKind.NUMBER, "number": FieldKind.NUMBER, "money": FieldKind.NUMBER,
+    "date": FieldKind.DATE, "datetime": FieldKind.DATETIME, "checkbox": FieldKind.BOOL,
+    "multiselect": FieldKind.LIST, "file": None, "table": None,
+})
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    value: str | int
+    label: str
+    label_en: str | None = None
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One form field. ``fields`` holds a sub-table's columns (type ``table``)."""
+
+    key: str
+    type: str
+    label: str
+    label_en: str | None = None
+    required: bool = False
+    default: object = None
+    min: object = None
+    max: object = None
+    min_length: int | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+    pattern_message: str | None = None
+    options: tuple[OptionSpec, ...] = ()
+    unique: bool = False
+    help: str | None = None
+    help_en: str | None = None
+    placeholder: str | None = None
+    readonly: bool = False
+    visible_if: Condition | None = None
+    required_if: Condition | None = None
+    after: str | None = None
+    before: str | None = None
+    phone_region: str = "any"
+    accept: tuple[str, ...] = ()
+    max_size_bytes: int | None = None
+    fields: tuple["FieldSpec", ...] = ()
+    min_rows: int | None = None
+    max_rows: int | None = None
+
+    @property
+    def kind(self) -> FieldKind | None:
+        return FIELD_KIND_OF_TYPE[self.type]
+
+    @property
+    def option_values(self) -> tuple[str | int, ...]:
+        return tuple(o.value for o in self.options)
+
+
+@dataclass(frozen=True)
+class FormSpec:
+    id: str
+    title: str
+    fields: tuple[FieldSpec, ...]
+    title_en: str | None = None
+    description: str | None = None
+    submit_roles: tuple[str, ...] = ()
+    view_roles: tuple[str, ...] = ()
+    edit_by: str = "submitter"
+    edit_until: str = "workflow_started"
+    public: bool = False
+    source: Source | None = None
+
+    def field(self, key: str) -> FieldSpec:
+        for f in self.fields:
+            if f.key == key:
+                return f
+        raise KeyError(key)
+
+    def field_kinds(self) -> Mapping[str, FieldKind]:
+        """The conditionable fields, for the condition checker and compilers."""
+        return MappingProxyType({f.key: f.kind for f in self.fields if f.kind is not None})
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    id: str
+    title: str
+    title_en: str | None = None
+    description: str | None = None
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    id: str
+    title: str
+    condition: Condition
+    title_en: str | None = None
+    description: str | None = None
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class CouponPoolSpec:
+    id: str
+    title: str
+    value: Decimal
+    title_en: str | None = None
+    min_order: Decimal | None = None
+    currency: str = "CNY"
+    expires_in: timedelta | None = None
+    budget: Decimal | None = None
+    max_issued: int | None = None
+    code_prefix: str | None = None
+    cost_per_coupon: Decimal | None = None
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class SmsTemplateSpec:
+    sign_name: str | None = None
+    aliyun_template_code: str | None = None
+    tencent_template_id: str | None = None
+    params: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WecomTemplateSpec:
+    msgtype: str = "text"
+    title: str | None = None
+    url: str | None = None
+    btntxt: str | None = None
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    id: str
+    channels: tuple[str, ...]
+    body: str
+    title: str | None = None
+    delivery_class: str = "marketing"
+    locale: str = "zh"
+    subject: str | None = None
+    html: str | None = None
+    sms: SmsTemplateSpec | None = None
+    wecom: WecomTemplateSpec | None = None
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class ConnectorSpec:
+    """A configured channel. ``secrets`` maps a secret's name to the environment
+    variable that holds it: the value itself is never stored or printed."""
+
+    id: str
+    type: str
+    channel: str
+    title: str | None = None
+    default: bool = False
+    enabled: bool = True
+    settings: Mapping[str, object] = field(default_factory=lambda: EMPTY)
+    secrets: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    per_second: float | None = None
+    per_minute: float | None = None
+    per_recipient_per_minute: float | None = None
+    send_window: tuple[time, time] | None = None
+    max_attempts: int = 8
+    source: Source | None = None
+
+
+# ------------------------------------------------------- shared actions
+
+@dataclass(frozen=True)
+class Recipient:
+    """Who a message goes to: ``kind`` is submitter, customer, account_manager,
+    manager, role, users or field; ``value`` the role id, user names or field key."""
+
+    kind: str
+    value: object = None
+
+
+@dataclass(frozen=True)
+class SendSpec:
+    channel: str
+    template: str
+    to: Recipient | None = None
+    connector: str | None = None
+    on: str = "any_day"
+
+
+@dataclass(frozen=True)
+class Assignees:
+    """Whom a task goes to: exactly one of role, users, field, manager."""
+
+    role: str | None = None
+    users: tuple[str, ...] = ()
+    field: str | None = None
+    manager: bool = False
+
+
+@dataclass(frozen=True)
+class SetFieldSpec:
+    values: Mapping[str, object]
+
+
+# ------------------------------------------------------------- workflow
+
+@dataclass(frozen=True)
+class ApprovalSpec:
+    assignees: Assignees
+    mode: str = "any"
+    threshold: int | None = None
+    allow: tuple[str, ...] = ("return", "transfer", "add_approver")
+    reject_to: str | None = None
+
+
+@dataclass(frozen=True)
+class OverdueSpec:
+    remind: bool = True
+    escalate_to: Assignees | None = None
+    auto: str | None = None
+
+
+@dataclass(frozen=True)
+class BranchCase:
+    when: Condition
+    steps: tuple["WorkflowStep", ...]
+
+
+@dataclass(frozen=True)
+class BranchSpec:
+    cases: tuple[BranchCase, ...]
+    default: tuple["WorkflowStep", ...]
+
+
+@dataclass(frozen=True)
+class ParallelBranch:
+    id: str
+    steps: tuple["WorkflowStep", ...]
+
+
+@dataclass(frozen=True)
+class ParallelSpec:
+    branches: tuple[ParallelBranch, ...]
+
+
+WorkflowAction = Union[ApprovalSpec, SendSpec, SetFieldSpec, Assignees, BranchSpec, ParallelSpec]
+
+
+@dataclass(frozen=True)
+class WorkflowStep:
+    """One step of a flow; ``action`` is an ApprovalSpec, SendSpec, SetFieldSpec,
+    Assignees (a cc), BranchSpec or ParallelSpec."""
+
+    id: str
+    action: WorkflowAction
+    title: str | None = None
+    title_en: str | None = None
+    when: Condition | None = None
+    due: timedelta | None = None
+    remind_every: timedelta | None = None
+    on_overdue: OverdueSpec | None = None
+
+    @property
+    def type(self) -> str:
+        if isinstance(self.action, Assignees):
+            return "cc"
+        return {
+            ApprovalSpec: "approval", SendSpec: "send", SetFieldSpec: "set_field",
+            BranchSpec: "branch", ParallelSpec: "parallel",
+        }[type(self.action)]
+
+
+@dataclass(frozen=True)
+class WorkflowSpec:
+    id: str
+    title: str
+    form: str
+    steps: tuple[WorkflowStep, ...]
+    title_en: str | None = None
+    description: str | None = None
+    on_approve: tuple[WorkflowAction, ...] = ()
+    on_reject: tuple[WorkflowAction, ...] = ()
+    source: Source | None = None
+
+
+# ---------------------------------------------------------------- rules
+
+@dataclass(frozen=True)
+class ScheduleTrigger:
+    cron: str
+    timezone: str
+
+
+@dataclass(frozen=True)
+class EventTrigger:
+    event: str
+    form: str | None = None
+    workflow: str | None = None
+    when: Condition | None = None
+
+
+@dataclass(frozen=True)
+class DateFieldTrigger:
+    """Fires ``offset`` before a date of each subject (negative: after it;
+    ``yearly``: every year on the anniversary), at local time ``at`` in ``timezone``."""
+
+    field: str
+    offset: timedelta
+    yearly: bool = False
+    at: time = time(10, 0)
+    timezone: str = "Asia/Shanghai"
+
+
+@dataclass(frozen=True)
+class SegmentChangeTrigger:
+    to: str
+    from_: str | None = None
+
+
+Trigger = Union[ScheduleTrigger, EventTrigger, DateFieldTrigger, SegmentChangeTrigger]
+
+
+@dataclass(frozen=True)
+class IssueCouponSpec:
+    pool: str
+    value: Decimal | None = None
+    expires_in: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class TagSpec:
+    tag: str
+    remove: bool = False
+
+
+@dataclass(frozen=True)
+class WaitSpec:
+    duration: timedelta | None = None
+    until: time | None = None
+    on: str = "any_day"
+
+
+@dataclass(frozen=True)
+class IfSpec:
+    condition: Condition
+    then: tuple["JourneyStep", ...] = ()
+    else_: tuple["JourneyStep", ...] = ()
+
+
+@dataclass(frozen=True)
+class WebhookSpec:
+    connector: str
+    payload: Mapping[str, object] = field(default_factory=lambda: EMPTY)
+
+
+@dataclass(frozen=True)
+class CreateRecordSpec:
+    form: str
+    data: Mapping[str, object] = field(default_factory=lambda: EMPTY)
+
+
+@dataclass(frozen=True)
+class CreateTaskSpec:
+    title: str
+    to: Recipient
+    due: timedelta | None = None
+    form: str | None = None
+
+
+JourneyAction = Union[
+    SendSpec, IssueCouponSpec, TagSpec, SetFieldSpec, WaitSpec, IfSpec, WebhookSpec,
+    CreateRecordSpec, CreateTaskSpec,
+]
+
+
+@dataclass(frozen=True)
+class JourneyStep:
+    """A journey step. ``id`` is the author's, or derived from its position
+    (``s3``, ``s4_else_1``) so that migrating to a new version can match steps."""
+
+    id: str
+    action: JourneyAction
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    id: str
+    title: str
+    trigger: Trigger
+    steps: tuple[JourneyStep, ...]
+    title_en: str | None = None
+    description: str | None = None
+    enabled: bool = True
+    campaign: str | None = None
+    audience: Condition | None = None
+    audience_limit: int | None = None
+    once_per: timedelta | None = None
+    once_ever: bool = False
+    quiet_hours: tuple[time, time] | None = None
+    timezone: str = "Asia/Shanghai"
+    delivery_class: str = "marketing"
+    catch_up: str = "fire_late"
+    exit_when: Condition | None = None
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
+class FieldsetSpec:
+    id: str
+    fields: tuple[FieldSpec, ...]
+    title: str | None = None
+    source: Source | None = None
+
+
+Spec = Union[
+    FormSpec, FieldsetSpec, RoleSpec, SegmentSpec, CouponPoolSpec, TemplateSpec,
+    ConnectorSpec, WorkflowSpec, RuleSpec,
+]

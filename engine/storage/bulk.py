@@ -3,24 +3,17 @@
 Rule entry relies on this: the journey key (rule, subject, period) is unique,
 so re-running a rule, or two schedulers racing, inserts each journey once
 without reading first. Uses ``INSERT ... ON CONFLICT DO NOTHING``, which both
-SQLite (3.24+) and PostgreSQL support through their SQLAlchemy dialects.
+SQLite (3.35+, for RETURNING) and PostgreSQL support through their SQLAlchemy dialects.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Insert, Select, Table, literal_column
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session
-
-# Bound parameters per statement: PostgreSQL's protocol allows 65535; SQLite's
-# default limit is 32766 since 3.32 and 999 before.
-_PG_MAX_PARAMS = 65535
-_SQLITE_MAX_PARAMS = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
-
 
 def insert_ignore(
     session: Session,
@@ -31,19 +24,22 @@ def insert_ignore(
 
     All rows must have the same keys. Runs in the caller's transaction and
     returns how many rows were actually inserted.
+
+    One executemany with ``RETURNING`` of the key: SQLAlchemy batches it into
+    multi-row INSERTs ("insertmanyvalues") with a cached compiled statement,
+    and the rows returned are exactly the ones inserted, which is a count both
+    backends report reliably (rowcount of a multi-row INSERT is not).
     """
     if not rows:
         return 0
     target = _table(table)
-    dialect = _dialect_name(session)
-    max_params = _PG_MAX_PARAMS if dialect == "postgresql" else _SQLITE_MAX_PARAMS
-    chunk = max(1, max_params // max(1, len(rows[0])))
-    inserted = 0
-    for start in range(0, len(rows), chunk):
-        stmt = _insert(dialect, target).values([dict(r) for r in rows[start : start + chunk]])
-        result = session.execute(stmt.on_conflict_do_nothing())  # type: ignore[attr-defined]
-        inserted += result.rowcount  # type: ignore[attr-defined]
-    return inserted
+    stmt = (
+        _insert(_dialect_name(session), target)
+        .on_conflict_do_nothing()
+        .returning(*target.primary_key.columns)
+    )
+    result = session.connection().execute(stmt, [dict(r) for r in rows])
+    return len(result.all())
 
 
 def insert_ignore_from_select(
@@ -64,8 +60,10 @@ def insert_ignore_from_select(
         # bare SELECT; its documentation prescribes a WHERE clause (here: true).
         select = select.where(_always_true())
     stmt = _insert(dialect, target).from_select(list(columns), select)
-    result = session.execute(stmt.on_conflict_do_nothing())  # type: ignore[attr-defined]
-    return result.rowcount  # type: ignore[attr-defined,no-any-return]
+    result = session.connection().execute(
+        stmt.on_conflict_do_nothing().execution_options(preserve_rowcount=True)
+    )
+    return result.rowcount
 
 
 def _always_true() -> ColumnElement[bool]:

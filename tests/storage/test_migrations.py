@@ -64,3 +64,8 @@ def test_compare_metadata_detects_a_missing_table(db_url: str) -> None:
 
 def test_fixture_engine_is_at_head(db_engine: Engine) -> None:
     assert current_revision(db_engine) == _head()
+
+
+def test_fixture_schema_matches_models(db_engine: Engine) -> None:
+    """The fast fixture paths (file copy, replayed DDL) build the real schema."""
+    assert _schema_diff(db_engine) == []

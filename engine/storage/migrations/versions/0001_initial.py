@@ -338,7 +338,7 @@ _AUDIT_MESSAGE = "audit_log is append-only"
 
 def _create_audit_triggers() -> None:
     """Reject UPDATE and DELETE on audit_log for every client of the database."""
-    if op.get_bind().dialect.name == "sqlite":
+    if op.get_context().dialect.name == "sqlite":
         for verb in ("UPDATE", "DELETE"):
             op.execute(
                 f"CREATE TRIGGER audit_log_no_{verb.lower()} BEFORE {verb} ON audit_log "
@@ -361,7 +361,7 @@ def _create_audit_triggers() -> None:
 
 
 def _drop_audit_triggers() -> None:
-    if op.get_bind().dialect.name == "sqlite":
+    if op.get_context().dialect.name == "sqlite":
         op.execute("DROP TRIGGER IF EXISTS audit_log_no_update")
         op.execute("DROP TRIGGER IF EXISTS audit_log_no_delete")
         return

@@ -16,7 +16,7 @@ from typing import Any as AnyType
 from .ast import All, Any, Compare, Condition, Not, SegmentRef
 from .kinds import DURATION_OPS, ConditionError, FieldKind
 from .resolve import SegmentResolver
-from .values import duration_bounds, to_date, to_datetime, to_number, to_operand, utc_naive
+from .values import duration_bounds, stored_date, stored_datetime, to_datetime, to_number, to_operand, utc_naive
 
 Row = Mapping[str, object]
 Predicate = Callable[[Row, datetime], bool]
@@ -127,15 +127,15 @@ def _normalizer(kind: FieldKind | None) -> Callable[[object], object]:
     if kind is FieldKind.NUMBER:
         return safe(to_number)
     if kind is FieldKind.DATE:
-        return safe(lambda v: utc_naive(v).date() if isinstance(v, datetime) else to_date(v))
+        return safe(stored_date)
     if kind is FieldKind.DATETIME:
-        return safe(to_datetime)
+        return safe(stored_datetime)
     if kind is FieldKind.BOOL:
-        return safe(lambda v: bool(v) if isinstance(v, (bool, int)) and v in (0, 1) else None)
+        return lambda v: v if isinstance(v, bool) else None
     if kind is FieldKind.LIST:
         return lambda v: frozenset(v) if isinstance(v, (list, tuple, set, frozenset)) else frozenset()
     if kind is FieldKind.TEXT:
-        return lambda v: v
+        return lambda v: v if isinstance(v, str) else None
     # Unknown kind (duration tests without a catalog): by the value's own type.
     return safe(lambda v: utc_naive(v) if isinstance(v, datetime) else v if isinstance(v, date) else to_datetime(v))
 
@@ -149,16 +149,20 @@ def _is_empty(value: object) -> bool:
 def _compile_compare(node: Compare, kinds: Mapping[str, FieldKind] | None, default: object) -> Predicate:
     get = _getter(node.field, default)
     op = node.op
-    if op == "is_empty":
-        want = bool(node.value)
-        return lambda row, now: _is_empty(get(row)) is want
     if kinds is not None:
         if node.field not in kinds:
             raise ConditionError(f"unknown field `{node.field}`")
         kind: FieldKind | None = kinds[node.field]
+    elif op == "is_empty":
+        want = bool(node.value)
+        return lambda row, now: _is_empty(get(row)) is want
     else:
         kind = _infer_kind(node)
     norm = _normalizer(kind)
+    if op == "is_empty":
+        # A value of the wrong type (text in a number field) reads as missing, as in SQL.
+        want = bool(node.value)
+        return lambda row, now: _is_empty(norm(get(row))) is want
 
     if op in DURATION_OPS:
         delta = node.value

@@ -8,6 +8,7 @@ matching the storage convention; dates are compared with ``now``'s UTC date.
 from __future__ import annotations
 
 import math
+import re
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 
@@ -143,3 +144,37 @@ def iso_datetime(value: datetime) -> str:
     only when every stored value uses this one form.
     """
     return utc_naive(value).isoformat()
+
+
+#: The text forms of dates and datetimes that stored JSON data may hold; the
+#: SQL compiler recognizes exactly these shapes, anything else reads as missing.
+ISO_DATE_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}")
+ISO_DATETIME_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{6})?")
+
+
+def stored_date(value: object) -> date:
+    """A date as stored: a ``date``, a ``datetime`` (its UTC date) or ``YYYY-MM-DD`` text.
+
+    Raises:
+        ValueError: anything else.
+    """
+    if isinstance(value, datetime):
+        return utc_naive(value).date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and ISO_DATE_SHAPE.fullmatch(value):
+        return date.fromisoformat(value)
+    raise ValueError(value)
+
+
+def stored_datetime(value: object) -> datetime:
+    """A datetime as stored: a ``datetime`` or canonical :func:`iso_datetime` text.
+
+    Raises:
+        ValueError: anything else.
+    """
+    if isinstance(value, datetime):
+        return utc_naive(value)
+    if isinstance(value, str) and ISO_DATETIME_SHAPE.fullmatch(value):
+        return datetime.fromisoformat(value)
+    raise ValueError(value)

@@ -125,6 +125,9 @@ class _Compiler:
             raise ConditionError(f"bad value {value!r} for {kind.value} field `{node.field}`") from None
 
     def sql_value(self, kind: FieldKind, value: Any) -> Any:
+        if kind is FieldKind.NUMBER:
+            # Exact decimals, whatever the column type (integers, money, JSON numbers).
+            return bindparam(None, value, type_=Numeric(asdecimal=True))
         return value
 
     # Sources implement these three.
@@ -264,15 +267,17 @@ class _RecordCompiler(_Compiler):
             return iso_datetime(value)
         if kind is FieldKind.DATE and isinstance(value, date):
             return value.isoformat()
-        return value
+        return super().sql_value(kind, value)
 
     def scalar(self, field: str, kind: FieldKind) -> ColumnElement[Any]:
         if kind is FieldKind.NUMBER:
             return _JsonNumber(*_path_args(field))
         if kind is FieldKind.BOOL:
             return _JsonBool(*_path_args(field))
-        if kind in (FieldKind.DATE, FieldKind.DATETIME):
-            return _JsonIsoText(*_path_args(field))
+        if kind is FieldKind.DATE:
+            return _JsonIsoDate(*_path_args(field))
+        if kind is FieldKind.DATETIME:
+            return _JsonIsoDateTime(*_path_args(field))
         return _JsonText(*_path_args(field))
 
     def is_empty(self, field: str, kind: FieldKind) -> ColumnElement[bool]:
@@ -311,12 +316,20 @@ class _JsonText(_JsonFn):
     name = "pf_json_text"
 
 
-class _JsonIsoText(_JsonFn):
-    inherit_cache = True
-    """ISO date text, ordered byte-wise (``COLLATE "C"`` on PostgreSQL)."""
+class _JsonIsoDate(_JsonFn):
+    """ISO date text of the stored shape, ordered byte-wise (``COLLATE "C"``)."""
 
+    inherit_cache = True
     type = String()
-    name = "pf_json_iso_text"
+    name = "pf_json_iso_date"
+
+
+class _JsonIsoDateTime(_JsonFn):
+    """Canonical datetime text, ordered byte-wise (``COLLATE "C"``)."""
+
+    inherit_cache = True
+    type = String()
+    name = "pf_json_iso_datetime"
 
 
 class _JsonNumber(_JsonFn):
@@ -349,14 +362,12 @@ def _args(element: _JsonFn, compiler: Any, **kw: Any) -> list[str]:
 
 _SQLITE_TYPES = {
     _JsonText: "('text')",
-    _JsonIsoText: "('text')",
     _JsonNumber: "('integer', 'real')",
     _JsonBool: "('true', 'false')",
 }
 
 
 @compiles(_JsonText, "sqlite")
-@compiles(_JsonIsoText, "sqlite")
 @compiles(_JsonNumber, "sqlite")
 @compiles(_JsonBool, "sqlite")
 def _sqlite_scalar(element: _JsonFn, compiler: Any, **kw: Any) -> str:
@@ -385,7 +396,6 @@ def _sqlite_contains(element: _JsonFn, compiler: Any, **kw: Any) -> str:
 
 _PG_SCALAR = {
     _JsonText: ("string", "{v}"),
-    _JsonIsoText: ("string", "{v}"),
     _JsonNumber: ("number", "CAST({v} AS NUMERIC)"),
     _JsonBool: ("boolean", "CAST({v} AS BOOLEAN)"),
 }
@@ -396,7 +406,6 @@ def _pg_value(data: str, path: str) -> str:
 
 
 @compiles(_JsonText, "postgresql")
-@compiles(_JsonIsoText, "postgresql")
 @compiles(_JsonNumber, "postgresql")
 @compiles(_JsonBool, "postgresql")
 def _pg_scalar(element: _JsonFn, compiler: Any, **kw: Any) -> str:
@@ -405,9 +414,45 @@ def _pg_scalar(element: _JsonFn, compiler: Any, **kw: Any) -> str:
     value = _pg_value(data, path)
     text = f"({value} #>> '{{}}')"
     # CASE guards the cast: it only runs on values of the right JSON type.
-    sql = f"CASE WHEN jsonb_typeof({value}) = '{json_type}' THEN {cast.format(v=text)} END"
-    # Dates compare as text: byte order, whatever the database's collation.
-    return f'({sql}) COLLATE "C"' if isinstance(element, _JsonIsoText) else sql
+    return f"CASE WHEN jsonb_typeof({value}) = '{json_type}' THEN {cast.format(v=text)} END"
+
+
+# Shapes of engine.conditions.values.ISO_DATE_SHAPE / ISO_DATETIME_SHAPE.
+_D = "[0-9]"
+_SQLITE_GLOBS = {
+    _JsonIsoDate: [f"{_D*4}-{_D*2}-{_D*2}"],
+    _JsonIsoDateTime: [
+        f"{_D*4}-{_D*2}-{_D*2}T{_D*2}:{_D*2}:{_D*2}",
+        f"{_D*4}-{_D*2}-{_D*2}T{_D*2}:{_D*2}:{_D*2}.{_D*6}",
+    ],
+}
+_PG_REGEX = {
+    _JsonIsoDate: "^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+    _JsonIsoDateTime: "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]{6})?$",
+}
+
+
+@compiles(_JsonIsoDate, "sqlite")
+@compiles(_JsonIsoDateTime, "sqlite")
+def _sqlite_iso(element: _JsonFn, compiler: Any, **kw: Any) -> str:
+    data, path, _ = _args(element, compiler, **kw)
+    value = f"json_extract({data}, {path})"
+    shape = " OR ".join(f"{value} GLOB '{glob}'" for glob in _SQLITE_GLOBS[type(element)])
+    return f"CASE WHEN json_type({data}, {path}) = 'text' AND ({shape}) THEN {value} END"
+
+
+@compiles(_JsonIsoDate, "postgresql")
+@compiles(_JsonIsoDateTime, "postgresql")
+def _pg_iso(element: _JsonFn, compiler: Any, **kw: Any) -> str:
+    data, _, path = _args(element, compiler, **kw)
+    value = _pg_value(data, path)
+    text = f"({value} #>> '{{}}')"
+    # Only values of the stored shape count; they compare as text in byte order,
+    # whatever the database's collation.
+    return (
+        f"(CASE WHEN jsonb_typeof({value}) = 'string' AND {text} ~ '{_PG_REGEX[type(element)]}' "
+        f'THEN {text} END) COLLATE "C"'
+    )
 
 
 @compiles(_JsonListNonEmpty, "postgresql")

@@ -26,6 +26,7 @@ from .schema_check import schema_problems
 from .source import RawDefinition, read_source
 
 SUFFIXES = (".yaml", ".yml", ".json")
+SETTINGS_PREFIX = "settings"
 #: Checked in this order, so that e.g. segments are known before rules use them.
 KIND_ORDER = ("role", "fieldset", "form", "coupon_pool", "connector", "template", "segment", "workflow", "rule")
 
@@ -101,7 +102,8 @@ class LoadResult:
 
 def definition_files(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[DefinitionError]]:
     """Files to load: each file as given, each folder recursively (sorted, so
-    errors come out in a stable order). Hidden files and folders are skipped."""
+    errors come out in a stable order). Hidden files and folders, and settings
+    files (``settings*.yaml``) found in folders, are skipped."""
     files: list[Path] = []
     errors: list[DefinitionError] = []
     for raw in paths:
@@ -109,8 +111,8 @@ def definition_files(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], li
         if path.is_dir():
             for found in sorted(path.rglob("*")):
                 rel = found.relative_to(path)
-                if found.is_file() and found.suffix.lower() in SUFFIXES and not any(
-                        part.startswith(".") for part in rel.parts):
+                if found.is_file() and found.suffix.lower() in SUFFIXES and not found.name.startswith(
+                        SETTINGS_PREFIX) and not any(part.startswith(".") for part in rel.parts):
                     files.append(found)
         elif path.is_file():
             files.append(path)

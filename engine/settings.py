@@ -1,0 +1,124 @@
+"""Settings: shipped defaults, then a settings file, then environment variables.
+
+Nothing reads configuration at import time: callers build a :class:`Settings`
+with :func:`load_settings` (the CLI and the web app factory do, once) and pass
+it on. The embedded default is a SQLite file in an instance folder that is
+created on first use.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Mapping
+
+from .definitions.errors import DefinitionError, did_you_mean
+from .definitions.source import read_source
+from .library import library_root
+
+ENV_PREFIX = "PROMOFLOW_"
+DEFAULTS_FILE = "settings.defaults.yaml"
+
+
+class SettingsError(ValueError):
+    """A settings file or variable is wrong; the message says where and how."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that differs between installations. Paths are absolute."""
+
+    instance_path: Path
+    database_url: str
+    secret_key: str
+    timezone: str = "Asia/Shanghai"
+    locale: str = "zh"
+    broker_url: str | None = None
+    definitions: tuple[Path, ...] = ()
+    log_level: str = "INFO"
+    settings_file: Path | None = None
+    extra: Mapping[str, object] = field(default_factory=dict)
+
+    def with_database(self, url: str) -> "Settings":
+        return replace(self, database_url=url)
+
+
+_KEYS = {f.name for f in fields(Settings)} - {"extra", "settings_file"}
+
+
+def _read_yaml_settings(path: Path) -> dict:
+    docs, errors = read_source(str(path), path.read_text(encoding="utf-8"))
+    if errors:
+        raise SettingsError("\n".join(str(e) for e in errors))
+    if not docs:
+        return {}
+    data = docs[0].data
+    problems = [
+        DefinitionError(str(path), *docs[0].positions.locate((key,), at_key=True),
+                        f"unknown setting `{key}`{did_you_mean(key, _KEYS)}")
+        for key in data if key not in _KEYS
+    ]
+    if problems:
+        raise SettingsError("\n".join(str(p) for p in problems))
+    return data
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, settings_file: str | os.PathLike | None = None,
+    overrides: Mapping[str, object] | None = None, cwd: str | os.PathLike | None = None,
+) -> Settings:
+    """Build settings: shipped defaults < settings file < ``PROMOFLOW_*`` variables < ``overrides``.
+
+    The settings file is ``settings_file``, else ``$PROMOFLOW_SETTINGS_FILE``,
+    else ``<instance>/settings.yaml`` when it exists. The instance folder is
+    created, and a secret key generated into it, on first use.
+
+    Raises:
+        SettingsError: a settings file has an unknown key or bad YAML.
+    """
+    env = os.environ if environ is None else environ
+    base = Path(cwd or os.getcwd())
+    values: dict[str, object] = {}
+    defaults = library_root() / "config" / DEFAULTS_FILE
+    if defaults.is_file():
+        values.update(_read_yaml_settings(defaults))
+    instance = Path(str((overrides or {}).get("instance_path") or env.get(ENV_PREFIX + "INSTANCE_PATH")
+                        or values.get("instance_path") or "instance"))
+    instance = instance if instance.is_absolute() else (base / instance)
+    file = settings_file or env.get(ENV_PREFIX + "SETTINGS_FILE")
+    file_path = Path(file) if file else instance / "settings.yaml"
+    if file and not file_path.is_file():
+        raise SettingsError(f"{file_path}: settings file not found")
+    if file_path.is_file():
+        values.update(_read_yaml_settings(file_path))
+    else:
+        file_path = None
+    for key in _KEYS:
+        if ENV_PREFIX + key.upper() in env:
+            values[key] = env[ENV_PREFIX + key.upper()]
+    values.update(overrides or {})
+    instance_path = Path(str(values.pop("instance_path", instance)))
+    instance_path = instance_path if instance_path.is_absolute() else (base / instance_path)
+    instance_path.mkdir(parents=True, exist_ok=True)
+    url = str(values.pop("database_url", "") or f"sqlite:///{instance_path / 'promoflow.sqlite'}")
+    secret = str(values.pop("secret_key", "") or _instance_secret(instance_path))
+    raw_defs = values.pop("definitions", ())
+    if isinstance(raw_defs, str):
+        raw_defs = [p for p in raw_defs.split(os.pathsep) if p]
+    definitions = tuple((p if p.is_absolute() else base / p) for p in map(Path, raw_defs or ()))
+    return Settings(instance_path=instance_path, database_url=url, secret_key=secret,
+                    definitions=definitions, settings_file=file_path,
+                    **{k: v for k, v in values.items() if k in _KEYS})
+
+
+def _instance_secret(instance: Path) -> str:
+    """A per-instance secret, generated once and kept in the instance folder."""
+    path = instance / "secret_key"
+    if path.is_file():
+        return path.read_text().strip()
+    key = secrets.token_urlsafe(48)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key

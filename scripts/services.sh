@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Make sure the services the tests use are running on this machine, starting
+# (or, on a bare Debian machine, installing) what is missing. Idempotent.
+set -euo pipefail
+
+have() { command -v "$1" >/dev/null 2>&1; }
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_postgres() {
+  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then return; fi
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    echo "services: installing PostgreSQL" >&2
+    apt_install postgresql
+  fi
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  echo "services: starting PostgreSQL $version" >&2
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  for _ in $(seq 1 30); do
+    pg_isready -q -h 127.0.0.1 -p 5432 && break
+    sleep 1
+  done
+  pg_isready -h 127.0.0.1 -p 5432
+  # trust auth on loopback and a `test` database, as the tests expect
+  if ! psql -h 127.0.0.1 -U postgres -d test -c 'select 1' >/dev/null 2>&1; then
+    local hba
+    hba=$(ls /etc/postgresql/"$version"/main/pg_hba.conf)
+    if ! grep -q "promoflow-tests" "$hba"; then
+      sed -i '1i host all all 127.0.0.1/32 trust # promoflow-tests\nhost all all ::1/128 trust # promoflow-tests' "$hba"
+      pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+    fi
+    su postgres -c "createdb test" 2>/dev/null || true
+  fi
+}
+
+case "${1:-all}" in
+  postgres|all) ensure_postgres ;;
+esac

@@ -1,0 +1,1 @@
+"""promoflow's web side: the Flask app factory, its blueprints, and the CLI."""

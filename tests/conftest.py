@@ -48,13 +48,14 @@ def with_search_path(url: str, schema: str) -> str:
 @pytest.fixture(scope="session")
 def _pg_admin() -> Iterator[Engine | str]:
     """An engine on the PostgreSQL server, or the reason it cannot be reached."""
-    engine = make_engine(pg_base_url(), pool_pre_ping=False)
+    engine = make_engine(pg_base_url(), pool_pre_ping=False, connect_args={"connect_timeout": 3})
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001 - any failure means "no server"
         engine.dispose()
-        yield f"PostgreSQL unreachable at {pg_base_url()}: {type(exc).__name__}: {exc}"
+        first_line = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
+        yield f"PostgreSQL unreachable at {pg_base_url()}: {first_line}"
         return
     yield engine
     engine.dispose()

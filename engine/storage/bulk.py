@@ -3,7 +3,8 @@
 Rule entry relies on this: the journey key (rule, subject, period) is unique,
 so re-running a rule, or two schedulers racing, inserts each journey once
 without reading first. Uses ``INSERT ... ON CONFLICT DO NOTHING``, which both
-SQLite (3.35+, for RETURNING) and PostgreSQL support through their SQLAlchemy dialects.
+SQLite (3.35+, for RETURNING) and PostgreSQL support through their SQLAlchemy
+dialects.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Insert, Select, Table, literal_column
+from sqlalchemy import ColumnElement, Select, Table, literal_column
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session
+
 
 def insert_ignore(
     session: Session,
@@ -46,7 +48,7 @@ def insert_ignore_from_select(
     session: Session,
     table: Table | type[DeclarativeBase],
     columns: Sequence[str],
-    select: Select[Any],
+    select: Select[*tuple[Any, ...]],
 ) -> int:
     """``INSERT INTO table (columns) SELECT ... ON CONFLICT DO NOTHING``.
 
@@ -84,7 +86,7 @@ def _dialect_name(session: Session) -> str:
     return name
 
 
-def _insert(dialect: str, table: Table) -> Insert:
+def _insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
     if dialect == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)

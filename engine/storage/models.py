@@ -176,9 +176,7 @@ class WorkflowInstance(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     workflow_id: Mapped[str] = mapped_column(String(128))
     workflow_version: Mapped[int] = mapped_column(Integer)
-    record_id: Mapped[int] = mapped_column(
-        ForeignKey("records.id", ondelete="CASCADE"), index=True
-    )
+    record_id: Mapped[int] = mapped_column(ForeignKey("records.id", ondelete="CASCADE"), index=True)
     state: Mapped[dict[str, Any]] = mapped_column(JSONType)
     status: Mapped[str] = mapped_column(String(32), index=True)
     version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
@@ -233,7 +231,7 @@ class Customer(Base):
     last_purchase_at: Mapped[datetime | None] = mapped_column(DateTime(), index=True)
     order_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     total_spent: Mapped[Decimal] = mapped_column(
-        Money, default=Decimal("0"), server_default=text("0")
+        Money, default=Decimal(0), server_default=text("0")
     )
     rfm_recency_days: Mapped[int | None] = mapped_column(Integer)
     rfm_r: Mapped[int | None] = mapped_column(Integer)
@@ -339,9 +337,7 @@ class Coupon(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     pool_id: Mapped[str] = mapped_column(String(128))
     code: Mapped[str] = mapped_column(String(64), unique=True)
-    customer_id: Mapped[int | None] = mapped_column(
-        ForeignKey("customers.id", ondelete="CASCADE")
-    )
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
     value: Mapped[Decimal] = mapped_column(Money)
     issued_at: Mapped[datetime] = mapped_column(DateTime())
     expires_at: Mapped[datetime | None] = mapped_column(DateTime())

@@ -9,7 +9,7 @@ local or naive time cannot slip in unnoticed.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def to_db_time(value: datetime) -> datetime:
@@ -21,7 +21,7 @@ def to_db_time(value: datetime) -> datetime:
     """
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"expected an aware datetime, got naive {value.isoformat()}")
-    return value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def from_db_time(value: datetime) -> datetime:
@@ -32,8 +32,10 @@ def from_db_time(value: datetime) -> datetime:
             come from one of our columns (or a driver changed behaviour).
     """
     if value.tzinfo is not None:
-        raise ValueError(f"expected a naive UTC datetime from the database, got {value.isoformat()}")
-    return value.replace(tzinfo=timezone.utc)
+        raise ValueError(
+            f"expected a naive UTC datetime from the database, got {value.isoformat()}"
+        )
+    return value.replace(tzinfo=UTC)
 
 
 def to_db_time_opt(value: datetime | None) -> datetime | None:

@@ -54,9 +54,8 @@ def test_database_rejects_rewriting_history(
     db_engine: Engine, session_factory: sessionmaker[Session], statement: str
 ) -> None:
     _append_one(session_factory)
-    with pytest.raises(DBAPIError, match="append-only"):
-        with db_engine.begin() as conn:
-            conn.execute(text(statement))
+    with pytest.raises(DBAPIError, match="append-only"), db_engine.begin() as conn:
+        conn.execute(text(statement))
     with session_factory() as session:
         assert session.scalars(select(AuditEntry.actor)).all() == ["alice"]
 
@@ -72,24 +71,26 @@ def test_orm_update_is_rejected_too(session_factory: sessionmaker[Session]) -> N
         assert session.scalars(select(AuditEntry.action)).one() == "record.created"
 
 
-def test_postgresql_rejects_truncate(db_engine: Engine, session_factory: sessionmaker[Session]) -> None:
+def test_postgresql_rejects_truncate(
+    db_engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
     if db_engine.dialect.name != "postgresql":
         pytest.skip("TRUNCATE exists only on PostgreSQL")
     _append_one(session_factory)
-    with pytest.raises(DBAPIError, match="append-only"):
-        with db_engine.begin() as conn:
-            conn.execute(text("TRUNCATE audit_log"))
+    with pytest.raises(DBAPIError, match="append-only"), db_engine.begin() as conn:
+        conn.execute(text("TRUNCATE audit_log"))
     with session_factory() as session:
         assert len(session.scalars(select(AuditEntry)).all()) == 1
 
 
-def test_audit_entry_rolls_back_with_its_transaction(session_factory: sessionmaker[Session]) -> None:
-    with pytest.raises(RuntimeError):
-        with transaction(session_factory) as session:
-            append_audit(
-                session, at=NOW, actor=None, action="x", entity_type="y", entity_id=None, diff=None
-            )
-            raise RuntimeError("the change failed")
+def test_audit_entry_rolls_back_with_its_transaction(
+    session_factory: sessionmaker[Session],
+) -> None:
+    with pytest.raises(RuntimeError), transaction(session_factory) as session:
+        append_audit(
+            session, at=NOW, actor=None, action="x", entity_type="y", entity_id=None, diff=None
+        )
+        raise RuntimeError("the change failed")
     with session_factory() as session:
         assert session.scalars(select(AuditEntry)).all() == []
 

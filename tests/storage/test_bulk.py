@@ -37,9 +37,8 @@ def _count(session: Session) -> int:
 def test_unique_key_rejects_a_second_entry(session_factory: sessionmaker[Session]) -> None:
     with transaction(session_factory) as session:
         session.add(Journey(**_journey(1)))
-    with pytest.raises(IntegrityError):
-        with transaction(session_factory) as session:
-            session.add(Journey(**_journey(1, rule_version=2)))
+    with pytest.raises(IntegrityError), transaction(session_factory) as session:
+        session.add(Journey(**_journey(1, rule_version=2)))
     with transaction(session_factory) as session:
         session.add(Journey(**_journey(1, period="2025H2")))  # another window is fine
         assert _count(session) == 2
@@ -55,9 +54,16 @@ def test_insert_ignore_skips_existing_and_in_batch_duplicates(
         assert insert_ignore(session, Journey.__table__, rows) == 2  # type: ignore[arg-type]
     with session_factory() as session:
         keys = session.execute(
-            select(Journey.subject_id, Journey.period_key).order_by(Journey.subject_id, Journey.period_key)
+            select(Journey.subject_id, Journey.period_key).order_by(
+                Journey.subject_id, Journey.period_key
+            )
         ).all()
-        assert [tuple(k) for k in keys] == [(1, "2025H1"), (2, "2025H1"), (2, "2025H2"), (3, "2025H1")]
+        assert [tuple(k) for k in keys] == [
+            (1, "2025H1"),
+            (2, "2025H1"),
+            (2, "2025H2"),
+            (3, "2025H1"),
+        ]
         first = session.scalars(select(Journey).where(Journey.subject_id == 1)).one()
         # server defaults fill what a set-based insert leaves out
         assert (first.status, first.step_index, first.version) == ("active", 0, 1)

@@ -33,7 +33,12 @@ def test_sqlite_pragmas_and_parent_dir(tmp_path: Path) -> None:
                 name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
                 for name in ("journal_mode", "foreign_keys", "busy_timeout", "synchronous")
             }
-        assert pragmas == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 5000, "synchronous": 1}
+        assert pragmas == {
+            "journal_mode": "wal",
+            "foreign_keys": 1,
+            "busy_timeout": 5000,
+            "synchronous": 1,
+        }
         assert path.exists()
     finally:
         engine.dispose()
@@ -53,7 +58,9 @@ def test_url_alone_selects_the_isolated_schema(db_url: str, db_engine: Engine) -
         "with e.connect() as c:\n"
         "    print(c.execute(text('SELECT username FROM users')).scalar_one())\n"
     )
-    out = subprocess.run([sys.executable, "-c", code, db_url], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, db_url], capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "probe"
     if db_engine.dialect.name == "postgresql":
         with db_engine.connect() as conn:
@@ -64,19 +71,17 @@ def test_url_alone_selects_the_isolated_schema(db_url: str, db_engine: Engine) -
 def test_transaction_commits_or_rolls_back(session_factory: sessionmaker[Session]) -> None:
     with transaction(session_factory) as session:
         session.add(User(username="kept", created_at=NOW))
-    with pytest.raises(KeyError):
-        with transaction(session_factory) as session:
-            session.add(User(username="dropped", created_at=NOW))
-            session.flush()
-            raise KeyError("fail after the insert reached the database")
+    with pytest.raises(KeyError), transaction(session_factory) as session:
+        session.add(User(username="dropped", created_at=NOW))
+        session.flush()
+        raise KeyError("fail after the insert reached the database")
     with session_factory() as session:
         assert session.scalars(select(User.username)).all() == ["kept"]
 
 
 def test_foreign_keys_are_enforced(session_factory: sessionmaker[Session]) -> None:
-    with pytest.raises(IntegrityError):
-        with transaction(session_factory) as session:
-            session.add(User(username="orphan", manager_id=999, created_at=NOW))
+    with pytest.raises(IntegrityError), transaction(session_factory) as session:
+        session.add(User(username="orphan", manager_id=999, created_at=NOW))
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(User)) == 0
 
@@ -85,10 +90,9 @@ def test_savepoint_rolls_back_only_the_nested_part(session_factory: sessionmaker
     with transaction(session_factory) as session:
         session.add(User(username="outer", created_at=NOW))
         session.flush()
-        with pytest.raises(RuntimeError):
-            with session.begin_nested():
-                session.add(User(username="inner", created_at=NOW))
-                session.flush()
-                raise RuntimeError
+        with pytest.raises(RuntimeError), session.begin_nested():
+            session.add(User(username="inner", created_at=NOW))
+            session.flush()
+            raise RuntimeError
     with session_factory() as session:
         assert session.scalars(select(User.username)).all() == ["outer"]

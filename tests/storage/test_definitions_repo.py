@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,13 +21,15 @@ from engine.storage.definitions_repo import (
 )
 from engine.storage.models import Definition
 
-T0 = datetime(2025, 1, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 1, 1, 9, 0, tzinfo=UTC)
 FORM: dict[str, Any] = {"kind": "form", "id": "activity_request", "fields": [{"key": "name"}]}
 RULE: dict[str, Any] = {"kind": "rule", "id": "winback_90d", "once_per": "180d"}
 
 
 def _publish(
-    factory: sessionmaker[Session], docs: list[tuple[str, str, dict[str, Any], str]], now: datetime = T0
+    factory: sessionmaker[Session],
+    docs: list[tuple[str, str, dict[str, Any], str]],
+    now: datetime = T0,
 ) -> list[PublishedChange]:
     with transaction(factory) as session:
         return publish_definitions(session, docs, now=now, by="ops")
@@ -50,9 +52,9 @@ def test_new_unchanged_changed(session_factory: sessionmaker[Session]) -> None:
     ]
     edited = {**FORM, "title": "促销活动申请"}
     later = T0 + timedelta(hours=1)
-    assert _publish(session_factory, [("form", "activity_request", edited, "forms/a.yaml")], later) == [
-        PublishedChange("form", "activity_request", 2, "changed")
-    ]
+    assert _publish(
+        session_factory, [("form", "activity_request", edited, "forms/a.yaml")], later
+    ) == [PublishedChange("form", "activity_request", 2, "changed")]
     with session_factory() as session:
         latest = get_definition(session, "form", "activity_request")
         assert latest is not None
@@ -61,14 +63,20 @@ def test_new_unchanged_changed(session_factory: sessionmaker[Session]) -> None:
         first = get_definition(session, "form", "activity_request", version=1)
         assert first is not None and first.body == FORM and not first.is_latest
         assert first.published_at == T0 and first.published_at.tzinfo is not None
-        assert [d.version for d in definition_versions(session, "form", "activity_request")] == [1, 2]
+        assert [d.version for d in definition_versions(session, "form", "activity_request")] == [
+            1,
+            2,
+        ]
         assert get_definition(session, None, "activity_request") == latest
         assert get_definition(session, "rule", "activity_request") is None
         assert get_definition(session, "form", "activity_request", version=3) is None
 
 
 def test_mixed_batch(session_factory: sessionmaker[Session]) -> None:
-    _publish(session_factory, [("form", "activity_request", FORM, "a.yaml"), ("rule", "winback_90d", RULE, "r.yaml")])
+    _publish(
+        session_factory,
+        [("form", "activity_request", FORM, "a.yaml"), ("rule", "winback_90d", RULE, "r.yaml")],
+    )
     changes = _publish(
         session_factory,
         [
@@ -93,26 +101,29 @@ def test_mixed_batch(session_factory: sessionmaker[Session]) -> None:
         assert session.scalar(select(func.count()).select_from(Definition)) == 4
 
 
-def test_same_id_in_different_kinds_is_two_definitions(session_factory: sessionmaker[Session]) -> None:
-    changes = _publish(session_factory, [("form", "x", {"a": 1}, "f"), ("workflow", "x", {"a": 1}, "w")])
+def test_same_id_in_different_kinds_is_two_definitions(
+    session_factory: sessionmaker[Session],
+) -> None:
+    changes = _publish(
+        session_factory, [("form", "x", {"a": 1}, "f"), ("workflow", "x", {"a": 1}, "w")]
+    )
     assert [c.status for c in changes] == ["new", "new"]
 
 
 def test_failing_batch_leaves_nothing(session_factory: sessionmaker[Session]) -> None:
     _publish(session_factory, [("form", "activity_request", FORM, "a.yaml")])
-    with pytest.raises(RuntimeError, match="boom"):
-        with transaction(session_factory) as session:
-            publish_definitions(
-                session,
-                [
-                    ("form", "activity_request", {**FORM, "title": "v2"}, "a.yaml"),
-                    ("rule", "winback_90d", RULE, "r.yaml"),
-                ],
-                now=T0,
-                by="ops",
-            )
-            assert session.scalar(select(func.count()).select_from(Definition)) == 3
-            raise RuntimeError("boom")  # e.g. a later validation step failed
+    with pytest.raises(RuntimeError, match="boom"), transaction(session_factory) as session:
+        publish_definitions(
+            session,
+            [
+                ("form", "activity_request", {**FORM, "title": "v2"}, "a.yaml"),
+                ("rule", "winback_90d", RULE, "r.yaml"),
+            ],
+            now=T0,
+            by="ops",
+        )
+        assert session.scalar(select(func.count()).select_from(Definition)) == 3
+        raise RuntimeError("boom")  # e.g. a later validation step failed
     with session_factory() as session:
         rows = session.scalars(select(Definition)).all()
         assert [(r.kind, r.def_id, r.version, r.is_latest) for r in rows] == [
@@ -122,16 +133,26 @@ def test_failing_batch_leaves_nothing(session_factory: sessionmaker[Session]) ->
 
 def test_duplicate_in_one_batch_is_refused(session: Session) -> None:
     with pytest.raises(ValueError, match="more than once"):
-        publish_definitions(session, [("form", "a", {}, "x"), ("form", "a", {"b": 1}, "y")], now=T0, by=None)
+        publish_definitions(
+            session, [("form", "a", {}, "x"), ("form", "a", {"b": 1}, "y")], now=T0, by=None
+        )
 
 
-def test_database_allows_one_latest_row_per_definition(session_factory: sessionmaker[Session]) -> None:
+def test_database_allows_one_latest_row_per_definition(
+    session_factory: sessionmaker[Session],
+) -> None:
     _publish(session_factory, [("form", "a", {"v": 1}, "f")])
-    with pytest.raises(IntegrityError):
-        with transaction(session_factory) as session:
-            session.add(
-                Definition(
-                    kind="form", def_id="a", version=2, is_latest=True, content_hash="0" * 64,
-                    body={}, source_file=None, published_at=T0.replace(tzinfo=None), published_by=None,
-                )
+    with pytest.raises(IntegrityError), transaction(session_factory) as session:
+        session.add(
+            Definition(
+                kind="form",
+                def_id="a",
+                version=2,
+                is_latest=True,
+                content_hash="0" * 64,
+                body={},
+                source_file=None,
+                published_at=T0.replace(tzinfo=None),
+                published_by=None,
             )
+        )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -34,13 +34,13 @@ def test_wrong_kind_of_datetime_is_refused() -> None:
     with pytest.raises(ValueError, match="aware"):
         to_db_time(datetime(2025, 1, 1))
     with pytest.raises(ValueError, match="naive"):
-        from_db_time(datetime(2025, 1, 1, tzinfo=timezone.utc))
+        from_db_time(datetime(2025, 1, 1, tzinfo=UTC))
 
 
 def test_optional_variants_pass_none() -> None:
     assert to_db_time_opt(None) is None and from_db_time_opt(None) is None
-    assert to_db_time_opt(datetime(2025, 1, 1, tzinfo=timezone.utc)) == datetime(2025, 1, 1)
-    assert from_db_time_opt(datetime(2025, 1, 1)) == datetime(2025, 1, 1, tzinfo=timezone.utc)
+    assert to_db_time_opt(datetime(2025, 1, 1, tzinfo=UTC)) == datetime(2025, 1, 1)
+    assert from_db_time_opt(datetime(2025, 1, 1)) == datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def test_round_trip_through_the_database(session_factory: sessionmaker[Session]) -> None:

@@ -17,293 +17,462 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = '0001'
+revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table('audit_log',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('at', sa.DateTime(), nullable=False),
-    sa.Column('actor', sa.String(length=128), nullable=True),
-    sa.Column('action', sa.String(length=64), nullable=False),
-    sa.Column('entity_type', sa.String(length=64), nullable=False),
-    sa.Column('entity_id', sa.String(length=128), nullable=True),
-    sa.Column('diff', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_log'))
+    op.create_table(
+        "audit_log",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("at", sa.DateTime(), nullable=False),
+        sa.Column("actor", sa.String(length=128), nullable=True),
+        sa.Column("action", sa.String(length=64), nullable=False),
+        sa.Column("entity_type", sa.String(length=64), nullable=False),
+        sa.Column("entity_id", sa.String(length=128), nullable=True),
+        sa.Column(
+            "diff",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_log")),
     )
-    op.create_index(op.f('ix_audit_log_at'), 'audit_log', ['at'], unique=False)
-    op.create_index('ix_audit_log_entity', 'audit_log', ['entity_type', 'entity_id', 'at'], unique=False)
-    op.create_table('definitions',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('kind', sa.String(length=32), nullable=False),
-    sa.Column('def_id', sa.String(length=128), nullable=False),
-    sa.Column('version', sa.Integer(), nullable=False),
-    sa.Column('is_latest', sa.Boolean(), server_default=sa.true(), nullable=False),
-    sa.Column('content_hash', sa.String(length=64), nullable=False),
-    sa.Column('body', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
-    sa.Column('source_file', sa.String(length=512), nullable=True),
-    sa.Column('published_at', sa.DateTime(), nullable=False),
-    sa.Column('published_by', sa.String(length=128), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_definitions')),
-    sa.UniqueConstraint('kind', 'def_id', 'version', name=op.f('uq_definitions_kind_def_id_version'))
+    op.create_index(op.f("ix_audit_log_at"), "audit_log", ["at"], unique=False)
+    op.create_index(
+        "ix_audit_log_entity", "audit_log", ["entity_type", "entity_id", "at"], unique=False
     )
-    op.create_index('ux_definitions_latest', 'definitions', ['kind', 'def_id'], unique=True, sqlite_where=sa.text('is_latest = 1'), postgresql_where=sa.text('is_latest'))
-    op.create_table('events',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('name', sa.String(length=128), nullable=False),
-    sa.Column('subject_type', sa.String(length=32), nullable=True),
-    sa.Column('subject_id', sa.String(length=128), nullable=True),
-    sa.Column('payload', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.Column('processed_at', sa.DateTime(), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_events'))
+    op.create_table(
+        "definitions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("def_id", sa.String(length=128), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("is_latest", sa.Boolean(), server_default=sa.true(), nullable=False),
+        sa.Column("content_hash", sa.String(length=64), nullable=False),
+        sa.Column(
+            "body",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("source_file", sa.String(length=512), nullable=True),
+        sa.Column("published_at", sa.DateTime(), nullable=False),
+        sa.Column("published_by", sa.String(length=128), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_definitions")),
+        sa.UniqueConstraint(
+            "kind", "def_id", "version", name=op.f("uq_definitions_kind_def_id_version")
+        ),
     )
-    op.create_index('ix_events_name_created', 'events', ['name', 'created_at'], unique=False)
-    op.create_index('ix_events_processed_id', 'events', ['processed_at', 'id'], unique=False)
-    op.create_table('journeys',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('rule_id', sa.String(length=128), nullable=False),
-    sa.Column('rule_version', sa.Integer(), nullable=False),
-    sa.Column('subject_type', sa.String(length=32), nullable=False),
-    sa.Column('subject_id', sa.BigInteger(), nullable=False),
-    sa.Column('period_key', sa.String(length=64), nullable=False),
-    sa.Column('step_index', sa.Integer(), server_default=sa.text('0'), nullable=False),
-    sa.Column('step_id', sa.String(length=128), nullable=True),
-    sa.Column('status', sa.String(length=32), server_default='active', nullable=False),
-    sa.Column('due_at', sa.DateTime(), nullable=True),
-    sa.Column('entered_at', sa.DateTime(), nullable=False),
-    sa.Column('state', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
-    sa.Column('version', sa.Integer(), server_default=sa.text('1'), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_journeys')),
-    sa.UniqueConstraint('rule_id', 'subject_type', 'subject_id', 'period_key', name=op.f('uq_journeys_rule_id_subject_type_subject_id_period_key'))
+    op.create_index(
+        "ux_definitions_latest",
+        "definitions",
+        ["kind", "def_id"],
+        unique=True,
+        sqlite_where=sa.text("is_latest = 1"),
+        postgresql_where=sa.text("is_latest"),
     )
-    op.create_index(op.f('ix_journeys_due_at'), 'journeys', ['due_at'], unique=False)
-    op.create_index('ix_journeys_status_due', 'journeys', ['status', 'due_at'], unique=False)
-    op.create_index('ix_journeys_subject', 'journeys', ['subject_type', 'subject_id'], unique=False)
-    op.create_table('users',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('username', sa.String(length=128), nullable=False),
-    sa.Column('display_name', sa.String(length=128), nullable=True),
-    sa.Column('email', sa.String(length=255), nullable=True),
-    sa.Column('phone', sa.String(length=32), nullable=True),
-    sa.Column('password_hash', sa.String(length=255), nullable=True),
-    sa.Column('manager_id', sa.Integer(), nullable=True),
-    sa.Column('active', sa.Boolean(), server_default=sa.true(), nullable=False),
-    sa.Column('locale', sa.String(length=16), nullable=True),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.ForeignKeyConstraint(['manager_id'], ['users.id'], name=op.f('fk_users_manager_id_users'), ondelete='SET NULL'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
-    sa.UniqueConstraint('username', name=op.f('uq_users_username'))
+    op.create_table(
+        "events",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("name", sa.String(length=128), nullable=False),
+        sa.Column("subject_type", sa.String(length=32), nullable=True),
+        sa.Column("subject_id", sa.String(length=128), nullable=True),
+        sa.Column(
+            "payload",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("processed_at", sa.DateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
     )
-    op.create_index(op.f('ix_users_manager_id'), 'users', ['manager_id'], unique=False)
-    op.create_table('api_tokens',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('user_id', sa.Integer(), nullable=False),
-    sa.Column('name', sa.String(length=128), nullable=False),
-    sa.Column('token_hash', sa.String(length=128), nullable=False),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.Column('last_used_at', sa.DateTime(), nullable=True),
-    sa.Column('revoked_at', sa.DateTime(), nullable=True),
-    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_api_tokens_user_id_users'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_api_tokens')),
-    sa.UniqueConstraint('token_hash', name=op.f('uq_api_tokens_token_hash'))
+    op.create_index("ix_events_name_created", "events", ["name", "created_at"], unique=False)
+    op.create_index("ix_events_processed_id", "events", ["processed_at", "id"], unique=False)
+    op.create_table(
+        "journeys",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("rule_id", sa.String(length=128), nullable=False),
+        sa.Column("rule_version", sa.Integer(), nullable=False),
+        sa.Column("subject_type", sa.String(length=32), nullable=False),
+        sa.Column("subject_id", sa.BigInteger(), nullable=False),
+        sa.Column("period_key", sa.String(length=64), nullable=False),
+        sa.Column("step_index", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("step_id", sa.String(length=128), nullable=True),
+        sa.Column("status", sa.String(length=32), server_default="active", nullable=False),
+        sa.Column("due_at", sa.DateTime(), nullable=True),
+        sa.Column("entered_at", sa.DateTime(), nullable=False),
+        sa.Column(
+            "state",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("version", sa.Integer(), server_default=sa.text("1"), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_journeys")),
+        sa.UniqueConstraint(
+            "rule_id",
+            "subject_type",
+            "subject_id",
+            "period_key",
+            name=op.f("uq_journeys_rule_id_subject_type_subject_id_period_key"),
+        ),
     )
-    op.create_index(op.f('ix_api_tokens_user_id'), 'api_tokens', ['user_id'], unique=False)
-    op.create_table('customers',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('external_id', sa.String(length=128), nullable=True),
-    sa.Column('name', sa.String(length=255), nullable=True),
-    sa.Column('phone', sa.String(length=32), nullable=True),
-    sa.Column('email', sa.String(length=255), nullable=True),
-    sa.Column('gender', sa.String(length=16), nullable=True),
-    sa.Column('city', sa.String(length=128), nullable=True),
-    sa.Column('level', sa.String(length=32), nullable=True),
-    sa.Column('birthday', sa.Date(), nullable=True),
-    sa.Column('registered_at', sa.DateTime(), nullable=True),
-    sa.Column('last_purchase_at', sa.DateTime(), nullable=True),
-    sa.Column('order_count', sa.Integer(), server_default=sa.text('0'), nullable=False),
-    sa.Column('total_spent', sa.Numeric(precision=14, scale=2), server_default=sa.text('0'), nullable=False),
-    sa.Column('rfm_recency_days', sa.Integer(), nullable=True),
-    sa.Column('rfm_r', sa.Integer(), nullable=True),
-    sa.Column('rfm_f', sa.Integer(), nullable=True),
-    sa.Column('rfm_m', sa.Integer(), nullable=True),
-    sa.Column('rfm_segment', sa.String(length=32), nullable=True),
-    sa.Column('account_manager_id', sa.Integer(), nullable=True),
-    sa.Column('contract_end', sa.Date(), nullable=True),
-    sa.Column('timezone', sa.String(length=64), nullable=True),
-    sa.Column('attrs', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.Column('updated_at', sa.DateTime(), nullable=False),
-    sa.ForeignKeyConstraint(['account_manager_id'], ['users.id'], name=op.f('fk_customers_account_manager_id_users'), ondelete='SET NULL'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_customers')),
-    sa.UniqueConstraint('external_id', name=op.f('uq_customers_external_id'))
+    op.create_index(op.f("ix_journeys_due_at"), "journeys", ["due_at"], unique=False)
+    op.create_index("ix_journeys_status_due", "journeys", ["status", "due_at"], unique=False)
+    op.create_index("ix_journeys_subject", "journeys", ["subject_type", "subject_id"], unique=False)
+    op.create_table(
+        "users",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("username", sa.String(length=128), nullable=False),
+        sa.Column("display_name", sa.String(length=128), nullable=True),
+        sa.Column("email", sa.String(length=255), nullable=True),
+        sa.Column("phone", sa.String(length=32), nullable=True),
+        sa.Column("password_hash", sa.String(length=255), nullable=True),
+        sa.Column("manager_id", sa.Integer(), nullable=True),
+        sa.Column("active", sa.Boolean(), server_default=sa.true(), nullable=False),
+        sa.Column("locale", sa.String(length=16), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["manager_id"],
+            ["users.id"],
+            name=op.f("fk_users_manager_id_users"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
+        sa.UniqueConstraint("username", name=op.f("uq_users_username")),
     )
-    op.create_index(op.f('ix_customers_account_manager_id'), 'customers', ['account_manager_id'], unique=False)
-    op.create_index(op.f('ix_customers_contract_end'), 'customers', ['contract_end'], unique=False)
-    op.create_index(op.f('ix_customers_email'), 'customers', ['email'], unique=False)
-    op.create_index(op.f('ix_customers_last_purchase_at'), 'customers', ['last_purchase_at'], unique=False)
-    op.create_index(op.f('ix_customers_phone'), 'customers', ['phone'], unique=False)
-    op.create_table('outbox',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('channel', sa.String(length=32), nullable=False),
-    sa.Column('connector', sa.String(length=64), nullable=True),
-    sa.Column('recipient', sa.String(length=255), nullable=False),
-    sa.Column('subject', sa.String(length=255), nullable=True),
-    sa.Column('body', sa.Text(), nullable=True),
-    sa.Column('payload', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
-    sa.Column('idempotency_key', sa.String(length=255), nullable=False),
-    sa.Column('delivery_class', sa.String(length=32), nullable=True),
-    sa.Column('status', sa.String(length=32), server_default='pending', nullable=False),
-    sa.Column('attempts', sa.Integer(), server_default=sa.text('0'), nullable=False),
-    sa.Column('next_attempt_at', sa.DateTime(), nullable=True),
-    sa.Column('claimed_by', sa.String(length=128), nullable=True),
-    sa.Column('claimed_at', sa.DateTime(), nullable=True),
-    sa.Column('provider_id', sa.String(length=255), nullable=True),
-    sa.Column('last_error', sa.Text(), nullable=True),
-    sa.Column('rule_id', sa.String(length=128), nullable=True),
-    sa.Column('journey_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.Column('sent_at', sa.DateTime(), nullable=True),
-    sa.ForeignKeyConstraint(['journey_id'], ['journeys.id'], name=op.f('fk_outbox_journey_id_journeys'), ondelete='SET NULL'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox')),
-    sa.UniqueConstraint('idempotency_key', name=op.f('uq_outbox_idempotency_key'))
+    op.create_index(op.f("ix_users_manager_id"), "users", ["manager_id"], unique=False)
+    op.create_table(
+        "api_tokens",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=128), nullable=False),
+        sa.Column("token_hash", sa.String(length=128), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("last_used_at", sa.DateTime(), nullable=True),
+        sa.Column("revoked_at", sa.DateTime(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_api_tokens_user_id_users"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_tokens")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_api_tokens_token_hash")),
     )
-    op.create_index(op.f('ix_outbox_journey_id'), 'outbox', ['journey_id'], unique=False)
-    op.create_index(op.f('ix_outbox_next_attempt_at'), 'outbox', ['next_attempt_at'], unique=False)
-    op.create_index(op.f('ix_outbox_rule_id'), 'outbox', ['rule_id'], unique=False)
-    op.create_index('ix_outbox_status_next_attempt', 'outbox', ['status', 'next_attempt_at'], unique=False)
-    op.create_table('records',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('form_id', sa.String(length=128), nullable=False),
-    sa.Column('form_version', sa.Integer(), nullable=False),
-    sa.Column('data', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
-    sa.Column('created_by', sa.Integer(), nullable=True),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.Column('updated_at', sa.DateTime(), nullable=False),
-    sa.Column('version', sa.Integer(), server_default=sa.text('1'), nullable=False),
-    sa.Column('status', sa.String(length=32), server_default='submitted', nullable=False),
-    sa.ForeignKeyConstraint(['created_by'], ['users.id'], name=op.f('fk_records_created_by_users'), ondelete='SET NULL'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_records'))
+    op.create_index(op.f("ix_api_tokens_user_id"), "api_tokens", ["user_id"], unique=False)
+    op.create_table(
+        "customers",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("external_id", sa.String(length=128), nullable=True),
+        sa.Column("name", sa.String(length=255), nullable=True),
+        sa.Column("phone", sa.String(length=32), nullable=True),
+        sa.Column("email", sa.String(length=255), nullable=True),
+        sa.Column("gender", sa.String(length=16), nullable=True),
+        sa.Column("city", sa.String(length=128), nullable=True),
+        sa.Column("level", sa.String(length=32), nullable=True),
+        sa.Column("birthday", sa.Date(), nullable=True),
+        sa.Column("registered_at", sa.DateTime(), nullable=True),
+        sa.Column("last_purchase_at", sa.DateTime(), nullable=True),
+        sa.Column("order_count", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column(
+            "total_spent",
+            sa.Numeric(precision=14, scale=2),
+            server_default=sa.text("0"),
+            nullable=False,
+        ),
+        sa.Column("rfm_recency_days", sa.Integer(), nullable=True),
+        sa.Column("rfm_r", sa.Integer(), nullable=True),
+        sa.Column("rfm_f", sa.Integer(), nullable=True),
+        sa.Column("rfm_m", sa.Integer(), nullable=True),
+        sa.Column("rfm_segment", sa.String(length=32), nullable=True),
+        sa.Column("account_manager_id", sa.Integer(), nullable=True),
+        sa.Column("contract_end", sa.Date(), nullable=True),
+        sa.Column("timezone", sa.String(length=64), nullable=True),
+        sa.Column(
+            "attrs",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_manager_id"],
+            ["users.id"],
+            name=op.f("fk_customers_account_manager_id_users"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_customers")),
+        sa.UniqueConstraint("external_id", name=op.f("uq_customers_external_id")),
     )
-    op.create_index(op.f('ix_records_created_by'), 'records', ['created_by'], unique=False)
-    op.create_index('ix_records_form_created', 'records', ['form_id', 'created_at'], unique=False)
-    op.create_table('user_roles',
-    sa.Column('user_id', sa.Integer(), nullable=False),
-    sa.Column('role', sa.String(length=64), nullable=False),
-    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_user_roles_user_id_users'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('user_id', 'role', name=op.f('pk_user_roles'))
+    op.create_index(
+        op.f("ix_customers_account_manager_id"), "customers", ["account_manager_id"], unique=False
     )
-    op.create_index('ix_user_roles_role_user', 'user_roles', ['role', 'user_id'], unique=False)
-    op.create_table('consents',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('customer_id', sa.Integer(), nullable=False),
-    sa.Column('channel', sa.String(length=32), nullable=False),
-    sa.Column('granted', sa.Boolean(), nullable=False),
-    sa.Column('source', sa.String(length=64), nullable=True),
-    sa.Column('updated_at', sa.DateTime(), nullable=False),
-    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_consents_customer_id_customers'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_consents')),
-    sa.UniqueConstraint('customer_id', 'channel', name=op.f('uq_consents_customer_id_channel'))
+    op.create_index(op.f("ix_customers_contract_end"), "customers", ["contract_end"], unique=False)
+    op.create_index(op.f("ix_customers_email"), "customers", ["email"], unique=False)
+    op.create_index(
+        op.f("ix_customers_last_purchase_at"), "customers", ["last_purchase_at"], unique=False
     )
-    op.create_table('coupons',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('pool_id', sa.String(length=128), nullable=False),
-    sa.Column('code', sa.String(length=64), nullable=False),
-    sa.Column('customer_id', sa.Integer(), nullable=True),
-    sa.Column('value', sa.Numeric(precision=14, scale=2), nullable=False),
-    sa.Column('issued_at', sa.DateTime(), nullable=False),
-    sa.Column('expires_at', sa.DateTime(), nullable=True),
-    sa.Column('redeemed_at', sa.DateTime(), nullable=True),
-    sa.Column('journey_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('status', sa.String(length=32), server_default='issued', nullable=False),
-    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_coupons_customer_id_customers'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['journey_id'], ['journeys.id'], name=op.f('fk_coupons_journey_id_journeys'), ondelete='SET NULL'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_coupons')),
-    sa.UniqueConstraint('code', name=op.f('uq_coupons_code'))
+    op.create_index(op.f("ix_customers_phone"), "customers", ["phone"], unique=False)
+    op.create_table(
+        "outbox",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("channel", sa.String(length=32), nullable=False),
+        sa.Column("connector", sa.String(length=64), nullable=True),
+        sa.Column("recipient", sa.String(length=255), nullable=False),
+        sa.Column("subject", sa.String(length=255), nullable=True),
+        sa.Column("body", sa.Text(), nullable=True),
+        sa.Column(
+            "payload",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("idempotency_key", sa.String(length=255), nullable=False),
+        sa.Column("delivery_class", sa.String(length=32), nullable=True),
+        sa.Column("status", sa.String(length=32), server_default="pending", nullable=False),
+        sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(), nullable=True),
+        sa.Column("claimed_by", sa.String(length=128), nullable=True),
+        sa.Column("claimed_at", sa.DateTime(), nullable=True),
+        sa.Column("provider_id", sa.String(length=255), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("rule_id", sa.String(length=128), nullable=True),
+        sa.Column(
+            "journey_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("sent_at", sa.DateTime(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["journey_id"],
+            ["journeys.id"],
+            name=op.f("fk_outbox_journey_id_journeys"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
+        sa.UniqueConstraint("idempotency_key", name=op.f("uq_outbox_idempotency_key")),
     )
-    op.create_index('ix_coupons_customer_pool', 'coupons', ['customer_id', 'pool_id'], unique=False)
-    op.create_index(op.f('ix_coupons_journey_id'), 'coupons', ['journey_id'], unique=False)
-    op.create_index('ix_coupons_pool_status', 'coupons', ['pool_id', 'status'], unique=False)
-    op.create_table('customer_tags',
-    sa.Column('customer_id', sa.Integer(), nullable=False),
-    sa.Column('tag', sa.String(length=64), nullable=False),
-    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_customer_tags_customer_id_customers'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('customer_id', 'tag', name=op.f('pk_customer_tags'))
+    op.create_index(op.f("ix_outbox_journey_id"), "outbox", ["journey_id"], unique=False)
+    op.create_index(op.f("ix_outbox_next_attempt_at"), "outbox", ["next_attempt_at"], unique=False)
+    op.create_index(op.f("ix_outbox_rule_id"), "outbox", ["rule_id"], unique=False)
+    op.create_index(
+        "ix_outbox_status_next_attempt", "outbox", ["status", "next_attempt_at"], unique=False
     )
-    op.create_index('ix_customer_tags_tag_customer', 'customer_tags', ['tag', 'customer_id'], unique=False)
-    op.create_table('feedback',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('customer_id', sa.Integer(), nullable=True),
-    sa.Column('campaign', sa.String(length=128), nullable=True),
-    sa.Column('message_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('score', sa.Integer(), nullable=True),
-    sa.Column('comment', sa.Text(), nullable=True),
-    sa.Column('tags', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
-    sa.Column('source', sa.String(length=64), nullable=True),
-    sa.Column('received_at', sa.DateTime(), nullable=False),
-    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_feedback_customer_id_customers'), ondelete='SET NULL'),
-    sa.ForeignKeyConstraint(['message_id'], ['outbox.id'], name=op.f('fk_feedback_message_id_outbox'), ondelete='SET NULL'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_feedback'))
+    op.create_table(
+        "records",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("form_id", sa.String(length=128), nullable=False),
+        sa.Column("form_version", sa.Integer(), nullable=False),
+        sa.Column(
+            "data",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("created_by", sa.Integer(), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.Column("version", sa.Integer(), server_default=sa.text("1"), nullable=False),
+        sa.Column("status", sa.String(length=32), server_default="submitted", nullable=False),
+        sa.ForeignKeyConstraint(
+            ["created_by"],
+            ["users.id"],
+            name=op.f("fk_records_created_by_users"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_records")),
     )
-    op.create_index(op.f('ix_feedback_campaign'), 'feedback', ['campaign'], unique=False)
-    op.create_index(op.f('ix_feedback_customer_id'), 'feedback', ['customer_id'], unique=False)
-    op.create_index(op.f('ix_feedback_message_id'), 'feedback', ['message_id'], unique=False)
-    op.create_table('orders',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('customer_id', sa.Integer(), nullable=False),
-    sa.Column('external_id', sa.String(length=128), nullable=True),
-    sa.Column('amount', sa.Numeric(precision=14, scale=2), nullable=False),
-    sa.Column('placed_at', sa.DateTime(), nullable=False),
-    sa.Column('channel', sa.String(length=32), nullable=True),
-    sa.Column('campaign', sa.String(length=128), nullable=True),
-    sa.Column('status', sa.String(length=32), server_default='paid', nullable=False),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_orders_customer_id_customers'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_orders')),
-    sa.UniqueConstraint('external_id', name=op.f('uq_orders_external_id'))
+    op.create_index(op.f("ix_records_created_by"), "records", ["created_by"], unique=False)
+    op.create_index("ix_records_form_created", "records", ["form_id", "created_at"], unique=False)
+    op.create_table(
+        "user_roles",
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("role", sa.String(length=64), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_user_roles_user_id_users"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("user_id", "role", name=op.f("pk_user_roles")),
     )
-    op.create_index(op.f('ix_orders_campaign'), 'orders', ['campaign'], unique=False)
-    op.create_index('ix_orders_customer_placed', 'orders', ['customer_id', 'placed_at'], unique=False)
-    op.create_index(op.f('ix_orders_placed_at'), 'orders', ['placed_at'], unique=False)
-    op.create_table('workflow_instances',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('workflow_id', sa.String(length=128), nullable=False),
-    sa.Column('workflow_version', sa.Integer(), nullable=False),
-    sa.Column('record_id', sa.Integer(), nullable=False),
-    sa.Column('state', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
-    sa.Column('status', sa.String(length=32), nullable=False),
-    sa.Column('version', sa.Integer(), server_default=sa.text('1'), nullable=False),
-    sa.Column('started_at', sa.DateTime(), nullable=False),
-    sa.Column('finished_at', sa.DateTime(), nullable=True),
-    sa.ForeignKeyConstraint(['record_id'], ['records.id'], name=op.f('fk_workflow_instances_record_id_records'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_workflow_instances'))
+    op.create_index("ix_user_roles_role_user", "user_roles", ["role", "user_id"], unique=False)
+    op.create_table(
+        "consents",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("customer_id", sa.Integer(), nullable=False),
+        sa.Column("channel", sa.String(length=32), nullable=False),
+        sa.Column("granted", sa.Boolean(), nullable=False),
+        sa.Column("source", sa.String(length=64), nullable=True),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["customer_id"],
+            ["customers.id"],
+            name=op.f("fk_consents_customer_id_customers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_consents")),
+        sa.UniqueConstraint("customer_id", "channel", name=op.f("uq_consents_customer_id_channel")),
     )
-    op.create_index(op.f('ix_workflow_instances_record_id'), 'workflow_instances', ['record_id'], unique=False)
-    op.create_index(op.f('ix_workflow_instances_status'), 'workflow_instances', ['status'], unique=False)
-    op.create_table('tasks',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('instance_id', sa.Integer(), nullable=False),
-    sa.Column('step_id', sa.String(length=128), nullable=False),
-    sa.Column('assignee_id', sa.Integer(), nullable=True),
-    sa.Column('role', sa.String(length=64), nullable=True),
-    sa.Column('status', sa.String(length=32), server_default='open', nullable=False),
-    sa.Column('due_at', sa.DateTime(), nullable=True),
-    sa.Column('acted_at', sa.DateTime(), nullable=True),
-    sa.Column('action', sa.String(length=32), nullable=True),
-    sa.Column('comment', sa.Text(), nullable=True),
-    sa.Column('version', sa.Integer(), server_default=sa.text('1'), nullable=False),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.ForeignKeyConstraint(['assignee_id'], ['users.id'], name=op.f('fk_tasks_assignee_id_users'), ondelete='SET NULL'),
-    sa.ForeignKeyConstraint(['instance_id'], ['workflow_instances.id'], name=op.f('fk_tasks_instance_id_workflow_instances'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_tasks'))
+    op.create_table(
+        "coupons",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("pool_id", sa.String(length=128), nullable=False),
+        sa.Column("code", sa.String(length=64), nullable=False),
+        sa.Column("customer_id", sa.Integer(), nullable=True),
+        sa.Column("value", sa.Numeric(precision=14, scale=2), nullable=False),
+        sa.Column("issued_at", sa.DateTime(), nullable=False),
+        sa.Column("expires_at", sa.DateTime(), nullable=True),
+        sa.Column("redeemed_at", sa.DateTime(), nullable=True),
+        sa.Column(
+            "journey_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("status", sa.String(length=32), server_default="issued", nullable=False),
+        sa.ForeignKeyConstraint(
+            ["customer_id"],
+            ["customers.id"],
+            name=op.f("fk_coupons_customer_id_customers"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["journey_id"],
+            ["journeys.id"],
+            name=op.f("fk_coupons_journey_id_journeys"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_coupons")),
+        sa.UniqueConstraint("code", name=op.f("uq_coupons_code")),
     )
-    op.create_index('ix_tasks_assignee_status', 'tasks', ['assignee_id', 'status'], unique=False)
-    op.create_index(op.f('ix_tasks_instance_id'), 'tasks', ['instance_id'], unique=False)
-    op.create_index('ix_tasks_role_status', 'tasks', ['role', 'status'], unique=False)
-    op.create_index('ix_tasks_status_due', 'tasks', ['status', 'due_at'], unique=False)
+    op.create_index("ix_coupons_customer_pool", "coupons", ["customer_id", "pool_id"], unique=False)
+    op.create_index(op.f("ix_coupons_journey_id"), "coupons", ["journey_id"], unique=False)
+    op.create_index("ix_coupons_pool_status", "coupons", ["pool_id", "status"], unique=False)
+    op.create_table(
+        "customer_tags",
+        sa.Column("customer_id", sa.Integer(), nullable=False),
+        sa.Column("tag", sa.String(length=64), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["customer_id"],
+            ["customers.id"],
+            name=op.f("fk_customer_tags_customer_id_customers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("customer_id", "tag", name=op.f("pk_customer_tags")),
+    )
+    op.create_index(
+        "ix_customer_tags_tag_customer", "customer_tags", ["tag", "customer_id"], unique=False
+    )
+    op.create_table(
+        "feedback",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("customer_id", sa.Integer(), nullable=True),
+        sa.Column("campaign", sa.String(length=128), nullable=True),
+        sa.Column(
+            "message_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column("score", sa.Integer(), nullable=True),
+        sa.Column("comment", sa.Text(), nullable=True),
+        sa.Column(
+            "tags",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("source", sa.String(length=64), nullable=True),
+        sa.Column("received_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["customer_id"],
+            ["customers.id"],
+            name=op.f("fk_feedback_customer_id_customers"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["message_id"],
+            ["outbox.id"],
+            name=op.f("fk_feedback_message_id_outbox"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_feedback")),
+    )
+    op.create_index(op.f("ix_feedback_campaign"), "feedback", ["campaign"], unique=False)
+    op.create_index(op.f("ix_feedback_customer_id"), "feedback", ["customer_id"], unique=False)
+    op.create_index(op.f("ix_feedback_message_id"), "feedback", ["message_id"], unique=False)
+    op.create_table(
+        "orders",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("customer_id", sa.Integer(), nullable=False),
+        sa.Column("external_id", sa.String(length=128), nullable=True),
+        sa.Column("amount", sa.Numeric(precision=14, scale=2), nullable=False),
+        sa.Column("placed_at", sa.DateTime(), nullable=False),
+        sa.Column("channel", sa.String(length=32), nullable=True),
+        sa.Column("campaign", sa.String(length=128), nullable=True),
+        sa.Column("status", sa.String(length=32), server_default="paid", nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["customer_id"],
+            ["customers.id"],
+            name=op.f("fk_orders_customer_id_customers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_orders")),
+        sa.UniqueConstraint("external_id", name=op.f("uq_orders_external_id")),
+    )
+    op.create_index(op.f("ix_orders_campaign"), "orders", ["campaign"], unique=False)
+    op.create_index(
+        "ix_orders_customer_placed", "orders", ["customer_id", "placed_at"], unique=False
+    )
+    op.create_index(op.f("ix_orders_placed_at"), "orders", ["placed_at"], unique=False)
+    op.create_table(
+        "workflow_instances",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("workflow_id", sa.String(length=128), nullable=False),
+        sa.Column("workflow_version", sa.Integer(), nullable=False),
+        sa.Column("record_id", sa.Integer(), nullable=False),
+        sa.Column(
+            "state",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("status", sa.String(length=32), nullable=False),
+        sa.Column("version", sa.Integer(), server_default=sa.text("1"), nullable=False),
+        sa.Column("started_at", sa.DateTime(), nullable=False),
+        sa.Column("finished_at", sa.DateTime(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["record_id"],
+            ["records.id"],
+            name=op.f("fk_workflow_instances_record_id_records"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_workflow_instances")),
+    )
+    op.create_index(
+        op.f("ix_workflow_instances_record_id"), "workflow_instances", ["record_id"], unique=False
+    )
+    op.create_index(
+        op.f("ix_workflow_instances_status"), "workflow_instances", ["status"], unique=False
+    )
+    op.create_table(
+        "tasks",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("instance_id", sa.Integer(), nullable=False),
+        sa.Column("step_id", sa.String(length=128), nullable=False),
+        sa.Column("assignee_id", sa.Integer(), nullable=True),
+        sa.Column("role", sa.String(length=64), nullable=True),
+        sa.Column("status", sa.String(length=32), server_default="open", nullable=False),
+        sa.Column("due_at", sa.DateTime(), nullable=True),
+        sa.Column("acted_at", sa.DateTime(), nullable=True),
+        sa.Column("action", sa.String(length=32), nullable=True),
+        sa.Column("comment", sa.Text(), nullable=True),
+        sa.Column("version", sa.Integer(), server_default=sa.text("1"), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["assignee_id"],
+            ["users.id"],
+            name=op.f("fk_tasks_assignee_id_users"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["instance_id"],
+            ["workflow_instances.id"],
+            name=op.f("fk_tasks_instance_id_workflow_instances"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_tasks")),
+    )
+    op.create_index("ix_tasks_assignee_status", "tasks", ["assignee_id", "status"], unique=False)
+    op.create_index(op.f("ix_tasks_instance_id"), "tasks", ["instance_id"], unique=False)
+    op.create_index("ix_tasks_role_status", "tasks", ["role", "status"], unique=False)
+    op.create_index("ix_tasks_status_due", "tasks", ["status", "due_at"], unique=False)
 
     _create_audit_triggers()
 

@@ -21,6 +21,7 @@ from .check_forms import check_form, expand_fields
 from .check_misc import check_connector, check_segment, check_template, segment_cycles
 from .context import Context
 from .errors import DefinitionError, DefinitionsInvalid, did_you_mean
+from .prune import Pruned
 from .schema_check import kinds as schema_kinds
 from .schema_check import schema_problems
 from .source import RawDefinition, read_source
@@ -156,6 +157,25 @@ def _order(e: DefinitionError) -> tuple:
     return (e.file, e.line, e.col, e.message)
 
 
+def _cross_check(ctx: Context, kind: str, raw: RawDefinition, types: Mapping[str, ConnectorType]) -> list:
+    if kind in ("form", "fieldset"):
+        problems = check_form(ctx, raw.data, kind=kind)
+        if kind == "form":
+            ctx.form_fields[raw.data["id"]] = [f for f, _ in expand_fields(ctx, raw.data["fields"], ("fields",), [])]
+        return problems
+    if kind == "segment":
+        return check_segment(ctx, raw.data)
+    if kind == "template":
+        return check_template(ctx, raw)
+    if kind == "connector":
+        return check_connector(ctx, raw.data, types)
+    if kind == "workflow":
+        return check_workflow(ctx, raw.data)
+    if kind == "rule":
+        return check_rule(ctx, raw.data)
+    return []
+
+
 def load_texts(
     sources: Sequence[tuple[str, str]], *, connector_types: Mapping[str, ConnectorType] | None = None
 ) -> LoadResult:
@@ -168,6 +188,7 @@ def load_texts(
         errors.extend(read_errors)
         raws.extend(docs)
     ctx = Context()
+    pruned: dict[tuple[str, str], Pruned] = {}
     known_kinds = schema_kinds()
     first_seen: dict[tuple[str, str], RawDefinition] = {}
     for raw in raws:
@@ -193,27 +214,25 @@ def load_texts(
         ctx.raw.setdefault(kind, {})[def_id] = raw
         if not problems:
             ctx.valid.add(key)
+        else:
+            pruned[key] = Pruned(raw.data, [p.path for p in problems])
 
     types = dict(CONNECTOR_TYPES) | dict(connector_types or {})
     for kind in KIND_ORDER:
         for raw in ctx.each(kind):
-            if kind in ("form", "fieldset"):
-                problems = check_form(ctx, raw.data, kind=kind)
-                if kind == "form":
-                    ctx.form_fields[raw.data["id"]] = [f for f, _ in expand_fields(ctx, raw.data["fields"], ("fields",), [])]
-            elif kind == "segment":
-                problems = check_segment(ctx, raw.data)
-            elif kind == "template":
-                problems = check_template(ctx, raw)
-            elif kind == "connector":
-                problems = check_connector(ctx, raw.data, types)
-            elif kind == "workflow":
-                problems = check_workflow(ctx, raw.data)
-            elif kind == "rule":
-                problems = check_rule(ctx, raw.data)
-            else:
-                problems = []
-            errors.extend(raw.problem(p) for p in problems)
+            errors.extend(raw.problem(p) for p in _cross_check(ctx, kind, raw, types))
+        # Definitions that failed their schema are checked too, on a copy without
+        # the broken parts, so one run shows every problem; a crash on such
+        # partial data only means there is nothing more to say about it yet.
+        for def_id, raw in ctx.raw.get(kind, {}).items():
+            cut = pruned.get((kind, def_id))
+            if cut is None or cut.unusable:
+                continue
+            try:
+                found = _cross_check(ctx, kind, RawDefinition(raw.file, cut.data, raw.positions), types)
+            except (KeyError, TypeError, AttributeError, ValueError, IndexError):
+                continue
+            errors.extend(raw.problem(cut.original(p)) for p in found)
         if kind == "segment":
             for sid, problem in segment_cycles(ctx).items():
                 errors.append(ctx.raw["segment"][sid].problem(problem))

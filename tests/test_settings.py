@@ -1,0 +1,55 @@
+"""Settings: shipped defaults < settings file < environment < overrides."""
+
+from pathlib import Path
+
+import pytest
+
+from engine.settings import SettingsError, load_settings
+
+
+def test_embedded_default_creates_instance_and_secret(tmp_path: Path) -> None:
+    settings = load_settings({}, cwd=tmp_path)
+    assert settings.instance_path == tmp_path / "instance"
+    assert settings.database_url == f"sqlite:///{tmp_path / 'instance' / 'promoflow.sqlite'}"
+    assert settings.timezone == "Asia/Shanghai"
+    secret = (tmp_path / "instance" / "secret_key").read_text()
+    assert settings.secret_key == secret and len(secret) > 40
+    # the secret is stable across loads
+    assert load_settings({}, cwd=tmp_path).secret_key == secret
+
+
+def test_environment_overrides_file_and_defaults(tmp_path: Path) -> None:
+    instance = tmp_path / "inst"
+    instance.mkdir()
+    (instance / "settings.yaml").write_text("timezone: Europe/Berlin\nlocale: en\n", encoding="utf-8")
+    env = {"PROMOFLOW_INSTANCE_PATH": str(instance), "PROMOFLOW_LOCALE": "zh",
+           "PROMOFLOW_DATABASE_URL": "postgresql://u@h/db", "PROMOFLOW_DEFINITIONS": "a:b"}
+    settings = load_settings(env, cwd=tmp_path)
+    assert settings.timezone == "Europe/Berlin"          # from the file
+    assert settings.locale == "zh"                      # env beats file
+    assert settings.database_url == "postgresql://u@h/db"
+    assert settings.definitions == (tmp_path / "a", tmp_path / "b")
+    assert settings.settings_file == instance / "settings.yaml"
+
+
+def test_unknown_setting_is_reported_with_position(tmp_path: Path) -> None:
+    file = tmp_path / "s.yaml"
+    file.write_text("timezone: UTC\ndatabse_url: sqlite://\n", encoding="utf-8")
+    with pytest.raises(SettingsError) as exc:
+        load_settings({}, settings_file=file, cwd=tmp_path)
+    assert str(exc.value) == f"{file}:2:1: unknown setting `databse_url`; did you mean `database_url`?"
+
+
+def test_missing_settings_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="settings file not found"):
+        load_settings({"PROMOFLOW_SETTINGS_FILE": str(tmp_path / "nope.yaml")}, cwd=tmp_path)
+
+
+def test_importing_reads_no_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import sys
+
+    monkeypatch.setenv("PROMOFLOW_SETTINGS_FILE", "/nonexistent/settings.yaml")
+    for name in ("engine.settings", "web.cli", "engine.definitions.loader"):
+        sys.modules.pop(name, None)
+        importlib.import_module(name)   # would raise if configuration were read at import

@@ -45,11 +45,12 @@ def test_missing_settings_file_is_an_error(tmp_path: Path) -> None:
         load_settings({"PROMOFLOW_SETTINGS_FILE": str(tmp_path / "nope.yaml")}, cwd=tmp_path)
 
 
-def test_importing_reads_no_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib
+def test_importing_reads_no_configuration(tmp_path: Path) -> None:
+    import os
+    import subprocess
     import sys
 
-    monkeypatch.setenv("PROMOFLOW_SETTINGS_FILE", "/nonexistent/settings.yaml")
-    for name in ("engine.settings", "web.cli", "engine.definitions.loader"):
-        sys.modules.pop(name, None)
-        importlib.import_module(name)   # would raise if configuration were read at import
+    env = dict(os.environ, PROMOFLOW_SETTINGS_FILE=str(tmp_path / "nope.yaml"))
+    code = "import engine.settings, engine.definitions.loader, engine.publishing, web.cli"
+    # would fail if any module read the (missing) settings file at import time
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=tmp_path)

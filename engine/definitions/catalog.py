@@ -74,7 +74,7 @@ class ConnectorType:
 #: Connector types shipped with promoflow. Third-party types registered through
 #: the ``promoflow.connectors`` entry point group are added at load time.
 CONNECTOR_TYPES: Mapping[str, ConnectorType] = MappingProxyType({
-    "log": ConnectorType("log"),
+    "log": ConnectorType(None),
     "memory": ConnectorType(None),
     "smtp": ConnectorType("email", secrets=("password",), settings=("host", "from_address")),
     "aliyun_sms": ConnectorType("sms", secrets=("access_key_id", "access_key_secret")),

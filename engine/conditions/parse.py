@@ -98,7 +98,10 @@ def _parse_list(kw: str, value: object, path: Path, problems: list[Problem]) -> 
 def _parse_field(name: str, value: object, path: Path, problems: list[Problem]) -> Condition | None:
     key_path = path + (name,)
     if not isinstance(value, Mapping):
-        return Compare(name, "eq", value, path=key_path, key_path=key_path)
+        normalized = _operand("eq", value, key_path, problems)
+        if normalized is _BAD:
+            return None
+        return Compare(name, "eq", normalized, path=key_path, key_path=key_path)
     if not value:
         problems.append(
             Problem(

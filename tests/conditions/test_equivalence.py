@@ -9,6 +9,7 @@ Python predicate over the rows read back from the database.
 
 from __future__ import annotations
 
+import os
 import random
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -33,6 +34,8 @@ from engine.storage.models import Customer, Record
 from .conftest import NOW, insert_customers, insert_records
 
 NAIVE_NOW = NOW.replace(tzinfo=None)
+# Raise for a longer hunt: PROMOFLOW_CONDITION_EXAMPLES=5000 pytest tests/conditions
+EXAMPLES = int(os.environ.get("PROMOFLOW_CONDITION_EXAMPLES", "300"))
 TODAY = NOW.date()
 DURATIONS = {"1h": timedelta(hours=1), "1d": timedelta(days=1), "30d": timedelta(days=30), "90d": timedelta(days=90), "2w": timedelta(weeks=2)}
 
@@ -171,18 +174,13 @@ SEGMENTS_RAW = {
 }
 
 
-def _between_ok(raw) -> bool:
-    """``between`` with low > high is a reported problem; skip those draws."""
-    return True
-
-
 def test_customer_sql_matches_python(session):
     insert_customers(session, make_customers())
     rows = customer_rows(session, session.scalars(select(Customer.id)))
     segments = {k: parsed_checked(v, CUSTOMER_FIELDS, SEGMENTS_RAW)[0] for k, v in SEGMENTS_RAW.items()}
     stats = {"nonempty": 0, "partial": 0}
 
-    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(raw=conditions(dict(CUSTOMER_FIELDS), sorted(SEGMENTS_RAW)))
     def check(raw):
         cond, problems = parsed_checked(raw, CUSTOMER_FIELDS, SEGMENTS_RAW)
@@ -242,7 +240,7 @@ def test_record_sql_matches_python(session):
     insert_records(session, make_records())
     rows = {r.id: r.data for r in session.scalars(select(Record))}
 
-    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(raw=conditions(FORM, []))
     def check(raw):
         cond, problems = parsed_checked(raw, FORM)

@@ -4,7 +4,12 @@ Conditions are data, never code: nothing here evaluates strings.
 """
 
 from .ast import All, Any, Compare, Condition, Not, SegmentRef
-from .check import check_condition, referenced_fields, referenced_segments, required_true_fields
+from .check import (
+    check_condition,
+    referenced_fields,
+    referenced_segments,
+    required_true_fields,
+)
 from .customer_fields import CONSENT_CHANNELS, CUSTOMER_DEFAULTS, CUSTOMER_FIELDS
 from .kinds import ALLOWED_OPS, OPERATORS, ConditionError, FieldKind
 from .parse import parse_condition
@@ -12,17 +17,17 @@ from .predicate import compile_predicate
 
 __all__ = [
     "ALLOWED_OPS",
-    "All",
-    "Any",
     "CONSENT_CHANNELS",
     "CUSTOMER_DEFAULTS",
     "CUSTOMER_FIELDS",
+    "OPERATORS",
+    "All",
+    "Any",
     "Compare",
     "Condition",
     "ConditionError",
     "FieldKind",
     "Not",
-    "OPERATORS",
     "SegmentRef",
     "check_condition",
     "compile_predicate",

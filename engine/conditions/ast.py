@@ -7,8 +7,8 @@ equality, so two conditions that mean the same compare equal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Union
+from dataclasses import dataclass
+from dataclasses import field as _field
 
 Path = tuple[str | int, ...]
 
@@ -17,24 +17,24 @@ Path = tuple[str | int, ...]
 class All:
     """True when every item is true (true when empty)."""
 
-    items: tuple["Condition", ...]
-    path: Path = field(default=(), compare=False)
+    items: tuple[Condition, ...]
+    path: Path = _field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
 class Any:
     """True when at least one item is true (false when empty)."""
 
-    items: tuple["Condition", ...]
-    path: Path = field(default=(), compare=False)
+    items: tuple[Condition, ...]
+    path: Path = _field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
 class Not:
     """Plain negation: conditions are two-valued, missing values included."""
 
-    item: "Condition"
-    path: Path = field(default=(), compare=False)
+    item: Condition
+    path: Path = _field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,8 @@ class Compare:
     field: str
     op: str
     value: object
-    path: Path = field(default=(), compare=False)
-    key_path: Path = field(default=(), compare=False)
+    path: Path = _field(default=(), compare=False)
+    key_path: Path = _field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class SegmentRef:
     """``{segment: id}``: the condition of another segment definition."""
 
     segment_id: str
-    path: Path = field(default=(), compare=False)
+    path: Path = _field(default=(), compare=False)
 
 
-Condition = Union[All, Any, Not, Compare, SegmentRef]
+Condition = All | Any | Not | Compare | SegmentRef

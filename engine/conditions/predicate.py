@@ -16,7 +16,15 @@ from typing import Any as AnyType
 from .ast import All, Any, Compare, Condition, Not, SegmentRef
 from .kinds import DURATION_OPS, ConditionError, FieldKind
 from .resolve import SegmentResolver
-from .values import duration_bounds, stored_date, stored_datetime, to_datetime, to_number, to_operand, utc_naive
+from .values import (
+    duration_bounds,
+    stored_date,
+    stored_datetime,
+    to_datetime,
+    to_number,
+    to_operand,
+    utc_naive,
+)
 
 Row = Mapping[str, object]
 Predicate = Callable[[Row, datetime], bool]
@@ -198,7 +206,7 @@ def _compile_compare(node: Compare, kinds: Mapping[str, FieldKind] | None, defau
         positive = op == "contains"
         return lambda row, now: (item in norm(get(row))) is positive  # type: ignore[operator]
     if op in ("in", "not_in"):
-        options = frozenset(operand(v) for v in node.value)  # type: ignore[union-attr]
+        options = frozenset(operand(v) for v in _items(node.value))
         positive = op == "in"
 
         def member(row: Row, now: datetime) -> bool:
@@ -207,7 +215,7 @@ def _compile_compare(node: Compare, kinds: Mapping[str, FieldKind] | None, defau
 
         return member
     if op == "between":
-        lo, hi = (operand(v) for v in node.value)  # type: ignore[union-attr]
+        lo, hi = (operand(v) for v in _items(node.value))
 
         def between(row: Row, now: datetime) -> bool:
             v = norm(get(row))
@@ -230,6 +238,12 @@ def _compile_compare(node: Compare, kinds: Mapping[str, FieldKind] | None, defau
         return v is not None and _safe_cmp(lambda: compare(v, target))
 
     return ordered
+
+
+def _items(value: object) -> tuple[object, ...]:
+    if not isinstance(value, tuple):
+        raise ConditionError(f"a list of values expected, not {value!r}")
+    return value
 
 
 _ORDER: dict[str, Callable[[AnyType, AnyType], bool]] = {

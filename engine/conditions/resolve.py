@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from engine.definitions.errors import unknown
 
@@ -13,7 +13,7 @@ from .kinds import ConditionError
 T = TypeVar("T")
 
 
-class SegmentResolver:
+class SegmentResolver(Generic[T]):
     """Compiles each referenced segment once, detecting missing ones and cycles.
 
     ``compile_one(cond)`` builds the compiled form of a condition and calls

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 from .kinds import FieldKind
 
@@ -32,7 +32,7 @@ def expected(kind: FieldKind) -> str:
 def utc_naive(value: datetime) -> datetime:
     """An aware datetime as naive UTC; a naive one is taken to be UTC already."""
     if value.tzinfo is not None and value.utcoffset() is not None:
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.astimezone(UTC).replace(tzinfo=None)
     return value.replace(tzinfo=None)
 
 

@@ -40,14 +40,15 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
-from engine.conditions.ast import All, Any as AnyCond, Compare, Condition, Not, SegmentRef
+from engine.conditions.ast import All, Compare, Condition, Not, SegmentRef
+from engine.conditions.ast import Any as AnyCond
 from engine.conditions.customer_fields import CONSENT_CHANNELS, CUSTOMER_FIELDS
 from engine.conditions.kinds import DURATION_OPS, NEGATED, ConditionError, FieldKind
 from engine.conditions.resolve import SegmentResolver
 from engine.conditions.values import duration_bounds, iso_datetime, to_operand
 from engine.storage.models import Consent, Customer, CustomerTag, Record
 
-__all__ = ["customer_where", "record_where", "customer_row", "customer_rows"]
+__all__ = ["customer_row", "customer_rows", "customer_where", "record_where"]
 
 _customers = Customer.__table__
 _tags = CustomerTag.__table__
@@ -159,10 +160,10 @@ class _Compiler:
                 tests.append(x >= self.sql_value(kind, lo))
             return and_(*tests)
         if op == "in":
-            values = [self.operand(node, kind, v) for v in node.value]  # type: ignore[union-attr]
+            values = [self.operand(node, kind, v) for v in _items(node.value)]
             return and_(present, x.in_(values)) if values else false()
         if op == "between":
-            lo, hi = (self.operand(node, kind, v) for v in node.value)  # type: ignore[union-attr]
+            lo, hi = (self.operand(node, kind, v) for v in _items(node.value))
             return and_(present, x >= lo, x <= hi)
         value = self.operand(node, kind, node.value)
         if op == "eq":
@@ -176,6 +177,12 @@ class _Compiler:
         if op == "lte":
             return and_(present, x <= value)
         raise ConditionError(f"unknown operator `{op}`")
+
+
+def _items(value: object) -> tuple[object, ...]:
+    if not isinstance(value, tuple):
+        raise ConditionError(f"a list of values expected, not {value!r}")
+    return value
 
 
 # --- customers -------------------------------------------------------------
@@ -224,19 +231,22 @@ def customer_rows(session: Session, customer_ids: Iterable[int]) -> dict[int, di
         return {}
     names = ["id"] + [f for f, k in CUSTOMER_FIELDS.items() if k is not FieldKind.LIST and "." not in f]
     rows: dict[int, dict[str, object]] = {}
+    tags: dict[int, list[str]] = {}
+    consents: dict[int, dict[str, bool]] = {}
+    columns = [_customers.c[n] for n in names]
     for chunk in _chunks(ids, 500):
-        for record in session.execute(select(*(_customers.c[n] for n in names)).where(_customers.c.id.in_(chunk))).mappings():
-            row: dict[str, object] = dict(record)
-            row["tags"] = []
-            row["consent"] = {channel: False for channel in CONSENT_CHANNELS}
-            rows[record["id"]] = row
+        for record in session.execute(select(*columns).where(_customers.c.id.in_(chunk))).mappings():
+            cid = record["id"]
+            rows[cid] = dict(record)
+            rows[cid]["tags"] = tags[cid] = []
+            rows[cid]["consent"] = consents[cid] = {channel: False for channel in CONSENT_CHANNELS}
         for cid, tag in session.execute(select(_tags.c.customer_id, _tags.c.tag).where(_tags.c.customer_id.in_(chunk))):
-            rows[cid]["tags"].append(tag)  # type: ignore[union-attr]
-        for cid, channel, granted in session.execute(
-            select(_consents.c.customer_id, _consents.c.channel, _consents.c.granted).where(_consents.c.customer_id.in_(chunk))
-        ):
-            consent = rows[cid]["consent"]
-            consent[channel] = bool(granted) or consent.get(channel, False)  # type: ignore[union-attr,index]
+            tags[cid].append(tag)
+        granted_rows = select(_consents.c.customer_id, _consents.c.channel, _consents.c.granted).where(
+            _consents.c.customer_id.in_(chunk)
+        )
+        for cid, channel, granted in session.execute(granted_rows):
+            consents[cid][channel] = bool(granted) or consents[cid].get(channel, False)
     return rows
 
 

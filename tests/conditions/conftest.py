@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from engine.storage.models import Consent, Customer, CustomerTag, Record
 
-NOW = datetime(2025, 6, 15, 10, 30, tzinfo=timezone.utc)
+NOW = datetime(2025, 6, 15, 10, 30, tzinfo=UTC)
 EPOCH = datetime(2025, 1, 1)
 
 

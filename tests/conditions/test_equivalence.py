@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import random
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 from hypothesis import HealthCheck, given, settings
@@ -112,7 +112,7 @@ def operand_pool(field: str, kind: FieldKind) -> st.SearchStrategy:
             st.sampled_from(DATETIMES),
             st.sampled_from(DATETIMES).map(lambda d: d.isoformat()),
             # the same instant written in Beijing time
-            st.sampled_from(DATETIMES).map(lambda d: d.replace(tzinfo=timezone.utc).astimezone(timezone(timedelta(hours=8)))),
+            st.sampled_from(DATETIMES).map(lambda d: d.replace(tzinfo=UTC).astimezone(timezone(timedelta(hours=8)))),
             st.sampled_from(DATES),
         )
     if kind is FieldKind.BOOL:

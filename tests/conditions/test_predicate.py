@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -16,7 +16,7 @@ from engine.conditions import (
     parse_condition,
 )
 
-NOW = datetime(2025, 6, 15, 10, 30, tzinfo=timezone.utc)
+NOW = datetime(2025, 6, 15, 10, 30, tzinfo=UTC)
 BEIJING = timezone(timedelta(hours=8))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
@@ -45,7 +45,7 @@ def people(session):
                 "birthday": date(1990, 6, 15), "tags": ["vip_blocked"], "consent": {"sms": False},
             },
             {  # 3: mostly empty
-                "name": None, "order_count": 0, "total_spent": Decimal("0"),
+                "name": None, "order_count": 0, "total_spent": Decimal(0),
             },
         ],
     )

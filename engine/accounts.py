@@ -1,0 +1,260 @@
+"""Accounts: users, argon2 password hashes, API tokens and role checks.
+
+* Passwords are stored as argon2id hashes only; a hash made with older
+  parameters is upgraded on the next successful login.
+* An API token is random, shown once at creation, and only its SHA-256 is
+  stored: a database leak leaks no usable token.
+* Roles come from the published definitions (``submit_roles``/``view_roles``
+  of a form); the built-in ``admin`` role may do everything.
+
+The service reads no clock: every call that records a time takes ``now``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from engine.definitions.errors import did_you_mean
+from engine.storage import accounts_repo as repo
+from engine.storage.database import transaction
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+ADMIN = "admin"
+TOKEN_PREFIX = "pf_"
+#: How stale ``last_used_at`` may get before a request writes it again.
+TOKEN_TOUCH_INTERVAL = timedelta(minutes=5)
+
+
+class AccountError(ValueError):
+    """A user-fixable problem (unknown role, duplicate user name, ...)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is acting: a signed-in user or the owner of an API token."""
+
+    id: int
+    username: str
+    roles: frozenset[str]
+    display_name: str | None = None
+    locale: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN in self.roles
+
+    @property
+    def name(self) -> str:
+        return self.display_name or self.username
+
+    def has_any(self, roles: Iterable[str]) -> bool:
+        """True for admin, or when the user holds one of ``roles``."""
+        return self.is_admin or not self.roles.isdisjoint(roles)
+
+
+class _FormLike(Protocol):
+    submit_roles: tuple[str, ...]
+    view_roles: tuple[str, ...]
+    edit_by: str
+    public: bool
+
+
+def can_submit(user: Principal, form: _FormLike) -> bool:
+    """May ``user`` submit ``form``? Admin, a ``submit_roles`` holder, or anyone
+    signed in for a public form (a survey answered without an account)."""
+    return user.has_any(form.submit_roles) or form.public
+
+
+def can_view_all(user: Principal, form: _FormLike) -> bool:
+    """May ``user`` read every record of ``form``? Admin or a ``view_roles`` holder."""
+    return user.has_any(form.view_roles)
+
+
+def can_list(user: Principal, form: _FormLike) -> bool:
+    """May ``user`` open the record list of ``form`` (all records or only their own)?"""
+    return can_view_all(user, form) or can_submit(user, form)
+
+
+def can_view_record(user: Principal, form: _FormLike, created_by: int | None) -> bool:
+    """Readers of all records, and the submitter of this one."""
+    return can_view_all(user, form) or (created_by is not None and created_by == user.id)
+
+
+def can_edit_record(user: Principal, form: _FormLike, created_by: int | None) -> bool:
+    """Admin, or the submitter when the form's ``edit_by`` is ``submitter``. Whether
+    the record is still editable (``edit_until``) is the record service's call."""
+    if user.is_admin:
+        return True
+    if form.edit_by == "submitter":
+        return created_by is not None and created_by == user.id
+    if form.edit_by not in ("nobody", ""):
+        return form.edit_by in user.roles
+    return False
+
+
+def hash_token(token: str) -> str:
+    """The stored form of an API token: SHA-256 hex of its text."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _principal(row: repo.UserRow) -> Principal:
+    return Principal(row.id, row.username, row.roles, row.display_name, row.locale)
+
+
+class AccountService:
+    """Users, passwords, tokens. One instance per application, thread-safe."""
+
+    def __init__(self, session_factory: sessionmaker[Session], *, hasher: PasswordHasher | None = None):
+        self._sessions = session_factory
+        self._hasher = hasher or PasswordHasher()
+        # Verified against when the user does not exist, so a login attempt
+        # takes as long for an unknown name as for a wrong password.
+        self._dummy_hash = self._hasher.hash(secrets.token_hex(8))
+
+    # ---------------------------------------------------------------- users
+
+    def known_roles(self) -> list[str]:
+        """Roles a user may be given: the published role ids plus ``admin``."""
+        with self._sessions() as session:
+            return sorted({ADMIN, *repo.published_role_ids(session)})
+
+    def check_roles(self, roles: Iterable[str]) -> None:
+        """Raise AccountError naming every unknown role, with a did-you-mean."""
+        known = self.known_roles()
+        bad = [r for r in roles if r not in known]
+        if bad:
+            raise AccountError("\n".join(f"unknown role `{r}`{did_you_mean(r, known)}" for r in bad)
+                               + f"\nknown roles: {', '.join(known)}")
+
+    def add_user(
+        self, username: str, *, roles: Iterable[str], password: str | None, now: datetime,
+        display_name: str | None = None, email: str | None = None, manager: str | None = None,
+        locale: str | None = None, check_roles: bool = True,
+    ) -> Principal:
+        """Create a user with ``roles`` (checked against the published roles).
+
+        ``password=None`` makes an account that cannot sign in with a password
+        (API token only).
+
+        Raises:
+            AccountError: empty or taken name, unknown role or manager.
+        """
+        username = username.strip()
+        roles = list(dict.fromkeys(roles))
+        if not username:
+            raise AccountError("a user name is required")
+        if check_roles:
+            self.check_roles(roles)
+        password_hash = None if password is None else self._hasher.hash(password)
+        with transaction(self._sessions) as session:
+            if repo.get_user_by_name(session, username) is not None:
+                raise AccountError(f"user `{username}` already exists")
+            manager_id = None
+            if manager:
+                boss = repo.get_user_by_name(session, manager)
+                if boss is None:
+                    raise AccountError(f"unknown manager `{manager}`")
+                manager_id = boss.id
+            row = repo.add_user(session, username=username, password_hash=password_hash, roles=roles,
+                                now=now, display_name=display_name, email=email, manager_id=manager_id,
+                                locale=locale)
+        return _principal(row)
+
+    def get(self, user_id: int) -> Principal | None:
+        """The active user with this id, or None."""
+        with self._sessions() as session:
+            row = repo.get_user(session, user_id)
+        return _principal(row) if row is not None and row.active else None
+
+    def by_name(self, username: str) -> Principal | None:
+        """The active user with this name, or None."""
+        with self._sessions() as session:
+            row = repo.get_user_by_name(session, username)
+        return _principal(row) if row is not None and row.active else None
+
+    def usernames(self, ids: Iterable[int]) -> dict[int, str]:
+        """``{id: username}`` for display."""
+        with self._sessions() as session:
+            return repo.usernames(session, ids)
+
+    def authenticate(self, username: str, password: str) -> Principal | None:
+        """The user if ``password`` is right and the account active, else None."""
+        with self._sessions() as session:
+            row = repo.get_user_by_name(session, username.strip())
+        stored = row.password_hash if row is not None and row.active else None
+        try:
+            self._hasher.verify(stored or self._dummy_hash, password)
+        except (VerificationError, InvalidHashError):
+            return None
+        if row is None or stored is None:
+            return None
+        if self._hasher.check_needs_rehash(stored):
+            with transaction(self._sessions) as session:
+                repo.set_password_hash(session, row.id, self._hasher.hash(password))
+        return _principal(row)
+
+    def set_password(self, username: str, password: str) -> None:
+        """Replace a user's password. Raises AccountError for an unknown user."""
+        with transaction(self._sessions) as session:
+            row = repo.get_user_by_name(session, username)
+            if row is None:
+                raise AccountError(f"unknown user `{username}`")
+            repo.set_password_hash(session, row.id, self._hasher.hash(password))
+
+    # --------------------------------------------------------------- tokens
+
+    def create_token(self, username: str, *, now: datetime, name: str = "api") -> str:
+        """Create an API token for ``username`` and return it: the only time it is seen.
+
+        Raises:
+            AccountError: unknown user.
+        """
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        with transaction(self._sessions) as session:
+            row = repo.get_user_by_name(session, username)
+            if row is None:
+                raise AccountError(f"unknown user `{username}`")
+            repo.add_token(session, user_id=row.id, name=name, token_hash=hash_token(token), now=now)
+        return token
+
+    def user_for_token(self, token: str, *, now: datetime) -> Principal | None:
+        """The active user a live token belongs to, or None. Records the use
+        (at most every few minutes, so reads do not turn into writes)."""
+        if not token or len(token) > 200:
+            return None
+        digest = hash_token(token)
+        with self._sessions() as session:
+            found = repo.find_token(session, digest)
+            if found is None or found.revoked:
+                return None
+            row = repo.get_user(session, found.user_id)
+        if row is None or not row.active:
+            return None
+        if found.last_used_at is None or now - found.last_used_at > TOKEN_TOUCH_INTERVAL:
+            with transaction(self._sessions) as session:
+                repo.touch_token(session, found.id, now)
+        return _principal(row)
+
+    def revoke_tokens(self, username: str, *, now: datetime, name: str | None = None) -> int:
+        """Revoke a user's tokens (those called ``name`` if given); returns how many."""
+        with transaction(self._sessions) as session:
+            row = repo.get_user_by_name(session, username)
+            if row is None:
+                raise AccountError(f"unknown user `{username}`")
+            return repo.revoke_tokens(session, row.id, now, name)
+
+
+__all__ = [
+    "ADMIN", "AccountError", "AccountService", "Principal", "can_edit_record", "can_list",
+    "can_submit", "can_view_all", "can_view_record", "hash_token",
+]

@@ -153,7 +153,10 @@ class Record(Base):
     """A submitted form: the data plus the form version it was validated against."""
 
     __tablename__ = "records"
-    __table_args__ = (Index("ix_records_form_created", "form_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_records_form_created", "form_id", "created_at"),
+        Index("ix_records_form_creator", "form_id", "created_by_name"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     form_id: Mapped[str] = mapped_column(String(128))
@@ -166,6 +169,29 @@ class Record(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime())
     version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     status: Mapped[str] = mapped_column(String(32), default="submitted", server_default="submitted")
+    # Who submitted, by name: also public submitters and system actors without a
+    # users row (``created_by`` is the users.id when there is one). Migration 0002.
+    created_by_name: Mapped[str | None] = mapped_column(String(128))
+
+
+class RecordUniqueValue(Base):
+    """One value of a ``unique: true`` field, claimed by a record (migration 0002).
+
+    The unique key makes "same value in another record of the form" race-safe:
+    two concurrent submissions cannot both insert it. ``value`` is the stored
+    value's text, or ``sha256:<hex>`` when longer than 200 characters.
+    """
+
+    __tablename__ = "record_unique_values"
+    __table_args__ = (UniqueConstraint("form_id", "field", "value"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    form_id: Mapped[str] = mapped_column(String(128))
+    field: Mapped[str] = mapped_column(String(128))
+    value: Mapped[str] = mapped_column(String(255))
+    record_id: Mapped[int] = mapped_column(
+        ForeignKey("records.id", ondelete="CASCADE"), index=True
+    )
 
 
 class WorkflowInstance(Base):

@@ -20,6 +20,21 @@ KEYWORDS = ("all", "any", "not", "segment")
 _SHAPE = "condition_shape"
 
 
+#: What people write for our operators (from SQL, spreadsheets, other tools).
+OPERATOR_ALIASES: Mapping[str, str] = {
+    "greater_than": "gt", ">": "gt", "more_than": "gt", "above": "gt",
+    "greater_or_equal": "gte", ">=": "gte", "at_least": "gte", "min": "gte",
+    "less_than": "lt", "<": "lt", "below": "lt",
+    "less_or_equal": "lte", "<=": "lte", "at_most": "lte", "max": "lte",
+    "equals": "eq", "equal": "eq", "is": "eq", "=": "eq", "==": "eq",
+    "not_equal": "ne", "not_equals": "ne", "!=": "ne", "is_not": "ne",
+    "one_of": "in", "any_of": "in", "not_one_of": "not_in", "none_of": "not_in",
+    "has": "contains", "includes": "contains", "excludes": "not_contains",
+    "empty": "is_empty", "is_null": "is_empty", "blank": "is_empty",
+    "before_days": "older_than", "last": "within", "next": "within_next",
+}
+
+
 def parse_condition(raw: object, path: Path = ()) -> tuple[Condition | None, list[Problem]]:
     """Parse condition data into a tree, reporting every structural problem.
 
@@ -115,7 +130,9 @@ def _parse_field(name: str, value: object, path: Path, problems: list[Problem]) 
     for op, operand in value.items():
         op_path = key_path + (str(op),)
         if op not in OPERATORS:
-            message = unknown("operator", op, OPERATORS)
+            alias = OPERATOR_ALIASES.get(str(op).lower().replace("-", "_").replace(" ", "_"))
+            message = (f"unknown operator `{op}`; did you mean `{alias}`?" if alias
+                       else unknown("operator", op, OPERATORS))
             if op in ("all", "any", "not", "segment"):
                 message += f"; `{op}` belongs at the level of the field, not inside it"
             problems.append(Problem(op_path, "unknown_operator", message, at_key=True))

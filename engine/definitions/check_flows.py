@@ -9,6 +9,7 @@ branch with no default path.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone as dt_timezone
 from typing import Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -27,7 +28,7 @@ from .catalog import (
 )
 from .check_forms import field_kinds
 from .context import Context, Problems
-from .errors import Path, Problem, unknown
+from .errors import Path, Problem, did_you_mean, unknown
 
 WORKFLOW_ACTIONS = ("approval", "send", "set_field", "cc", "branch", "parallel")
 JOURNEY_ACTIONS = ("send", "issue_coupon", "add_tag", "remove_tag", "set_field", "wait", "if",
@@ -219,7 +220,8 @@ def _check_set_form_fields(values: dict, path: Path, fields: dict[str, dict]) ->
         f = fields[key]
         opts = [o["value"] if isinstance(o, dict) else o for o in f.get("options", ())]
         if f["type"] == "select" and value not in opts:
-            problems.append(Problem(path + (key,), "unknown_option", unknown(f"option of `{key}`", value, [str(o) for o in opts])))
+            problems.append(Problem(path + (key,), "unknown_option",
+                                    f"unknown option `{value}` of `{key}`{did_you_mean(str(value), [str(o) for o in opts])}"))
     return problems
 
 
@@ -346,7 +348,9 @@ def _check_pool_facts(ctx: Context, cond: object) -> Problems:
 
 def _check_loop(data: dict, emitted: dict[str, Path]) -> Problems:
     event = data["trigger"].get("event")
-    if not event or event not in emitted:
+    if not event or event not in emitted or "when" in data["trigger"]:
+        # with a `when`, the re-entry may be filtered out; the runtime loop
+        # guard stops the chains that are not
         return []
     if event in RECORD_EVENTS:
         # only a loop when the step creates records of the very form that triggers the rule
@@ -375,7 +379,7 @@ def _check_trigger(ctx: Context, trigger: dict) -> Problems:
     }[kind]
     for key in trigger:
         if key not in allowed:
-            problems.append(Problem(("trigger", key), "trigger_key", f"`{key}` does not apply to a {kind} trigger", at_key=True))
+            problems.append(Problem(("trigger", key), "trigger_key", f"`{key}` does not apply to {kind} triggers", at_key=True))
     if "timezone" in trigger:
         problems.extend(check_timezone(trigger["timezone"], ("trigger", "timezone")))
     if kind == "schedule":
@@ -401,8 +405,8 @@ def _check_trigger(ctx: Context, trigger: dict) -> Problems:
     elif kind == "date_field":
         field = trigger["date_field"]
         if field not in CUSTOMER_DATE_FIELDS:
-            message = (f"`{field}` is not a date field" if field in CUSTOMER_FIELDS
-                       else unknown("customer date field", field, CUSTOMER_DATE_FIELDS))
+            message = (f"`{field}` is not a date field; use one of: {', '.join(sorted(CUSTOMER_DATE_FIELDS))}"
+                       if field in CUSTOMER_FIELDS else unknown("customer date field", field, CUSTOMER_DATE_FIELDS))
             problems.append(Problem(("trigger", "date_field"), "date_field", message))
         if "before" in trigger and "after" in trigger:
             problems.append(Problem(("trigger", "after"), "trigger", "choose `before` or `after`, not both", at_key=True))
@@ -425,10 +429,27 @@ def _check_trigger(ctx: Context, trigger: dict) -> Problems:
     return problems
 
 
+_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("weekday", 0, 7))
+
+
+def _cron_ranges(expr: str) -> str | None:
+    """Name the first number outside its field's range ("hour 25 is out of range (0–23)")."""
+    for text, (name, low, high) in zip(expr.split(), _CRON_FIELDS):
+        for part in text.split(","):
+            base = part.split("/")[0]
+            for number in re.findall(r"\d+", base):
+                if not low <= int(number) <= high:
+                    return f"{name} {number} is out of range ({low}–{high})"
+    return None
+
+
 def _check_cron(expr: str, tz: str) -> Problems:
     path = ("trigger", "schedule")
     if len(expr.split()) != 5:
         return [Problem(path, "cron", f"`{expr}` is not a cron expression: write 5 fields, minute hour day month weekday (e.g. \"0 10 * * *\")")]
+    out_of_range = _cron_ranges(expr)
+    if out_of_range:
+        return [Problem(path, "cron", f"`{expr}`: {out_of_range}")]
     try:
         zone = ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):

@@ -18,7 +18,7 @@ from engine.conditions.parse import parse_condition
 
 from .catalog import BUILTIN_ROLES
 from .context import Context, Problems
-from .errors import Path, Problem, unknown
+from .errors import Path, Problem, did_you_mean, unknown
 from .specs import FIELD_KIND_OF_TYPE
 
 NUMERIC = {"integer", "number", "money"}
@@ -242,5 +242,6 @@ def _check_options(cond: object, siblings: dict[str, dict]) -> Problems:
                 for v in values:
                     if v not in opts:
                         problems.append(Problem(node.path, "unknown_option",
-                                                unknown(f"option of `{node.field}`", v, [str(o) for o in opts])))
+                                                f"unknown option `{v}` of `{node.field}`"
+                                                f"{did_you_mean(str(v), [str(o) for o in opts])}"))
     return problems

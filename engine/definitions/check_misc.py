@@ -42,9 +42,11 @@ def segment_cycles(ctx: Context) -> dict[str, Problem]:
                     return found
         return None
 
-    for sid in refs:
+    reported: set[frozenset[str]] = set()
+    for sid in sorted(refs):
         cycle = visit(sid, (sid,))
-        if cycle:
+        if cycle and frozenset(cycle) not in reported:
+            reported.add(frozenset(cycle))
             node = next(n for n in _segment_refs(ctx.segment_conditions[sid]) if n.segment_id == cycle[1])
             out[sid] = Problem(node.path, "segment_cycle", f"segment cycle: {' → '.join(cycle)}")
     return out
@@ -70,16 +72,19 @@ _JINJA = SandboxedEnvironment(autoescape=True)
 def check_template(ctx: Context, raw: RawDefinition) -> Problems:
     data = raw.data
     problems: Problems = []
-    for key in ("subject", "body", "html"):
-        if key in data:
-            try:
-                _JINJA.parse(data[key])
-            except TemplateSyntaxError as exc:
-                # Point at the template's own line inside the YAML value: a
-                # block scalar (``|``) starts on the line after its key.
-                offset = (exc.lineno or 1) - 1 + (1 if (key,) in raw.positions.blocks else 0)
-                problems.append(Problem((key,), "template_syntax",
-                                        f"template syntax error in `{key}`: {exc.message}", line_offset=offset))
+    for key in (("subject",), ("body",), ("html",), ("wecom", "title"), ("wecom", "url")):
+        text = data.get(key[0]) if len(key) == 1 else data.get(key[0], {}).get(key[1])
+        if not isinstance(text, str):
+            continue
+        # A block scalar is parsed as written in the file (a folded `>` block
+        # joins lines, which would shift Jinja's line numbers).
+        written = raw.positions.block_text.get(key)
+        try:
+            _JINJA.parse(written if written is not None else text)
+        except TemplateSyntaxError as exc:
+            offset = (exc.lineno or 1) - 1 + (1 if written is not None else 0)
+            problems.append(Problem(key, "template_syntax",
+                                    f"template syntax error in `{'.'.join(key)}`: {exc.message}", line_offset=offset))
     channels = data["channels"]
     if "email" in channels and "subject" not in data:
         problems.append(Problem(("channels",), "missing_subject", "an email template needs a `subject`"))
@@ -113,13 +118,14 @@ def check_connector(ctx: Context, data: dict, known_types: dict) -> Problems:
     secrets = data.get("secrets", {})
     for name in ctype.secrets:
         if name not in secrets:
-            problems.append(Problem((), "missing_secret",
-                                    f"connector type `{data['type']}` needs secret `{name}`: add `secrets: {{{name}: {{env: VARIABLE}}}}`"))
+            problems.append(Problem(("secrets",) if "secrets" in data else (), "missing_secret",
+                                    f"connector type `{data['type']}` needs secret `{name}`: add `secrets: {{{name}: {{env: VARIABLE}}}}`",
+                                    at_key=True))
     settings = data.get("settings", {})
     for name in ctype.settings:
         if name not in settings:
             problems.append(Problem(("settings",) if "settings" in data else (), "missing_setting",
-                                    f"connector type `{data['type']}` needs setting `{name}`"))
+                                    f"connector type `{data['type']}` needs setting `{name}`", at_key=True))
     for key, value in settings.items():
         if any(word in key.lower() for word in _SECRET_WORDS) and isinstance(value, str):
             problems.append(Problem(("settings", key), "secret_in_settings",

@@ -215,7 +215,8 @@ def load_texts(
         if not problems:
             ctx.valid.add(key)
         else:
-            pruned[key] = Pruned(raw.data, [p.path for p in problems])
+            # a key missing at the top cuts nothing; the guarded checks cope
+            pruned[key] = Pruned(raw.data, [p.path for p in problems if p.path or p.code != "missing"])
 
     types = dict(CONNECTOR_TYPES) | dict(connector_types or {})
     for kind in KIND_ORDER:
@@ -232,7 +233,7 @@ def load_texts(
                 found = _cross_check(ctx, kind, RawDefinition(raw.file, cut.data, raw.positions), types)
             except (KeyError, TypeError, AttributeError, ValueError, IndexError):
                 continue
-            errors.extend(raw.problem(cut.original(p)) for p in found)
+            errors.extend(raw.problem(cut.original(p)) for p in found if cut.reliable(p))
         if kind == "segment":
             for sid, problem in segment_cycles(ctx).items():
                 errors.append(ctx.raw["segment"][sid].problem(problem))

@@ -10,11 +10,15 @@ from typing import Any, Iterable
 from .errors import Path, Problem
 
 
+#: Keys without which a list item means nothing (a field without a type).
+STRUCTURAL = frozenset({"key", "type", "id", "kind"})
+
+
 class Pruned:
     """A copy of ``data`` without the nodes at ``bad`` paths.
 
-    A bad node inside a list removes that list item (the item as a whole is
-    unreliable); elsewhere the bad key is removed from its mapping. Problems the
+    A bad value is removed from its mapping; a bad list item, or an item whose
+    ``key``/``type``/``id`` is bad, is removed as a whole. Problems the
     checks report against the copy are mapped back with :meth:`original`.
     """
 
@@ -24,12 +28,16 @@ class Pruned:
         self.unusable = False
         removals: dict[Path, set[int]] = {}
         keys: set[Path] = set()
-        for path in bad:
-            cut = max((i for i, part in enumerate(path) if isinstance(part, int)), default=None)
-            if cut is not None:
-                removals.setdefault(tuple(path[:cut]), set()).add(path[cut])
-            elif path:
-                keys.add(tuple(path))
+        self._cut: list[Path] = []
+        for path in map(tuple, bad):
+            items = [i for i, part in enumerate(path) if isinstance(part, int)]
+            if path and not isinstance(path[-1], int) and not (items and path[-1] in STRUCTURAL):
+                keys.add(path)                      # a bad value: drop just that key
+                self._cut.append(path)
+            elif items:
+                cut = items[-1]                     # the item itself is unreliable
+                removals.setdefault(path[:cut], set()).add(path[cut])
+                self._cut.append(path[:cut + 1])
             else:
                 self.unusable = True
         for path in sorted(keys, key=len, reverse=True):
@@ -65,3 +73,9 @@ class Pruned:
         if tuple(out) == problem.path:
             return problem
         return Problem(tuple(out), problem.code, problem.message, problem.at_key, problem.line_offset)
+
+    def reliable(self, problem: Problem) -> bool:
+        """False for a complaint about a container that lost some of its
+        contents to pruning (e.g. "missing secret" after a bad secret was cut)."""
+        path = tuple(self.original(problem).path)
+        return not any(len(path) < len(cut) and cut[: len(path)] == path and path for cut in self._cut)

@@ -15,11 +15,23 @@ from functools import cache
 from pathlib import Path as FsPath
 from typing import Any, Iterator
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 
+from engine.durations import DurationError, parse_duration
+
 from .errors import Problem, did_you_mean
+
+_FORMATS = FormatChecker(formats=())
+
+
+@_FORMATS.checks("duration", raises=DurationError)
+def _is_duration(value: object) -> bool:
+    """Durations must parse and be positive (``0d`` would fire a wait at once)."""
+    if isinstance(value, str):
+        parse_duration(value)
+    return True
 
 SCHEMA_DIR = FsPath(__file__).parent / "schemas"
 BASE_URI = "https://promoflow.dev/schemas/"
@@ -54,7 +66,7 @@ def validator(kind: str) -> Draft202012Validator:
     """The compiled validator for one kind (built once per process)."""
     schema = json.loads((SCHEMA_DIR / f"{kind}.schema.json").read_text(encoding="utf-8"))
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema, registry=_registry())
+    return Draft202012Validator(schema, registry=_registry(), format_checker=_FORMATS)
 
 
 def schema_document(kind: str) -> dict[str, Any]:
@@ -89,8 +101,15 @@ def _type_message(error: ValidationError) -> str:
     expected = error.validator_value
     words = [_TYPE_WORDS.get(t, t) for t in (expected if isinstance(expected, list) else [expected])]
     hint = ""
-    if "string" in (expected if isinstance(expected, list) else [expected]) and isinstance(error.instance, (int, float)):
+    kinds = expected if isinstance(expected, list) else [expected]
+    if "string" in kinds and isinstance(error.instance, (int, float)):
         hint = "; put it in quotes"
+    elif {"integer", "number"} & set(kinds) and isinstance(error.instance, str):
+        try:
+            float(error.instance)
+            hint = "; remove the quotes"
+        except ValueError:
+            pass
     return f"{_name(tuple(error.absolute_path))} must be {' or '.join(words)}, not {_describe(error.instance)}{hint}"
 
 
@@ -114,6 +133,11 @@ def _problems(error: ValidationError) -> Iterator[Problem]:
             errs for errs in branches.values()
             if not any(e.validator in ("type", "const", "enum") and not e.relative_path for e in errs)
         ]
+        # ... unless the branch only says the value itself is wrong: then the
+        # schema's own words name every choice (``180d, or `ever```).
+        if (len(shaped) == 1 and "x-message" in schema and all(not e.relative_path for e in shaped[0])
+                and any(e.validator != "format" for e in shaped[0])):
+            shaped = []
         if len(shaped) == 1:
             for sub in shaped[0]:
                 yield from _problems(sub)
@@ -125,6 +149,9 @@ def _problems(error: ValidationError) -> Iterator[Problem]:
         if inner is not None:
             yield from _problems(inner)
             return
+    if v == "format" and error.cause is not None:
+        yield Problem(path, "format", str(error.cause))
+        return
     if "x-message" in schema and v in ("pattern", "type", "minProperties", "enum", "format"):
         yield Problem(path, v, f"{_name(path)} {schema['x-message']}")
         return
@@ -180,4 +207,6 @@ def schema_problems(kind: str, data: Any) -> list[Problem]:
             if key not in seen:
                 seen.add(key)
                 out.append(problem)
-    return out
+    # a format check (e.g. durations) says more than the pattern beside it
+    formatted = {p.path for p in out if p.code == "format"}
+    return [p for p in out if not (p.code == "pattern" and p.path in formatted)]

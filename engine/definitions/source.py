@@ -53,6 +53,8 @@ class Positions:
     keys: dict[Path, Position] = field(default_factory=dict)
     #: paths whose value is a block scalar (``|`` or ``>``): its text starts a line below
     blocks: set[Path] = field(default_factory=set)
+    #: a block scalar's lines as written in the file (indentation removed)
+    block_text: dict[Path, str] = field(default_factory=dict)
 
     def locate(self, path: Path, *, at_key: bool = False) -> Position:
         """The position of ``path``, or of its nearest known ancestor."""
@@ -73,6 +75,7 @@ class Positions:
         out.values = {p[n:]: v for p, v in self.values.items() if p[:n] == prefix}
         out.keys = {p[n:]: v for p, v in self.keys.items() if p[:n] == prefix}
         out.blocks = {p[n:] for p in self.blocks if p[:n] == prefix}
+        out.block_text = {p[n:]: v for p, v in self.block_text.items() if p[:n] == prefix}
         return out
 
 
@@ -141,9 +144,16 @@ class _Builder:
         self._path = path
         return self._scalar(node)
 
+    def _block_source(self, node: yaml.ScalarNode) -> str:
+        buffer = node.start_mark.buffer or ""
+        raw = buffer[node.start_mark.index:node.end_mark.index].rstrip("\0")
+        lines = raw.split("\n")[1:]  # the first line holds the indicator
+        return "\n".join(line.strip() for line in lines)
+
     def _scalar(self, node: yaml.ScalarNode) -> Any:
         if node.style in ("|", ">"):
             self.positions.blocks.add(self._path)
+            self.positions.block_text[self._path] = self._block_source(node)
         if node.style is not None:
             # quoted and block scalars are always text
             return node.value
@@ -225,6 +235,12 @@ def read_source(file: str, text: str) -> tuple[list[RawDefinition], list[Definit
         try:
             json.loads(text)
         except json.JSONDecodeError as exc:
+            before = text[: exc.pos].rstrip()
+            if before.endswith(",") and text[exc.pos: exc.pos + 1] in ("}", "]"):
+                comma = len(before) - 1
+                line = text.count("\n", 0, comma) + 1
+                col = comma - (text.rfind("\n", 0, comma) + 1) + 1
+                return [], [DefinitionError(file, line, col, "JSON syntax error: trailing comma is not allowed in JSON", "syntax")]
             return [], [DefinitionError(file, exc.lineno, exc.colno, f"JSON syntax error: {exc.msg}", "syntax")]
         # JSON allows tabs as whitespace outside strings (inside strings they
         # must be escaped), and YAML does not: swapping each for one space keeps

@@ -1,0 +1,121 @@
+"""The published definitions as one DefinitionSet, rebuilt only when publishing changed them.
+
+Stored bodies are plain dicts, validated at publish time; they are loaded
+back through the same loader (``load_texts``) so every caller sees the same
+frozen specs as ``promoflow validate``. A cheap fingerprint query (row count
+and highest id of ``definitions``) decides whether the cached set is stale;
+older form versions, needed to edit records made on them, are built on demand
+and cached for good (a stored version never changes).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import TYPE_CHECKING
+
+from engine.definitions.loader import DefinitionSet, load_texts
+from engine.definitions.specs import FormSpec
+from engine.storage.definitions_repo import StoredDefinition, get_definition, list_definitions
+from engine.storage.records_repo import definitions_fingerprint
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+#: Kinds an old form version may refer to when rebuilt on its own.
+_FORM_CONTEXT_KINDS = ("role", "fieldset")
+
+
+class UnknownForm(LookupError):
+    """No published form has this id (or this version)."""
+
+    def __init__(self, form_id: str, version: int | None = None):
+        self.form_id = form_id
+        self.version = version
+        super().__init__(f"unknown form `{form_id}`" + (f" version {version}" if version is not None else ""))
+
+
+def _texts(docs: list[StoredDefinition]) -> list[tuple[str, str]]:
+    return [(f"{d.kind}/{d.def_id}.json", json.dumps(d.body, ensure_ascii=False, default=str)) for d in docs]
+
+
+class DefinitionRegistry:
+    """Thread-safe cache of the latest published definitions."""
+
+    def __init__(self, session_factory: sessionmaker[Session]):
+        self._session_factory = session_factory
+        self._lock = threading.Lock()
+        self._fingerprint: tuple[int, int] | None = None
+        self._set = DefinitionSet()
+        self._versions: dict[tuple[str, str], int] = {}
+        self._latest_docs: list[StoredDefinition] = []
+        self._old_forms: dict[tuple[str, int], FormSpec] = {}
+
+    def refresh(self) -> DefinitionSet:
+        """Check the fingerprint and rebuild if publishing changed anything; return the set.
+
+        Raises:
+            DefinitionsInvalid: the stored set no longer loads (e.g. a code
+                change made a published definition invalid).
+        """
+        with self._session_factory() as session:
+            fingerprint = definitions_fingerprint(session)
+            if fingerprint == self._fingerprint:
+                return self._set
+            with self._lock:
+                if fingerprint == self._fingerprint:
+                    return self._set
+                docs = list_definitions(session)
+                definitions = load_texts(_texts(docs)).raise_for_errors()
+                self._latest_docs = docs
+                self._versions = {(d.kind, d.def_id): d.version for d in docs}
+                self._set = definitions
+                self._fingerprint = fingerprint
+                return definitions
+
+    def current(self) -> DefinitionSet:
+        """The latest published definitions (refreshed if stale)."""
+        return self.refresh()
+
+    def version_of(self, kind: str, def_id: str) -> int:
+        """The latest published version of a definition.
+
+        Raises:
+            KeyError: nothing of that kind and id is published.
+        """
+        self.refresh()
+        return self._versions[(kind, def_id)]
+
+    def form(self, form_id: str, version: int | None = None) -> tuple[FormSpec, int]:
+        """A form spec and its version: the latest, or the stored ``version``.
+
+        Raises:
+            UnknownForm: no such form or version.
+        """
+        definitions = self.refresh()
+        latest = self._versions.get(("form", form_id))
+        if latest is None:
+            raise UnknownForm(form_id)
+        if version is None or version == latest:
+            return definitions.forms[form_id], latest
+        cached = self._old_forms.get((form_id, version))
+        if cached is not None:
+            return cached, version
+        spec = self._load_old(form_id, version)
+        with self._lock:
+            self._old_forms[(form_id, version)] = spec
+        return spec, version
+
+    def _load_old(self, form_id: str, version: int) -> FormSpec:
+        with self._session_factory() as session:
+            stored = get_definition(session, "form", form_id, version)
+        if stored is None:
+            raise UnknownForm(form_id, version)
+        context = [d for d in self._latest_docs if d.kind in _FORM_CONTEXT_KINDS]
+        result = load_texts(_texts(context + [stored]))
+        if not result.ok or form_id not in result.definitions.forms:
+            raise UnknownForm(form_id, version)
+        return result.definitions.forms[form_id]
+
+
+__all__ = ["DefinitionRegistry", "UnknownForm"]

@@ -1,0 +1,38 @@
+"""Domain events, appended in the transaction of the change that caused them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from engine.storage.models import Event
+from engine.storage.times import to_db_time
+
+
+def append_event(
+    session: Session,
+    name: str,
+    subject_type: str | None,
+    subject_id: str | int | None,
+    payload: dict[str, Any] | None,
+    now: datetime,
+) -> Event:
+    """Add one event (``record.created`` …) to the caller's transaction; flushed, not committed.
+
+    ``now`` is aware; ``subject_id`` is stored as text so any key fits.
+    """
+    event = Event(
+        name=name,
+        subject_type=subject_type,
+        subject_id=None if subject_id is None else str(subject_id),
+        payload=payload,
+        created_at=to_db_time(now),
+    )
+    session.add(event)
+    session.flush()
+    return event
+
+
+__all__ = ["append_event"]

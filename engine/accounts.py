@@ -85,20 +85,21 @@ def can_list(user: Principal, form: _FormLike) -> bool:
     return can_view_all(user, form) or can_submit(user, form)
 
 
-def can_view_record(user: Principal, form: _FormLike, created_by: int | None) -> bool:
-    """Readers of all records, and the submitter of this one."""
-    return can_view_all(user, form) or (created_by is not None and created_by == user.id)
+def can_view_record(user: Principal, form: _FormLike, created_by: str | None) -> bool:
+    """Readers of all records, and the submitter (user name) of this one."""
+    return can_view_all(user, form) or (created_by is not None and created_by == user.username)
 
 
-def can_edit_record(user: Principal, form: _FormLike, created_by: int | None) -> bool:
-    """Admin, or the submitter when the form's ``edit_by`` is ``submitter``. Whether
-    the record is still editable (``edit_until``) is the record service's call."""
+def can_edit_record(user: Principal, form: _FormLike, created_by: str | None) -> bool:
+    """Admin; otherwise by the form's ``edit.by``: the submitter, the
+    ``view_roles`` holders, or nobody. Whether the record is still editable
+    (``edit.until``, workflow state) is the record service's call."""
     if user.is_admin:
         return True
     if form.edit_by == "submitter":
-        return created_by is not None and created_by == user.id
-    if form.edit_by not in ("nobody", ""):
-        return form.edit_by in user.roles
+        return created_by is not None and created_by == user.username
+    if form.edit_by == "view_roles":
+        return can_view_all(user, form)
     return False
 
 

@@ -1,1 +1,128 @@
-"""promoflow's web side: the Flask app factory, its blueprints, and the CLI."""
+"""The promoflow web app: ``create_app`` wires settings, database, engine
+services and blueprints, all inside the factory (nothing happens at import).
+
+Per-app state lives in ``app.extensions["promoflow"]`` (a :class:`Services`):
+the settings, the session factory, the definition registry, the record and
+account services and ``clock``, the one place the web layer reads the time
+(tests replace it to fix ``now``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from flask import Flask, current_app
+
+from engine.settings import Settings, load_settings
+
+#: Largest request body accepted (an HTML form with file uploads); the API
+#: lowers it per request.
+MAX_CONTENT_LENGTH = 16 * 1024 * 1024
+API_MAX_CONTENT_LENGTH = 1024 * 1024
+
+
+def system_clock() -> datetime:
+    """The wall clock, aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Services:
+    """Everything a view needs from the engine, built once per app."""
+
+    settings: Settings
+    db_engine: Any
+    session_factory: Any
+    registry: Any
+    records: Any
+    accounts: Any
+    clock: Callable[[], datetime]
+
+    @property
+    def tz(self) -> str:
+        return self.settings.timezone
+
+    def now(self) -> datetime:
+        return self.clock()
+
+
+def services() -> Services:
+    """The current app's services."""
+    return current_app.extensions["promoflow"]  # type: ignore[no-any-return]
+
+
+def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settings | None = None) -> Flask:
+    """Build the web app.
+
+    ``settings`` defaults to :func:`load_settings`; ``test_config`` overrides
+    Flask config and may carry ``DATABASE_URL`` (a database to use instead of
+    the settings'), ``MIGRATE`` (default True: upgrade the schema on start),
+    ``CLOCK`` (a callable returning an aware ``now``) and ``PASSWORD_HASHER``
+    (an argon2 ``PasswordHasher``, e.g. a cheap one in tests).
+    """
+    from engine.accounts import AccountService
+    from engine.records import RecordService
+    from engine.registry import DefinitionRegistry
+    from engine.storage.database import make_engine, make_session_factory
+    from engine.storage.migrate import upgrade
+
+    config = dict(test_config or {})
+    if settings is None:
+        overrides = {"database_url": config["DATABASE_URL"]} if config.get("DATABASE_URL") else None
+        if config.get("INSTANCE_PATH"):
+            overrides = {**(overrides or {}), "instance_path": str(config["INSTANCE_PATH"])}
+        settings = load_settings(overrides=overrides)
+    elif config.get("DATABASE_URL"):
+        settings = settings.with_database(str(config["DATABASE_URL"]))
+
+    app = Flask(__name__, instance_path=str(settings.instance_path), instance_relative_config=False)
+    app.config.from_mapping(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH,
+        API_MAX_CONTENT_LENGTH=API_MAX_CONTENT_LENGTH,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        WTF_CSRF_TIME_LIMIT=None,  # valid for the session's lifetime
+        JSON_SORT_KEYS=False,
+        MIGRATE=True,
+        UPLOAD_FOLDER=str(settings.instance_path / "uploads"),
+    )
+    app.config.from_mapping(config)
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    db_engine = make_engine(settings.database_url)
+    if app.config["MIGRATE"]:
+        upgrade(db_engine)
+    session_factory = make_session_factory(db_engine)
+    registry = DefinitionRegistry(session_factory)
+    hasher = config.get("PASSWORD_HASHER")
+    app.extensions["promoflow"] = Services(
+        settings=settings,
+        db_engine=db_engine,
+        session_factory=session_factory,
+        registry=registry,
+        records=RecordService(session_factory, registry),
+        accounts=AccountService(session_factory, hasher=hasher) if hasher else AccountService(session_factory),
+        clock=config.get("CLOCK") or system_clock,
+    )
+
+    from flask_wtf.csrf import CSRFProtect
+
+    csrf = CSRFProtect(app)
+
+    from . import api, auth, context, errors, records
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(records.bp)
+    app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)  # bearer tokens only; no cookies are honoured there
+    errors.init_app(app)
+    context.init_app(app)
+    return app
+
+
+__all__ = ["Services", "create_app", "services", "system_clock"]

@@ -1,0 +1,226 @@
+"""REST API under ``/api/v1``: bearer tokens only (no cookies, so no CSRF).
+
+Status codes: 201 created, 400 malformed JSON or query, 401 no valid token,
+403 missing role, 404 unknown form or record, 409 stale version, 413 body
+too large, 422 invalid data (``{"errors": [{"field", "code", "message"}]}``).
+Any other error is answered as JSON by ``web.errors``.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import PackageNotFoundError, version as package_version
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, request, url_for
+
+from engine.accounts import Principal, can_edit_record, can_list, can_submit, can_view_record
+from engine.definitions.specs import FormSpec
+from engine.forms.errors import ValidationFailed, to_json
+from engine.records import Conflict, InvalidQuery, RecordNotFound, RecordView, UnknownForm
+
+from . import services
+from .access import BadQuery, list_query, published_forms
+from .errors import api_error
+from .i18n import get_locale
+from .openapi import openapi_document
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+PUBLIC_ENDPOINTS = frozenset({"api.openapi"})
+
+
+class ApiError(Exception):
+    """Raised inside a view to answer with a JSON error."""
+
+    def __init__(self, status: int, message: str, code: str | None = None, **extra: Any):
+        super().__init__(message)
+        self.status, self.message, self.code, self.extra = status, message, code, extra
+
+
+@bp.errorhandler(ApiError)
+def _api_error(exc: ApiError) -> Any:
+    response = api_error(exc.status, exc.message, exc.code)
+    if exc.extra:
+        body = json.loads(response.get_data())
+        body["error"].update(exc.extra)
+        response.set_data(json.dumps(body, ensure_ascii=False))
+    return response
+
+
+def json_response(body: Any, status: int = 200, **headers: str) -> Response:
+    """``body`` as JSON (UTF-8; ASCII escapes only if some text cannot be encoded)."""
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:  # e.g. a lone surrogate echoed from a hostile key
+        data = json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    response = Response(data, status=status, mimetype="application/json")
+    for name, value in headers.items():
+        response.headers[name.replace("_", "-")] = value
+    return response
+
+
+@bp.before_request
+def _authenticate() -> Any:
+    request.max_content_length = current_app.config["API_MAX_CONTENT_LENGTH"]
+    g.user = None
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return api_error(401, "send `Authorization: Bearer <token>` (create one with `promoflow tokens create`)",
+                         "unauthorized")
+    user = services().accounts.user_for_token(token.strip(), now=services().now())
+    if user is None:
+        response = api_error(401, "the token is invalid or revoked", "invalid_token")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="promoflow", error="invalid_token"'
+        return response
+    g.user = user
+    return None
+
+
+def _user() -> Principal:
+    return g.user  # type: ignore[no-any-return]
+
+
+def _form(form_id: str, version: int | None = None) -> tuple[FormSpec, int]:
+    try:
+        return services().registry.form(form_id, version)  # type: ignore[no-any-return]
+    except UnknownForm:
+        raise ApiError(404, f"no published form `{form_id}`") from None
+
+
+def _body() -> Any:
+    """The request body parsed as strict JSON (no NaN/Infinity), or a 400."""
+    data = request.get_data(cache=False)  # 413 past the API's size limit
+    if not data.strip():
+        raise ApiError(400, "the body is empty; send a JSON object")
+    try:
+        text = data.decode("utf-8")
+        return json.loads(text, parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise ApiError(400, "the body is not UTF-8") from None
+    except RecursionError:
+        raise ApiError(400, "the JSON is nested too deeply") from None
+    except ValueError as exc:
+        raise ApiError(400, f"the body is not valid JSON: {exc}"[:300]) from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _record_json(record: RecordView) -> dict[str, Any]:
+    return record.to_json()  # type: ignore[no-any-return]
+
+
+def _invalid(exc: ValidationFailed) -> Response:
+    return json_response({"errors": to_json(exc.errors, get_locale())}, 422)
+
+
+def _etag(record: RecordView) -> str:
+    return f'"{record.version}"'
+
+
+@bp.post("/forms/<form_id>/records")
+def create_record(form_id: str) -> Any:
+    spec, _ = _form(form_id)
+    user = _user()
+    if not can_submit(user, spec):
+        raise ApiError(403, f"submitting `{form_id}` needs one of the roles: {', '.join(spec.submit_roles) or 'admin'}")
+    payload = _body()
+    svc = services()
+    try:
+        record = svc.records.create(form_id, payload, actor=user.username, now=svc.now(), tz=svc.tz)
+    except ValidationFailed as exc:
+        return _invalid(exc)
+    except RecursionError:
+        raise ApiError(400, "the JSON is nested too deeply") from None
+    return json_response(_record_json(record), 201, Location=url_for("api.get_record", record_id=record.id),
+                         ETag=_etag(record))
+
+
+@bp.get("/forms/<form_id>/records")
+def list_records(form_id: str) -> Any:
+    spec, _ = _form(form_id)
+    user = _user()
+    if not can_list(user, spec):
+        raise ApiError(403, f"reading `{form_id}` records needs a submit or view role")
+    svc = services()
+    try:
+        query = list_query(spec, request.args, user)
+        page = svc.records.list(form_id, where=query.where, created_by=query.created_by, sort=query.sort,
+                                page=query.page, per_page=query.per_page, now=svc.now())
+    except (BadQuery, InvalidQuery) as exc:
+        raise ApiError(400, str(exc), "bad_query") from None
+    return json_response({"items": [_record_json(r) for r in page.items], "total": page.total,
+                          "page": page.page, "per_page": page.per_page, "pages": page.pages})
+
+
+def _visible_record(record_id: int) -> tuple[RecordView, FormSpec]:
+    record = services().records.get(record_id)
+    if record is None:
+        raise ApiError(404, f"no record {record_id}")
+    spec, _ = _form(record.form_id, record.form_version)
+    if not can_view_record(_user(), spec, record.created_by):
+        raise ApiError(403, f"record {record_id} is not yours and you cannot read all `{record.form_id}` records")
+    return record, spec
+
+
+@bp.get("/records/<int:record_id>")
+def get_record(record_id: int) -> Any:
+    record, _ = _visible_record(record_id)
+    return json_response(_record_json(record), ETag=_etag(record))
+
+
+def _expected_version() -> int | None:
+    raw = request.headers.get("If-Match") or request.args.get("version")
+    if raw is None or raw.strip() in ("", "*"):
+        return None
+    text = raw.strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    text = text.strip('"')
+    if not text.isdigit() or len(text) > 12:
+        raise ApiError(400, "If-Match must be a record version such as \"3\"")
+    return int(text)
+
+
+@bp.patch("/records/<int:record_id>")
+def update_record(record_id: int) -> Any:
+    record, spec = _visible_record(record_id)
+    user = _user()
+    if not can_edit_record(user, spec, record.created_by):
+        raise ApiError(403, f"records of `{record.form_id}` may be changed by: {spec.edit_by}")
+    expected = _expected_version()
+    payload = _body()
+    svc = services()
+    try:
+        updated = svc.records.update(record_id, payload, actor=user.username, now=svc.now(),
+                                     expected_version=expected, tz=svc.tz)
+    except ValidationFailed as exc:
+        return _invalid(exc)
+    except Conflict as exc:
+        raise ApiError(409, f"record {record_id} changed since version {expected}", "conflict",
+                       current_version=exc.current) from None
+    except RecordNotFound:
+        raise ApiError(404, f"no record {record_id}") from None
+    except RecursionError:
+        raise ApiError(400, "the JSON is nested too deeply") from None
+    return json_response(_record_json(updated), ETag=_etag(updated))
+
+
+@bp.get("/openapi.json")
+def openapi() -> Any:
+    try:
+        app_version = package_version("promoflow")
+    except PackageNotFoundError:  # pragma: no cover - running from an uninstalled checkout
+        app_version = "0"
+    doc = openapi_document(published_forms(), server_url=request.url_root.rstrip("/") + bp.url_prefix,
+                           version=app_version)
+    return json_response(doc)
+
+
+__all__ = ["bp", "json_response"]

@@ -1,0 +1,269 @@
+"""The staff pages: home, the form fill page, record list (filters, sort,
+pages, CSV export), record detail and edit."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import (Blueprint, Response, abort, current_app, flash, g, redirect, render_template, request,
+                   stream_with_context, url_for)
+from werkzeug.datastructures import MultiDict
+
+from engine.accounts import can_edit_record, can_list, can_submit, can_view_all, can_view_record
+from engine.definitions.specs import FormSpec
+from engine.forms.coerce import coerce_form_data
+from engine.forms.errors import ValidationFailed
+from engine.forms.types import Env
+from engine.forms.validate import default_value
+from engine.records import Conflict, InvalidQuery, RecordNotFound, RecordView, UnknownForm
+
+from . import services
+from .access import BadQuery, fillable_forms, list_query, listable_forms, local_time, show_value, store_upload
+from .auth import login_required
+from .formbuilder import ATTR, RecordForm, build_form_class, condition_data, initial_data
+from .i18n import get_locale, label, t
+
+bp = Blueprint("records", __name__)
+
+
+@bp.app_template_filter("localtime")
+def _localtime(value: Any) -> str:
+    return local_time(value, services().tz)
+
+
+@bp.app_context_processor
+def _helpers() -> dict[str, Any]:
+    return {
+        "condition_json": lambda cond: json.dumps(condition_data(cond), ensure_ascii=False),
+        "show": lambda f, v: show_value(f, v, get_locale(), services().tz),
+    }
+
+
+def _form(form_id: str, version: int | None = None) -> tuple[FormSpec, int]:
+    try:
+        return services().registry.form(form_id, version)  # type: ignore[no-any-return]
+    except UnknownForm:
+        abort(404)
+
+
+def _form_class(spec: FormSpec, version: int) -> type[RecordForm]:
+    cache: dict[Any, type[RecordForm]] = current_app.extensions.setdefault("promoflow_form_classes", {})
+    key = (spec.id, version, get_locale())
+    cls = cache.get(key)
+    if cls is None:
+        cls = cache[key] = build_form_class(spec, get_locale(), t("choose"))
+    return cls
+
+
+@bp.route("/")
+@login_required
+def home() -> Any:
+    user = g.user
+    fillable = fillable_forms(user)
+    viewable = [f for f in listable_forms(user) if f not in fillable]
+    recent: list[tuple[RecordView, str]] = []
+    records = services().records
+    for spec in listable_forms(user):
+        page = records.list(spec.id, created_by=user.username, sort="-created_at", page=1, per_page=5,
+                            now=services().now())
+        recent.extend((rec, label(spec, "title")) for rec in page.items)
+    recent.sort(key=lambda pair: pair[0].created_at, reverse=True)
+    return render_template("home.html", fillable=fillable, viewable=viewable, recent=recent[:10])
+
+
+def _posted_data(spec: FormSpec) -> tuple[MultiDict[str, Any], dict[str, dict[str, Any]]]:
+    """The posted form data with each uploaded file replaced by its stored reference."""
+    data: MultiDict[str, Any] = MultiDict(request.form)
+    refs: dict[str, dict[str, Any]] = {}
+    folder = Path(current_app.config["UPLOAD_FOLDER"])
+    for f in spec.fields:
+        if f.type != "file":
+            continue
+        kept = data.get(f.key)
+        upload = request.files.get(f.key)
+        if upload is not None and upload.filename:
+            ref = store_upload(f, upload, folder)
+            if ref is not None:
+                data.setlist(f.key, [json.dumps(ref, ensure_ascii=False)])
+                refs[f.key] = ref
+        elif kept:
+            try:
+                ref = json.loads(kept)
+            except ValueError:
+                ref = None
+            if isinstance(ref, dict):
+                refs[f.key] = ref
+    return data, refs
+
+
+def _render_fill(spec: FormSpec, form: RecordForm, *, status: int = 200, leftover: list[str] | None = None,
+                 errors: bool = False, refs: dict[str, Any] | None = None, expected_version: int | None = None,
+                 back_url: str | None = None) -> Any:
+    return render_template(
+        "form.html", spec=spec, form=form, form_errors=errors, leftover=leftover or [], file_refs=refs or {},
+        expected_version=expected_version, now_iso=services().now().isoformat(),
+        back_url=back_url or url_for("records.home"),
+    ), status
+
+
+@bp.route("/forms/<form_id>/new", methods=["GET", "POST"])
+@login_required
+def fill(form_id: str) -> Any:
+    spec, version = _form(form_id)
+    if not can_submit(g.user, spec):
+        abort(403)
+    cls = _form_class(spec, version)
+    svc = services()
+    if request.method == "GET":
+        env = Env(now=svc.now(), tz=svc.tz, user=g.user.username)
+        defaults = {f.key: default_value(f, env) for f in spec.fields if f.default is not None}
+        form = cls(data=initial_data(spec, {k: v for k, v in defaults.items() if v is not None}, svc.tz))
+        return _render_fill(spec, form)
+    data, refs = _posted_data(spec)
+    payload = coerce_form_data(spec, data)
+    try:
+        record = svc.records.create(form_id, payload, actor=g.user.username, now=svc.now(), tz=svc.tz)
+    except ValidationFailed as exc:
+        return _refill(spec, cls, data, exc, refs)
+    flash(t("submitted", id=record.id), "success")
+    return redirect(url_for("records.detail", record_id=record.id))
+
+
+def _refill(spec: FormSpec, cls: type[RecordForm], data: MultiDict[str, Any], exc: ValidationFailed,
+            refs: dict[str, Any], **extra: Any) -> Any:
+    from .formbuilder import apply_errors
+
+    # Re-display what was typed: WTForms keeps each field's raw text.
+    shown = MultiDict([(k, v) for k, v in data.items(multi=True) if not _is_file_key(spec, k)])
+    form = cls(formdata=shown)
+    leftover = apply_errors(form, exc.errors, get_locale())
+    return _render_fill(spec, form, status=422, leftover=leftover, errors=True, refs=refs, **extra)
+
+
+def _is_file_key(spec: FormSpec, key: str) -> bool:
+    return any(f.type == "file" and f.key == key for f in spec.fields)
+
+
+def _record_or_404(record_id: int) -> tuple[RecordView, FormSpec]:
+    record = services().records.get(record_id)
+    if record is None:
+        abort(404)
+    spec, _ = _form(record.form_id, record.form_version)
+    if not can_view_record(g.user, spec, record.created_by):
+        abort(404 if not can_list(g.user, spec) else 403)
+    return record, spec
+
+
+@bp.route("/records/<int:record_id>")
+@login_required
+def detail(record_id: int) -> Any:
+    record, spec = _record_or_404(record_id)
+    return render_template("detail.html", rec=record, spec=spec, creator=record.created_by or "",
+                           may_edit=can_edit_record(g.user, spec, record.created_by))
+
+
+@bp.route("/records/<int:record_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit(record_id: int) -> Any:
+    record, spec = _record_or_404(record_id)
+    if not can_edit_record(g.user, spec, record.created_by):
+        abort(403)
+    cls = _form_class(spec, record.form_version)
+    svc = services()
+    back = url_for("records.detail", record_id=record.id)
+    if request.method == "GET":
+        form = cls(data=initial_data(spec, record.data, svc.tz))
+        return _render_fill(spec, form, expected_version=record.version, back_url=back,
+                            refs={f.key: record.data[f.key] for f in spec.fields
+                                  if f.type == "file" and isinstance(record.data.get(f.key), dict)})
+    data, refs = _posted_data(spec)
+    payload = coerce_form_data(spec, data)
+    # Every editable field is on the page: a field left out means "cleared".
+    for f in spec.fields:
+        if not f.readonly and f.key not in payload:
+            payload[f.key] = None
+    try:
+        expected = int(request.form.get("_version", "")) if request.form.get("_version") else None
+    except ValueError:
+        expected = None
+    try:
+        svc.records.update(record_id, payload, actor=g.user.username, now=svc.now(), expected_version=expected,
+                           tz=svc.tz)
+    except ValidationFailed as exc:
+        return _refill(spec, cls, data, exc, refs, expected_version=expected, back_url=back)
+    except Conflict:
+        flash(t("conflict"), "error")
+        return redirect(url_for("records.edit", record_id=record_id))
+    except RecordNotFound:
+        abort(404)
+    flash(t("updated"), "success")
+    return redirect(back)
+
+
+def _list_args() -> MultiDict[str, str]:
+    return MultiDict([(k, v) for k, v in request.args.items(multi=True) if k != "lang"])
+
+
+@bp.route("/forms/<form_id>/records")
+@login_required
+def list_records(form_id: str) -> Any:
+    spec, _ = _form(form_id)
+    user = g.user
+    if not can_list(user, spec):
+        abort(403)
+    svc = services()
+    args = _list_args()
+    where_error = None
+    try:
+        query = list_query(spec, args, user)
+        page = svc.records.list(form_id, where=query.where, created_by=query.created_by, sort=query.sort,
+                                page=query.page, per_page=query.per_page, now=svc.now())
+    except (BadQuery, InvalidQuery) as exc:
+        where_error = t("bad_condition", error=str(exc))
+        query = list_query(spec, MultiDict(), user)
+        page = svc.records.list(form_id, created_by=query.created_by, now=svc.now())
+    pages = max(1, math.ceil(page.total / page.per_page))
+
+    def page_url(number: int) -> str:
+        params = [(k, v) for k, v in args.items(multi=True) if k != "page"] + [("page", str(number))]
+        return url_for("records.list_records", form_id=form_id) + "?" + urlencode(params)
+
+    columns = [f for f in spec.fields if f.type not in ("table", "textarea", "file")][:6]
+    filter_fields = [f for f in spec.fields if f.type == "select" and not f.readonly][:3]
+    sort_choices = [("-created_at", t("newest_first")), ("created_at", t("oldest_first"))]
+    for f in spec.fields:
+        if f.type in ("money", "number", "integer", "date", "datetime"):
+            sort_choices += [(f"-{f.key}", f"{label(f)} ↓"), (f.key, f"{label(f)} ↑")]
+    export_params = [(k, v) for k, v in args.items(multi=True) if k not in ("page", "per_page")]
+    export_url = url_for("records.export", form_id=form_id) + ("?" + urlencode(export_params) if export_params else "")
+    return render_template(
+        "list.html", spec=spec, page=page, pages=pages, page_no=page.page, page_url=page_url, args=args,
+        columns=columns, filter_fields=filter_fields, sort_choices=sort_choices, where_error=where_error,
+        view_all=can_view_all(user, spec), may_submit=can_submit(user, spec), export_url=export_url,
+    ), (400 if where_error else 200)
+
+
+@bp.route("/forms/<form_id>/records.csv")
+@login_required
+def export(form_id: str) -> Any:
+    spec, _ = _form(form_id)
+    user = g.user
+    if not can_list(user, spec):
+        abort(403)
+    svc = services()
+    try:
+        query = list_query(spec, _list_args(), user)
+        lines = svc.records.export_csv(form_id, query.where, locale=get_locale(), created_by=query.created_by,
+                                       sort=query.sort, now=svc.now())
+    except (BadQuery, InvalidQuery) as exc:
+        abort(400, description=str(exc))
+    filename = f"{form_id}-{svc.now().astimezone().strftime('%Y%m%d-%H%M')}.csv"
+    return Response(stream_with_context(lines), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+__all__ = ["ATTR", "bp"]

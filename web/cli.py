@@ -218,12 +218,132 @@ def init(directory: str, force: bool) -> None:
                f"  cd {target}\n  promoflow validate\n  promoflow publish")
 
 
+def _accounts(obj: Context):
+    from engine.accounts import AccountService
+
+    return AccountService(obj.session_factory())
+
+
+@main.group()
+def users() -> None:
+    """Accounts that sign in to the web app or call the API."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--role", "roles", multiple=True, help="A role id (repeat for several); `admin` may do everything.")
+@click.option("--password", default=None, help="The password (prompted for when left out).")
+@click.option("--display-name", default=None, help="The name shown in the app.")
+@click.option("--email", default=None)
+@click.option("--manager", default=None, help="The user name of this user's manager.")
+@click.option("--locale", type=click.Choice(["zh", "en"]), default=None, help="Language of the web pages.")
+@pass_ctx
+def users_add(obj: Context, name: str, roles: tuple[str, ...], password: str | None, display_name: str | None,
+              email: str | None, manager: str | None, locale: str | None) -> None:
+    """Create user NAME with roles from the published definitions (or admin)."""
+    from engine.accounts import AccountError
+
+    accounts = _accounts(obj)
+    try:
+        accounts.check_roles(roles)
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    if password is None:
+        password = click.prompt(f"Password for {name}", hide_input=True, confirmation_prompt=True)
+    if not password:
+        raise click.ClickException("the password is empty")
+    try:
+        user = accounts.add_user(name, roles=roles, password=password, now=_now(), display_name=display_name,
+                                 email=email, manager=manager, locale=locale, check_roles=False)
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Created user {user.username} (id {user.id}) with roles: {', '.join(sorted(user.roles)) or '-'}")
+
+
+@main.group()
+def tokens() -> None:
+    """API tokens (``Authorization: Bearer <token>``)."""
+
+
+@tokens.command("create")
+@click.argument("user")
+@click.option("--name", "label", default="api", show_default=True, help="A label to tell tokens apart.")
+@pass_ctx
+def tokens_create(obj: Context, user: str, label: str) -> None:
+    """Create an API token for USER and print it: it is shown only this once."""
+    from engine.accounts import AccountError
+
+    try:
+        token = _accounts(obj).create_token(user, now=_now(), name=label)
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(token)
+    click.echo(f"Token `{label}` for {user}; store it now, it cannot be shown again.", err=True)
+
+
+@tokens.command("revoke")
+@click.argument("user")
+@click.option("--name", "label", default=None, help="Only tokens with this label (default: all).")
+@pass_ctx
+def tokens_revoke(obj: Context, user: str, label: str | None) -> None:
+    """Revoke USER's API tokens."""
+    from engine.accounts import AccountError
+
+    try:
+        count = _accounts(obj).revoke_tokens(user, now=_now(), name=label)
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Revoked {count} token(s) of {user}.")
+
+
+def _serve(settings: Settings, host: str, port: int, threads: int) -> None:
+    """Run the web app under waitress until interrupted."""
+    from waitress import serve as waitress_serve
+
+    from web import create_app
+
+    app = create_app(settings=settings)
+    click.echo(f"Serving on http://{host}:{port}/ (Ctrl+C to stop)")
+    waitress_serve(app, host=host, port=port, threads=threads, ident="promoflow")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--threads", default=8, show_default=True, type=int)
+@pass_ctx
+def serve(obj: Context, host: str, port: int, threads: int) -> None:
+    """Serve the web app and API (waitress) on the configured database."""
+    _serve(obj.settings, host, port, threads)
+
+
+#: Demo users: the role ids of the shipped definitions plus admin; password <name>123.
+def _demo_users(accounts, role_ids: list[str], now: datetime) -> list[tuple[str, str, list[str]]]:
+    made = []
+    for name in ["admin", *role_ids]:
+        password = f"{name}123"
+        roles = [name]
+        accounts.add_user(name, roles=roles, password=password, now=now, check_roles=False)
+        made.append((name, password, roles))
+    return made
+
+
 @main.command()
 @click.option("--instance", "instance", type=click.Path(file_okay=False), default="promoflow-demo",
               show_default=True, help="The demo's instance folder (created fresh).")
 @click.option("--keep", is_flag=True, help="Reuse an existing demo instance instead of starting fresh.")
-def demo(instance: str, keep: bool) -> None:
-    """Run the demo: a fresh embedded SQLite instance with the shipped process published."""
+@click.option("--customers", default=3000, show_default=True, type=click.IntRange(0, 1_000_000),
+              help="How many demo customers to seed.")
+@click.option("--serve/--no-serve", "serve_app", default=None,
+              help="Start the web app afterwards (default: only when run in a terminal).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def demo(instance: str, keep: bool, customers: int, serve_app: bool | None, host: str, port: int) -> None:
+    """Run the demo: a fresh embedded SQLite instance with the shipped process
+    published, demo users for every role, demo customers and orders, and the
+    web app started."""
+    from engine.accounts import AccountService
+    from engine.demo_data import seed_demo
     from engine.publishing import publish_paths
     from engine.storage.database import make_engine, make_session_factory
     from engine.storage.migrate import upgrade
@@ -231,11 +351,14 @@ def demo(instance: str, keep: bool) -> None:
     folder = Path(instance).resolve()
     if folder.exists() and not keep:
         shutil.rmtree(folder)
+    existed = (folder / "promoflow.sqlite").exists()
     settings = load_settings(overrides={"instance_path": str(folder), "database_url": ""}, environ={})
     engine = make_engine(settings.database_url)
     upgrade(engine)
+    session_factory = make_session_factory(engine)
+    now = _now()
     try:
-        report = publish_paths(make_session_factory(engine), library_paths(), now=_now(), by="demo")
+        report = publish_paths(session_factory, library_paths(), now=now, by="demo")
     except DefinitionsInvalid as exc:
         _print_errors(exc.errors)
         sys.exit(1)
@@ -248,6 +371,25 @@ def demo(instance: str, keep: bool) -> None:
         click.echo(f"  {kind:<12} {len(ids):>3}  {', '.join(ids)}")
     click.echo(f"Published: {report.count('new')} new, {report.count('changed')} changed, "
                f"{report.count('unchanged')} unchanged.")
+    if not existed:
+        accounts = AccountService(session_factory)
+        role_ids = sorted(report.definitions.roles)
+        made = _demo_users(accounts, role_ids, now)
+        click.echo("Demo users (user / password):")
+        for name, password, roles in made:
+            click.echo(f"  {name:<20} / {password:<24} roles: {', '.join(roles)}")
+        managers = tuple(p.id for p in [accounts.by_name("account_manager")] if p is not None)
+        summary = seed_demo(session_factory, now=now, customers=customers, account_manager_ids=managers)
+        click.echo(f"Demo data: {summary.customers} customers, {summary.orders} orders, "
+                   f"{summary.tags} tags, {summary.consents} consents.")
+    engine.dispose()
+    if serve_app is None:
+        serve_app = sys.stdin.isatty() and sys.stdout.isatty()
+    if serve_app:
+        click.echo("Sign in as staff / staff123 to fill in a promotion activity request.")
+        _serve(settings, host, port, threads=8)
+    else:
+        click.echo(f"Start the web app with: promoflow demo --keep --instance {instance} --serve")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,14 +13,17 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from engine.definitions.specs import FieldSpec, FormSpec
 
 _TRUE = {"on", "true", "1", "y", "yes", "checked"}
 _INT = re.compile(r"\s*-?\d{1,20}\s*")
 _ROW_KEY = re.compile(r"(\d{1,4})-(.+)")
+_NAIVE_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?")
 _MAX_ROWS = 1_000
 
 
@@ -42,7 +45,7 @@ def _first(values: list[Any]) -> Any:
     return values[0] if values else None
 
 
-def _scalar(f: FieldSpec, text: Any) -> Any:
+def _scalar(f: FieldSpec, text: Any, tz: str = "Asia/Shanghai") -> Any:
     if not isinstance(text, str):
         return text
     if text.strip() == "" and f.type not in ("text", "textarea"):
@@ -62,6 +65,12 @@ def _scalar(f: FieldSpec, text: Any) -> Any:
             if isinstance(option, int) and not isinstance(option, bool) and text.strip() == str(option):
                 return option
         return text
+    if f.type == "datetime" and _NAIVE_DATETIME.fullmatch(text.strip()):
+        # datetime-local inputs send wall-clock time in the site's zone.
+        try:
+            return datetime.fromisoformat(text.strip()).replace(tzinfo=ZoneInfo(tz)).isoformat()
+        except ValueError:
+            return text
     if f.type == "file":
         try:
             return json.loads(text)
@@ -70,21 +79,21 @@ def _scalar(f: FieldSpec, text: Any) -> Any:
     return text
 
 
-def _field(f: FieldSpec, data: Any, name: str) -> tuple[bool, Any]:
+def _field(f: FieldSpec, data: Any, name: str, tz: str) -> tuple[bool, Any]:
     """(present, value) of one field under the HTML name ``name``."""
     if f.type == "table":
-        return True, _rows(f, data, name)
+        return True, _rows(f, data, name, tz)
     values = _getlist(data, name)
     if f.type == "checkbox":
         return True, any(isinstance(v, str) and v.strip().lower() in _TRUE or v is True for v in values)
     if not values:
         return False, None
     if f.type == "multiselect":
-        return True, [_scalar(f, v) for v in values if not (isinstance(v, str) and v == "")]
-    return True, _scalar(f, _first(values))
+        return True, [_scalar(f, v, tz) for v in values if not (isinstance(v, str) and v == "")]
+    return True, _scalar(f, _first(values), tz)
 
 
-def _rows(f: FieldSpec, data: Any, name: str) -> list[dict[str, Any]]:
+def _rows(f: FieldSpec, data: Any, name: str, tz: str) -> list[dict[str, Any]]:
     prefix = name + "-"
     indexes: set[int] = set()
     for key in list(data.keys()):
@@ -97,7 +106,7 @@ def _rows(f: FieldSpec, data: Any, name: str) -> list[dict[str, Any]]:
         row: dict[str, Any] = {}
         filled = False
         for column in f.fields:
-            present, value = _field(column, data, f"{prefix}{index}-{column.key}")
+            present, value = _field(column, data, f"{prefix}{index}-{column.key}", tz)
             if not present:
                 continue
             row[column.key] = value
@@ -110,7 +119,9 @@ def _rows(f: FieldSpec, data: Any, name: str) -> list[dict[str, Any]]:
     return rows
 
 
-def coerce_form_data(form: FormSpec, data: MultiDictLike | Mapping[str, Any], *, only: set[str] | None = None) -> dict[str, Any]:
+def coerce_form_data(
+    form: FormSpec, data: MultiDictLike | Mapping[str, Any], *, tz: str = "Asia/Shanghai", only: set[str] | None = None,
+) -> dict[str, Any]:
     """The payload for ``validate_submission`` from HTML form data.
 
     ``data`` is a werkzeug ``MultiDict`` (anything with ``getlist``) or a plain
@@ -123,7 +134,7 @@ def coerce_form_data(form: FormSpec, data: MultiDictLike | Mapping[str, Any], *,
     for f in form.fields:
         if f.readonly or (only is not None and f.key not in only):
             continue
-        present, value = _field(f, data, f.key)
+        present, value = _field(f, data, f.key, tz)
         if present:
             payload[f.key] = value
     return payload

@@ -57,7 +57,7 @@ def field_json_schema(f: FieldSpec) -> dict[str, Any]:
         s = {"type": "string", "format": "date"}
     elif t == "datetime":
         s = {"type": "string", "format": "date-time",
-             "description": "ISO 8601; without an offset the time is local to the site's zone"}
+             "description": "ISO 8601; without an offset the time is UTC (as returned)"}
     elif t == "select":
         s = {"enum": list(f.option_values)}
     elif t == "multiselect":

@@ -19,7 +19,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
@@ -246,7 +246,13 @@ def convert_date(value: object, f: FieldSpec, env: Env) -> str:
 
 
 def parse_datetime(value: object, env: Env) -> datetime:
-    """An aware datetime from a datetime or ISO text; naive values are local to ``env.tz``."""
+    """An aware datetime from a datetime or ISO text; naive values are UTC.
+
+    Naive means UTC because that is how datetimes are stored and returned, so
+    data read from the API and sent back keeps its meaning. Local times carry
+    an offset (``+08:00``); the HTML coercer attaches the site's zone to what a
+    ``datetime-local`` input sends.
+    """
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, str) and DATETIME_TEXT.fullmatch(value.strip()):
@@ -260,9 +266,9 @@ def parse_datetime(value: object, env: Env) -> datetime:
     else:
         raise Invalid("datetime_type")
     if moment.tzinfo is None or moment.utcoffset() is None:
-        moment = moment.replace(tzinfo=env.zone)
+        moment = moment.replace(tzinfo=UTC)
     try:
-        moment.astimezone(ZoneInfo("UTC"))
+        moment.astimezone(UTC)
         if not 1 <= (moment - moment.utcoffset()).year <= 9999:  # type: ignore[operator]
             raise OverflowError
     except (OverflowError, ValueError):

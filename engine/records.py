@@ -138,9 +138,9 @@ class RecordService:
             errored = {e.field for e in errors}
             for f in _unique_fields(form):
                 value = clean.get(f.key)
-                if value is not None and f.key not in errored and (existing or {}).get(f.key) != value:
-                    if repo.unique_taken(session, form.id, f.key, value, except_record=record_id):
-                        errors.append(FieldError(f.key, "unique"))
+                fresh = value is not None and f.key not in errored and (existing or {}).get(f.key) != value
+                if fresh and repo.unique_taken(session, form.id, f.key, value, except_record=record_id):
+                    errors.append(FieldError(f.key, "unique"))
         if errors:
             raise ValidationFailed(errors)
         return clean

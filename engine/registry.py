@@ -16,7 +16,11 @@ from typing import TYPE_CHECKING
 
 from engine.definitions.loader import DefinitionSet, load_texts
 from engine.definitions.specs import FormSpec
-from engine.storage.definitions_repo import StoredDefinition, get_definition, list_definitions
+from engine.storage.definitions_repo import (
+    StoredDefinition,
+    get_definition,
+    list_definitions,
+)
 from engine.storage.records_repo import definitions_fingerprint
 
 if TYPE_CHECKING:

@@ -12,11 +12,20 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
 from engine.definitions.specs import FieldSpec, FormSpec
 
-from .types import MAX_FILES, MAX_INTEGER, MAX_LIST_ITEMS, MAX_NUMBER, MAX_SHORT, MAX_TABLE_ROWS, MAX_TEXT, MAX_TEXTAREA
+from .types import (
+    MAX_FILES,
+    MAX_INTEGER,
+    MAX_LIST_ITEMS,
+    MAX_NUMBER,
+    MAX_SHORT,
+    MAX_TABLE_ROWS,
+    MAX_TEXT,
+    MAX_TEXTAREA,
+)
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 

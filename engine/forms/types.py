@@ -120,7 +120,7 @@ def convert_text(value: object, f: FieldSpec, env: Env) -> str:
 
 
 def _bounds(value: Any, f: FieldSpec, as_type: Callable[[Any], Any]) -> None:
-    for key, code, bad in (("min", "min", lambda v, b: v < b), ("max", "max", lambda v, b: v > b)):
+    for key in ("min", "max"):
         bound = getattr(f, key)
         if bound is None or isinstance(bound, bool):
             continue
@@ -128,8 +128,8 @@ def _bounds(value: Any, f: FieldSpec, as_type: Callable[[Any], Any]) -> None:
             limit = as_type(bound)
         except (ValueError, TypeError, InvalidOperation):
             continue
-        if bad(value, limit):
-            raise Invalid(code, **{key: bound})
+        if (value < limit) if key == "min" else (value > limit):
+            raise Invalid(key, **{key: bound})
 
 
 def convert_integer(value: object, f: FieldSpec, env: Env) -> int:

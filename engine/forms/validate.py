@@ -28,6 +28,7 @@ from .types import CONVERTERS, MAX_TABLE_ROWS, Env, Invalid, is_empty, parse_dat
 from .values import condition_row
 
 _MAX_KEY_SHOWN = 200
+_MAX_UNKNOWN_REPORTED = 20
 _Predicate = Callable[[Mapping[str, object], datetime], bool]
 _PREDICATES: dict[int, _Predicate] = {}
 
@@ -108,9 +109,9 @@ def _group(
 ) -> dict[str, Any]:
     """Validate one object (the form, or one sub-table row) and return its clean data."""
     by_key = {f.key: f for f in fields}
-    for key in payload:
-        if key not in by_key:
-            errors.append(FieldError(_path(prefix, key), "unknown_field"))
+    unknown = [key for key in payload if key not in by_key]
+    # A flood of junk keys gets a bounded answer.
+    errors.extend(FieldError(_path(prefix, key), "unknown_field") for key in unknown[:_MAX_UNKNOWN_REPORTED])
     partial = base is not None
     data: dict[str, Any] = dict(base) if base is not None else {}
     field_errors: dict[str, list[FieldError]] = {}
@@ -250,9 +251,10 @@ def _rules(f: FieldSpec, fields: tuple[FieldSpec, ...], data: dict[str, Any], en
         return []
     problems: list[FieldError] = []
     if f.type == "table":
-        if f.min_rows is not None and len(value) < f.min_rows:
+        rows = value if isinstance(value, list) else []
+        if f.min_rows is not None and len(rows) < f.min_rows:
             problems.append(FieldError(path, "min_rows", {"min_rows": f.min_rows}))
-        if f.max_rows is not None and len(value) > f.max_rows:
+        if f.max_rows is not None and len(rows) > f.max_rows:
             problems.append(FieldError(path, "max_rows", {"max_rows": f.max_rows}))
     for rule in ("after", "before"):
         other_key = getattr(f, rule)
@@ -275,7 +277,7 @@ def _compare(a: Any, a_type: str, b: Any, b_type: str, env: Env) -> int | None:
     """-1/0/1 comparing two stored date/datetime values (a date against a datetime by local date)."""
     try:
         if a_type == b_type:
-            return (a > b) - (a < b)
+            return int((a > b) - (a < b))
         da = _local_date(a, a_type, env)
         db = _local_date(b, b_type, env)
         return (da > db) - (da < db)

@@ -14,7 +14,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Numeric, and_, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Numeric,
+    and_,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
@@ -77,10 +86,10 @@ def insert_record(
     at = to_db_time(now)
     user_id = select(User.id).where(User.username == actor).scalar_subquery() if actor else None
     stmt = (
-        Record.__table__.insert()
+        insert(Record)
         .values(form_id=form_id, form_version=form_version, data=data, created_by=user_id,
                 created_by_name=actor, created_at=at, updated_at=at, version=1, status=status)
-        .returning(Record.__table__.c.id)
+        .returning(Record.id)
     )
     record_id = session.execute(stmt).scalar_one()
     return RecordRow(record_id, form_id, form_version, data, actor, at, at, 1, status)
@@ -96,7 +105,7 @@ def update_record_data(
         .values(data=data, version=expected_version + 1, updated_at=to_db_time(now))
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def unique_key(value: Any) -> str:
@@ -117,7 +126,7 @@ def claim_unique(session: Session, form_id: str, field: str, value: Any, record_
     try:
         with session.begin_nested():
             session.execute(
-                RecordUniqueValue.__table__.insert().values(
+                insert(RecordUniqueValue).values(
                     form_id=form_id, field=field, value=unique_key(value), record_id=record_id
                 )
             )
@@ -129,7 +138,7 @@ def claim_unique(session: Session, form_id: str, field: str, value: Any, record_
 def release_unique(session: Session, form_id: str, field: str, record_id: int) -> None:
     """Give up a record's claim on ``field`` (its value changed or was cleared)."""
     session.execute(
-        RecordUniqueValue.__table__.delete().where(
+        delete(RecordUniqueValue).where(
             RecordUniqueValue.form_id == form_id,
             RecordUniqueValue.field == field,
             RecordUniqueValue.record_id == record_id,
@@ -271,8 +280,8 @@ __all__ = [
     "RecordQuery",
     "RecordRow",
     "claim_unique",
-    "definitions_fingerprint",
     "customer_exists",
+    "definitions_fingerprint",
     "get_record",
     "insert_record",
     "iter_records",

@@ -11,7 +11,12 @@ from werkzeug.datastructures import MultiDict
 
 from engine.definitions.loader import load_paths
 from engine.definitions.specs import FormSpec
-from engine.forms import coerce_form_data, compiled_validator, form_json_schema, validate_submission
+from engine.forms import (
+    coerce_form_data,
+    compiled_validator,
+    form_json_schema,
+    validate_submission,
+)
 
 from .conftest import NOW
 

@@ -110,6 +110,7 @@ def test_empty_values_mean_missing(form: FormSpec) -> None:
 def test_unknown_fields_and_non_object_payload(form: FormSpec) -> None:
     assert codes(form, nope=1) == [("nope", "unknown_field")]
     assert validate_submission(form, ["not", "an", "object"], now=NOW)[1] == [FieldError("", "object_type")]  # type: ignore[arg-type]
+    assert len(validate_submission(form, {str(i): i for i in range(10_000)}, now=NOW)[1]) < 50
     long_key = "k" * 5000
     assert len(codes(form, **{long_key: 1})[0][0]) < 300
 

@@ -27,7 +27,8 @@ def test_unique_race_exactly_one_wins(
         barrier = threading.Barrier(2)
         outcomes: list[str] = []
 
-        def submit(actor: str) -> None:
+        def submit(actor: str, barrier: threading.Barrier = barrier, code: str = code,
+                   outcomes: list[str] = outcomes) -> None:
             barrier.wait()
             try:
                 service.create("store_redemption", redemption(code), actor=actor, now=NOW)

@@ -9,7 +9,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.forms.errors import ValidationFailed
-from engine.records import Conflict, InvalidQuery, RecordNotFound, RecordService, UnknownForm
+from engine.records import (
+    Conflict,
+    InvalidQuery,
+    RecordNotFound,
+    RecordService,
+    UnknownForm,
+)
 from engine.storage.models import AuditEntry, Event, Record, RecordUniqueValue
 
 from .conftest import NOW, activity, redemption

@@ -126,6 +126,13 @@ class RecordService:
         existing: Mapping[str, Any] | None = None, partial: bool = False, record_id: int | None = None,
         allow_readonly: bool = False,
     ) -> dict[str, Any]:
+        if not any(f.type in ("customer", "user") or f.unique for f in form.fields):
+            # Nothing to look up: no database round trip before the write.
+            clean, errors = validate_submission(form, payload, now=now, tz=tz, user=user, existing=existing,
+                                                partial=partial, allow_readonly=allow_readonly)
+            if errors:
+                raise ValidationFailed(errors)
+            return clean
         with self._sf() as session:
             customer_exists, user_exists = self._lookups(session)
             needs_users = any(f.type == "user" for f in form.fields)

@@ -135,6 +135,10 @@ def _group(
             data.pop(f.key, None)
         elif value is None:
             data.pop(f.key, None)
+            if not partial:  # on create an empty value means "the default", as an absent one does
+                fallback = default_value(f, env)
+                if fallback is not None:
+                    data[f.key] = fallback
         else:
             data[f.key] = value
 

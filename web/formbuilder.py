@@ -25,6 +25,11 @@ from wtforms import Form
 from wtforms import fields as wf
 from wtforms.widgets import CheckboxInput, ListWidget
 
+try:
+    from wtforms.fields.choices import SelectChoice as _SelectChoice
+except ImportError:  # pragma: no cover - WTForms < 3.2 takes (value, label) tuples
+    _SelectChoice = None  # type: ignore[assignment,misc]
+
 from engine.conditions.ast import All, Any as AnyOf, Compare, Condition, Not, SegmentRef
 from engine.definitions.specs import FieldSpec, FormSpec
 
@@ -120,9 +125,13 @@ def _attrs(f: FieldSpec) -> dict[str, Any]:
     return kw
 
 
-def _choices(f: FieldSpec, locale: str, blank: str | None) -> list[tuple[str, str]]:
-    opts = [(str(o.value), _label(o, locale)) for o in f.options]
-    return ([("", blank)] if blank is not None else []) + opts
+def _choices(f: FieldSpec, locale: str, blank: str | None) -> list[Any]:
+    pairs = [(str(o.value), _label(o, locale)) for o in f.options]
+    if blank is not None:
+        pairs.insert(0, ("", blank))
+    if _SelectChoice is None:  # WTForms < 3.2
+        return pairs
+    return [_SelectChoice(value, text) for value, text in pairs]
 
 
 def _unbound(f: FieldSpec, locale: str, choose: str) -> Any:

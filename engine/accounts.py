@@ -17,12 +17,13 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from engine.definitions.errors import did_you_mean
+from engine.definitions.specs import FormSpec
 from engine.storage import accounts_repo as repo
 from engine.storage.database import transaction
 
@@ -62,35 +63,28 @@ class Principal:
         return self.is_admin or not self.roles.isdisjoint(roles)
 
 
-class _FormLike(Protocol):
-    submit_roles: tuple[str, ...]
-    view_roles: tuple[str, ...]
-    edit_by: str
-    public: bool
-
-
-def can_submit(user: Principal, form: _FormLike) -> bool:
+def can_submit(user: Principal, form: FormSpec) -> bool:
     """May ``user`` submit ``form``? Admin, a ``submit_roles`` holder, or anyone
     signed in for a public form (a survey answered without an account)."""
     return user.has_any(form.submit_roles) or form.public
 
 
-def can_view_all(user: Principal, form: _FormLike) -> bool:
+def can_view_all(user: Principal, form: FormSpec) -> bool:
     """May ``user`` read every record of ``form``? Admin or a ``view_roles`` holder."""
     return user.has_any(form.view_roles)
 
 
-def can_list(user: Principal, form: _FormLike) -> bool:
+def can_list(user: Principal, form: FormSpec) -> bool:
     """May ``user`` open the record list of ``form`` (all records or only their own)?"""
     return can_view_all(user, form) or can_submit(user, form)
 
 
-def can_view_record(user: Principal, form: _FormLike, created_by: str | None) -> bool:
+def can_view_record(user: Principal, form: FormSpec, created_by: str | None) -> bool:
     """Readers of all records, and the submitter (user name) of this one."""
     return can_view_all(user, form) or (created_by is not None and created_by == user.username)
 
 
-def can_edit_record(user: Principal, form: _FormLike, created_by: str | None) -> bool:
+def can_edit_record(user: Principal, form: FormSpec, created_by: str | None) -> bool:
     """Admin; otherwise by the form's ``edit.by``: the submitter, the
     ``view_roles`` holders, or nobody. Whether the record is still editable
     (``edit.until``, workflow state) is the record service's call."""

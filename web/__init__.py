@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, current_app
@@ -26,7 +26,7 @@ API_MAX_CONTENT_LENGTH = 1024 * 1024
 
 def system_clock() -> datetime:
     """The wall clock, aware UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass

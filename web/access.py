@@ -112,7 +112,7 @@ def list_query(spec: FormSpec, args: Any, user: Principal) -> ListQuery:
             raise BadQuery("`where` must be a JSON object such as {\"budget\": {\"gt\": 1000}}")
         parts.append(where)
     fields = {f.key: f for f in spec.fields}
-    for key in args.keys():
+    for key in args:
         if key in RESERVED_ARGS or key.startswith("_"):
             continue
         values = [v for v in args.getlist(key) if v != ""] if hasattr(args, "getlist") else [args[key]]

@@ -9,15 +9,28 @@ Any other error is answered as JSON by ``web.errors``.
 from __future__ import annotations
 
 import json
-from importlib.metadata import PackageNotFoundError, version as package_version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request, url_for
 
-from engine.accounts import Principal, can_edit_record, can_list, can_submit, can_view_record
+from engine.accounts import (
+    Principal,
+    can_edit_record,
+    can_list,
+    can_submit,
+    can_view_record,
+)
 from engine.definitions.specs import FormSpec
 from engine.forms.errors import ValidationFailed, to_json
-from engine.records import Conflict, InvalidQuery, RecordNotFound, RecordView, UnknownForm
+from engine.records import (
+    Conflict,
+    InvalidQuery,
+    RecordNotFound,
+    RecordView,
+    UnknownForm,
+)
 
 from . import services
 from .access import BadQuery, list_query, published_forms
@@ -180,8 +193,7 @@ def _expected_version() -> int | None:
     if raw is None or raw.strip() in ("", "*"):
         return None
     text = raw.strip()
-    if text.startswith("W/"):
-        text = text[2:]
+    text = text.removeprefix("W/")
     text = text.strip('"')
     if not text.isdigit() or len(text) > 12:
         raise ApiError(400, "If-Match must be a record version such as \"3\"")
@@ -218,7 +230,7 @@ def openapi() -> Any:
         app_version = package_version("promoflow")
     except PackageNotFoundError:  # pragma: no cover - running from an uninstalled checkout
         app_version = "0"
-    doc = openapi_document(published_forms(), server_url=request.url_root.rstrip("/") + bp.url_prefix,
+    doc = openapi_document(published_forms(), server_url=request.url_root.rstrip("/") + (bp.url_prefix or ""),
                            version=app_version)
     return json_response(doc)
 

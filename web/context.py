@@ -17,7 +17,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 
 def _lang_url(lang: str) -> str:
-    args = request.args.to_dict(flat=False)
+    args: dict[str, Any] = request.args.to_dict(flat=False)
     args["lang"] = [lang]
     return url_for(request.endpoint or "records.home", **(request.view_args or {}), **args)
 

@@ -30,7 +30,8 @@ try:
 except ImportError:  # pragma: no cover - WTForms < 3.2 takes (value, label) tuples
     _SelectChoice = None  # type: ignore[assignment,misc]
 
-from engine.conditions.ast import All, Any as AnyOf, Compare, Condition, Not, SegmentRef
+from engine.conditions.ast import All, Compare, Condition, Not, SegmentRef
+from engine.conditions.ast import Any as AnyOf
 from engine.definitions.specs import FieldSpec, FormSpec
 
 ATTR = "f_"

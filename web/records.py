@@ -9,22 +9,59 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import (Blueprint, Response, abort, current_app, flash, g, redirect, render_template, request,
-                   stream_with_context, url_for)
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from werkzeug.datastructures import MultiDict
 
-from engine.accounts import can_edit_record, can_list, can_submit, can_view_all, can_view_record
+from engine.accounts import (
+    can_edit_record,
+    can_list,
+    can_submit,
+    can_view_all,
+    can_view_record,
+)
 from engine.definitions.specs import FormSpec
 from engine.forms.coerce import coerce_form_data
 from engine.forms.errors import ValidationFailed
 from engine.forms.types import Env
 from engine.forms.validate import default_value
-from engine.records import Conflict, InvalidQuery, RecordNotFound, RecordView, UnknownForm
+from engine.records import (
+    Conflict,
+    InvalidQuery,
+    RecordNotFound,
+    RecordView,
+    UnknownForm,
+)
 
 from . import services
-from .access import BadQuery, fillable_forms, list_query, listable_forms, local_time, show_value, store_upload
+from .access import (
+    BadQuery,
+    fillable_forms,
+    list_query,
+    listable_forms,
+    local_time,
+    show_value,
+    store_upload,
+)
 from .auth import login_required
-from .formbuilder import ATTR, RecordForm, build_form_class, condition_data, initial_data
+from .formbuilder import (
+    ATTR,
+    RecordForm,
+    build_form_class,
+    condition_data,
+    initial_data,
+)
 from .i18n import get_locale, label, t
 
 bp = Blueprint("records", __name__)

@@ -22,12 +22,13 @@ from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Engine
+from web_support import NOW, PASSWORD, USERS, Clock, csrf_from
 
 from engine.library import library_paths
 from engine.publishing import publish_paths
 from engine.settings import Settings
 from web import create_app
-from web_support import NOW, PASSWORD, USERS, Clock, csrf_from
+
 
 @pytest.fixture
 def clock() -> Clock:

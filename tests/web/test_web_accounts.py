@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.accounts import AccountError, AccountService, Principal, can_edit_record, can_list, can_submit, \
-    can_view_all, can_view_record
+from engine.accounts import (
+    AccountError,
+    AccountService,
+    Principal,
+    can_edit_record,
+    can_list,
+    can_submit,
+    can_view_all,
+    can_view_record,
+)
 from engine.definitions.specs import FieldSpec, FormSpec
 from engine.demo_data import generate, seed_demo
 from engine.storage.models import Consent, Customer, CustomerTag, Order
 
-NOW = datetime(2025, 3, 1, 2, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 3, 1, 2, 0, tzinfo=UTC)
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 

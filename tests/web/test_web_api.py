@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from flask import Flask
-
 from web_support import NOW, bearer, valid_activity
 
 URL = "/api/v1/forms/activity_request/records"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -59,9 +60,9 @@ def test_users_add_and_tokens_create(runner: CliRunner, db_url: str) -> None:
 
 
 def accounts_now():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime(2025, 3, 1, tzinfo=timezone.utc)
+    return datetime(2025, 3, 1, tzinfo=UTC)
 
 
 def test_users_add_unknown_role_did_you_mean(runner: CliRunner, db_url: str) -> None:

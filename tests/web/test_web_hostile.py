@@ -11,7 +11,6 @@ import pytest
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from web_support import bearer
 
 FORMS = ("activity_request", "nps_survey", "store_redemption")

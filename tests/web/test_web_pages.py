@@ -9,7 +9,6 @@ import json
 import re
 
 from flask import Flask
-
 from web_support import PASSWORD, bearer, csrf_from, valid_activity, valid_activity_form
 
 FILL = "/forms/activity_request/new"
@@ -24,7 +23,7 @@ def _post_form(client, url: str, data: dict[str, str]):
 def _field_errors(html: str) -> dict[str, list[str]]:
     """{field key: [error messages]} read from the rendered page."""
     out: dict[str, list[str]] = {}
-    for match in re.finditer(r'<div class="field has-error[^"]*" data-key="([^"]+)".*?</div>', html, re.S):
+    for match in re.finditer(r'<div class="field has-error[^"]*" data-key="([^"]+)".*?</div>', html, re.DOTALL):
         out[match.group(1)] = re.findall(r'<p class="error" role="alert">([^<]*)</p>', match.group(0))
     return out
 

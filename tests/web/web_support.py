@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-NOW = datetime(2025, 3, 1, 2, 0, tzinfo=timezone.utc)  # 10:00 in Shanghai
+NOW = datetime(2025, 3, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 
 #: user → roles. ``outsider`` holds a role that no form mentions.
 USERS: dict[str, list[str]] = {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from engine.definitions.loader import DefinitionSet, load_texts
@@ -46,8 +47,13 @@ def _texts(docs: list[StoredDefinition]) -> list[tuple[str, str]]:
 class DefinitionRegistry:
     """Thread-safe cache of the latest published definitions."""
 
-    def __init__(self, session_factory: sessionmaker[Session]):
+    def __init__(self, session_factory: sessionmaker[Session], *, max_staleness: float = 1.0):
+        """``max_staleness``: seconds a process may serve its cached set before
+        asking the database whether anything was published (a publish in this
+        process refreshes at once via ``refresh(force=True)``)."""
         self._session_factory = session_factory
+        self._max_staleness = max_staleness
+        self._checked_at = float("-inf")
         self._lock = threading.Lock()
         self._fingerprint: tuple[int, int] | None = None
         self._set = DefinitionSet()
@@ -55,15 +61,18 @@ class DefinitionRegistry:
         self._latest_docs: list[StoredDefinition] = []
         self._old_forms: dict[tuple[str, int], FormSpec] = {}
 
-    def refresh(self) -> DefinitionSet:
+    def refresh(self, *, force: bool = False) -> DefinitionSet:
         """Check the fingerprint and rebuild if publishing changed anything; return the set.
 
         Raises:
             DefinitionsInvalid: the stored set no longer loads (e.g. a code
                 change made a published definition invalid).
         """
+        if not force and time.monotonic() - self._checked_at < self._max_staleness:
+            return self._set
         with self._session_factory() as session:
             fingerprint = definitions_fingerprint(session)
+            self._checked_at = time.monotonic()
             if fingerprint == self._fingerprint:
                 return self._set
             with self._lock:

@@ -12,6 +12,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from sqlalchemy import insert
+
 from engine.storage.models import AuditEntry
 from engine.storage.times import to_db_time
 
@@ -25,21 +27,19 @@ def append_audit(
     entity_type: str,
     entity_id: str | int | None,
     diff: dict[str, Any] | None,
-) -> AuditEntry:
-    """Add one audit entry to the caller's transaction and return it (flushed).
+) -> int:
+    """Add one audit entry to the caller's transaction; returns its id.
 
     ``at`` is an aware datetime (the caller's ``now``); ``entity_id`` is stored
     as text so any kind of key fits. The entry commits or rolls back with the
-    change it describes.
+    change it describes. One Core INSERT: this is on every write's path.
     """
-    entry = AuditEntry(
+    stmt = insert(AuditEntry).values(
         at=to_db_time(at),
         actor=actor,
         action=action,
         entity_type=entity_type,
         entity_id=None if entity_id is None else str(entity_id),
         diff=diff,
-    )
-    session.add(entry)
-    session.flush()
-    return entry
+    ).returning(AuditEntry.id)
+    return int(session.execute(stmt).scalar_one())

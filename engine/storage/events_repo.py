@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from engine.storage.models import Event
@@ -18,21 +19,19 @@ def append_event(
     subject_id: str | int | None,
     payload: dict[str, Any] | None,
     now: datetime,
-) -> Event:
-    """Add one event (``record.created`` …) to the caller's transaction; flushed, not committed.
+) -> int:
+    """Add one event (``record.created`` …) to the caller's transaction; returns its id.
 
     ``now`` is aware; ``subject_id`` is stored as text so any key fits.
     """
-    event = Event(
+    stmt = insert(Event).values(
         name=name,
         subject_type=subject_type,
         subject_id=None if subject_id is None else str(subject_id),
         payload=payload,
         created_at=to_db_time(now),
-    )
-    session.add(event)
-    session.flush()
-    return event
+    ).returning(Event.id)
+    return int(session.execute(stmt).scalar_one())
 
 
 __all__ = ["append_event"]

@@ -36,7 +36,7 @@ def published(session_factory: sessionmaker[Session], shipped) -> sessionmaker[S
 
 @pytest.fixture
 def registry(published: sessionmaker[Session]) -> DefinitionRegistry:
-    return DefinitionRegistry(published)
+    return DefinitionRegistry(published, max_staleness=0)
 
 
 @pytest.fixture

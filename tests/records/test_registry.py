@@ -58,3 +58,12 @@ def test_records_stay_on_their_form_version(service: RecordService, registry: De
         service.create("nps_survey", {"score": 6, "reason": ["price"]}, actor=None, now=NOW)
     assert {(e.field, e.code) for e in info.value.errors} == {("reason", "unknown_field"), ("comment", "required")}
     assert service.create("nps_survey", {"score": 9, "comment": "好"}, actor=None, now=NOW).form_version == 2
+
+
+def test_staleness_window_skips_the_check_until_forced(published: sessionmaker[Session]) -> None:
+    registry = DefinitionRegistry(published, max_staleness=3600)
+    first = registry.current()
+    publish_set(published, load_texts([("survey.yaml", FORM_V2)]).raise_for_errors(), now=NOW + timedelta(days=1))
+    assert registry.current() is first            # within the window: no database round trip
+    assert registry.refresh(force=True) is not first
+    assert registry.version_of("form", "nps_survey") == 2

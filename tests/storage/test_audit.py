@@ -18,7 +18,7 @@ NOW = datetime(2025, 3, 1, 8, 30, tzinfo=timezone(timedelta(hours=8)))
 
 def _append_one(session_factory: sessionmaker[Session]) -> int:
     with transaction(session_factory) as session:
-        entry = append_audit(
+        return append_audit(
             session,
             at=NOW,
             actor="alice",
@@ -27,7 +27,6 @@ def _append_one(session_factory: sessionmaker[Session]) -> int:
             entity_id=42,
             diff={"budget": [None, 5000]},
         )
-        return entry.id
 
 
 def test_append_stores_naive_utc_and_text_id(session_factory: sessionmaker[Session]) -> None:

@@ -18,6 +18,9 @@ from engine.storage.models import AuditEntry
 from engine.storage.times import to_db_time
 
 
+_INSERT = insert(AuditEntry.__table__).returning(AuditEntry.__table__.c.id)
+
+
 def append_audit(
     session: Session,
     *,
@@ -34,12 +37,6 @@ def append_audit(
     as text so any kind of key fits. The entry commits or rolls back with the
     change it describes. One Core INSERT: this is on every write's path.
     """
-    stmt = insert(AuditEntry).values(
-        at=to_db_time(at),
-        actor=actor,
-        action=action,
-        entity_type=entity_type,
-        entity_id=None if entity_id is None else str(entity_id),
-        diff=diff,
-    ).returning(AuditEntry.id)
-    return int(session.execute(stmt).scalar_one())
+    params = {"at": to_db_time(at), "actor": actor, "action": action, "entity_type": entity_type,
+              "entity_id": None if entity_id is None else str(entity_id), "diff": diff}
+    return int(session.execute(_INSERT, params).scalar_one())

@@ -12,6 +12,9 @@ from engine.storage.models import Event
 from engine.storage.times import to_db_time
 
 
+_INSERT = insert(Event.__table__).returning(Event.__table__.c.id)
+
+
 def append_event(
     session: Session,
     name: str,
@@ -24,14 +27,10 @@ def append_event(
 
     ``now`` is aware; ``subject_id`` is stored as text so any key fits.
     """
-    stmt = insert(Event).values(
-        name=name,
-        subject_type=subject_type,
-        subject_id=None if subject_id is None else str(subject_id),
-        payload=payload,
-        created_at=to_db_time(now),
-    ).returning(Event.id)
-    return int(session.execute(stmt).scalar_one())
+    params = {"name": name, "subject_type": subject_type,
+              "subject_id": None if subject_id is None else str(subject_id), "payload": payload,
+              "created_at": to_db_time(now)}
+    return int(session.execute(_INSERT, params).scalar_one())
 
 
 __all__ = ["append_event"]

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,6 +36,10 @@ ADMIN = "admin"
 TOKEN_PREFIX = "pf_"
 #: How stale ``last_used_at`` may get before a request writes it again.
 TOKEN_TOUCH_INTERVAL = timedelta(minutes=5)
+#: How long a process trusts a token it has checked before asking the database
+#: again: a token revoked by another process stops working within this time
+#: (at once in the process that revoked it).
+TOKEN_CACHE_SECONDS = 10.0
 
 
 class AccountError(ValueError):
@@ -115,6 +121,9 @@ class AccountService:
         # Verified against when the user does not exist, so a login attempt
         # takes as long for an unknown name as for a wrong password.
         self._dummy_hash = self._hasher.hash(secrets.token_hex(8))
+        # token digest -> (principal, monotonic time checked, last_used_at as stored)
+        self._token_cache: dict[str, tuple[Principal, float, datetime | None]] = {}
+        self._cache_lock = threading.Lock()
 
     # ---------------------------------------------------------------- users
 
@@ -228,17 +237,38 @@ class AccountService:
         if not token or len(token) > 200:
             return None
         digest = hash_token(token)
+        cached = self._token_cache.get(digest)
+        if cached is not None and time.monotonic() - cached[1] < TOKEN_CACHE_SECONDS:
+            principal, _, last_used = cached
+            if last_used is not None and now - last_used <= TOKEN_TOUCH_INTERVAL:
+                return principal
         with self._sessions() as session:
             found = repo.find_token(session, digest)
             if found is None or found.revoked:
+                self._forget(digest)
                 return None
             row = repo.get_user(session, found.user_id)
         if row is None or not row.active:
+            self._forget(digest)
             return None
-        if found.last_used_at is None or now - found.last_used_at > TOKEN_TOUCH_INTERVAL:
+        last_used = found.last_used_at
+        if last_used is None or now - last_used > TOKEN_TOUCH_INTERVAL:
             with transaction(self._sessions) as session:
                 repo.touch_token(session, found.id, now)
-        return _principal(row)
+            last_used = now
+        principal = _principal(row)
+        with self._cache_lock:
+            if len(self._token_cache) > 10_000:
+                self._token_cache.clear()
+            self._token_cache[digest] = (principal, time.monotonic(), last_used)
+        return principal
+
+    def _forget(self, digest: str | None = None) -> None:
+        with self._cache_lock:
+            if digest is None:
+                self._token_cache.clear()
+            else:
+                self._token_cache.pop(digest, None)
 
     def revoke_tokens(self, username: str, *, now: datetime, name: str | None = None) -> int:
         """Revoke a user's tokens (those called ``name`` if given); returns how many."""
@@ -246,7 +276,9 @@ class AccountService:
             row = repo.get_user_by_name(session, username)
             if row is None:
                 raise AccountError(f"unknown user `{username}`")
-            return repo.revoke_tokens(session, row.id, now, name)
+            count = repo.revoke_tokens(session, row.id, now, name)
+        self._forget()
+        return count
 
 
 __all__ = [

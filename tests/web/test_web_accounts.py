@@ -79,3 +79,19 @@ def test_demo_data_is_deterministic_and_consistent(session_factory: sessionmaker
         for customer in session.scalars(select(Customer).limit(50)):
             assert customer.total_spent == totals.get(customer.id, 0)
         assert session.scalar(select(func.count()).select_from(Customer).where(Customer.rfm_segment == "champion")) > 0
+
+
+def test_token_checks_are_cached_briefly_and_revocation_is_seen(session_factory: sessionmaker[Session]) -> None:
+    accounts = AccountService(session_factory, hasher=FAST)
+    other_process = AccountService(session_factory, hasher=FAST)
+    accounts.add_user("cat", roles=["admin"], password="pw", now=NOW)
+    token = accounts.create_token("cat", now=NOW)
+    assert accounts.user_for_token(token, now=NOW) is not None
+    assert other_process.user_for_token(token, now=NOW) is not None
+    # the revoking process forgets at once; another process trusts its check
+    # for at most TOKEN_CACHE_SECONDS, then asks the database again
+    assert accounts.revoke_tokens("cat", now=NOW) == 1
+    assert accounts.user_for_token(token, now=NOW) is None
+    assert other_process.user_for_token(token, now=NOW) is not None
+    other_process._token_cache.clear()  # as if TOKEN_CACHE_SECONDS had passed
+    assert other_process.user_for_token(token, now=NOW) is None

@@ -37,6 +37,17 @@ ensure_postgres() {
   fi
 }
 
+ensure_chromium() {
+  # Debian's Chromium for the Playwright browser tests (Playwright's own
+  # browser download cannot run here), and CJK fonts for Chinese labels.
+  if ! have chromium; then
+    echo "services: installing Chromium" >&2
+    apt_install chromium fonts-noto-cjk
+  fi
+}
+
 case "${1:-all}" in
-  postgres|all) ensure_postgres ;;
+  postgres) ensure_postgres ;;
+  chromium) ensure_chromium ;;
+  all) ensure_postgres; ensure_chromium ;;
 esac

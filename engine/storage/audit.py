@@ -39,4 +39,4 @@ def append_audit(
     """
     params = {"at": to_db_time(at), "actor": actor, "action": action, "entity_type": entity_type,
               "entity_id": None if entity_id is None else str(entity_id), "diff": diff}
-    return int(session.execute(_INSERT, params).scalar_one())
+    return int(session.connection().execute(_INSERT, params).scalar_one())

@@ -30,7 +30,7 @@ def append_event(
     params = {"name": name, "subject_type": subject_type,
               "subject_id": None if subject_id is None else str(subject_id), "payload": payload,
               "created_at": to_db_time(now)}
-    return int(session.execute(_INSERT, params).scalar_one())
+    return int(session.connection().execute(_INSERT, params).scalar_one())
 
 
 __all__ = ["append_event"]

@@ -101,7 +101,7 @@ def insert_record(
     at = to_db_time(now)
     params = {"form_id": form_id, "form_version": form_version, "data": data, "actor": actor, "at": at,
               "status": status}
-    record_id = session.execute(_INSERT_RECORD, params).scalar_one()
+    record_id = session.connection().execute(_INSERT_RECORD, params).scalar_one()
     return RecordRow(record_id, form_id, form_version, data, actor, at, at, 1, status)
 
 

@@ -96,3 +96,42 @@ def test_savepoint_rolls_back_only_the_nested_part(session_factory: sessionmaker
             raise RuntimeError
     with session_factory() as session:
         assert session.scalars(select(User.username)).all() == ["outer"]
+
+
+def test_sqlite_writers_in_one_process_queue_on_a_lock(tmp_path) -> None:
+    """A second writer thread waits for the first to commit instead of sleeping
+    in SQLite's busy handler; a nested transaction in the same thread is fine."""
+    import threading
+    import time as _time
+
+    from sqlalchemy import text as _text
+
+    from engine.storage.database import make_engine, make_session_factory, transaction
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'lock.sqlite'}")
+    with engine.begin() as conn:
+        conn.execute(_text("CREATE TABLE t (n INTEGER)"))
+    factory = make_session_factory(engine)
+    order: list[str] = []
+    inside = threading.Event()
+
+    def second() -> None:
+        inside.wait()
+        with transaction(factory) as session:
+            order.append("second")
+            session.execute(_text("INSERT INTO t VALUES (2)"))
+
+    worker = threading.Thread(target=second)
+    worker.start()
+    with transaction(factory) as session:
+        session.execute(_text("INSERT INTO t VALUES (1)"))
+        inside.set()
+        _time.sleep(0.2)                   # the other thread is now waiting on the lock
+        order.append("first")
+        with transaction(factory):          # re-entrant in the same thread
+            pass
+    worker.join(5)
+    assert order == ["first", "second"]
+    with engine.connect() as conn:
+        assert conn.execute(_text("SELECT count(*) FROM t")).scalar() == 2
+    engine.dispose()

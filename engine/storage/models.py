@@ -382,7 +382,10 @@ class OutboxMessage(Base):
     """
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_status_next_attempt", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_status_next_attempt", "status", "next_attempt_at"),
+        Index("ix_outbox_customer_channel_created", "customer_id", "channel", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     channel: Mapped[str] = mapped_column(String(32))
@@ -406,6 +409,10 @@ class OutboxMessage(Base):
     )
     created_at: Mapped[datetime] = mapped_column(DateTime())
     sent_at: Mapped[datetime | None] = mapped_column(DateTime())
+    # Migration 0004: the customer a message is about (frequency caps count by
+    # customer, channel and time) and the template it was rendered from.
+    customer_id: Mapped[int | None] = mapped_column(BigInteger)
+    template_id: Mapped[str | None] = mapped_column(String(128))
 
 
 class Event(Base):
@@ -463,3 +470,42 @@ class AuditEntry(Base):
     entity_type: Mapped[str] = mapped_column(String(64))
     entity_id: Mapped[str | None] = mapped_column(String(128))
     diff: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+# --- automation runs (migration 0004, issue 6) -------------------------------------
+
+
+class RuleRun(Base):
+    """One run of a rule: a schedule or date occurrence, a manual run, or the
+    journey steps one ``advance_due`` call moved for the rule, with its counters.
+
+    ``(rule_id, kind, scheduled_for)`` is unique: a schedule occurrence is
+    claimed by inserting its row (conflict-ignore), so a restarted or second
+    scheduler never runs the same occurrence twice. ``scheduled_for`` is NULL
+    for runs that are not occurrences (NULLs never conflict).
+    """
+
+    __tablename__ = "rule_runs"
+    __table_args__ = (
+        UniqueConstraint("rule_id", "kind", "scheduled_for"),
+        Index("ix_rule_runs_rule_started", "rule_id", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    rule_id: Mapped[str] = mapped_column(String(128))
+    rule_version: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    scheduled_for: Mapped[datetime | None] = mapped_column(DateTime())
+    started_at: Mapped[datetime] = mapped_column(DateTime())
+    entered: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    advanced: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    sent: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    skipped_consent: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    skipped_cap: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    skipped_other: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    deferred_quiet: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    deferred_cap: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    exited: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    completed: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    errors: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)

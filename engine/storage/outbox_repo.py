@@ -1,0 +1,87 @@
+"""Outbox rows: insert with idempotency keys, count for caps, mark log deliveries.
+
+Rows are written with prebuilt Core statements on the session's connection, in
+the caller's transaction: a message exists if and only if the decision that
+produced it committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import String, Table, and_, cast, literal, select, update
+from sqlalchemy.orm import Session
+
+from engine.storage.bulk import _dialect_name, _insert
+from engine.storage.models import OutboxMessage
+
+_outbox: Table = OutboxMessage.__table__  # type: ignore[assignment]
+_c = _outbox.c
+
+#: Columns every outbox row is written with (missing keys are NULL).
+COLUMNS = ("channel", "connector", "recipient", "subject", "body", "payload", "idempotency_key",
+           "delivery_class", "status", "attempts", "next_attempt_at", "rule_id", "journey_id",
+           "created_at", "customer_id", "template_id")
+
+
+def insert_messages(session: Session, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Insert outbox rows, skipping any whose ``idempotency_key`` exists.
+
+    Times are naive UTC. Returns the idempotency keys actually inserted (one
+    executemany with RETURNING, batched by SQLAlchemy into multi-row INSERTs).
+    """
+    if not rows:
+        return []
+    stmt = (_insert(_dialect_name(session), _outbox).on_conflict_do_nothing()
+            .returning(_c.idempotency_key))
+    params = [{k: r.get(k) for k in COLUMNS} for r in rows]
+    return [row[0] for row in session.connection().execute(stmt, params)]
+
+
+def insert_message(session: Session, row: Mapping[str, Any]) -> int | None:
+    """Insert one outbox row; its id, or None when the idempotency key exists."""
+    stmt = (_insert(_dialect_name(session), _outbox)
+            .values({k: row.get(k) for k in COLUMNS})
+            .on_conflict_do_nothing().returning(_c.id))
+    found = session.connection().execute(stmt).scalar_one_or_none()
+    return None if found is None else int(found)
+
+
+def count_recent(session: Session, customer_ids: Collection[int], *, channels: Collection[str],
+                 delivery_class: str, since: datetime) -> dict[tuple[int, str], list[datetime]]:
+    """Creation times of messages of ``delivery_class`` per (customer, channel)
+    created at or after ``since`` (naive UTC), oldest first, for frequency caps."""
+    out: dict[tuple[int, str], list[datetime]] = {}
+    ids = list(customer_ids)
+    for start in range(0, len(ids), 900):
+        stmt = (select(_c.customer_id, _c.channel, _c.created_at)
+                .where(_c.customer_id.in_(ids[start:start + 900]), _c.channel.in_(list(channels)),
+                       _c.delivery_class == delivery_class, _c.created_at >= since)
+                .order_by(_c.created_at))
+        for cid, channel, created in session.connection().execute(stmt):
+            out.setdefault((int(cid), channel), []).append(created)
+    return out
+
+
+def mark_sent(session: Session, *, connectors: Collection[str], now: datetime, limit: int) -> int:
+    """Mark up to ``limit`` queued rows of ``connectors`` due by ``now`` as sent
+    (the ``log`` connector: the database row is the delivery). Returns how many."""
+    if not connectors:
+        return 0
+    pick = (select(_c.id).where(_c.status == "queued", _c.connector.in_(list(connectors)),
+                                _c.next_attempt_at <= now)
+            .order_by(_c.id).limit(limit))
+    if _dialect_name(session) == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    ids = [r[0] for r in session.connection().execute(pick)]
+    if not ids:
+        return 0
+    session.connection().execute(
+        update(_outbox).where(and_(_c.id.in_(ids), _c.status == "queued"))
+        .values(status="sent", sent_at=now, attempts=_c.attempts + 1, provider_id=literal("log-", String) + cast(_c.id, String)))
+    return len(ids)
+
+
+__all__ = ["COLUMNS", "count_recent", "insert_message", "insert_messages", "mark_sent"]

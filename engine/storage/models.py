@@ -218,6 +218,10 @@ class Task(Base):
         Index("ix_tasks_assignee_status", "assignee_id", "status"),
         Index("ix_tasks_role_status", "role", "status"),
         Index("ix_tasks_status_due", "status", "due_at"),
+        # Migration 0003: inbox by user name, the tick's due query, instance-local task numbers.
+        Index("ix_tasks_assignee_name_status", "assignee_name", "status"),
+        Index("ix_tasks_status_wake_at", "status", "wake_at"),
+        UniqueConstraint("instance_id", "seq"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -234,6 +238,13 @@ class Task(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     created_at: Mapped[datetime] = mapped_column(DateTime())
+    # Migration 0003: the task's number inside its instance's state (the state
+    # machine's id), the assignee by name, approval or cc, and when the tick
+    # next has something to do for it (reminder, escalation).
+    seq: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    assignee_name: Mapped[str | None] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16), default="approval", server_default="approval")
+    wake_at: Mapped[datetime | None] = mapped_column(DateTime())
 
 
 # --- customers (fixed contract) ---------------------------------------------

@@ -163,7 +163,7 @@ class AliyunSmsConnector(HttpConnector):
                 for chunk in chunks(group, BATCH_LIMIT):
                     results.update(self._send_chunk(chunk))
         except ConfigurationError as exc:
-            exc.results = [results[m.id] for m in messages if m.id in results]
+            exc.results = [results[m.id] for m in messages if m.id in results] + exc.results
             raise
         return [results[m.id] for m in messages]
 

@@ -89,10 +89,14 @@ class OutgoingMessage:
         """Build a message from an outbox row (a mapping of its columns).
 
         Reads ``id, channel, recipient, subject, body, delivery_class,
-        idempotency_key, attempts`` and the ``payload`` JSON (a dict or its JSON
-        text) with the optional keys ``html``, ``params``, ``template_code`` and
-        ``options``. ``attempts`` is the number of attempts *including* this one
-        (the claim increments it first); a missing or zero value counts as 1.
+        idempotency_key, attempts, customer_id`` and the ``payload`` JSON (a dict
+        or its JSON text) with the optional keys ``html``, ``params``,
+        ``template_code`` and ``options``. Presentation keys that the template
+        renderer leaves in ``params`` move to ``options``: for ``wecom``
+        ``msgtype, title, url, btntxt``, for ``sms`` ``sign_name``.
+        ``customer_id`` goes to ``options`` (the e-mail unsubscribe link needs it).
+        ``attempts`` counts attempts *including* this one (the claim increments
+        it first); a missing or zero value counts as 1.
 
         Raises:
             ValueError: ``payload`` is text that is not a JSON object.
@@ -102,20 +106,34 @@ class OutgoingMessage:
             payload = json.loads(payload)
         if not isinstance(payload, Mapping):
             raise ValueError("outbox payload must be a JSON object")
+        channel = str(row.get("channel") or "")
+        params = dict(payload.get("params") or {})
+        options = dict(payload.get("options") or {})
+        for key in _PRESENTATION_KEYS.get(channel, ()):
+            if key in params:
+                options.setdefault(key, params.pop(key))
+        if row.get("customer_id") is not None:
+            options.setdefault("customer_id", row["customer_id"])
         return cls(
             id=str(row["id"]),
-            channel=str(row.get("channel") or ""),
+            channel=channel,
             recipient=str(row.get("recipient") or ""),
             body=str(row.get("body") or ""),
             subject=row.get("subject"),
             html=payload.get("html"),
-            params=MappingProxyType(dict(payload.get("params") or {})),
+            params=MappingProxyType(params),
             template_code=payload.get("template_code"),
             delivery_class=str(row.get("delivery_class") or DeliveryClass.MARKETING),
             idempotency_key=row.get("idempotency_key"),
             attempt=max(1, int(row.get("attempts") or 1)),
-            options=MappingProxyType(dict(payload.get("options") or {})),
+            options=MappingProxyType(options),
         )
+
+
+_PRESENTATION_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "wecom": ("msgtype", "title", "url", "btntxt"),
+    "sms": ("sign_name",),
+})
 
 
 @dataclass(frozen=True)

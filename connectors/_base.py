@@ -169,8 +169,10 @@ class HttpConnector(BaseConnector):
                         float(self.setting("read_timeout", DEFAULT_TIMEOUT[1])))
         self.base_url = str(self.setting("base_url") or self.default_base_url).rstrip("/")
 
-    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        """Send one request with the connector's timeouts and no redirects.
+    def request(self, method: str, url: str, *, via: requests.Session | None = None,
+                **kwargs: Any) -> requests.Response:
+        """Send one request with the connector's timeouts and no redirects
+        (through ``via`` instead of the shared session when given).
 
         Raises:
             TransportFailure: no HTTP answer (``sent`` tells whether it may have
@@ -179,7 +181,7 @@ class HttpConnector(BaseConnector):
         kwargs.setdefault("timeout", self.timeout)
         kwargs.setdefault("allow_redirects", False)
         try:
-            return self.session.request(method, url, **kwargs)
+            return (via or self.session).request(method, url, **kwargs)
         except requests.ConnectionError as exc:
             if _before_sending(exc):
                 raise TransportFailure("connection", "could not connect to the provider", sent=False) from None

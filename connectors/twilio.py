@@ -1,0 +1,153 @@
+"""Twilio Programmable Messaging (international SMS).
+
+``POST /2010-04-01/Accounts/{AccountSid}/Messages.json``, HTTP Basic auth
+(AccountSid, AuthToken), form-encoded ``To`` (E.164), ``From`` or
+``MessagingServiceSid``, ``Body``, optional ``StatusCallback``. One request per
+message (Twilio has no batch send). The answer's ``sid`` is the provider id.
+
+Status callbacks (``verify_webhook``) are authenticated by ``X-Twilio-Signature``
+= Base64(HMAC-SHA1(AuthToken, URL + the POST parameters sorted by name, each
+name followed by its value)).
+
+Settings: ``from_number`` or ``messaging_service_sid``, ``status_callback``
+(the public URL Twilio posts receipts to), ``base_url`` (default
+``https://api.twilio.com``), timeouts. Secrets: ``account_sid``, ``auth_token``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl
+
+from engine.ports import (
+    Capabilities,
+    ConfigurationError,
+    FeedbackItem,
+    OutgoingMessage,
+    SendResult,
+    WebhookVerificationError,
+)
+
+from ._base import HttpConnector, TransportFailure, http_status_result, retry_after_seconds
+
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+#: Twilio error code → (kind, suppress)
+CODES: Mapping[int, tuple[str, bool]] = {
+    20429: ("retryable", False),     # too many requests: never processed, safe to retry
+    20003: ("config", False),        # authentication failed
+    20404: ("config", False),        # account/resource not found
+    20005: ("config", False),        # account not active
+    21606: ("config", False),        # From is not a valid, SMS-capable number of this account
+    21659: ("config", False),        # From is not a Twilio number
+    21212: ("config", False),        # invalid From number
+    21603: ("config", False),        # From missing
+    21211: ("permanent", False),     # invalid To
+    21612: ("permanent", False),     # To not reachable from this From
+    21614: ("permanent", False),     # To is not a mobile number
+    21408: ("permanent", False),     # region not enabled for this account
+    21610: ("permanent", True),      # recipient replied STOP: unsubscribed
+    21617: ("permanent", False),     # body too long
+    21602: ("permanent", False),     # body missing
+    30007: ("permanent", False),     # carrier filtered
+    30003: ("permanent", False),     # unreachable handset
+}
+
+
+def twilio_signature(auth_token: str, url: str, params: Mapping[str, str]) -> str:
+    """``X-Twilio-Signature`` for a form POST to ``url``."""
+    data = url + "".join(f"{k}{params[k]}" for k in sorted(params))
+    return base64.b64encode(hmac.new(auth_token.encode(), data.encode("utf-8"), hashlib.sha1).digest()).decode()
+
+
+class TwilioConnector(HttpConnector):
+    """Twilio Messages API."""
+
+    channel = "sms"
+    required_secrets = ("account_sid", "auth_token")
+    capabilities: ClassVar[Capabilities] = Capabilities(max_batch=50, receipts=True, webhooks=True)
+    default_base_url = "https://api.twilio.com"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not (self.setting("from_number") or self.setting("messaging_service_sid")):
+            raise ConfigurationError(f"connector `{self.id}`: setting `from_number` or `messaging_service_sid` "
+                                     "is required", code="missing_setting")
+
+    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+        """One Messages.json request per message.
+
+        Raises:
+            ConfigurationError: credentials or the sender number rejected
+                (``results``: messages settled before).
+        """
+        results: list[SendResult] = []
+        for message in messages:
+            try:
+                results.append(self._send(message))
+            except ConfigurationError as exc:
+                exc.results = results
+                raise
+        return results
+
+    def _send(self, message: OutgoingMessage) -> SendResult:
+        to = message.recipient.strip()
+        if not E164.match(to):
+            return SendResult.permanent(message.id, "21211", "To is not an E.164 number")
+        form = {"To": to, "Body": message.body}
+        if self.setting("messaging_service_sid"):
+            form["MessagingServiceSid"] = str(self.setting("messaging_service_sid"))
+        else:
+            form["From"] = str(self.setting("from_number"))
+        if self.setting("status_callback"):
+            form["StatusCallback"] = str(self.setting("status_callback"))
+        sid = self.secret("account_sid")
+        try:
+            response = self.request("POST", f"{self.base_url}/2010-04-01/Accounts/{sid}/Messages.json",
+                                    data=form, auth=(sid, self.secret("auth_token")))
+        except TransportFailure as failure:
+            return failure.result_for(message.id)
+        try:
+            answer = self.json_body(response)
+        except TransportFailure as failure:
+            return http_status_result(message.id, response) or failure.result_for(message.id)
+        if 200 <= response.status_code < 300 and answer.get("sid"):
+            return SendResult.accepted(message.id, str(answer["sid"]), str(answer.get("status") or "queued"))
+        code = answer.get("code")
+        text = str(answer.get("message", ""))[:200]
+        kind, suppress = CODES.get(int(code), ("", False)) if isinstance(code, int) else ("", False)
+        if kind == "config" or (not kind and response.status_code == 401):
+            raise ConfigurationError(f"connector `{self.id}`: Twilio refused: {code} {text}", code=str(code))
+        if kind == "retryable" or response.status_code == 429:
+            return SendResult.retryable(message.id, str(code or "http_429"), text,
+                                        retry_after_seconds(response) or 1.0)
+        if kind == "permanent":
+            return SendResult.permanent(message.id, str(code), text, suppress=suppress)
+        status = http_status_result(message.id, response)
+        if status is not None:
+            return status
+        return SendResult.permanent(message.id, str(code or f"http_{response.status_code}"), text)
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes,
+                       query: Mapping[str, str] | None = None) -> list[FeedbackItem]:
+        """Check a status callback posted to the ``status_callback`` URL and
+        return one ``receipt`` item (``MessageSid``, ``MessageStatus``,
+        ``ErrorCode``).
+
+        Raises:
+            WebhookVerificationError: no or a wrong ``X-Twilio-Signature``.
+        """
+        url = str(self.setting("status_callback") or "")
+        given = {k.lower(): v for k, v in headers.items()}.get("x-twilio-signature", "")
+        params = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        expected = twilio_signature(self.secret("auth_token"), url, params)
+        if not url or not hmac.compare_digest(given.encode(), expected.encode()):
+            raise WebhookVerificationError("bad X-Twilio-Signature", code="signature")
+        return [FeedbackItem("receipt", provider_id=params.get("MessageSid"), sender=params.get("To"),
+                             status=params.get("MessageStatus"),
+                             data={"error_code": params.get("ErrorCode")} if params.get("ErrorCode") else {})]

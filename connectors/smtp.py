@@ -1,0 +1,224 @@
+"""E-mail over SMTP (smtplib): STARTTLS (port 587, default) or implicit TLS
+(``ssl: true``, port 465); multipart text + HTML; one-click unsubscribe.
+
+Each message gets ``Message-ID: <id@from-domain>``, and, when the connector can
+build an unsubscribe link, ``List-Unsubscribe: <https://…?token=…>`` and
+``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058). The link is
+``options.unsubscribe_url`` if the message carries one, else the
+``unsubscribe_url`` setting plus a token signed for ``options.customer_id``
+with the ``unsubscribe_key`` secret (see ``connectors.unsubscribe``).
+
+Replies: 4xx → retryable, 5xx → permanent (per recipient: the refused dict /
+``SMTPRecipientsRefused``); authentication failure (535), a refused sender, or
+a server without STARTTLS when it is required → :class:`ConfigurationError`.
+A connection lost after the message data went out → ``unknown``.
+
+Settings: ``host``, ``port``, ``starttls`` (default true unless ``ssl``),
+``ssl``, ``username`` (default: no login), ``from_address``, ``from_name``,
+``reply_to``, ``unsubscribe_url``, ``unsubscribe_days`` (default 90),
+``unsubscribe_mailto``, ``timeout`` (s, default 30), ``ca_file`` (a CA bundle,
+e.g. for a private relay). Secrets: ``password``; optional ``unsubscribe_key``.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+from collections.abc import Sequence
+from datetime import timedelta
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from engine.ports import Capabilities, ConfigurationError, OutgoingMessage, SendResult
+
+from ._base import BaseConnector
+from .unsubscribe import sign_unsubscribe
+
+
+def _reply_result(message_id: str, code: int, text: bytes | str) -> SendResult:
+    detail = (text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text))[:200]
+    if 400 <= code < 500:
+        return SendResult.retryable(message_id, str(code), detail, 60.0)
+    return SendResult.permanent(message_id, str(code), detail)
+
+
+class SmtpConnector(BaseConnector):
+    """SMTP submission; one connection per batch."""
+
+    channel = "email"
+    required_secrets = ("password",)
+    required_settings = ("host", "from_address")
+    capabilities: ClassVar[Capabilities] = Capabilities(max_batch=50)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.pop("session", None)
+        super().__init__(*args, **kwargs)
+        self.use_ssl = bool(self.setting("ssl", False))
+        self.starttls = bool(self.setting("starttls", not self.use_ssl))
+        self.port = int(self.setting("port", 465 if self.use_ssl else 587))
+        self.timeout = float(self.setting("timeout", 30))
+        if self.setting("unsubscribe_url") and "unsubscribe_key" not in self._secrets:
+            raise ConfigurationError(f"connector `{self.id}`: `unsubscribe_url` needs the secret `unsubscribe_key`",
+                                     code="missing_secret")
+
+    def _tls_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.setting("ca_file"))
+
+    def _connect(self) -> smtplib.SMTP:
+        host = str(self.setting("host"))
+        client: smtplib.SMTP
+        if self.use_ssl:
+            client = smtplib.SMTP_SSL(host, self.port, timeout=self.timeout, context=self._tls_context())
+        else:
+            client = smtplib.SMTP(host, self.port, timeout=self.timeout)
+        try:
+            client.ehlo()
+            if self.starttls and not self.use_ssl:
+                if not client.has_extn("starttls"):
+                    raise ConfigurationError(f"connector `{self.id}`: server {host} offers no STARTTLS; "
+                                             "refusing to send in clear text", code="no_starttls")
+                client.starttls(context=self._tls_context())
+                client.ehlo()
+            if self.setting("username"):
+                client.login(str(self.setting("username")), self.secret("password"))
+        except BaseException:
+            _quietly_close(client)
+            raise
+        return client
+
+    def unsubscribe_link(self, message: OutgoingMessage) -> str | None:
+        if message.options.get("unsubscribe_url"):
+            return str(message.options["unsubscribe_url"])
+        base = self.setting("unsubscribe_url")
+        customer = message.options.get("customer_id")
+        if not base or customer is None:
+            return None
+        expires = self.clock() + timedelta(days=int(self.setting("unsubscribe_days", 90)))
+        token = sign_unsubscribe(str(customer), "email", self.secret("unsubscribe_key"), expires)
+        return f"{base}{'&' if '?' in str(base) else '?'}token={quote(token)}"
+
+    def build(self, message: OutgoingMessage) -> EmailMessage:
+        """The MIME message for ``message``."""
+        sender = str(self.setting("from_address"))
+        mail = EmailMessage()
+        mail["From"] = formataddr((str(self.setting("from_name") or ""), sender)) if self.setting("from_name") else sender
+        mail["To"] = message.recipient
+        mail["Subject"] = message.subject or ""
+        mail["Date"] = formatdate(self.now_ts(), usegmt=True)
+        mail["Message-ID"] = f"<{message.id}@{sender.rpartition('@')[2] or 'promoflow'}>"
+        if self.setting("reply_to"):
+            mail["Reply-To"] = str(self.setting("reply_to"))
+        link = self.unsubscribe_link(message)
+        if link:
+            targets = [f"<{link}>"]
+            if self.setting("unsubscribe_mailto"):
+                targets.append(f"<mailto:{self.setting('unsubscribe_mailto')}>")
+            mail["List-Unsubscribe"] = ", ".join(targets)
+            mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        mail.set_content(message.body or "")
+        if message.html:
+            mail.add_alternative(message.html, subtype="html")
+        return mail
+
+    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
+        """Send over one connection; reconnects once if the server drops it
+        between messages.
+
+        Raises:
+            ConfigurationError: login rejected, sender refused, STARTTLS missing
+                (``results``: messages settled before).
+        """
+        results: list[SendResult] = []
+        client: smtplib.SMTP | None = None
+        try:
+            for index, message in enumerate(messages):
+                if "@" not in message.recipient:
+                    results.append(SendResult.permanent(message.id, "invalid_address", "not an e-mail address"))
+                    continue
+                if client is None:
+                    failure = self._open(None)
+                    if isinstance(failure, SendResult):
+                        # the server is unreachable: nothing of the rest was sent
+                        results.extend(SendResult.retryable(m.id, failure.code, failure.detail, failure.retry_after)
+                                       for m in messages[index:])
+                        break
+                    client = failure
+                result, keep = self._send_one(client, message)
+                results.append(result)
+                if not keep:
+                    _quietly_close(client)
+                    client = None
+        except ConfigurationError as exc:
+            exc.results = results
+            raise
+        finally:
+            if client is not None:
+                _quietly_quit(client)
+        return results
+
+    def _open(self, _: Any) -> smtplib.SMTP | SendResult:
+        """A logged-in connection, or a retryable result saying why not.
+
+        Raises:
+            ConfigurationError: login refused or STARTTLS missing.
+        """
+        try:
+            return self._connect()
+        except ConfigurationError:
+            raise
+        except smtplib.SMTPAuthenticationError as exc:
+            raise ConfigurationError(f"connector `{self.id}`: SMTP login refused ({exc.smtp_code})",
+                                     code=str(exc.smtp_code)) from None
+        except smtplib.SMTPResponseException as exc:
+            return SendResult.retryable("", str(exc.smtp_code), "server refused the connection", 60.0)
+        except ssl.SSLError as exc:
+            return SendResult.retryable("", "tls", f"TLS failed: {exc.reason}", 60.0)
+        except (OSError, smtplib.SMTPException) as exc:
+            return SendResult.retryable("", "connection", f"could not connect: {type(exc).__name__}", 30.0)
+
+    def _send_one(self, client: smtplib.SMTP, message: OutgoingMessage) -> tuple[SendResult, bool]:
+        """(result, connection still usable)."""
+        mail = self.build(message)
+        try:
+            refused = client.send_message(mail, from_addr=str(self.setting("from_address")),
+                                          to_addrs=[message.recipient])
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = next(iter(exc.recipients.values()), (550, b"refused"))
+            return _reply_result(message.id, code, text), True
+        except smtplib.SMTPSenderRefused as exc:
+            if exc.smtp_code >= 500:
+                raise ConfigurationError(f"connector `{self.id}`: sender address refused ({exc.smtp_code})",
+                                         code=str(exc.smtp_code)) from None
+            return _reply_result(message.id, exc.smtp_code, exc.smtp_error), True
+        except smtplib.SMTPDataError as exc:
+            return _reply_result(message.id, exc.smtp_code, exc.smtp_error), True
+        except smtplib.SMTPServerDisconnected:
+            # smtplib cannot tell whether the final "." went through
+            return SendResult.unknown(message.id, "disconnected", "connection lost during the send"), False
+        except (socket.timeout, TimeoutError):
+            return SendResult.unknown(message.id, "timeout", "no answer during the send"), False
+        except OSError as exc:
+            return SendResult.unknown(message.id, "connection_lost", type(exc).__name__), False
+        except smtplib.SMTPResponseException as exc:
+            return _reply_result(message.id, exc.smtp_code, exc.smtp_error), True
+        if refused:
+            code, text = next(iter(refused.values()))
+            return _reply_result(message.id, code, text), True
+        return SendResult.accepted(message.id, mail["Message-ID"], "250"), True
+
+
+def _quietly_quit(client: smtplib.SMTP) -> None:
+    try:
+        client.quit()
+    except (OSError, smtplib.SMTPException):
+        _quietly_close(client)
+
+
+def _quietly_close(client: smtplib.SMTP) -> None:
+    try:
+        client.close()
+    except OSError:
+        pass

@@ -1,0 +1,115 @@
+"""``if`` / ``exit_when`` conditions over a customer and their journey facts.
+
+Customer fields come from the customer row; journey facts (``coupon_redeemed``,
+``coupon_issued``, ``message_replied``, ``message_clicked``,
+``ordered_since_entry``, ``feedback.score``) are computed per journey from
+rows loaded once per batch. Pool facts name a pool (``coupon_redeemed:
+winback20``); they are rewritten to boolean tests of ``coupon_redeemed:<pool>``
+so the one shared predicate compiler evaluates everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from engine.conditions.ast import All, Compare, Condition, Not, SegmentRef
+from engine.conditions.ast import Any as AnyOf
+from engine.conditions.customer_fields import CUSTOMER_DEFAULTS, CUSTOMER_FIELDS
+from engine.conditions.kinds import FieldKind
+from engine.conditions.predicate import compile_predicate
+from engine.definitions.catalog import JOURNEY_FACTS, POOL_FACTS
+from engine.definitions.specs import IfSpec, RuleSpec
+
+__all__ = ["Evaluator", "facts_used", "journey_row"]
+
+Row = Mapping[str, object]
+
+
+def _rewrite(node: Condition, pools: dict[str, FieldKind]) -> Condition:
+    if isinstance(node, Compare) and node.field in POOL_FACTS:
+        values = node.value if isinstance(node.value, tuple) else (node.value,)
+        tests: list[Condition] = []
+        for pool in values:
+            key = f"{node.field}:{pool}"
+            pools[key] = FieldKind.BOOL
+            tests.append(Compare(key, "eq", True))
+        hit: Condition = tests[0] if len(tests) == 1 else AnyOf(tuple(tests))
+        return Not(hit) if node.op in ("ne", "not_in") else hit
+    if isinstance(node, All):
+        return All(tuple(_rewrite(i, pools) for i in node.items))
+    if isinstance(node, AnyOf):
+        return AnyOf(tuple(_rewrite(i, pools) for i in node.items))
+    if isinstance(node, Not):
+        return Not(_rewrite(node.item, pools))
+    return node
+
+
+class Evaluator:
+    """Compiles conditions once (per condition object) and evaluates them on journey rows."""
+
+    def __init__(self, segments: Mapping[str, Condition]):
+        self._segments = segments
+        self._compiled: dict[int, tuple[Condition, Callable[[Row, datetime], bool]]] = {}
+
+    def __call__(self, cond: Condition, row: Row, now: datetime) -> bool:
+        hit = self._compiled.get(id(cond))
+        if hit is None or hit[0] is not cond:
+            pools: dict[str, FieldKind] = {}
+            rewritten = _rewrite(cond, pools)
+            kinds = {**CUSTOMER_FIELDS, **JOURNEY_FACTS, **pools}
+            predicate = compile_predicate(rewritten, segments=self._segments, kinds=kinds,
+                                          defaults=CUSTOMER_DEFAULTS)
+            hit = self._compiled[id(cond)] = (cond, predicate)
+        return hit[1](row, now)
+
+
+def _fields(node: Condition, out: set[str]) -> None:
+    if isinstance(node, Compare):
+        out.add(node.field)
+    elif isinstance(node, (All, AnyOf)):
+        for item in node.items:
+            _fields(item, out)
+    elif isinstance(node, Not):
+        _fields(node.item, out)
+    elif isinstance(node, SegmentRef):
+        out.add("segment:" + node.segment_id)
+
+
+def facts_used(rule: RuleSpec) -> frozenset[str]:
+    """The journey facts ``rule``'s ``exit_when`` and ``if`` steps test (so a
+    batch loads only those)."""
+    found: set[str] = set()
+    if rule.exit_when is not None:
+        _fields(rule.exit_when, found)
+
+    def walk(steps: tuple[Any, ...]) -> None:
+        for step in steps:
+            if isinstance(step.action, IfSpec):
+                _fields(step.action.condition, found)
+                walk(step.action.then)
+                walk(step.action.else_)
+
+    walk(rule.steps)
+    return frozenset(found & set(JOURNEY_FACTS))
+
+
+def journey_row(customer: Mapping[str, Any], *, entered_at: datetime, coupons: list[Mapping[str, Any]],
+                last_order_at: datetime | None, feedback: list[tuple[datetime, int | None]],
+                clicks: list[datetime]) -> dict[str, Any]:
+    """The row conditions see: the customer's fields plus the journey facts
+    (times naive UTC; "since entry" means at or after ``entered_at``)."""
+    row = dict(customer)
+    for c in coupons:
+        row[f"coupon_issued:{c['pool_id']}"] = True
+        if c.get("redeemed_at") is not None or c.get("status") == "redeemed":
+            row[f"coupon_redeemed:{c['pool_id']}"] = True
+    last = max((t for t in (last_order_at, customer.get("last_purchase_at")) if isinstance(t, datetime)),
+               default=None)
+    row["ordered_since_entry"] = last is not None and last > entered_at
+    scores = [s for _, s in feedback if s is not None]
+    row["feedback.score"] = scores[-1] if scores else None
+    row["message_replied"] = bool(feedback) or bool(clicks)
+    row["message_clicked"] = bool(clicks) or bool(feedback)
+    return row

@@ -1,0 +1,135 @@
+"""Entry points for hosts: ``run_rule`` (CLI ``promoflow rules run``) and
+``tick`` (the scheduler, every minute or so). Each unit of work is its own
+transaction, so a crash loses at most the batch in flight, which the next
+call repeats (idempotently)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from engine.automation.entry import EventReport, enter_audience, handle_events
+from engine.automation.journeys import advance_due
+from engine.automation.policy import Counters, Policy
+from engine.automation.timing import due_schedule_runs
+from engine.definitions.specs import EventTrigger, RuleSpec
+from engine.outbox import deliver_log
+from engine.storage import automation_repo as repo
+from engine.storage.database import transaction
+from engine.storage.times import from_db_time_opt, to_db_time
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from engine.definitions.loader import DefinitionSet
+
+__all__ = ["RunReport", "TickReport", "advance_all", "run_occurrence", "run_rule", "tick"]
+
+
+@dataclass
+class RunReport:
+    rule_id: str
+    entered: int = 0
+    counters: Counters = field(default_factory=Counters)
+
+
+@dataclass
+class TickReport:
+    runs: list[tuple[str, datetime, int]] = field(default_factory=list)  # (rule, occurrence, entered)
+    events: EventReport = field(default_factory=EventReport)
+    advanced: dict[str, Counters] = field(default_factory=dict)
+    delivered: int = 0
+
+
+def advance_all(session_factory: sessionmaker[Session], *, now: datetime, definitions: DefinitionSet,
+                batch: int = 5000, policy: Policy | None = None,
+                rule_ids: list[str] | None = None) -> dict[str, Counters]:
+    """Advance due journeys batch after batch (one transaction each) until none is due."""
+    totals: dict[str, Counters] = {}
+    while True:
+        with transaction(session_factory) as session:
+            report = advance_due(session, now=now, definitions=definitions, batch=batch, policy=policy,
+                                 rule_ids=rule_ids)
+        for rule_id, counters in report.by_rule.items():
+            totals.setdefault(rule_id, Counters()).add(counters)
+        if report.claimed < batch:
+            return totals
+
+
+def run_occurrence(session_factory: sessionmaker[Session], rule: RuleSpec, occurrence: datetime, *,
+                   now: datetime, definitions: DefinitionSet, policy: Policy) -> int | None:
+    """Claim a schedule occurrence and enter its audience in one transaction.
+    None when the occurrence was already run (by this or another scheduler)."""
+    version = policy.version_of(rule.id)
+    with transaction(session_factory) as session:
+        run_id = repo.claim_occurrence(session, rule_id=rule.id, rule_version=version,
+                                       scheduled_for=to_db_time(occurrence), db_now=to_db_time(now))
+        if run_id is None:
+            return None
+        entered = enter_audience(session, rule, version, now=now, definitions=definitions, occurrence=occurrence)
+        repo.record_run(session, run_id=run_id, rule_id=rule.id, rule_version=version, kind="schedule",
+                        db_now=to_db_time(now), counters={"entered": entered})
+    return entered
+
+
+def run_rule(session_factory: sessionmaker[Session], rule_id: str, *, now: datetime, definitions: DefinitionSet,
+             policy: Policy | None = None, batch: int = 5000) -> RunReport:
+    """Run one rule once, as if at ``now``: enter its audience (a manual run:
+    its period key is that of ``now``), then advance its due journeys.
+
+    Raises:
+        KeyError: no such rule. TypeError: an event-triggered rule (it has no audience run).
+    """
+    policy = policy or Policy()
+    rule = definitions.rules[rule_id]
+    if isinstance(rule.trigger, EventTrigger):
+        raise TypeError(f"rule `{rule_id}` is triggered by events; it has no run of its own")
+    version = policy.version_of(rule.id)
+    report = RunReport(rule_id)
+    with transaction(session_factory) as session:
+        report.entered = enter_audience(session, rule, version, now=now, definitions=definitions)
+        repo.record_run(session, rule_id=rule.id, rule_version=version, kind="manual", db_now=to_db_time(now),
+                        counters={"entered": report.entered})
+    advanced = advance_all(session_factory, now=now, definitions=definitions, batch=batch, policy=policy,
+                           rule_ids=[rule.id])
+    report.counters = advanced.get(rule.id, Counters())
+    report.counters.entered = report.entered
+    return report
+
+
+def tick(session_factory: sessionmaker[Session], *, now: datetime, definitions: DefinitionSet,
+         policy: Policy | None = None, batch: int = 5000, deliver: bool = True) -> TickReport:
+    """Everything due at ``now``: schedule and date-rule occurrences (per each
+    rule's catch-up policy), pending events, due journey steps, and (``deliver``)
+    the ``log`` connector's deliveries."""
+    policy = policy or Policy()
+    report = TickReport()
+    for rule in sorted(definitions.rules.values(), key=lambda r: r.id):
+        if not rule.enabled or isinstance(rule.trigger, EventTrigger):
+            continue
+        with session_factory() as session:
+            last = from_db_time_opt(repo.last_occurrence(session, rule.id))
+        for occurrence in due_schedule_runs(rule, last, now, grace=policy.grace):
+            entered = run_occurrence(session_factory, rule, occurrence, now=now, definitions=definitions,
+                                     policy=policy)
+            if entered is not None:
+                report.runs.append((rule.id, occurrence, entered))
+    while True:
+        with transaction(session_factory) as session:
+            events = handle_events(session, now=now, definitions=definitions, batch=batch, policy=policy)
+        report.events.seen += events.seen
+        for rule_id, n in events.entered.items():
+            report.events.entered[rule_id] = report.events.entered.get(rule_id, 0) + n
+        for rule_id, n in events.loop_guarded.items():
+            report.events.loop_guarded[rule_id] = report.events.loop_guarded.get(rule_id, 0) + n
+        if events.seen < batch:
+            break
+    report.advanced = advance_all(session_factory, now=now, definitions=definitions, batch=batch, policy=policy)
+    while deliver:
+        with transaction(session_factory) as session:
+            n = deliver_log(session, now, batch, definitions=definitions)
+        report.delivered += n
+        if n < batch:
+            break
+    return report

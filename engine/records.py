@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
 T = TypeVar("T")
+#: A hook run in ``RecordService.create``'s transaction: (session, record_row, form_spec, now).
+OnCreated = Callable[["Session", repo.RecordRow, FormSpec, datetime], object]
 _List = list
 
 
@@ -111,10 +113,18 @@ def _unique_fields(form: FormSpec) -> list[FieldSpec]:
 class RecordService:
     """Records of published forms. ``now`` is always passed in; nothing reads a clock."""
 
-    def __init__(self, session_factory: sessionmaker[Session], registry: DefinitionRegistry, *, tz: str = "Asia/Shanghai"):
+    def __init__(
+        self, session_factory: sessionmaker[Session], registry: DefinitionRegistry, *, tz: str = "Asia/Shanghai",
+        on_created: OnCreated | Sequence[OnCreated] = (),
+    ):
+        """``on_created``: callables ``(session, record_row, form_spec, now)`` run
+        inside ``create``'s transaction after the record is written (the
+        workflow start): what they write commits with the record, and if one
+        raises, nothing of the submission is stored."""
         self._sf = session_factory
         self._registry = registry
         self._tz = tz
+        self._on_created: tuple[OnCreated, ...] = (on_created,) if callable(on_created) else tuple(on_created)
 
     # --- validation helpers ------------------------------------------------------
 
@@ -188,6 +198,8 @@ class RecordService:
                          entity_id=row.id, diff=_diff({}, clean))
             append_event(session, "record.created", "record", row.id,
                          {"record_id": row.id, "form_id": form_id, "form_version": version, "actor": actor}, now)
+            for hook in self._on_created:
+                hook(session, row, form, now)
         return _view(row)
 
     def update(

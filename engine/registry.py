@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING
 
 from engine.definitions.loader import DefinitionSet, load_texts
-from engine.definitions.specs import FormSpec
+from engine.definitions.specs import FormSpec, WorkflowSpec
 from engine.storage.definitions_repo import (
     StoredDefinition,
     get_definition,
@@ -29,6 +29,17 @@ if TYPE_CHECKING:
 
 #: Kinds an old form version may refer to when rebuilt on its own.
 _FORM_CONTEXT_KINDS = ("role", "fieldset")
+#: Kinds an old workflow version may refer to (its form, roles, templates, connectors).
+_WORKFLOW_CONTEXT_KINDS = ("role", "fieldset", "form", "template", "connector", "segment")
+
+
+class UnknownWorkflow(LookupError):
+    """No published workflow has this id (or this version)."""
+
+    def __init__(self, workflow_id: str, version: int | None = None):
+        self.workflow_id = workflow_id
+        self.version = version
+        super().__init__(f"unknown workflow `{workflow_id}`" + (f" version {version}" if version is not None else ""))
 
 
 class UnknownForm(LookupError):
@@ -60,6 +71,7 @@ class DefinitionRegistry:
         self._versions: dict[tuple[str, str], int] = {}
         self._latest_docs: list[StoredDefinition] = []
         self._old_forms: dict[tuple[str, int], FormSpec] = {}
+        self._old_workflows: dict[tuple[str, int], WorkflowSpec] = {}
 
     def refresh(self, *, force: bool = False) -> DefinitionSet:
         """Check the fingerprint and rebuild if publishing changed anything; return the set.
@@ -119,6 +131,46 @@ class DefinitionRegistry:
             self._old_forms[(form_id, version)] = spec
         return spec, version
 
+    def workflow(self, workflow_id: str, version: int | None = None) -> tuple[WorkflowSpec, int]:
+        """A workflow spec and its version: the latest, or the stored ``version``
+        (running instances stay on the version they started with).
+
+        An old version is rebuilt from its stored body with the latest forms,
+        roles and templates as context, and cached for good.
+
+        Raises:
+            UnknownWorkflow: no such workflow or version.
+        """
+        definitions = self.refresh()
+        latest = self._versions.get(("workflow", workflow_id))
+        if latest is None and version is None:
+            raise UnknownWorkflow(workflow_id)
+        if version is None or version == latest:
+            return definitions.workflows[workflow_id], latest  # type: ignore[return-value]
+        cached = self._old_workflows.get((workflow_id, version))
+        if cached is not None:
+            return cached, version
+        with self._session_factory() as session:
+            stored = get_definition(session, "workflow", workflow_id, version)
+        if stored is None:
+            raise UnknownWorkflow(workflow_id, version)
+        context = [d for d in self._latest_docs if d.kind in _WORKFLOW_CONTEXT_KINDS]
+        result = load_texts(_texts(context + [stored]))
+        if not result.ok or workflow_id not in result.definitions.workflows:
+            raise UnknownWorkflow(workflow_id, version)
+        spec = result.definitions.workflows[workflow_id]
+        with self._lock:
+            self._old_workflows[(workflow_id, version)] = spec
+        return spec, version
+
+    def workflow_for_form(self, form_id: str) -> tuple[WorkflowSpec, int] | None:
+        """The latest published workflow bound to ``form_id`` (the first by id), or None."""
+        definitions = self.refresh()
+        bound = sorted(w.id for w in definitions.workflows.values() if w.form == form_id)
+        if not bound:
+            return None
+        return definitions.workflows[bound[0]], self._versions[("workflow", bound[0])]
+
     def _load_old(self, form_id: str, version: int) -> FormSpec:
         with self._session_factory() as session:
             stored = get_definition(session, "form", form_id, version)
@@ -131,4 +183,4 @@ class DefinitionRegistry:
         return result.definitions.forms[form_id]
 
 
-__all__ = ["DefinitionRegistry", "UnknownForm"]
+__all__ = ["DefinitionRegistry", "UnknownForm", "UnknownWorkflow"]

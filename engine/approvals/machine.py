@@ -496,6 +496,7 @@ class _Work:
         self.visits = state.visits
         self.notices = state.notices
         self.effects: list[Effect] = []
+        self.actor: str | None = SYSTEM  # who caused this event (the final approver of a flow)
 
     def freeze(self) -> InstanceState:
         return InstanceState(
@@ -701,8 +702,9 @@ class _Work:
             self.marks[parent.id] = "done"
             self.advance(parent.id)
 
-    def finish(self, outcome: str, *, actor: str | None = SYSTEM, comment: str | None = None,
+    def finish(self, outcome: str, *, actor: str | None = None, comment: str | None = None,
                step_id: str | None = None) -> None:
+        actor = actor or self.actor
         for t in list(self.tasks.values()):
             if t.status == "open":
                 self.close(t, "cancelled", None)
@@ -843,6 +845,7 @@ def step(spec: WorkflowSpec, state: InstanceState, event: Event,
 
 
 def _act(w: _Work, event: Act) -> None:
+    w.actor = event.actor
     task = w.tasks.get(event.task_id)
     if task is None or task.kind != "approval":
         raise ActionError("unknown_task", f"no task {event.task_id}")
@@ -981,8 +984,31 @@ def task_wake_at(spec: WorkflowSpec, task: TaskState) -> datetime | None:
 
 
 __all__ = [
-    "ACTIONS", "Act", "ActionError", "ActiveStep", "CloseTask", "CreateTask", "Directory", "Effect", "Emit",
-    "Event", "FORMAT", "HistoryEntry", "InstanceState", "Join", "Notify", "Resubmit", "SetField", "Start",
-    "StaticDirectory", "TERMINAL", "TaskState", "Tick", "Withdraw", "event_from_json", "event_to_json", "step",
+    "ACTIONS",
+    "FORMAT",
+    "TERMINAL",
+    "Act",
+    "ActionError",
+    "ActiveStep",
+    "CloseTask",
+    "CreateTask",
+    "Directory",
+    "Effect",
+    "Emit",
+    "Event",
+    "HistoryEntry",
+    "InstanceState",
+    "Join",
+    "Notify",
+    "Resubmit",
+    "SetField",
+    "Start",
+    "StaticDirectory",
+    "TaskState",
+    "Tick",
+    "Withdraw",
+    "event_from_json",
+    "event_to_json",
+    "step",
     "task_wake_at",
 ]

@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AdvanceReport", "advance_due"]
 
-_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
+_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # 32 symbols: no 0/O, 1/I
 MAX_STEPS_PER_PASS = 200
 
 
@@ -95,6 +95,12 @@ class _Batch:
     remove_tags: set[tuple[int, str]] = field(default_factory=set)
     events: list[tuple[str, str, int, dict[str, Any]]] = field(default_factory=list)
     journeys: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _random_code(length: int = 10) -> str:
+    """``length`` symbols of ``_CODE_ALPHABET`` from the OS's CSPRNG (5 bits each)."""
+    bits = int.from_bytes(secrets.token_bytes((5 * length + 7) // 8), "big")
+    return "".join(_CODE_ALPHABET[(bits >> (5 * i)) & 31] for i in range(length))
 
 
 def _display(value: Any) -> Any:
@@ -365,7 +371,7 @@ class _Advancer:
                 return
             self.pool_counts[spec.pool] = [count + 1, Decimal(total) + value]
         expires_in = spec.expires_in or pool.expires_in
-        code = (pool.code_prefix or pool.id.upper()[:8]) + "".join(secrets.choice(_CODE_ALPHABET) for _ in range(10))
+        code = (pool.code_prefix or pool.id.upper()[:8]) + _random_code()
         coupon = {"pool_id": pool.id, "code": code, "customer_id": j.subject_id if j.subject_type == "customer" else None,
                   "value": value, "issued_at": self.db_now,
                   "expires_at": to_db_time(self.now + expires_in) if expires_in else None, "redeemed_at": None,
@@ -460,8 +466,8 @@ class _Advancer:
 
     def flush(self) -> None:
         s, out = self.session, self.out
-        repo.insert_coupons(s, out.coupons)
-        outbox_repo.insert_messages(s, out.outbox)
+        repo.insert_coupons(s, out.coupons)  # codes are random: no conflicts to count
+        outbox_repo.insert_messages(s, out.outbox, returning=False)
         repo.add_tags(s, out.add_tags)
         repo.remove_tags(s, out.remove_tags)
         for name, subject_type, subject_id, payload in out.events:

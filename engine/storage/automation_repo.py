@@ -346,9 +346,10 @@ def users_in_role(session: Session, role: str) -> list[dict[str, Any]]:
 # --- step writes ---------------------------------------------------------------
 
 
-def insert_coupons(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
-    """Insert issued coupons (codes unique; a clashing code is skipped). Returns inserted."""
-    return insert_ignore(session, _coupons, rows)
+def insert_coupons(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert issued coupons (one executemany; a clashing code is skipped)."""
+    if rows:
+        session.connection().execute(_insert(_dialect_name(session), _coupons).on_conflict_do_nothing(), list(rows))
 
 
 def add_tags(session: Session, pairs: Collection[tuple[int, str]]) -> int:

@@ -23,7 +23,7 @@ def add_customer(session: Session, cid: int, *, now: datetime, last_order: datet
                          created_at=stamp, updated_at=stamp, **extra))
     session.flush()
     if last_order is not None:
-        session.add(Order(customer_id=cid, amount=Decimal("100"), placed_at=to_db_time(last_order),
+        session.add(Order(customer_id=cid, amount=Decimal(100), placed_at=to_db_time(last_order),
                           created_at=stamp))
     for channel, granted in (consents or {}).items():
         session.add(Consent(customer_id=cid, channel=channel, granted=granted, updated_at=stamp))

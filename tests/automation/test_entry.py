@@ -9,7 +9,13 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.automation import Policy, advance_due, enter_audience, handle_events, run_rule
+from engine.automation import (
+    Policy,
+    advance_due,
+    enter_audience,
+    handle_events,
+    run_rule,
+)
 from engine.automation.policy import FrequencyCap
 from engine.conditions.ast import Compare
 from engine.definitions.loader import DefinitionSet

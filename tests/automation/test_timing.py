@@ -8,7 +8,13 @@ from zoneinfo import ZoneInfo
 
 from engine.automation.program import END, compile_program
 from engine.automation.timing import (
-    Calendar, date_trigger_days, due_schedule_runs, end_of_quiet, in_quiet_hours, period_key, wait_until,
+    Calendar,
+    date_trigger_days,
+    due_schedule_runs,
+    end_of_quiet,
+    in_quiet_hours,
+    period_key,
+    wait_until,
 )
 from engine.definitions.specs import IfSpec, SendSpec, WaitSpec
 

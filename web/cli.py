@@ -296,15 +296,57 @@ def tokens_revoke(obj: Context, user: str, label: str | None) -> None:
     click.echo(f"Revoked {count} token(s) of {user}.")
 
 
-def _serve(settings: Settings, host: str, port: int, threads: int) -> None:
-    """Run the web app under waitress until interrupted."""
+def _serve(settings: Settings, host: str, port: int, threads: int, *, scheduler: bool = False) -> None:
+    """Run the web app under waitress until interrupted (with the scheduler
+    in-process when asked: the embedded, one-process setup)."""
     from waitress import serve as waitress_serve
 
     from web import create_app
 
     app = create_app(settings=settings)
+    if scheduler:
+        from web.worker import scheduler_init_app
+
+        scheduler_init_app(app)
+        click.echo("Scheduler running in this process (rules, journeys, approval reminders).")
     click.echo(f"Serving on http://{host}:{port}/ (Ctrl+C to stop)")
     waitress_serve(app, host=host, port=port, threads=threads, ident="promoflow")
+
+
+@main.command()
+@click.option("--interval", default=30.0, show_default=True, type=float, help="Seconds between ticks.")
+@click.option("--once", is_flag=True, help="Run one tick now and exit (cron-style hosting).")
+@pass_ctx
+def worker(obj: Context, interval: float, once: bool) -> None:
+    """Run the scheduler: due rules, journeys, events, approval reminders.
+
+    Only one worker per database is active (PostgreSQL advisory lock, or a
+    lock file beside the SQLite database); others stand by and take over.
+    """
+    import signal
+    import threading
+
+    from web import create_app
+    from web.worker import scheduler_init_app
+
+    app = create_app(settings=obj.settings)
+    host = scheduler_init_app(app, interval=interval, start=not once)
+    if once:
+        result = host.tick()
+        for name, value in result.results.items():
+            click.echo(f"{name}: {value}")
+        for name, error in result.errors.items():
+            click.echo(f"{name} failed: {error}", err=True)
+        sys.exit(1 if result.errors else 0)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    click.echo(f"Worker started (tick every {interval:g}s); "
+               f"{'active' if host.active else 'standing by for the active worker'}. Ctrl+C to stop.")
+    while not stop.wait(1.0):
+        pass
+    host.shutdown()
+    click.echo("Worker stopped.")
 
 
 @main.command()
@@ -387,7 +429,7 @@ def demo(instance: str, keep: bool, customers: int, serve_app: bool | None, host
         serve_app = sys.stdin.isatty() and sys.stdout.isatty()
     if serve_app:
         click.echo("Sign in as staff / staff123 to fill in a promotion activity request.")
-        _serve(settings, host, port, threads=8)
+        _serve(settings, host, port, threads=8, scheduler=True)
     else:
         click.echo(f"Start the web app with: promoflow demo --keep --instance {instance} --serve")
 

@@ -96,3 +96,19 @@ def test_active_scheduler_ticks_and_standby_does_not(db_engine: Engine, tmp_path
     finally:
         leader.shutdown()
         standby.shutdown()
+
+
+def test_worker_once_runs_one_tick_on_the_configured_database(db_url: str, tmp_path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from engine.library import library_paths
+    from web.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PROMOFLOW_INSTANCE_PATH", str(tmp_path / "instance"))
+    runner = CliRunner()
+    assert runner.invoke(main, ["--database-url", db_url, "publish", *map(str, library_paths())]).exit_code == 0
+    result = runner.invoke(main, ["--database-url", db_url, "worker", "--once"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("automation: TickReport(")
+    assert "approvals: TickReport(" in result.output

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone as dt_timezone
+from decimal import Decimal
 from typing import Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -164,6 +165,7 @@ def check_workflow(ctx: Context, data: dict) -> Problems:
         if overdue and "due" not in step:
             problems.append(Problem(path + ("on_overdue",), "overdue_without_due",
                                     "`on_overdue` needs a `due` duration on the same step", at_key=True))
+    problems.extend(_check_flow_shape(ctx, data["steps"], kinds))
     for key in ("on_approve", "on_reject"):
         if key in data:
             actions = data[key] if isinstance(data[key], list) else [data[key]]
@@ -176,6 +178,152 @@ def check_workflow(ctx: Context, data: dict) -> Problems:
                     problems.extend(_check_set_form_fields(act["set_field"], p + ("set_field",), fields))
                 if "cc" in act:
                     problems.extend(_check_assignees(ctx, act["cc"], p + ("cc",), fields))
+    return problems
+
+
+# ------------------------------------------------- flow shape (reachability)
+
+_OP_TEXT = {"gt": ">", "gte": "≥", "lt": "<", "lte": "≤", "eq": "="}
+
+
+def _atoms(cond: object) -> list[object]:
+    """The field tests that must all hold for ``cond`` to hold (through nested ``all``)."""
+    from engine.conditions.ast import All, Compare
+
+    if isinstance(cond, Compare):
+        return [cond]
+    if isinstance(cond, All):
+        return [a for item in cond.items for a in _atoms(item)]
+    return []
+
+
+def _number(value: object) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        return None
+    return Decimal(str(value))
+
+
+def _show(atom: object) -> str:
+    return f"{atom.field} {_OP_TEXT.get(atom.op, atom.op)} {atom.value}"  # type: ignore[attr-defined]
+
+
+def _contradiction(conditions: list[object]) -> str | None:
+    """Why the conditions can never all hold together (number bounds that
+    exclude each other, two different ``eq`` values), or None."""
+    by_field: dict[str, list[object]] = {}
+    for cond in conditions:
+        for atom in _atoms(cond):
+            by_field.setdefault(atom.field, []).append(atom)  # type: ignore[attr-defined]
+    for atoms in by_field.values():
+        lows: list[tuple[Decimal, bool, object]] = []
+        highs: list[tuple[Decimal, bool, object]] = []
+        eqs: list[object] = []
+        for atom in atoms:
+            op, value = atom.op, atom.value  # type: ignore[attr-defined]
+            number = _number(value)
+            if op == "eq":
+                eqs.append(atom)
+                if number is not None:
+                    lows.append((number, False, atom))
+                    highs.append((number, False, atom))
+            elif op in ("gt", "gte") and number is not None:
+                lows.append((number, op == "gt", atom))
+            elif op in ("lt", "lte") and number is not None:
+                highs.append((number, op == "lt", atom))
+        for a in eqs:
+            for b in eqs:
+                if a.value != b.value and _number(a.value) is None:  # type: ignore[attr-defined]
+                    return f"`{_show(a)}` and `{_show(b)}` cannot both hold"
+        for low, low_strict, la in lows:
+            for high, high_strict, ha in highs:
+                if low > high or (low == high and (low_strict or high_strict)):
+                    return f"`{_show(la)}` and `{_show(ha)}` cannot both hold"
+    return None
+
+
+def _check_flow_shape(ctx: Context, steps: list, kinds: dict | None) -> Problems:
+    """Steps that can never run and joins that can never complete: branch
+    cases shadowed by an earlier identical case or contradicting the path that
+    leads to them, ``when`` conditions that contradict it, ``reject_to`` into
+    another branch path or another parallel lane, parallel lanes sharing an id."""
+    problems: Problems = []
+    scope: dict[str, tuple[tuple[str, ...], str]] = {}  # step id -> (enclosing paths, its own path key)
+
+    def parse(raw: object, path: Path) -> object | None:
+        if kinds is None:
+            return None
+        cond, found = _condition(raw, path, kinds, ctx, "field")
+        return None if found else cond
+
+    def walk(seq: list, path: Path, guards: list[object], lanes: tuple[str, ...]) -> None:
+        for i, step in enumerate(seq):
+            here = path + (i,)
+            if not isinstance(step, dict) or "id" not in step:
+                continue
+            scope[step["id"]] = (lanes, "/".join(lanes))
+            own = parse(step["when"], here + ("when",)) if "when" in step else None
+            if own is not None:
+                why = _contradiction(guards + [own])
+                if why:
+                    problems.append(Problem(here + ("when",), "unreachable",
+                                            f"step `{step['id']}` can never run: {why}"))
+            branch = step.get("branch")
+            if isinstance(branch, dict):
+                seen: list[tuple[object, int]] = []
+                for j, case in enumerate(branch.get("cases", ())):
+                    cpath = here + ("branch", "cases", j)
+                    cond = parse(case.get("when"), cpath + ("when",))
+                    first = (case.get("steps") or [{}])[0].get("id", "?")
+                    if cond is not None:
+                        earlier = next((k for c, k in seen if c == cond), None)
+                        why = _contradiction(guards + [cond])
+                        if earlier is not None:
+                            problems.append(Problem(cpath + ("when",), "unreachable",
+                                                    f"step `{first}` can never run: case {j + 1} has the same "
+                                                    f"condition as case {earlier + 1}, which is chosen first"))
+                        elif why:
+                            problems.append(Problem(cpath + ("when",), "unreachable",
+                                                    f"step `{first}` can never run: {why}"))
+                        seen.append((cond, j))
+                    walk(case.get("steps", []), cpath + ("steps",), guards + ([cond] if cond is not None else []),
+                         lanes + (f"{step['id']}:case{j}",))
+                walk(branch.get("default", []), here + ("branch", "default"), guards,
+                     lanes + (f"{step['id']}:default",))
+            parallel = step.get("parallel")
+            if isinstance(parallel, list):
+                ids: dict[str, int] = {}
+                for j, lane in enumerate(parallel):
+                    lane_id = lane.get("id", f"branch_{j + 1}")
+                    if lane_id in ids:
+                        problems.append(Problem(here + ("parallel", j, "id") if "id" in lane else here + ("parallel", j),
+                                                "join", f"lane id `{lane_id}` is used twice in `{step['id']}`: "
+                                                f"the join would wait for a lane that can never finish"))
+                    ids[lane_id] = j
+                    walk(lane.get("steps", []), here + ("parallel", j, "steps"), guards,
+                         lanes + (f"{step['id']}|{lane_id}",))
+
+    walk(steps, ("steps",), [], ())
+    order = [s.get("id") for s, _ in _walk_workflow(steps, ("steps",))]
+    for step, path in _walk_workflow(steps, ("steps",)):
+        target = (step.get("approval") or {}).get("reject_to") if isinstance(step.get("approval"), dict) else None
+        if target is None or target not in scope or step["id"] not in scope:
+            continue
+        if order.index(target) >= order.index(step["id"]):
+            continue  # not an earlier step: reported by the approval check
+        mine, theirs = scope[step["id"]][0], scope[target][0]
+        if theirs == mine[:len(theirs)]:
+            continue  # the target is on this step's own path: a loop people can break
+        split = next(k for k in range(len(theirs)) if k >= len(mine) or theirs[k] != mine[k])
+        where = theirs[split]
+        if "|" in where:
+            owner, lane = where.split("|", 1)
+            message = (f"`reject_to: {target}` jumps into lane `{lane}` of parallel step `{owner}` from outside "
+                       f"that lane: the join at `{owner}` could never complete")
+        else:
+            owner = where.split(":", 1)[0]
+            message = (f"`reject_to: {target}` names a step on another path of branch `{owner}`: "
+                       f"it can never be reached from `{step['id']}`")
+        problems.append(Problem(path + ("approval", "reject_to"), "reject_to", message))
     return problems
 
 

@@ -3,7 +3,7 @@ services and blueprints, all inside the factory (nothing happens at import).
 
 Per-app state lives in ``app.extensions["promoflow"]`` (a :class:`Services`):
 the settings, the session factory, the definition registry, the record and
-account services and ``clock``, the one place the web layer reads the time
+account services, the approval engine (``workflows``) and ``clock``, the one place the web layer reads the time
 (tests replace it to fix ``now``).
 """
 
@@ -40,6 +40,9 @@ class Services:
     records: Any
     accounts: Any
     clock: Callable[[], datetime]
+    #: The approval engine (``engine.workflows.WorkflowService``); None only in
+    #: hand-built Services without approvals.
+    workflows: Any = None
 
     @property
     def tz(self) -> str:
@@ -68,6 +71,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     from engine.registry import DefinitionRegistry
     from engine.storage.database import make_engine, make_session_factory
     from engine.storage.migrate import upgrade
+    from engine.workflows import WorkflowService
 
     config = dict(test_config or {})
     if settings is None:
@@ -100,24 +104,30 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     session_factory = make_session_factory(db_engine)
     registry = DefinitionRegistry(session_factory)
     hasher = config.get("PASSWORD_HASHER")
+    accounts = AccountService(session_factory, hasher=hasher) if hasher else AccountService(session_factory)
+    # The approval engine starts a record's flow inside the record's create transaction.
+    workflows = WorkflowService(session_factory, registry, accounts, tz=settings.timezone)
+    record_service = RecordService(session_factory, registry, on_created=workflows.start_in)
     app.extensions["promoflow"] = Services(
         settings=settings,
         db_engine=db_engine,
         session_factory=session_factory,
         registry=registry,
-        records=RecordService(session_factory, registry),
-        accounts=AccountService(session_factory, hasher=hasher) if hasher else AccountService(session_factory),
+        records=record_service,
+        accounts=accounts,
         clock=config.get("CLOCK") or system_clock,
+        workflows=workflows,
     )
 
     from flask_wtf.csrf import CSRFProtect
 
     csrf = CSRFProtect(app)
 
-    from . import api, auth, context, errors, records
+    from . import api, auth, context, errors, inbox, records
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(records.bp)
+    app.register_blueprint(inbox.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # bearer tokens only; no cookies are honoured there
     errors.init_app(app)

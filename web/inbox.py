@@ -1,0 +1,324 @@
+"""Approvers' and submitters' pages: the inbox (my tasks, counts, filters),
+the task page (record, comment, buttons, timeline, diagram), the actions
+(CSRF-protected POSTs), and the submitter's withdraw and edit & resubmit.
+
+The record detail page shows the workflow panel through the
+``workflow_panel`` template helper registered here, and the header shows the
+open-task badge through ``inbox_open_count``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from engine.accounts import can_edit_record, can_view_record
+from engine.approvals import ActionError
+from engine.definitions.specs import FormSpec
+from engine.forms.coerce import coerce_form_data
+from engine.forms.errors import ValidationFailed
+from engine.records import RecordView, UnknownForm
+
+from . import services
+from .approvals import (
+    ACTIONS,
+    MAX_COMMENT,
+    TARGET_ACTIONS,
+    TASK_FILTERS,
+    TaskError,
+    act,
+    allowed_actions,
+    assigned,
+    current_steps,
+    diagram,
+    display_name,
+    find_task,
+    may_withdraw,
+    status_label,
+    step_title,
+    task_status_label,
+    timeline,
+    value,
+    workflow_spec,
+    workflows,
+)
+from .auth import login_required
+from .i18n import label, t
+
+bp = Blueprint("inbox", __name__)
+
+#: Most tasks one inbox page lists.
+INBOX_LIMIT = 200
+
+
+@bp.app_context_processor
+def _helpers() -> dict[str, Any]:
+    return {"inbox_open_count": _open_count, "workflow_panel": _workflow_panel,
+            "wf_status_label": status_label, "task_status_label": task_status_label}
+
+
+def _open_count() -> int | None:
+    """Open tasks of the signed-in user, for the header badge (None: no badge)."""
+    user = g.get("user")
+    wf = workflows()
+    if user is None or wf is None:
+        return None
+    if "_pf_open_count" not in g:
+        g._pf_open_count = int(wf.task_counts(user.username, now=services().now()).get("open", 0))
+    return g._pf_open_count  # type: ignore[no-any-return]
+
+
+def _form_spec(record: RecordView) -> FormSpec | None:
+    try:
+        spec, _ = services().registry.form(record.form_id, record.form_version)
+    except UnknownForm:
+        return None
+    return spec  # type: ignore[no-any-return]
+
+
+def _instance_context(instance: Any) -> dict[str, Any]:
+    spec = workflow_spec(instance)
+    return {
+        "instance": instance, "wf_spec": spec, "status": value(instance, "status"),
+        "status_text": status_label(value(instance, "status")),
+        "workflow_title": (label(spec, "title") if spec is not None else value(instance, "workflow_id")),
+        "current": current_steps(instance, spec), "timeline": timeline(instance, spec),
+        "svg": diagram(instance),
+    }
+
+
+def _workflow_panel(rec: RecordView) -> dict[str, Any] | None:
+    """What the record page shows of the record's workflow, or None when it has none."""
+    wf = workflows()
+    if wf is None:
+        return None
+    instance = wf.instance_for_record(rec.id, now=services().now())
+    if instance is None:
+        return None
+    ctx = _instance_context(instance)
+    user = g.get("user")
+    ctx["may_withdraw"] = may_withdraw(instance, user, rec.created_by)
+    ctx["may_resubmit"] = user is not None and rec.created_by == user.username and ctx["status"] == "returned"
+    return ctx
+
+
+# ------------------------------------------------------------------ inbox
+
+@bp.route("/inbox")
+@login_required
+def inbox() -> Any:
+    wf = workflows()
+    if wf is None:
+        abort(404)
+    user = g.user
+    status = request.args.get("status") or "open"
+    if status not in TASK_FILTERS:
+        status = "open"
+    published = services().registry.current().forms
+    # The filter offers the forms an approval flow is bound to.
+    forms = [published[fid] for fid in sorted({w.form for w in services().registry.current().workflows.values()})
+             if fid in published]
+    form_id = request.args.get("form") or None
+    if form_id is not None and form_id not in published:
+        form_id = None
+    now = services().now()
+    tasks = wf.tasks_for(user.username, status=status, overdue_first=True, form_id=form_id, now=now)[:INBOX_LIMIT]
+    titles = {f.id: label(f, "title") for f in published.values()}
+    rows = []
+    records = services().records
+    flows = {w.form: w for w in services().registry.current().workflows.values()}
+    for task in tasks:
+        record = records.get(value(task, "record_id"))
+        rows.append({
+            "task": task, "record": record, "summary": _summary(record),
+            "form_title": titles.get(value(task, "form_id"), value(task, "form_id")),
+            "step": step_title(flows.get(value(task, "form_id")), value(task, "step_id"), value(task, "step_title")),
+        })
+    counts = wf.task_counts(user.username, now=now)
+    return render_template("inbox.html", rows=rows, counts=counts, status=status, form_id=form_id,
+                           forms=forms, filters=TASK_FILTERS)
+
+
+def _summary(record: RecordView | None) -> str:
+    """A short name of the record: its ``name``/``title`` field, else ``#id``."""
+    if record is None:
+        return ""
+    for key in ("name", "title", "subject"):
+        text = record.data.get(key)
+        if isinstance(text, str) and text:
+            return text
+    return t("record_n", id=record.id)
+
+
+# ------------------------------------------------------------------ task page
+
+def _task_or_404(task_id: int) -> Any:
+    task = find_task(task_id)
+    if task is None:
+        abort(404)
+    return task
+
+
+def _task_page(task: Any, *, status_code: int = 200, comment: str = "", error: str | None = None) -> Any:
+    wf = workflows()
+    record = services().records.get(value(task, "record_id"))
+    if record is None:
+        abort(404)
+    form = _form_spec(record)
+    instance = wf.instance_for_record(record.id, now=services().now())
+    ctx = _instance_context(instance) if instance is not None else {}
+    spec = ctx.get("wf_spec")
+    is_open = value(task, "status") == "open"
+    buttons = allowed_actions(spec, value(task, "step_id")) if is_open else []
+    users = _user_choices() if any(b in TARGET_ACTIONS for b in buttons) else []
+    return render_template(
+        "task.html", task=task, rec=record, spec=form, step=step_title(spec, value(task, "step_id"),
+                                                                       value(task, "step_title")),
+        is_open=is_open, buttons=buttons, users=users, comment=comment, error=error,
+        max_comment=MAX_COMMENT, **ctx,
+    ), status_code
+
+
+def _user_choices() -> list[tuple[str, str]]:
+    """(user name, display name) of every active user but the signed-in one."""
+    from sqlalchemy import select
+
+    from engine.storage.models import User
+
+    with services().session_factory() as session:
+        rows = session.execute(select(User.username, User.display_name).where(User.active.is_(True))
+                               .order_by(User.username)).all()
+    return [(name, shown or name) for name, shown in rows if name != g.user.username]
+
+
+@bp.route("/tasks/<int:task_id>")
+@login_required
+def task(task_id: int) -> Any:
+    task = _task_or_404(task_id)
+    if not assigned(task, g.user):
+        abort(403)
+    return _task_page(task)
+
+
+@bp.route("/tasks/<int:task_id>/<action>", methods=["POST"])
+@login_required
+def task_action(task_id: int, action: str) -> Any:
+    if action not in ACTIONS:
+        abort(404)
+    task = _task_or_404(task_id)
+    comment = (request.form.get("comment") or "").strip()
+    target = (request.form.get("target") or "").strip() or None
+    if len(comment) > MAX_COMMENT:
+        return _task_page(task, status_code=422, comment=comment[:MAX_COMMENT],
+                          error=t("wf_comment_too_long", n=MAX_COMMENT))
+    raw_version = request.form.get("version") or ""
+    expected = int(raw_version) if raw_version.isdigit() and len(raw_version) < 12 else None
+    try:
+        act(task_id, action, user=g.user, comment=comment, target=target, expected_version=expected)
+    except TaskError as exc:
+        if exc.status == 403:
+            abort(403)
+        if exc.status == 404:
+            abort(404)
+        if exc.status == 409:
+            return _conflict_page(task_id, exc)
+        return _task_page(task, status_code=422, comment=comment, error=exc.message)
+    flash(t(f"wf_done_{action}"), "success")
+    if action == "comment":
+        return redirect(url_for("inbox.task", task_id=task_id))
+    return redirect(url_for("inbox.inbox"))
+
+
+def _conflict_page(task_id: int, exc: TaskError) -> Any:
+    task = find_task(task_id)
+    record_id = value(task, "record_id") if task is not None else value(exc.current, "record_id")
+    instance = exc.current
+    if instance is None and record_id is not None:
+        instance = workflows().instance_for_record(record_id, now=services().now())
+    ctx = _instance_context(instance) if instance is not None else {}
+    rec = services().records.get(record_id) if record_id is not None else None
+    return render_template("task_closed.html", task=task, rec=rec, code=exc.code, **ctx), 409
+
+
+# ------------------------------------------------------------------ submitter
+
+def _own_record(record_id: int) -> tuple[RecordView, FormSpec]:
+    record = services().records.get(record_id)
+    if record is None:
+        abort(404)
+    form = _form_spec(record)
+    if form is None or not can_view_record(g.user, form, record.created_by):
+        abort(404)
+    if record.created_by != g.user.username:
+        abort(403)
+    return record, form
+
+
+@bp.route("/records/<int:record_id>/withdraw", methods=["POST"])
+@login_required
+def withdraw(record_id: int) -> Any:
+    record, _ = _own_record(record_id)
+    wf = workflows()
+    instance = wf.instance_for_record(record.id, now=services().now()) if wf is not None else None
+    if instance is None:
+        abort(404)
+    try:
+        wf.withdraw(record.id, actor=g.user.username, now=services().now())
+    except ActionError as exc:
+        if exc.code in ("not_submitter", "not_assigned"):
+            abort(403)
+        flash(t("wf_cannot_withdraw"), "error")
+        return redirect(url_for("records.detail", record_id=record.id))
+    flash(t("wf_done_withdraw"), "success")
+    return redirect(url_for("records.detail", record_id=record.id))
+
+
+@bp.route("/records/<int:record_id>/resubmit", methods=["GET", "POST"])
+@login_required
+def resubmit(record_id: int) -> Any:
+    from .formbuilder import initial_data
+    from .records import _form_class, _posted_data, _refill, _render_fill
+
+    record, form = _own_record(record_id)
+    wf = workflows()
+    instance = wf.instance_for_record(record.id, now=services().now()) if wf is not None else None
+    if instance is None or value(instance, "status") != "returned" or not can_edit_record(
+            g.user, form, record.created_by):
+        abort(409 if instance is not None else 404)
+    cls = _form_class(form, record.form_version)
+    svc = services()
+    back = url_for("records.detail", record_id=record.id)
+    if request.method == "GET":
+        page = cls(data=initial_data(form, record.data, svc.tz))
+        return _render_fill(form, page, back_url=back,
+                            refs={f.key: record.data[f.key] for f in form.fields
+                                  if f.type == "file" and isinstance(record.data.get(f.key), dict)})
+    data, refs = _posted_data(form)
+    payload = coerce_form_data(form, data)
+    for f in form.fields:
+        if not f.readonly and f.key not in payload:
+            payload[f.key] = None
+    try:
+        wf.resubmit(record.id, payload, actor=g.user.username, now=svc.now())
+    except ValidationFailed as exc:
+        return _refill(form, cls, data, exc, refs, back_url=back)
+    except ActionError as exc:
+        if exc.code in ("not_submitter", "not_assigned"):
+            abort(403)
+        flash(t("wf_cannot_resubmit"), "error")
+        return redirect(back)
+    flash(t("wf_done_resubmit"), "success")
+    return redirect(back)
+
+
+__all__ = ["bp", "display_name"]

@@ -224,6 +224,96 @@ def update_record(record_id: int) -> Any:
     return json_response(_record_json(updated), ETag=_etag(updated))
 
 
+# ------------------------------------------------------------------ approval tasks
+
+def _workflows() -> Any:
+    from .approvals import workflows
+
+    wf = workflows()
+    if wf is None:
+        raise ApiError(404, "approvals are not enabled")
+    return wf
+
+
+@bp.get("/tasks")
+def list_tasks() -> Any:
+    """The caller's tasks (``?status=open|done|all``, ``?form=``), overdue first, with counts."""
+    from .approvals import TASK_FILTERS, task_json
+
+    wf = _workflows()
+    status = request.args.get("status") or "open"
+    if status not in TASK_FILTERS:
+        raise ApiError(400, f"`status` is one of: {', '.join(TASK_FILTERS)}", "bad_query")
+    form_id = request.args.get("form") or None
+    user = _user()
+    now = services().now()
+    tasks = wf.tasks_for(user.username, status=status, overdue_first=True, form_id=form_id, now=now)
+    return json_response({"items": [task_json(task) for task in tasks],
+                          "counts": wf.task_counts(user.username, now=now)})
+
+
+def _action_body() -> tuple[str | None, str | None, int | None]:
+    """``comment``, ``target`` and ``version`` from an optional JSON object body."""
+    from .approvals import MAX_COMMENT
+
+    body = _body() if request.get_data(cache=True).strip() else {}
+    if not isinstance(body, dict):
+        raise ApiError(400, 'the body must be a JSON object such as {"comment": "…"}')
+    unknown = sorted(set(body) - {"comment", "target", "version"})
+    if unknown:
+        raise ApiError(400, f"unknown key `{unknown[0][:64]}`; send comment, target, version")
+    comment, target, version = body.get("comment"), body.get("target"), body.get("version")
+    if comment is not None and not isinstance(comment, str):
+        raise ApiError(400, "`comment` must be a string")
+    if comment is not None and len(comment) > MAX_COMMENT:
+        raise ApiError(400, f"`comment` may be at most {MAX_COMMENT} characters")
+    if target is not None and (not isinstance(target, str) or not target.strip() or len(target) > 128):
+        raise ApiError(400, "`target` must be a user name")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
+        raise ApiError(400, "`version` must be the task's version, a whole number")
+    return comment, target, version
+
+
+@bp.post("/tasks/<int:task_id>/<any(approve, reject, return, transfer, add_approver, comment):action>")
+def act_on_task(task_id: int, action: str) -> Any:
+    """Approve, reject, return, transfer (``target``), add an approver (``target``) or comment.
+
+    200 with the instance state; 403 not assigned; 404 unknown task; 409 the
+    task is closed or changed since ``version`` (``error.current``: the state).
+    """
+    from .approvals import TaskError, act, instance_json
+
+    _workflows()
+    comment, target, version = _action_body()
+    try:
+        instance = act(task_id, action, user=_user(), comment=comment, target=target, expected_version=version)
+    except TaskError as exc:
+        extra = {"current": instance_json(exc.current)} if exc.current is not None else {}
+        raise ApiError(exc.status, exc.message, exc.code, **extra) from None
+    return json_response(instance_json(instance))
+
+
+@bp.get("/records/<int:record_id>/workflow")
+def record_workflow(record_id: int) -> Any:
+    """The record's approval instance: status, current steps, tasks and history."""
+    from .approvals import instance_json, value
+
+    wf = _workflows()
+    record = services().records.get(record_id)
+    if record is None:
+        raise ApiError(404, f"no record {record_id}")
+    instance = wf.instance_for_record(record_id, now=services().now())
+    spec, _ = _form(record.form_id, record.form_version)
+    user = _user()
+    involved = instance is not None and any(value(task, "assignee") == user.username
+                                            for task in value(instance, "tasks", None) or ())
+    if not (can_view_record(user, spec, record.created_by) or involved):
+        raise ApiError(403, f"record {record_id} is not yours and you cannot read all `{record.form_id}` records")
+    if instance is None:
+        raise ApiError(404, f"record {record_id} has no workflow")
+    return json_response(instance_json(instance))
+
+
 @bp.get("/openapi.json")
 def openapi() -> Any:
     try:

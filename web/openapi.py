@@ -67,6 +67,110 @@ LIST_PARAMETERS: list[dict[str, Any]] = [
 ]
 
 
+def _workflow_schemas() -> dict[str, Any]:
+    """Tasks, approval instances and the action body."""
+    when = {"type": "string", "format": "date-time"}
+    maybe_when = {"type": ["string", "null"], "format": "date-time"}
+    task = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"}, "instance_id": {"type": "integer"}, "record_id": {"type": "integer"},
+            "form_id": {"type": "string"}, "step_id": {"type": "string"}, "step_title": {"type": ["string", "null"]},
+            "status": {"type": "string", "description": "open, or how the task was closed"},
+            "due_at": maybe_when, "overdue": {"type": "boolean"},
+            "version": {"type": "integer", "description": "Send it back as `version` to act only on this state"},
+            "created_at": when, "assignee": {"type": "string"},
+        },
+        "required": ["id", "instance_id", "record_id", "step_id", "status", "version", "assignee"],
+    }
+    history = {
+        "type": "object",
+        "properties": {"at": when, "actor": {"type": ["string", "null"]}, "action": {"type": "string"},
+                       "step_id": {"type": ["string", "null"]}, "comment": {"type": ["string", "null"]}},
+        "required": ["at", "action"],
+    }
+    instance = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"}, "record_id": {"type": "integer"}, "workflow_id": {"type": "string"},
+            "workflow_version": {"type": "integer", "description": "The definition version it runs on to its end"},
+            "status": {"type": "string", "description": "running, approved, rejected, returned, withdrawn"},
+            "current_steps": {"type": "array", "items": {"type": "string"}},
+            "tasks": {"type": "array", "items": _ref("Task")},
+            "history": {"type": "array", "items": _ref("HistoryEntry")},
+        },
+        "required": ["id", "record_id", "workflow_id", "workflow_version", "status", "current_steps", "history"],
+    }
+    conflict = {
+        "type": "object",
+        "properties": {"error": {"type": "object", "properties": {
+            "code": {"type": "string", "enum": ["task_closed", "stale_task"]}, "message": {"type": "string"},
+            "current": _ref("WorkflowInstance")}, "required": ["code", "message"]}},
+        "required": ["error"],
+    }
+    action = {
+        "type": "object",
+        "properties": {
+            "comment": {"type": ["string", "null"], "maxLength": 2000},
+            "target": {"type": ["string", "null"], "description": "User name: whom to transfer to or add"},
+            "version": {"type": ["integer", "null"], "description": "The task version last read; a change gives 409"},
+        },
+        "additionalProperties": False,
+    }
+    page = {"type": "object",
+            "properties": {"items": {"type": "array", "items": _ref("Task")},
+                           "counts": {"type": "object", "additionalProperties": {"type": "integer"},
+                                      "description": "open, overdue, done"}},
+            "required": ["items", "counts"]}
+    return {"Task": task, "HistoryEntry": history, "WorkflowInstance": instance, "TaskConflict": conflict,
+            "TaskAction": action, "TaskList": page}
+
+
+def _workflow_paths() -> dict[str, Any]:
+    paths: dict[str, Any] = {
+        "/tasks": {"get": {
+            "operationId": "list_tasks",
+            "summary": "The caller's approval tasks, overdue first",
+            "tags": ["approvals"],
+            "parameters": [
+                {"name": "status", "in": "query", "required": False,
+                 "schema": {"type": "string", "enum": ["open", "done", "all"], "default": "open"}},
+                {"name": "form", "in": "query", "required": False, "schema": {"type": "string"},
+                 "description": "Only tasks on records of this form"},
+            ],
+            "responses": {"200": _json(_ref("TaskList"), "Tasks and counts"), **_errors(400, 401)},
+        }},
+        "/records/{record_id}/workflow": {"get": {
+            "operationId": "get_record_workflow",
+            "summary": "Where a record's approval stands: status, current steps, tasks, history",
+            "tags": ["approvals"],
+            "parameters": [{"name": "record_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "responses": {"200": _json(_ref("WorkflowInstance"), "The approval instance"),
+                          **_errors(401, 403, 404)},
+        }},
+    }
+    summaries = {"approve": "Approve a task", "reject": "Reject a task",
+                 "return": "Return the request to its submitter for edits (退回)",
+                 "transfer": "Transfer a task to another user (`target`, 转交)"}
+    for action, summary in summaries.items():
+        paths[f"/tasks/{{task_id}}/{action}"] = {"post": {
+            "operationId": f"{action}_task",
+            "summary": summary,
+            "tags": ["approvals"],
+            "parameters": [{"name": "task_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": _ref("TaskAction")}}},
+            "responses": {
+                "200": _json(_ref("WorkflowInstance"), "The instance after the action"),
+                **_errors(400, 401),
+                "403": _json(_ref("Error"), "The task is not assigned to the caller"),
+                "404": _json(_ref("Error"), "No such task"),
+                "409": _json(_ref("TaskConflict"), "The task was already acted on or changed; `current` is the state"),
+                "422": _json(_ref("Error"), "The step does not allow this action, or `target` is not a user"),
+            },
+        }}
+    return paths
+
+
 def openapi_document(forms: Iterable[FormSpec], *, server_url: str, version: str) -> dict[str, Any]:
     """The OpenAPI 3.1 document for ``forms`` served under ``server_url``."""
     forms = sorted(forms, key=lambda f: f.id)
@@ -139,6 +243,8 @@ def openapi_document(forms: Iterable[FormSpec], *, server_url: str, version: str
                           **_errors(400, 401, 403, 404, 409, 413, 422)},
         },
     }
+    schemas.update(_workflow_schemas())
+    paths.update(_workflow_paths())
     paths["/openapi.json"] = {
         "get": {"operationId": "openapi", "summary": "This document", "security": [],
                 "responses": {"200": {"description": "OpenAPI 3.1 document",

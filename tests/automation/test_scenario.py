@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, text
@@ -143,6 +144,6 @@ def test_two_hundred_days(session_factory: sessionmaker[Session], definitions) -
     for cid, items in got.items():
         sms_days[cid] = sorted(x for t, x in items if t == "winback_sms")
     for cid, days in sms_days.items():
-        for a, b in zip(days, days[1:]):
+        for a, b in pairwise(days):
             assert (b - a).days >= 180, (cid, days)
     assert sum(winbacks.values()) > 5  # the demo customers took part

@@ -38,7 +38,8 @@ def flow(app: Flask) -> Flask:
 def submit(app: Flask, user: str = "staff", **overrides: Any) -> int:
     """Submit an activity request through the service (which starts the flow); its record id."""
     body = valid_activity(**{"budget": "60000.00", **overrides})
-    return int(app.extensions["promoflow"].records.create("activity_request", body, actor=user, now=NOW).id)
+    services = app.extensions["promoflow"]
+    return int(services.records.create("activity_request", body, actor=user, now=services.now()).id)
 
 
 def tasks(app: Flask, user: str, status: str = "open") -> list[Any]:
@@ -95,6 +96,11 @@ def test_inbox_filters_by_status_and_form_and_puts_overdue_first(flow: Flask, lo
     late = submit(flow, name="晚的")
     manager = login("manager")
     clock.now = NOW + timedelta(hours=50)  # the first task (due 48 h) is overdue, the second not
+    listing = login("manager2").get("/inbox").text
+    rows = re.findall(r'<tr class="task-row( overdue)?" data-task="(\d+)"', listing)
+    assert [(flag, int(tid)) for flag, tid in rows] == [(" overdue", task_of(flow, "manager2", early).id),
+                                                        ("", task_of(flow, "manager2", late).id)]
+    assert 'data-count="overdue">1<' in listing
     assert post_action(manager, task_of(flow, "manager", late).id, "approve").status_code == 302
     assert [t.record_id for t in tasks(flow, "manager2")] == [early]
     page = login("manager2").get("/inbox")

@@ -38,6 +38,11 @@ class Settings:
     broker_url: str | None = None
     definitions: tuple[Path, ...] = ()
     log_level: str = "INFO"
+    #: The business calendar (a ``calendar`` definition id) for ``on: workdays``;
+    #: empty: the only published calendar, if there is exactly one.
+    calendar: str = ""
+    #: Price of one SMS (CNY), for the cost forecast of ``rules preview``.
+    sms_price: float = 0.045
     settings_file: Path | None = None
     extra: Mapping[str, object] = field(default_factory=dict)
 
@@ -108,6 +113,11 @@ def load_settings(
     if isinstance(raw_defs, str):
         raw_defs = [p for p in raw_defs.split(os.pathsep) if p]
     definitions = tuple((p if p.is_absolute() else base / p) for p in map(Path, raw_defs or ()))
+    if "sms_price" in values:
+        try:
+            values["sms_price"] = float(values["sms_price"])  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise SettingsError(f"sms_price: `{values['sms_price']}` is not a number") from None
     return Settings(instance_path=instance_path, database_url=url, secret_key=secret,
                     definitions=definitions, settings_file=file_path,
                     **{k: v for k, v in values.items() if k in _KEYS})

@@ -6,7 +6,7 @@ validates: a failure here is a bug in a check, not a user error.
 
 from __future__ import annotations
 
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Callable, Mapping
@@ -16,6 +16,7 @@ from engine.conditions.parse import parse_condition
 from engine.durations import parse_duration
 
 from . import specs as s
+from .check_calendar import WEEKDAY_NAMES
 from .check_forms import expand_fields
 from .context import Context
 
@@ -286,8 +287,17 @@ def build_rule(ctx: Context, d: dict, src: s.Source) -> s.RuleSpec:
     )
 
 
+def build_calendar(ctx: Context, d: dict, src: s.Source) -> s.CalendarSpec:
+    return s.CalendarSpec(
+        id=d["id"], title=d["title"], title_en=d.get("title_en"), timezone=d.get("timezone", "Asia/Shanghai"),
+        weekend=frozenset(WEEKDAY_NAMES.index(w) for w in d.get("weekends", ("sat", "sun"))),
+        holidays=frozenset(date.fromisoformat(x) for x in d.get("holidays", ())),
+        workdays=frozenset(date.fromisoformat(x) for x in d.get("workdays", ())), source=src,
+    )
+
+
 BUILDERS: Mapping[str, Callable[[Context, dict, s.Source], s.Spec]] = MappingProxyType({
     "form": build_form, "fieldset": build_fieldset, "role": build_role, "segment": build_segment,
     "coupon_pool": build_coupon_pool, "template": build_template, "connector": build_connector,
-    "workflow": build_workflow, "rule": build_rule,
+    "workflow": build_workflow, "rule": build_rule, "calendar": build_calendar,
 })

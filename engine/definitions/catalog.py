@@ -86,5 +86,8 @@ CONNECTOR_TYPES: Mapping[str, ConnectorType] = MappingProxyType({
     "webhook": ConnectorType("webhook", secrets=("signing_key",), settings=("url",)),
 })
 
+#: Weekday names of a calendar's ``weekends:``, Monday first (``date.weekday()`` numbers).
+WEEKDAY_NAMES: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
 #: Channels whose marketing messages need the customer's consent.
 CONSENT_CHANNELS = frozenset({"sms", "email", "wecom"})

@@ -16,6 +16,7 @@ from typing import Iterable, Mapping, Sequence
 from . import specs as s
 from .build import BUILDERS
 from .catalog import CONNECTOR_TYPES, ConnectorType
+from .check_calendar import check_calendar
 from .check_flows import check_rule, check_workflow
 from .check_forms import check_form, expand_fields
 from .check_misc import check_connector, check_segment, check_template, segment_cycles
@@ -29,7 +30,8 @@ from .source import RawDefinition, read_source
 SUFFIXES = (".yaml", ".yml", ".json")
 SETTINGS_PREFIX = "settings"
 #: Checked in this order, so that e.g. segments are known before rules use them.
-KIND_ORDER = ("role", "fieldset", "form", "coupon_pool", "connector", "template", "segment", "workflow", "rule")
+KIND_ORDER = ("role", "fieldset", "form", "coupon_pool", "connector", "template", "segment", "calendar", "workflow",
+              "rule")
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,10 @@ class DefinitionSet:
     @property
     def roles(self) -> Mapping[str, s.RoleSpec]:
         return self.of("role")  # type: ignore[return-value]
+
+    @property
+    def calendars(self) -> Mapping[str, s.CalendarSpec]:
+        return self.of("calendar")  # type: ignore[return-value]
 
     @property
     def coupon_pools(self) -> Mapping[str, s.CouponPoolSpec]:
@@ -173,6 +179,8 @@ def _cross_check(ctx: Context, kind: str, raw: RawDefinition, types: Mapping[str
         return check_workflow(ctx, raw.data)
     if kind == "rule":
         return check_rule(ctx, raw.data)
+    if kind == "calendar":
+        return check_calendar(ctx, raw.data)
     return []
 
 

@@ -8,7 +8,7 @@ trees, money is ``Decimal``. Nothing downstream touches raw dicts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Mapping, Union
@@ -439,6 +439,22 @@ class RuleSpec:
 
 
 @dataclass(frozen=True)
+class CalendarSpec:
+    """A business calendar: a day is a workday when it is a listed make-up
+    workday (调休), or neither a weekend day (``weekend``: ``date.weekday()``
+    numbers) nor a holiday."""
+
+    id: str
+    title: str
+    timezone: str = "Asia/Shanghai"
+    weekend: frozenset[int] = frozenset({5, 6})
+    holidays: frozenset[date] = frozenset()
+    workdays: frozenset[date] = frozenset()
+    title_en: str | None = None
+    source: Source | None = None
+
+
+@dataclass(frozen=True)
 class FieldsetSpec:
     id: str
     fields: tuple[FieldSpec, ...]
@@ -448,5 +464,5 @@ class FieldsetSpec:
 
 Spec = Union[
     FormSpec, FieldsetSpec, RoleSpec, SegmentSpec, CouponPoolSpec, TemplateSpec,
-    ConnectorSpec, WorkflowSpec, RuleSpec,
+    ConnectorSpec, WorkflowSpec, RuleSpec, CalendarSpec,
 ]

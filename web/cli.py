@@ -108,12 +108,19 @@ def validate(obj: Context, paths: tuple[str, ...]) -> None:
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--by", default=None, help="Who publishes (recorded with each new version).")
+@click.option("--journeys", "journeys_choice", type=click.Choice(["pin", "migrate", "drain"]), default="pin",
+              show_default=True,
+              help="For changed rules, subjects already in their journeys: pin (finish on the old version), "
+                   "migrate (move to the step with the same id) or drain (finish on the old version; the rule "
+                   "enters nobody until they are done).")
 @pass_ctx
-def publish(obj: Context, paths: tuple[str, ...], by: str | None) -> None:
+def publish(obj: Context, paths: tuple[str, ...], by: str | None, journeys_choice: str) -> None:
     """Validate definitions, then store all of them in one transaction.
 
     Each changed definition gets a new version; unchanged ones keep theirs. If
-    anything is invalid, nothing is stored.
+    anything is invalid, nothing is stored. For each changed rule it prints how
+    many subjects in its journeys each --journeys choice affects, then applies
+    the chosen one.
     """
     from engine.publishing import publish_paths
 
@@ -126,8 +133,26 @@ def publish(obj: Context, paths: tuple[str, ...], by: str | None) -> None:
     for change in report.changes:
         if change.status != "unchanged":
             click.echo(f"  {change.status:<9} {change.kind:<12} {change.def_id} v{change.version}")
+            if change.kind == "rule" and change.status == "changed":
+                _journeys_policy(obj, report.definitions.rules[change.def_id], change.version, journeys_choice)
     click.echo(f"Published: {report.count('new')} new, {report.count('changed')} changed, "
                f"{report.count('unchanged')} unchanged.")
+
+
+def _journeys_policy(obj: Context, rule, version: int, choice: str) -> None:
+    from engine.automation.versions import apply_policy, journey_impact
+    from engine.storage.database import transaction
+
+    with transaction(obj.session_factory()) as session:
+        impact = journey_impact(session, rule.id, rule, new_version=version)
+        if not impact["pin"]:
+            return
+        click.echo(f"    journeys under way on older versions: pin {impact['pin']} · migrate {impact['migrate']} "
+                   f"(same step id) · drain {impact['drain']}")
+        affected = apply_policy(session, rule.id, rule, version, choice, now=_now())
+    what = {"pin": "finish on their version", "migrate": "moved to v%d" % version,
+            "drain": "finish on their version; no new entries until then"}[choice]
+    click.echo(f"    --journeys {choice}: {affected} {what}")
 
 
 @main.group()
@@ -432,6 +457,240 @@ def demo(instance: str, keep: bool, customers: int, serve_app: bool | None, host
         _serve(settings, host, port, threads=8, scheduler=True)
     else:
         click.echo(f"Start the web app with: promoflow demo --keep --instance {instance} --serve")
+
+
+# --- automation: rules, journeys, customers ---------------------------------------------
+
+
+def _parse_at(value: str | None) -> datetime:
+    """A ``--at`` timestamp (ISO; a naive one is in the settings' zone) as aware UTC, or now."""
+    if not value:
+        return _now()
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"`{value}` is not a timestamp like 2026-03-01T10:00 or 2026-03-01 10:00+08:00",
+                                 param_hint="--at") from None
+    if moment.tzinfo is None:
+        from zoneinfo import ZoneInfo
+
+        moment = moment.replace(tzinfo=ZoneInfo(_ctx_timezone()))
+    return moment.astimezone(UTC)
+
+
+def _ctx_timezone() -> str:
+    obj = click.get_current_context().find_object(Context)
+    return obj.settings.timezone if obj is not None else "Asia/Shanghai"
+
+
+class _Automation:
+    """The published definitions and the automation policy, for one command."""
+
+    def __init__(self, obj: Context):
+        from engine.automation.configure import build_policy
+        from engine.registry import DefinitionRegistry
+
+        self.session_factory = obj.session_factory()
+        self.registry = DefinitionRegistry(self.session_factory)
+        self.definitions = self.registry.current()
+        if not self.definitions.rules:
+            raise click.ClickException("no rules are published: run `promoflow publish` first")
+        try:
+            self.policy = build_policy(self.definitions, calendar_id=obj.settings.calendar,
+                                       version_of=lambda rule_id: self.registry.version_of("rule", rule_id))
+        except KeyError as exc:
+            raise click.ClickException(str(exc.args[0])) from None
+
+    def rule(self, rule_id: str):
+        from engine.definitions.errors import unknown
+
+        rule = self.definitions.rules.get(rule_id)
+        if rule is None:
+            raise click.ClickException(unknown("rule", rule_id, self.definitions.rules))
+        return rule
+
+
+def _local(value: datetime | None, tz: str) -> str:
+    if value is None:
+        return "-"
+    from zoneinfo import ZoneInfo
+
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
+
+
+@main.group()
+def rules() -> None:
+    """Automation rules: list, preview, run."""
+
+
+@rules.command("list")
+@pass_ctx
+def rules_list(obj: Context) -> None:
+    """Every published rule: trigger, next run, recent days' activity."""
+    from engine.automation.overview import describe_trigger, next_run, recent_activity
+
+    auto = _Automation(obj)
+    tz = obj.settings.timezone
+    now = _now()
+    with auto.session_factory() as session:
+        for rule in sorted(auto.definitions.rules.values(), key=lambda r: r.id):
+            version = auto.registry.version_of("rule", rule.id)
+            state = "" if rule.enabled else "  [disabled]"
+            click.echo(f"{rule.id} v{version}  {rule.title}{state}")
+            click.echo(f"  trigger:  {describe_trigger(rule, 'en')}")
+            click.echo(f"  next run: {_local(next_run(rule, now), tz)}")
+            activity = recent_activity(session, rule.id, now=now, tz=tz)
+            if not activity:
+                click.echo("  last runs: none")
+            for act in activity:
+                c = act.counters
+                click.echo(f"  {act.day}  runs {act.runs}  entered {c['entered']}  sent {c['sent']}  "
+                           f"skipped: consent {c['skipped_consent']} caps {c['skipped_cap']}  "
+                           f"deferred: quiet hours {c['deferred_quiet']} caps {c['deferred_cap']}")
+
+
+@rules.command("preview")
+@click.argument("rule_id")
+@click.option("--days", default=7, show_default=True, type=click.IntRange(0, 90), help="Days to forecast.")
+@click.option("--at", "at", default=None, help="Start the simulated clock at this time (default: now).")
+@click.option("--sms-price", type=float, default=None,
+              help="CNY per SMS for the cost column (default: settings sms_price, 0.045).")
+@pass_ctx
+def rules_preview(obj: Context, rule_id: str, days: int, at: str | None, sms_price: float | None) -> None:
+    """Audience count and sample of RULE_ID, and what it would send each day
+    over the next days (simulated clock, per channel, SMS cost). Nothing is written."""
+    from engine.automation.preview import preview_rule
+
+    auto = _Automation(obj)
+    rule = auto.rule(rule_id)
+    now = _parse_at(at)
+    price = sms_price if sms_price is not None else obj.settings.sms_price
+    result = preview_rule(auto.session_factory, rule.id, now=now, definitions=auto.definitions, days=days,
+                          policy=auto.policy, sms_price=price)
+    click.echo(f"{rule.id}  {rule.title}")
+    click.echo(f"Audience now: {result.audience_count} customer(s)")
+    for row in result.sample:
+        click.echo(f"  #{row['id']:<8} {row['name'] or '-':<12} {row['phone'] or '-':<14} {row['email'] or '-':<28} "
+                   f"{row['city'] or '-'}")
+    if result.event_triggered:
+        click.echo("Triggered by events: no forecast (it runs when the events arrive).")
+        return
+    channels = result.channels
+    header = f"{'DAY':<11} {'ENTERED':>8} " + " ".join(f"{c.upper():>7}" for c in channels) + \
+        f" {'COUPONS':>8} {'SMS COST':>9}"
+    click.echo(f"Forecast, {days} day(s) from {_local(now, rule.timezone)} ({rule.timezone}); nothing was written:")
+    click.echo(header)
+    for day in result.days:
+        cells = " ".join(f"{day.messages.get(c, 0):>7}" for c in channels)
+        click.echo(f"{day.day.isoformat():<11} {day.entered:>8} {cells} {day.coupons:>8} {day.sms_cost:>9}")
+    click.echo(f"Total: {result.total_messages} message(s), SMS cost {result.total_sms_cost} CNY "
+               f"at {result.sms_price} CNY per SMS.")
+
+
+@rules.command("run")
+@click.argument("rule_id")
+@click.option("--at", "at", default=None, help="Run as if at this time (ISO; default: now).")
+@pass_ctx
+def rules_run(obj: Context, rule_id: str, at: str | None) -> None:
+    """Run RULE_ID once now (or as if at --at): enter its audience, then
+    advance its due journeys. Running it again in the same period enters nobody."""
+    from engine.automation.runner import run_rule
+    from engine.automation.versions import StoredRules, advance_old_versions
+
+    auto = _Automation(obj)
+    rule = auto.rule(rule_id)
+    now = _parse_at(at)
+    try:
+        advance_old_versions(auto.session_factory, now=now, definitions=auto.definitions, policy=auto.policy,
+                             stored=StoredRules(auto.session_factory), rule_ids=[rule.id])
+        report = run_rule(auto.session_factory, rule.id, now=now, definitions=auto.definitions, policy=auto.policy)
+    except TypeError as exc:
+        raise click.ClickException(str(exc)) from None
+    c = report.counters
+    click.echo(f"{rule.id} at {_local(now, rule.timezone)}: entered {report.entered}, advanced {c.advanced}, "
+               f"sent {c.sent}, skipped (consent {c.skipped_consent}, caps {c.skipped_cap}, other {c.skipped_other}), "
+               f"deferred (quiet hours {c.deferred_quiet}, caps {c.deferred_cap}), completed {c.completed}, "
+               f"exited {c.exited}, errors {c.errors}.")
+
+
+@main.group()
+def journeys() -> None:
+    """Subjects in rules' journeys."""
+
+
+@journeys.command("show")
+@click.argument("rule_id")
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(0, 1000), help="Sample size.")
+@pass_ctx
+def journeys_show(obj: Context, rule_id: str, limit: int) -> None:
+    """Counts of RULE_ID's journeys by version, step and status, and the latest ones."""
+    from engine.automation.overview import journey_counts, journey_sample
+
+    auto = _Automation(obj)
+    rule = auto.rule(rule_id)
+    tz = obj.settings.timezone
+    with auto.session_factory() as session:
+        counts = journey_counts(session, rule.id)
+        sample = journey_sample(session, rule.id, limit)
+    if not counts:
+        click.echo(f"{rule.id}: no journeys yet.")
+        return
+    click.echo(f"{rule.id}: {sum(n for *_, n in counts)} journey(s)")
+    click.echo(f"{'VERSION':>7}  {'STEP':<24} {'STATUS':<10} {'COUNT':>8}")
+    for version, step, status, n in counts:
+        click.echo(f"{version:>7}  {step or '-':<24} {status:<10} {n:>8}")
+    click.echo(f"Latest {len(sample)}:")
+    for j in sample:
+        click.echo(f"  #{j['id']:<8} {j['subject_type']} {j['subject_id']:<8} v{j['rule_version']} "
+                   f"{j['step_id'] or '-':<20} {j['status']:<9} due {_local(j['due_at'], tz)}  "
+                   f"entered {_local(j['entered_at'], tz)}")
+
+
+@main.group()
+def customers() -> None:
+    """Customers and their orders."""
+
+
+@customers.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--progress/--no-progress", default=None,
+              help="Show a progress bar (default: only when stderr is a terminal).")
+@click.option("--batch", default=2000, show_default=True, type=click.IntRange(1, 100_000), hidden=True)
+@pass_ctx
+def customers_import(obj: Context, file: str, progress: bool | None, batch: int) -> None:
+    """Import customers and orders from a CSV FILE (UTF-8, header row).
+
+    Columns: external_id, name, phone, email, gender, city, level, birthday,
+    registered_at, contract_end, timezone, tags, consent_sms, consent_email,
+    consent_wecom, order_id, order_amount, order_placed_at, order_channel,
+    order_campaign, order_status. Rows are merged into customers by
+    external_id, phone or email; bad rows are listed with their line number
+    and skipped; the good ones are kept.
+    """
+    from tqdm import tqdm
+
+    from engine.customers_import import ImportError_, import_customers
+
+    if progress is None:
+        progress = sys.stderr.isatty()
+    with open(file, "rb") as fh:
+        total = max(sum(1 for _ in fh) - 1, 0)
+    bar = tqdm(total=total, unit="row", desc="Importing", disable=not progress, file=sys.stderr)
+    try:
+        report = import_customers(obj.session_factory(), file, now=_now(), timezone=obj.settings.timezone,
+                                  batch=batch, progress=bar.update)
+    except ImportError_ as exc:
+        raise click.ClickException(f"{file}: {exc}") from None
+    finally:
+        bar.close()
+    for error in report.errors:
+        click.echo(f"{file}:{error.line}: {error.reason}", err=True)
+    click.echo(f"Imported {report.imported} of {report.rows} row(s): {report.customers_new} new customer(s), "
+               f"{report.customers_updated} updated, {report.orders_new} new order(s)"
+               f"{f' ({report.orders_known} already stored)' if report.orders_known else ''}, "
+               f"{report.tags_added} tag(s) added; {len(report.errors)} row(s) skipped.")
 
 
 if __name__ == "__main__":  # pragma: no cover

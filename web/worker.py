@@ -21,10 +21,17 @@ EXTENSION = "promoflow.scheduler"
 def tick_functions(services: Any) -> list[tuple[str, Callable[[datetime], Any]]]:
     """The parts of one tick, in order: automation (due rule runs, events,
     journey steps, log deliveries), then approval reminders/escalations."""
-    from engine.automation.runner import tick as automation_tick
+    from engine.automation.configure import build_policy
+    from engine.automation.versions import StoredRules, tick_versions
+
+    stored = StoredRules(services.session_factory)
 
     def automation(now: datetime) -> Any:
-        return automation_tick(services.session_factory, now=now, definitions=services.registry.current())
+        definitions = services.registry.current()
+        policy = build_policy(definitions, calendar_id=services.settings.calendar,
+                              version_of=lambda rule_id: services.registry.version_of("rule", rule_id))
+        return tick_versions(services.session_factory, now=now, definitions=definitions, policy=policy,
+                             stored=stored)
 
     ticks: list[tuple[str, Callable[[datetime], Any]]] = [("automation", automation)]
     if getattr(services, "workflows", None) is not None:

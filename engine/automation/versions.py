@@ -1,0 +1,267 @@
+"""What happens to subjects already in a rule's journeys when a new version is published.
+
+Every journey row carries the ``rule_version`` it entered on. Publishing a
+changed rule asks for one of three choices (``promoflow publish --journeys``):
+
+* ``pin`` (default): journeys already under way finish on the version they
+  started on; the new version takes new entries at once. The old spec stays
+  reachable through the stored versions (:class:`StoredRules`).
+* ``migrate``: journeys move to the step with the same id in the new version
+  (authors' ``id:`` or the derived ``s3``, ``s4_else_1``); a journey waiting
+  at a ``wait`` keeps waiting there. Journeys whose step no longer exists
+  stay pinned (the impact report says how many move).
+* ``drain``: journeys under way finish on the old version, and the rule enters
+  nobody (on any version) until the last of them has finished: no subject is
+  ever in two versions at once.
+
+The choice is recorded as a ``rule_runs`` row (kind ``publish``, detail
+``{"journeys": choice}``). Hosts call :func:`tick_versions` instead of
+``runner.tick``: it advances journeys pinned to old versions on their own
+spec (:func:`advance_old_versions`), holds draining rules, then ticks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import datetime
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Table, and_, bindparam, func, select, update
+
+from engine.automation.policy import Counters, Policy
+from engine.automation.program import compile_program
+from engine.definitions.loader import DefinitionSet, load_texts
+from engine.definitions.specs import RuleSpec
+from engine.storage import automation_repo as repo
+from engine.storage.database import transaction
+from engine.storage.definitions_repo import get_definition, list_definitions
+from engine.storage.models import Journey, RuleRun
+from engine.storage.times import to_db_time
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from engine.automation.runner import TickReport
+
+__all__ = [
+    "CHOICES", "StoredRules", "advance_old_versions", "apply_policy", "draining_rules", "journey_impact",
+    "tick_versions", "with_rule",
+]
+
+CHOICES = ("pin", "migrate", "drain")
+
+_j: Table = Journey.__table__  # type: ignore[assignment]
+_runs: Table = RuleRun.__table__  # type: ignore[assignment]
+_HELD = "held_version"  # a transient status, never committed (see advance_old_versions)
+
+
+def _active_old(rule_id: str, new_version: int | None):
+    cond = and_(_j.c.rule_id == rule_id, _j.c.status == "active")
+    if new_version is not None:
+        cond = and_(cond, _j.c.rule_version != new_version)
+    return cond
+
+
+def journey_impact(session: Session, rule_id: str, new_spec: RuleSpec, *,
+                   new_version: int | None = None) -> dict[str, int]:
+    """How many subjects each choice affects: ``pin`` and ``drain`` the active
+    journeys not on ``new_version`` (all active ones when None); ``migrate``
+    those of them whose current step id exists in ``new_spec``."""
+    program = compile_program(new_spec)
+    ids = {instr.step_id for instr in program.instructions}
+    stmt = (select(_j.c.step_id, func.count()).where(_active_old(rule_id, new_version)).group_by(_j.c.step_id))
+    total = matching = 0
+    for step_id, n in session.execute(stmt):
+        total += int(n)
+        if step_id in ids:
+            matching += int(n)
+    return {"pin": total, "migrate": matching, "drain": total}
+
+
+def apply_policy(session: Session, rule_id: str, new_spec: RuleSpec, new_version: int, choice: str, *,
+                 now: datetime, batch: int = 2000) -> int:
+    """Apply ``choice`` to the rule's journeys not on ``new_version``, in the
+    caller's transaction, and record it. Returns how many journeys it affects
+    (for ``migrate``: how many moved).
+
+    Raises:
+        ValueError: an unknown choice.
+    """
+    if choice not in CHOICES:
+        raise ValueError(f"unknown journeys policy `{choice}`: one of {', '.join(CHOICES)}")
+    impact = journey_impact(session, rule_id, new_spec, new_version=new_version)
+    affected = impact[choice]
+    if choice == "migrate":
+        affected = _migrate(session, rule_id, new_spec, new_version, batch)
+    repo.record_run(session, rule_id=rule_id, rule_version=new_version, kind="publish", db_now=to_db_time(now),
+                    counters={}, detail={"journeys": choice, "affected": affected, "impact": impact})
+    return affected
+
+
+def _migrate(session: Session, rule_id: str, spec: RuleSpec, version: int, batch: int) -> int:
+    program = compile_program(spec)
+    moved = 0
+    last_id = 0
+    stmt = (update(_j).where(_j.c.id == bindparam("jid"))
+            .values(rule_version=version, step_index=bindparam("pc"), state=bindparam("st")))
+    while True:
+        rows = session.execute(
+            select(_j.c.id, _j.c.step_id, _j.c.step_index, _j.c.state)
+            .where(_active_old(rule_id, version), _j.c.id > last_id).order_by(_j.c.id).limit(batch)).all()
+        if not rows:
+            return moved
+        last_id = int(rows[-1].id)
+        writes = []
+        for jid, step_id, old_pc, state in rows:
+            pc = program.pc_of(step_id) if step_id is not None else None
+            if pc is None:
+                continue  # its step is gone: stays pinned to its version
+            state = dict(state or {})
+            if state.get("waiting") == old_pc:
+                state["waiting"] = pc
+            writes.append({"jid": jid, "pc": pc, "st": state or None})
+        if writes:
+            session.connection().execute(stmt, writes)
+            moved += len(writes)
+
+
+class StoredRules:
+    """Old versions of rules, rebuilt from their stored bodies with the latest
+    templates, segments, pools, forms and connectors as context; cached (a
+    stored version never changes)."""
+
+    def __init__(self, session_factory: sessionmaker[Session]):
+        self._session_factory = session_factory
+        self._cache: dict[tuple[str, int], RuleSpec | None] = {}
+
+    def get(self, rule_id: str, version: int) -> RuleSpec | None:
+        key = (rule_id, version)
+        if key not in self._cache:
+            self._cache[key] = self._load(rule_id, version)
+        return self._cache[key]
+
+    def _load(self, rule_id: str, version: int) -> RuleSpec | None:
+        with self._session_factory() as session:
+            stored = get_definition(session, "rule", rule_id, version)
+            context = [d for d in list_definitions(session) if d.kind != "rule"]
+        if stored is None:
+            return None
+        texts = [(f"{d.kind}/{d.def_id}.json", json.dumps(d.body, ensure_ascii=False, default=str))
+                 for d in [*context, stored]]
+        result = load_texts(texts)
+        return result.definitions.rules.get(rule_id) if result.ok else None
+
+
+def with_rule(definitions: DefinitionSet, rule: RuleSpec) -> DefinitionSet:
+    """``definitions`` with ``rule`` in place of the rule of the same id."""
+    rules = {**definitions.rules, rule.id: rule}
+    specs: dict[str, Mapping[str, Any]] = {**definitions.specs, "rule": MappingProxyType(rules)}
+    return DefinitionSet(definitions.documents, MappingProxyType(specs))
+
+
+def _old_due(session: Session, now: datetime, version_of: Callable[[str], int],
+             rule_ids: list[str] | None) -> list[tuple[str, int]]:
+    stmt = (select(_j.c.rule_id, _j.c.rule_version).where(_j.c.status == "active", _j.c.due_at <= to_db_time(now))
+            .group_by(_j.c.rule_id, _j.c.rule_version))
+    if rule_ids is not None:
+        stmt = stmt.where(_j.c.rule_id.in_(rule_ids))
+    out = []
+    for rule_id, version in session.execute(stmt):
+        try:
+            current = version_of(rule_id)
+        except KeyError:
+            continue
+        if version != current:
+            out.append((rule_id, int(version)))
+    return out
+
+
+def advance_old_versions(session_factory: sessionmaker[Session], *, now: datetime, definitions: DefinitionSet,
+                         policy: Policy, stored: StoredRules, batch: int = 5000,
+                         rule_ids: list[str] | None = None) -> dict[str, Counters]:
+    """Advance due journeys pinned to an old rule version on that version's spec.
+
+    The journey runtime looks rules up by id, so each (rule, old version) is
+    advanced in its own transactions with a definition set whose rule is the
+    old spec; the rule's other due journeys are parked under a transient
+    status inside the same transaction (never committed) so the claim takes
+    only the old version's. Call before the regular advance of a tick.
+    """
+    from engine.automation.journeys import advance_due
+
+    totals: dict[str, Counters] = {}
+    with session_factory() as session:
+        pairs = _old_due(session, now, policy.version_of, rule_ids)
+    db_now = to_db_time(now)
+    for rule_id, version in pairs:
+        old = stored.get(rule_id, version)
+        if old is None:
+            continue  # not stored (published before versions were kept): runs on the latest spec
+        view = with_rule(definitions, old)
+        while True:
+            with transaction(session_factory) as session:
+                session.execute(update(_j).where(_j.c.rule_id == rule_id, _j.c.status == "active",
+                                                 _j.c.rule_version != version, _j.c.due_at <= db_now)
+                                .values(status=_HELD))
+                report = advance_due(session, now=now, definitions=view, batch=batch, policy=policy,
+                                     rule_ids=[rule_id])
+                session.execute(update(_j).where(_j.c.rule_id == rule_id, _j.c.status == _HELD)
+                                .values(status="active"))
+            for rid, counters in report.by_rule.items():
+                totals.setdefault(rid, Counters()).add(counters)
+            if report.claimed < batch:
+                break
+    return totals
+
+
+def draining_rules(session: Session, version_of: Callable[[str], int]) -> set[str]:
+    """Rules whose latest publish chose ``drain`` and that still have active
+    journeys on an older version: they enter nobody for now."""
+    latest = (select(_runs.c.rule_id, func.max(_runs.c.id).label("id")).where(_runs.c.kind == "publish")
+              .group_by(_runs.c.rule_id).subquery())
+    rows = session.execute(select(_runs.c.rule_id, _runs.c.rule_version, _runs.c.detail)
+                           .join(latest, latest.c.id == _runs.c.id)).all()
+    out = set()
+    for rule_id, version, detail in rows:
+        if not isinstance(detail, dict) or detail.get("journeys") != "drain":
+            continue
+        try:
+            current = version_of(rule_id)
+        except KeyError:
+            continue
+        if version != current:
+            continue
+        left = session.execute(select(func.count()).select_from(_j).where(
+            _j.c.rule_id == rule_id, _j.c.status == "active", _j.c.rule_version < version)).scalar_one()
+        if left:
+            out.add(rule_id)
+    return out
+
+
+def hold_draining(definitions: DefinitionSet, draining: set[str]) -> DefinitionSet:
+    """``definitions`` with draining rules disabled (no entries; journeys go on)."""
+    for rule_id in draining:
+        rule = definitions.rules.get(rule_id)
+        if rule is not None and rule.enabled:
+            definitions = with_rule(definitions, replace(rule, enabled=False))
+    return definitions
+
+
+def tick_versions(session_factory: sessionmaker[Session], *, now: datetime, definitions: DefinitionSet,
+                  policy: Policy, stored: StoredRules, batch: int = 5000, deliver: bool = True) -> TickReport:
+    """``runner.tick`` with versions honoured: old-version journeys advance on
+    their own spec first, draining rules enter nobody, then the regular tick."""
+    from engine.automation.runner import tick
+
+    old = advance_old_versions(session_factory, now=now, definitions=definitions, policy=policy, stored=stored,
+                               batch=batch)
+    with session_factory() as session:
+        draining = draining_rules(session, policy.version_of)
+    report = tick(session_factory, now=now, definitions=hold_draining(definitions, draining), policy=policy,
+                  batch=batch, deliver=deliver)
+    for rule_id, counters in old.items():
+        report.advanced.setdefault(rule_id, Counters()).add(counters)
+    return report

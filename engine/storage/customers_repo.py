@@ -1,0 +1,133 @@
+"""SQL of the customer import: identity lookups, batched upserts, and the
+set-based recomputation of order aggregates and RFM scores.
+
+Everything runs in the caller's transaction and takes naive UTC times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Float, Integer, Table, bindparam, case, func, insert, literal, select, update
+from sqlalchemy.orm import Session
+
+from engine.storage.bulk import _dialect_name, _insert, insert_ignore
+from engine.storage.models import Consent, Customer, CustomerTag, Order
+
+_cust: Table = Customer.__table__  # type: ignore[assignment]
+_orders: Table = Order.__table__  # type: ignore[assignment]
+_tags: Table = CustomerTag.__table__  # type: ignore[assignment]
+_consents: Table = Consent.__table__  # type: ignore[assignment]
+
+CHUNK = 900
+
+#: Customer columns an import may write (besides the identity keys).
+IMPORT_FIELDS = ("name", "gender", "city", "level", "birthday", "registered_at", "contract_end", "timezone")
+
+__all__ = [
+    "IMPORT_FIELDS", "find_customers", "insert_customers", "insert_orders", "recompute_aggregates",
+    "update_customers", "upsert_consents", "upsert_tags",
+]
+
+
+def find_customers(session: Session, *, external_ids: Collection[str], phones: Collection[str],
+                   emails: Collection[str]) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """Existing customers by external id, phone and (lower-cased) email."""
+    by_ext: dict[str, int] = {}
+    by_phone: dict[str, int] = {}
+    by_email: dict[str, int] = {}
+    for values, column, out in ((sorted(external_ids), _cust.c.external_id, by_ext),
+                                (sorted(phones), _cust.c.phone, by_phone)):
+        for start in range(0, len(values), CHUNK):
+            chunk = values[start:start + CHUNK]
+            for key, cid in session.execute(select(column, _cust.c.id).where(column.in_(chunk)).order_by(_cust.c.id)):
+                out.setdefault(key, int(cid))
+    values = sorted(emails)
+    for start in range(0, len(values), CHUNK):
+        chunk = values[start:start + CHUNK]
+        stmt = select(func.lower(_cust.c.email), _cust.c.id).where(func.lower(_cust.c.email).in_(chunk))
+        for key, cid in session.execute(stmt.order_by(_cust.c.id)):
+            by_email.setdefault(key, int(cid))
+    return by_ext, by_phone, by_email
+
+
+def insert_customers(session: Session, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Insert customers (one executemany); their ids, in the order of ``rows``."""
+    if not rows:
+        return []
+    stmt = insert(_cust).returning(_cust.c.id, sort_by_parameter_order=True)
+    return [int(r[0]) for r in session.execute(stmt, [dict(r) for r in rows])]
+
+
+def update_customers(session: Session, rows: Sequence[Mapping[str, Any]], db_now: datetime) -> None:
+    """Fill in existing customers: each given non-empty value replaces the
+    stored one; an empty (None) value keeps it (an external id is only ever
+    added, never replaced). Rows carry ``cid`` and every
+    column of :data:`IMPORT_FIELDS` plus ``external_id``, ``phone``, ``email``."""
+    if not rows:
+        return
+    cols = ("external_id", "phone", "email", *IMPORT_FIELDS)
+    stmt = (update(_cust).where(_cust.c.id == bindparam("cid"))
+            .values(**{c: func.coalesce(bindparam(f"v_{c}", type_=_cust.c[c].type), _cust.c[c]) for c in cols},
+                    updated_at=db_now)
+            .values(external_id=func.coalesce(_cust.c.external_id, bindparam("v_external_id"))))
+    params = [{"cid": r["cid"], **{f"v_{c}": r.get(c) for c in cols}} for r in rows]
+    session.connection().execute(stmt, params)
+
+
+def upsert_tags(session: Session, pairs: Collection[tuple[int, str]]) -> int:
+    return insert_ignore(session, _tags, [{"customer_id": c, "tag": t} for c, t in sorted(pairs)])
+
+
+def upsert_consents(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert or update (customer_id, channel) consents: one executemany."""
+    if not rows:
+        return
+    stmt = _insert(_dialect_name(session), _consents)
+    stmt = stmt.on_conflict_do_update(index_elements=["customer_id", "channel"],
+                                      set_={"granted": stmt.excluded.granted, "source": stmt.excluded.source,
+                                            "updated_at": stmt.excluded.updated_at})
+    session.connection().execute(stmt, [dict(r) for r in rows])
+
+
+def insert_orders(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert orders, skipping order ids already stored (a re-import adds nothing)."""
+    return insert_ignore(session, _orders, rows)
+
+
+def recompute_aggregates(session: Session, *, db_now: datetime) -> None:
+    """Recompute every customer's ``order_count``, ``total_spent``,
+    ``last_purchase_at`` (paid orders), ``rfm_recency_days`` and the RFM
+    scores 1–5 by quintiles (NTILE over customers with orders; 5 is best:
+    most recent, most frequent, highest spend) and ``rfm_segment``, in four
+    set-based statements."""
+    paid = _orders.c.status == "paid"
+    agg = (select(_orders.c.customer_id.label("cid"), func.count().label("n"),
+                  func.coalesce(func.sum(_orders.c.amount), 0).label("total"),
+                  func.max(_orders.c.placed_at).label("last"))
+           .where(paid).group_by(_orders.c.customer_id).subquery())
+    session.execute(update(_cust).values(order_count=0, total_spent=0, last_purchase_at=None, rfm_recency_days=None,
+                                         rfm_r=None, rfm_f=None, rfm_m=None, rfm_segment="prospect")
+                    .where(~_cust.c.id.in_(select(agg.c.cid))))
+    session.execute(update(_cust).values(order_count=agg.c.n, total_spent=agg.c.total, last_purchase_at=agg.c.last)
+                    .where(_cust.c.id == agg.c.cid))
+    if _dialect_name(session) == "sqlite":
+        days = func.cast(func.julianday(literal(db_now.isoformat(sep=" "))) - func.julianday(_cust.c.last_purchase_at),
+                         Integer)
+    else:
+        days = func.cast(func.floor(func.extract("epoch", literal(db_now) - _cust.c.last_purchase_at) / 86400),
+                         Integer)
+    scores = (select(_cust.c.id.label("cid"), days.label("days"),
+                     func.ntile(5).over(order_by=(_cust.c.last_purchase_at, _cust.c.id)).label("r"),
+                     func.ntile(5).over(order_by=(_cust.c.order_count, _cust.c.id)).label("f"),
+                     func.ntile(5).over(order_by=(func.cast(_cust.c.total_spent, Float), _cust.c.id)).label("m"))
+              .where(_cust.c.order_count > 0).subquery())
+    session.execute(update(_cust).values(rfm_recency_days=scores.c.days, rfm_r=scores.c.r, rfm_f=scores.c.f,
+                                         rfm_m=scores.c.m).where(_cust.c.id == scores.c.cid))
+    r, f, m = _cust.c.rfm_r, _cust.c.rfm_f, _cust.c.rfm_m
+    segment = case(
+        ((r >= 4) & (f >= 4) & (m >= 4), "champion"), ((r >= 4) & (f <= 2), "new"), ((r >= 3) & (f >= 3), "loyal"),
+        ((r <= 2) & (f >= 3), "at_risk"), (r <= 1, "hibernating"), else_="needs_attention")
+    session.execute(update(_cust).values(rfm_segment=segment).where(_cust.c.order_count > 0))

@@ -200,6 +200,9 @@ class RecordService:
                          {"record_id": row.id, "form_id": form_id, "form_version": version, "actor": actor}, now)
             for hook in self._on_created:
                 hook(session, row, form, now)
+            if self._on_created:
+                # a hook (the approval flow) may have moved the record on, e.g. to in_review
+                row = repo.get_record(session, row.id) or row
         return _view(row)
 
     def update(

@@ -123,12 +123,13 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
 
     csrf = CSRFProtect(app)
 
-    from . import api, auth, context, errors, inbox, records
+    from . import api, auth, context, errors, inbox, records, rules
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(records.bp)
     app.register_blueprint(inbox.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(rules.bp)
     csrf.exempt(api.bp)  # bearer tokens only; no cookies are honoured there
     errors.init_app(app)
     context.init_app(app)

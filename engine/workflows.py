@@ -253,6 +253,7 @@ class WorkflowService:
         self._accounts = accounts
         self._tz = tz
         self._records: RecordService | None = None
+        self._step_maps: dict[tuple[str, int], dict[str, WorkflowStep]] = {}
 
     # --- specs ----------------------------------------------------------------------
 
@@ -265,11 +266,15 @@ class WorkflowService:
             return None
 
     def _steps(self, workflow_id: str, version: int) -> dict[str, WorkflowStep]:
-        try:
-            spec, _ = self._registry.workflow(workflow_id, version)
-        except LookupError:
-            return {}
-        return _step_map(spec)
+        key = (workflow_id, version)
+        steps = self._step_maps.get(key)
+        if steps is None:
+            try:
+                spec, _ = self._registry.workflow(workflow_id, version)
+            except LookupError:
+                return {}
+            steps = self._step_maps[key] = _step_map(spec)  # a stored version never changes
+        return steps
 
     # --- start --------------------------------------------------------------------------
 
@@ -354,12 +359,13 @@ class WorkflowService:
             if inst is None:
                 return None
             rows = repo.tasks_of_instance(session, inst.id)
-            record = records_repo.get_record(session, record_id)
+            record = repo.get_record(session, record_id)
         return self._instance_view(inst, rows, record.form_id if record else "", now)
 
     def _instance_view(self, inst: repo.InstanceRow, rows: Sequence[repo.TaskRow], form_id: str,
-                       now: datetime | None) -> InstanceView:
-        state = InstanceState.from_json(inst.state)
+                       now: datetime | None, state: InstanceState | None = None) -> InstanceView:
+        if state is None:
+            state = InstanceState.from_json(inst.state)
         steps = self._steps(inst.workflow_id, inst.workflow_version)
         origins = {t.id: t.origin for t in state.tasks}
         tasks = tuple(
@@ -428,10 +434,9 @@ class WorkflowService:
                     inst = repo.get_instance(session, task.instance_id)
                     assert inst is not None
                     event = Act(task.seq, actor, action, comment, target, now=now)
-                    self._transition(session, inst, event, actor=actor, guard=(task.seq, task.version))
-                view = self.instance_for_record(task.record_id or 0, now)
-                assert view is not None
-                return view
+                    done = self._transition(session, inst, event, actor=actor, guard=(task.seq, task.version))
+                    assert done is not None
+                    return self._view_after(session, inst, done, task.form_id or "", now)
             except _Retry:
                 continue
             except repo.RETRYABLE:
@@ -478,12 +483,11 @@ class WorkflowService:
                     inst = repo.instance_for_record(session, record_id)
                     if inst is None:
                         raise NoWorkflow(record_id)
-                    record = records_repo.get_record(session, record_id)
+                    record = repo.get_record(session, record_id)
                     assert record is not None
-                    self._transition(session, inst, make(inst, dict(record.data)), actor=actor)
-                view = self.instance_for_record(record_id, now)
-                assert view is not None
-                return view
+                    done = self._transition(session, inst, make(inst, dict(record.data)), actor=actor)
+                    assert done is not None
+                    return self._view_after(session, inst, done, record.form_id, now)
             except _Retry:
                 continue
             except repo.RETRYABLE:
@@ -559,6 +563,13 @@ class WorkflowService:
         exc.current = current  # type: ignore[attr-defined]
         return exc
 
+    def _view_after(self, session: Session, inst: repo.InstanceRow, state: InstanceState, form_id: str,
+                    now: datetime | None) -> InstanceView:
+        """The view of an instance just stepped to ``state``, read in the same transaction."""
+        after = repo.InstanceRow(inst.id, inst.workflow_id, inst.workflow_version, inst.record_id, {}, state.status,
+                                 inst.version + 1, inst.started_at, now if state.terminal else inst.finished_at)
+        return self._instance_view(after, repo.tasks_of_instance(session, inst.id), form_id, now, state)
+
     def _transition(self, session: Session, inst: repo.InstanceRow, event: Event, *, actor: str | None,
                     guard: tuple[int, int] | None = None, report: TickReport | None = None) -> InstanceState | None:
         """Step the instance with ``event`` and store everything; None when the
@@ -576,7 +587,7 @@ class WorkflowService:
         if not repo.update_instance(session, inst.id, expected_version=inst.version, state=new.to_json(),
                                     status=new.status, finished_at=event.now if new.terminal else None):
             raise _Retry()
-        record = records_repo.get_record(session, inst.record_id)
+        record = repo.get_record(session, inst.record_id)
         assert record is not None
         txn = _Txn(session, inst.id, inst.record_id, spec, inst.workflow_version, event.now, record.form_id,
                    record.form_version, dict(record.data), record.version)
@@ -638,8 +649,8 @@ class WorkflowService:
                    if txn.record_data.get(k) != v}
         if not changed:
             return
-        if not records_repo.update_record_data(txn.session, txn.record_id, expected_version=txn.record_version,
-                                               data=data, now=txn.now):
+        if not repo.update_record_data(txn.session, txn.record_id, expected_version=txn.record_version,
+                                       data=data, now=txn.now):
             raise _Retry()
         txn.record_data = data
         txn.record_version += 1
@@ -676,10 +687,9 @@ class WorkflowService:
                 self._notify_failed(txn, note, None, f"unknown template `{template_id}`")
             return  # no template for this system notice: nothing to send
         channel = note.channel or template.channels[0]
-        contacts = repo.contacts(txn.session, [u for u in note.to if not u.startswith("customer:")])
-        submitter = contacts.get(str(note.ctx.get("submitter", {}).get("username", ""))) or \
-            repo.contacts(txn.session, [str(note.ctx.get("submitter", {}).get("username", ""))]).get(
-                str(note.ctx.get("submitter", {}).get("username", "")))
+        submitter_name = str(note.ctx.get("submitter", {}).get("username", ""))
+        contacts = repo.contacts(txn.session, [u for u in note.to if not u.startswith("customer:")] + [submitter_name])
+        submitter = contacts.get(submitter_name)
         ctx = dict(note.ctx)
         ctx["record"] = self._record_context(txn)
         if submitter is not None:

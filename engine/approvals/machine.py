@@ -268,10 +268,14 @@ class TaskState:
     acted_by: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        for k in ("created_at", "due_at", "next_remind_at", "acted_at"):
-            out[k] = _iso(out[k])
-        return out
+        # by hand: dataclasses.asdict deep-copies, and this runs for every task on every transition
+        return {
+            "id": self.id, "step_id": self.step_id, "assignee": self.assignee, "slot": self.slot,
+            "visit": self.visit, "created_at": _iso(self.created_at), "kind": self.kind, "status": self.status,
+            "origin": self.origin, "due_at": _iso(self.due_at), "next_remind_at": _iso(self.next_remind_at),
+            "reminders": self.reminders, "escalated": self.escalated, "action": self.action,
+            "comment": self.comment, "acted_at": _iso(self.acted_at), "acted_by": self.acted_by,
+        }
 
     @staticmethod
     def from_json(d: Mapping[str, Any]) -> TaskState:

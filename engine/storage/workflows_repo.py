@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased
 
@@ -112,16 +112,27 @@ def insert_instance(
     return int(session.connection().execute(_INSERT_INSTANCE, params).scalar_one())
 
 
+# Statements are built once (with bind parameters): building one costs more
+# than running it on SQLite, and these run on every transition.
+_GET_INSTANCE = select(_instances).where(_instances.c.id == bindparam("id"))
+_INSTANCE_FOR_RECORD = (select(_instances).where(_instances.c.record_id == bindparam("record_id"))
+                        .order_by(_instances.c.id.desc()).limit(1))
+_UPDATE_INSTANCE = (
+    update(_instances)
+    .where(_instances.c.id == bindparam("iid"), _instances.c.version == bindparam("expected"))
+    .values(state=bindparam("state"), status=bindparam("status"), version=bindparam("new_version"),
+            finished_at=bindparam("finished_at"))
+)
+
+
 def get_instance(session: Session, instance_id: int) -> InstanceRow | None:
-    r = session.connection().execute(select(_instances).where(_instances.c.id == instance_id)).first()
+    r = session.connection().execute(_GET_INSTANCE, {"id": instance_id}).first()
     return None if r is None else _instance(r)
 
 
 def instance_for_record(session: Session, record_id: int) -> InstanceRow | None:
     """The record's latest instance, or None."""
-    r = session.connection().execute(
-        select(_instances).where(_instances.c.record_id == record_id).order_by(_instances.c.id.desc()).limit(1)
-    ).first()
+    r = session.connection().execute(_INSTANCE_FOR_RECORD, {"record_id": record_id}).first()
     return None if r is None else _instance(r)
 
 
@@ -130,35 +141,46 @@ def update_instance(
     finished_at: datetime | None,
 ) -> bool:
     """Store a new state iff the row is still at ``expected_version`` (then bump it)."""
-    result = session.connection().execute(
-        update(_instances)
-        .where(_instances.c.id == instance_id, _instances.c.version == expected_version)
-        .values(state=state, status=status, version=expected_version + 1, finished_at=_naive(finished_at))
-    )
+    result = session.connection().execute(_UPDATE_INSTANCE, {
+        "iid": instance_id, "expected": expected_version, "state": state, "status": status,
+        "new_version": expected_version + 1, "finished_at": _naive(finished_at)})
     return bool(result.rowcount == 1)
 
 
 # --- tasks ---------------------------------------------------------------------------
 
+_INSERT_TASK = (
+    insert(_tasks)
+    .values(
+        instance_id=bindparam("instance_id"), seq=bindparam("seq"), step_id=bindparam("step_id"),
+        assignee_id=select(User.id).where(User.username == bindparam("assignee")).scalar_subquery(),
+        assignee_name=bindparam("assignee"), role=None, kind=bindparam("kind"), status=bindparam("status"),
+        due_at=bindparam("due_at"), wake_at=bindparam("wake_at"), created_at=bindparam("created_at"), version=1,
+    )
+    .returning(_tasks.c.id)
+)
+_UPDATE_TASK = (
+    update(_tasks)
+    .where(_tasks.c.instance_id == bindparam("iid"), _tasks.c.seq == bindparam("tseq"))
+    .values(status=bindparam("status"), action=bindparam("action"), comment=bindparam("comment"),
+            acted_at=bindparam("acted_at"), wake_at=bindparam("wake_at"), version=_tasks.c.version + 1)
+)
+_UPDATE_TASK_CAS = _UPDATE_TASK.where(_tasks.c.version == bindparam("expected"), _tasks.c.status == "open")
+_SET_WAKE = (update(_tasks).where(_tasks.c.instance_id == bindparam("iid"), _tasks.c.seq == bindparam("tseq"))
+             .values(wake_at=bindparam("wake_at")))
+
+
 def insert_tasks(session: Session, instance_id: int, rows: Sequence[Mapping[str, Any]]) -> dict[int, int]:
     """Insert task rows (``seq``, ``step_id``, ``assignee``, ``kind``, ``status``,
     ``due_at``, ``wake_at``, ``created_at``); returns {seq: task id}. ``assignee_id``
     is the user's id when the name belongs to a user."""
-    if not rows:
-        return {}
-    names = {r["assignee"] for r in rows if r.get("assignee")}
-    ids = dict(session.connection().execute(select(User.username, User.id).where(User.username.in_(names))).all()) \
-        if names else {}
     out: dict[int, int] = {}
-    stmt = insert(_tasks).returning(_tasks.c.id)
+    conn = session.connection()
     for r in rows:
-        params = {"instance_id": instance_id, "seq": r["seq"], "step_id": r["step_id"],
-                  "assignee_id": ids.get(r.get("assignee")), "assignee_name": r.get("assignee"),
-                  "role": None, "kind": r.get("kind", "approval"), "status": r["status"],
-                  "due_at": _naive(r.get("due_at")), "wake_at": _naive(r.get("wake_at")),
-                  "created_at": to_db_time(r["created_at"]), "version": 1,
-                  "acted_at": _naive(r.get("acted_at")), "action": r.get("action"), "comment": r.get("comment")}
-        out[r["seq"]] = int(session.connection().execute(stmt, params).scalar_one())
+        params = {"instance_id": instance_id, "seq": r["seq"], "step_id": r["step_id"], "assignee": r.get("assignee"),
+                  "kind": r.get("kind", "approval"), "status": r["status"], "due_at": _naive(r.get("due_at")),
+                  "wake_at": _naive(r.get("wake_at")), "created_at": to_db_time(r["created_at"])}
+        out[r["seq"]] = int(conn.execute(_INSERT_TASK, params).scalar_one())
     return out
 
 
@@ -168,23 +190,17 @@ def update_task(
 ) -> bool:
     """Change a task row (found by instance and seq) and bump its version;
     with ``expected_version``, only if it is still at that version and open."""
-    cond = [_tasks.c.instance_id == instance_id, _tasks.c.seq == seq]
-    if expected_version is not None:
-        cond += [_tasks.c.version == expected_version, _tasks.c.status == "open"]
-    result = session.connection().execute(
-        update(_tasks).where(*cond).values(
-            status=status, action=action, comment=comment, acted_at=_naive(acted_at), wake_at=_naive(wake_at),
-            version=_tasks.c.version + 1,
-        )
-    )
+    params = {"iid": instance_id, "tseq": seq, "status": status, "action": action, "comment": comment,
+              "acted_at": _naive(acted_at), "wake_at": _naive(wake_at)}
+    if expected_version is None:
+        result = session.connection().execute(_UPDATE_TASK, params)
+    else:
+        result = session.connection().execute(_UPDATE_TASK_CAS, {**params, "expected": expected_version})
     return bool(result.rowcount == 1)
 
 
 def set_task_wake(session: Session, instance_id: int, seq: int, wake_at: datetime | None) -> None:
-    session.connection().execute(
-        update(_tasks).where(_tasks.c.instance_id == instance_id, _tasks.c.seq == seq)
-        .values(wake_at=_naive(wake_at))
-    )
+    session.connection().execute(_SET_WAKE, {"iid": instance_id, "tseq": seq, "wake_at": _naive(wake_at)})
 
 
 def _joined_tasks() -> Any:
@@ -196,17 +212,75 @@ def _joined_tasks() -> Any:
     )
 
 
+_GET_TASK = _joined_tasks().where(_tasks.c.id == bindparam("task_id"))
+_TASKS_OF_INSTANCE = select(*_TASK_COLUMNS).where(_tasks.c.instance_id == bindparam("iid")).order_by(_tasks.c.seq)
+
+
 def get_task(session: Session, task_id: int) -> TaskRow | None:
     """The task with its instance's record, form and workflow, or None."""
-    r = session.connection().execute(_joined_tasks().where(_tasks.c.id == task_id)).first()
+    r = session.connection().execute(_GET_TASK, {"task_id": task_id}).first()
     return None if r is None else _task(r, joined=True)
 
 
 def tasks_of_instance(session: Session, instance_id: int) -> list[TaskRow]:
-    rows = session.connection().execute(
-        select(*_TASK_COLUMNS).where(_tasks.c.instance_id == instance_id).order_by(_tasks.c.seq)
-    ).all()
+    rows = session.connection().execute(_TASKS_OF_INSTANCE, {"iid": instance_id}).all()
     return [_task(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class RecordSnapshot:
+    id: int
+    form_id: str
+    form_version: int
+    data: dict[str, Any]
+    version: int
+    created_by: str | None
+    status: str
+
+
+_r = Record.__table__
+_GET_RECORD = select(_r.c.id, _r.c.form_id, _r.c.form_version, _r.c.data, _r.c.version, _r.c.created_by_name,
+                     _r.c.status).where(_r.c.id == bindparam("rid"))
+_UPDATE_RECORD = (
+    update(_r).where(_r.c.id == bindparam("rid"), _r.c.version == bindparam("expected"))
+    .values(data=bindparam("data"), version=bindparam("new_version"), updated_at=bindparam("at"))
+)
+
+
+def get_record(session: Session, record_id: int) -> RecordSnapshot | None:
+    """The record's data and version, read in the caller's transaction."""
+    r = session.connection().execute(_GET_RECORD, {"rid": record_id}).first()
+    return None if r is None else RecordSnapshot(r.id, r.form_id, r.form_version, dict(r.data or {}), r.version,
+                                                 r.created_by_name, r.status)
+
+
+def update_record_data(session: Session, record_id: int, *, expected_version: int, data: dict[str, Any],
+                       now: datetime) -> bool:
+    """Set a record's data (a workflow's set_field) iff it is still at ``expected_version``."""
+    result = session.connection().execute(_UPDATE_RECORD, {
+        "rid": record_id, "expected": expected_version, "data": data, "new_version": expected_version + 1,
+        "at": to_db_time(now)})
+    return bool(result.rowcount == 1)
+
+
+_TASKS_FOR: dict[tuple[bool, bool, bool], Any] = {}
+
+
+def _tasks_for_query(statuses: bool, form: bool, overdue_first: bool) -> Any:
+    key = (statuses, form, overdue_first)
+    query = _TASKS_FOR.get(key)
+    if query is None:
+        query = _joined_tasks().where(_tasks.c.assignee_name == bindparam("username"))
+        if statuses:
+            query = query.where(_tasks.c.status.in_(bindparam("statuses", expanding=True)))
+        if form:
+            query = query.where(Record.__table__.c.form_id == bindparam("form_id"))
+        if overdue_first:
+            query = query.order_by(case((_tasks.c.due_at.is_(None), 1), else_=0), _tasks.c.due_at, _tasks.c.id)
+        else:
+            query = query.order_by(_tasks.c.id.desc())
+        query = _TASKS_FOR[key] = query.limit(bindparam("limit"))
+    return query
 
 
 def tasks_for(
@@ -215,16 +289,13 @@ def tasks_for(
 ) -> list[TaskRow]:
     """A user's tasks (by assignee name), joined with record, form and workflow;
     ``overdue_first``: earliest due first (undated last), then oldest first."""
-    query = _joined_tasks().where(_tasks.c.assignee_name == username)
-    if statuses is not None:
-        query = query.where(_tasks.c.status.in_(statuses))
-    if form_id is not None:
-        query = query.where(Record.__table__.c.form_id == form_id)
-    if overdue_first:
-        query = query.order_by(case((_tasks.c.due_at.is_(None), 1), else_=0), _tasks.c.due_at, _tasks.c.id)
-    else:
-        query = query.order_by(_tasks.c.id.desc())
-    return [_task(r, joined=True) for r in session.connection().execute(query.limit(limit)).all()]
+    query = _tasks_for_query(statuses is not None, form_id is not None, overdue_first)
+    params = {"username": username, "statuses": list(statuses or ()), "form_id": form_id, "limit": limit}
+    if statuses is None:
+        del params["statuses"]
+    if form_id is None:
+        del params["form_id"]
+    return [_task(r, joined=True) for r in session.connection().execute(query, params).all()]
 
 
 def task_counts(session: Session, username: str, now: datetime | None) -> dict[str, int]:
@@ -257,21 +328,25 @@ def due_instances(session: Session, now: datetime, *, limit: int, after_id: int 
 
 # --- records -----------------------------------------------------------------------
 
+_SET_RECORD_STATUS = update(_r).where(_r.c.id == bindparam("rid")).values(status=bindparam("status"))
+
+
 def set_record_status(session: Session, record_id: int, status: str) -> None:
     """The record's ``status`` column follows its workflow (in_review, approved, …)."""
-    session.connection().execute(
-        update(Record.__table__).where(Record.__table__.c.id == record_id).values(status=status)
-    )
+    session.connection().execute(_SET_RECORD_STATUS, {"rid": record_id, "status": status})
 
 
 # --- the directory -----------------------------------------------------------------
 
+_USERS_IN_ROLE = (select(User.username).join(UserRole, UserRole.user_id == User.id)
+                  .where(UserRole.role == bindparam("role"), User.active.is_(True)).order_by(User.username))
+_CONTACTS = (select(User.username, User.display_name, User.email, User.phone)
+             .where(User.username.in_(bindparam("names", expanding=True))))
+
+
 def users_in_role(session: Session, role: str) -> list[str]:
     """Active users holding ``role``, by user name."""
-    return list(session.connection().execute(
-        select(User.username).join(UserRole, UserRole.user_id == User.id)
-        .where(UserRole.role == role, User.active.is_(True)).order_by(User.username)
-    ).scalars())
+    return list(session.connection().execute(_USERS_IN_ROLE, {"role": role}).scalars())
 
 
 def manager_of(session: Session, username: str) -> str | None:
@@ -308,9 +383,7 @@ def contacts(session: Session, usernames: Iterable[str]) -> dict[str, Contact]:
     names = sorted(set(usernames))
     if not names:
         return {}
-    rows = session.connection().execute(
-        select(User.username, User.display_name, User.email, User.phone).where(User.username.in_(names))
-    ).all()
+    rows = session.connection().execute(_CONTACTS, {"names": names}).all()
     return {r.username: Contact(r.username, r.display_name, r.email, r.phone) for r in rows}
 
 

@@ -220,7 +220,8 @@ def test_every_send_has_a_template_for_its_channel(defs: DefinitionSet) -> None:
 def test_every_pool_issued_exists(defs: DefinitionSet) -> None:
     issued = {st.action.pool for rule in defs.rules.values() for st in _journey_steps(rule.steps)
               if isinstance(st.action, s.IssueCouponSpec)}
-    assert issued == {"welcome10", "winback20", "birthday_gift"}
+    assert issued == {"welcome10", "winback20", "birthday_gift", "early_bird50", "referral_reward20", "holiday_o2o30",
+                      "flash_sale50", "signin_reward10"}
     assert issued <= set(defs.coupon_pools)
 
 

@@ -16,17 +16,17 @@ callables, so a template written in the designer cannot reach Python objects.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateError
+from jinja2 import StrictUndefined, Template, TemplateError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
 from engine.definitions.specs import EMPTY, TemplateSpec
 
-__all__ = ["RenderedMessage", "TemplateRenderError", "render", "render_string"]
+__all__ = ["RenderedMessage", "Renderer", "TemplateRenderError", "references", "render", "render_string"]
 
 
 class TemplateRenderError(ValueError):
@@ -84,6 +84,151 @@ def render_string(source: str, context: Mapping[str, Any], *, html: bool = False
         raise TemplateRenderError(template_id, part, f"{type(exc).__name__}: {exc}") from None
 
 
+def _part(source: str, *, html: bool, template_id: str, part: str) -> Callable[[Mapping[str, Any]], str]:
+    """A render function for one template text: ``Template.render`` without its
+    per-call argument copying and traceback rewriting (errors as in
+    :func:`render_string`)."""
+    try:
+        template = _compile(source, html=html)
+    except TemplateError as exc:
+        raise TemplateRenderError(template_id, part, exc.message or str(exc)) from None
+    root, new_context, concat = template.root_render_func, template.new_context, template.environment.concat
+
+    def run(context: Mapping[str, Any]) -> str:
+        try:
+            return concat(root(new_context(context)))  # type: ignore[arg-type]
+        except TemplateError as exc:
+            raise TemplateRenderError(template_id, part, exc.message or str(exc)) from None
+        except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            raise TemplateRenderError(template_id, part, f"{type(exc).__name__}: {exc}") from None
+
+    pieces = None if html else _substitution(source)
+    if pieces is None:
+        return run
+
+    def substitute(context: Mapping[str, Any]) -> str:
+        # Text and ``{{ name.attr }}`` only: look the values up in plain dicts
+        # and join, as Jinja would; anything irregular (a missing value, an
+        # object that is not a dict) renders through Jinja, errors included.
+        out = []
+        for literal, name, attr in pieces:
+            if name is None:
+                out.append(literal)
+                continue
+            scope = context.get(name)
+            if type(scope) is not dict or attr not in scope:
+                return run(context)
+            value = scope[attr]
+            out.append(value if type(value) is str else str(value))
+        return "".join(out)
+
+    return substitute
+
+
+def _substitution(source: str) -> list[tuple[str, str | None, str | None]] | None:
+    """The pieces of a text template made only of text and ``{{ name.attr }}``
+    (or ``name['attr']``) outputs, without filters or tags; None otherwise.
+    Attributes that dicts have as methods (``items`` …) are left to Jinja."""
+    try:
+        tree = _TEXT.parse(source)
+    except TemplateError:
+        return None
+    if len(tree.body) != 1 or not isinstance(tree.body[0], nodes.Output):
+        return [] if not tree.body else None
+    pieces: list[tuple[str, str | None, str | None]] = []
+    for node in tree.body[0].nodes:
+        if isinstance(node, nodes.TemplateData):
+            pieces.append((node.data, None, None))
+            continue
+        if isinstance(node, nodes.Getattr):
+            attr: Any = node.attr
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            attr = node.arg.value
+        else:
+            return None
+        inner = node.node
+        if not isinstance(inner, nodes.Name) or not isinstance(attr, str) or hasattr(dict, attr) \
+                or attr.startswith("_"):
+            return None
+        pieces.append(("", inner.name, attr))
+    return pieces
+
+
+class Renderer:
+    """:func:`render` of one template for one channel, compiled once: a journey
+    batch renders the same template for thousands of customers.
+
+    Raises (at construction):
+        TemplateRenderError: a part has a syntax error.
+    """
+
+    def __init__(self, template: TemplateSpec, channel: str):
+        tid = template.id
+        self.template, self.channel = template, channel
+        self._body = _part(template.body, html=False, template_id=tid, part="body")
+        self._subject: Callable[[Mapping[str, Any]], str] | None = None
+        self._html: Callable[[Mapping[str, Any]], str] | None = None
+        self._title: str | None = None
+        self._wecom: list[tuple[str, Callable[[Mapping[str, Any]], str]]] = []
+        self._params: tuple[str, ...] = ()
+        self._sign_name: str | None = None
+        if channel == "email":
+            if template.subject:
+                self._subject = _part(template.subject, html=False, template_id=tid, part="subject")
+            elif template.title:
+                self._title = template.title
+            if template.html:
+                self._html = _part(template.html, html=True, template_id=tid, part="html")
+        elif channel == "sms" and template.sms is not None:
+            self._params = template.sms.params
+            self._sign_name = template.sms.sign_name
+        elif channel == "wecom" and template.wecom is not None:
+            w = template.wecom
+            self._wecom = [(part, _part(source, html=False, template_id=tid, part=part))
+                           for part, source in (("title", w.title), ("url", w.url), ("btntxt", w.btntxt))
+                           if source]
+
+    def sources(self) -> list[str]:
+        """The template texts this renderer renders (for :func:`references`)."""
+        t = self.template
+        out = [t.body]
+        if self.channel == "email":
+            out += [x for x in (t.subject, t.html) if x]
+        elif self.channel == "wecom" and t.wecom is not None:
+            out += [x for x in (t.wecom.title, t.wecom.url, t.wecom.btntxt) if x]
+        return out
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """SMS parameter names (looked up in the context, then ``customer``, then ``coupon``)."""
+        return self._params
+
+    def __call__(self, context: Mapping[str, Any]) -> RenderedMessage:
+        body = self._body(context).strip()
+        subject = html = None
+        params: dict[str, Any] = {}
+        channel = self.channel
+        if channel == "email":
+            if self._subject is not None:
+                subject = self._subject(context).strip()
+            elif self._title:
+                subject = self._title
+            if self._html is not None:
+                html = self._html(context)
+            else:
+                html = str(Markup("<br>\n").join(escape(line) for line in body.split("\n")))
+        elif channel == "sms" and self.template.sms is not None:
+            params = {name: _param(name, context) for name in self._params}
+            if self._sign_name:
+                params["sign_name"] = self._sign_name
+        elif channel == "wecom" and self.template.wecom is not None:
+            params = {"msgtype": self.template.wecom.msgtype}
+            for part, run in self._wecom:
+                params[part] = run(context).strip()
+            subject = params.get("title")
+        return RenderedMessage(subject=subject, body=body, html=html, params=params)
+
+
 def render(template: TemplateSpec, context: Mapping[str, Any], *, channel: str) -> RenderedMessage:
     """Render ``template`` for ``channel`` with ``context`` (``customer``, ``coupon``, ``record`` …).
 
@@ -96,31 +241,42 @@ def render(template: TemplateSpec, context: Mapping[str, Any], *, channel: str) 
     Raises:
         TemplateRenderError: see :func:`render_string`.
     """
-    tid = template.id
-    body = render_string(template.body, context, template_id=tid).strip()
-    subject = html = None
-    params: dict[str, Any] = {}
-    if channel == "email":
-        if template.subject:
-            subject = render_string(template.subject, context, template_id=tid, part="subject").strip()
-        elif template.title:
-            subject = template.title
-        if template.html:
-            html = render_string(template.html, context, html=True, template_id=tid, part="html")
-        else:
-            html = str(Markup("<br>\n").join(escape(line) for line in body.split("\n")))
-    elif channel == "sms" and template.sms is not None:
-        params = {name: _param(name, context) for name in template.sms.params}
-        if template.sms.sign_name:
-            params["sign_name"] = template.sms.sign_name
-    elif channel == "wecom" and template.wecom is not None:
-        w = template.wecom
-        params = {"msgtype": w.msgtype}
-        for part, source in (("title", w.title), ("url", w.url), ("btntxt", w.btntxt)):
-            if source:
-                params[part] = render_string(source, context, template_id=tid, part=part).strip()
-        subject = params.get("title")
-    return RenderedMessage(subject=subject, body=body, html=html, params=params)
+    return Renderer(template, channel)(context)
+
+
+def references(sources: list[str]) -> dict[str, frozenset[str] | None]:
+    """The context names ``sources`` read: for each top-level name, the set of
+    its attributes they read (``customer.name``, ``customer['phone']``), or
+    None when the object is used as a whole (passed to a filter, looped over …).
+
+    Raises:
+        TemplateRenderError: a source has a syntax error.
+    """
+    attrs: dict[str, set[str] | None] = {}
+    for source in sources:
+        try:
+            tree = _TEXT.parse(source)
+        except TemplateError as exc:
+            raise TemplateRenderError("-", "body", exc.message or str(exc)) from None
+        covered: set[int] = set()
+        for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+            inner = node.node
+            if not isinstance(inner, nodes.Name) or inner.ctx != "load":
+                continue
+            if isinstance(node, nodes.Getattr):
+                key: Any = node.attr
+            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+                key = node.arg.value
+            else:
+                continue
+            covered.add(id(inner))
+            found = attrs.setdefault(inner.name, set())
+            if found is not None:
+                found.add(key)
+        for name in tree.find_all(nodes.Name):
+            if name.ctx == "load" and id(name) not in covered:
+                attrs[name.name] = None
+    return {k: (frozenset(v) if v is not None else None) for k, v in attrs.items()}
 
 
 def _param(name: str, context: Mapping[str, Any]) -> str:

@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from engine.automation.facts import Evaluator, facts_used, journey_row
+from engine.automation.fastpath import FastPass
 from engine.automation.policy import Counters, Policy
 from engine.automation.program import Instruction, compile_program
 from engine.automation.timing import (
@@ -476,7 +477,7 @@ class _Advancer:
 
 
 def advance_due(session: Session, *, now: datetime, definitions: DefinitionSet, batch: int = 5000,
-                policy: Policy | None = None, rule_ids: list[str] | None = None) -> AdvanceReport:
+                policy: Policy | None = None, rule_ids: list[str] | None = None, fast: bool = True) -> AdvanceReport:
     """Claim one batch of journeys due by ``now`` (aware) and run each until it
     waits, is deferred, ends or exits, in the caller's transaction.
 
@@ -484,6 +485,12 @@ def advance_due(session: Session, *, now: datetime, definitions: DefinitionSet, 
     ``definitions``; see the module notes for versions). Call again (in a new
     transaction) while ``report.claimed == batch``. Per-rule counters of the
     batch are added to ``rule_runs`` (kind ``advance``).
+
+    With ``fast`` (the default), groups of journeys of one rule at one step
+    whose next instructions are coupons, sends to the customer, tags and a
+    wait go through the set-based pass of :mod:`engine.automation.fastpath`
+    (same outcome, one statement per kind for the whole group); the rest, and
+    everything with ``fast=False``, journey by journey.
     """
     policy = policy or Policy()
     journeys = repo.claim_due(session, db_now=to_db_time(now), batch=batch, rule_ids=rule_ids)
@@ -491,10 +498,19 @@ def advance_due(session: Session, *, now: datetime, definitions: DefinitionSet, 
     advancer.report.claimed = len(journeys)
     if not journeys:
         return advancer.report
-    advancer.load(journeys)
-    for j in journeys:
-        advancer.run(j)
-    advancer.flush()
+    rest = journeys
+    if fast:
+        fastpass = FastPass(session, now, definitions, policy, advancer.listened, advancer.evaluate)
+        groups, rest = fastpass.split(journeys)
+        for key, group in groups.items():
+            if not fastpass.run(key, group, advancer.report.by_rule.setdefault(key[0], Counters())):
+                rest.extend(group)
+        rest.sort(key=lambda j: j.id)
+    if rest:
+        advancer.load(rest)
+        for j in rest:
+            advancer.run(j)
+        advancer.flush()
     for rule_id, counters in advancer.report.by_rule.items():
         repo.record_run(session, rule_id=rule_id, rule_version=None, kind="advance", db_now=to_db_time(now),
                         counters=counters.as_dict())

@@ -44,13 +44,14 @@ class TickReport:
 
 def advance_all(session_factory: sessionmaker[Session], *, now: datetime, definitions: DefinitionSet,
                 batch: int = 5000, policy: Policy | None = None,
-                rule_ids: list[str] | None = None) -> dict[str, Counters]:
-    """Advance due journeys batch after batch (one transaction each) until none is due."""
+                rule_ids: list[str] | None = None, fast: bool = True) -> dict[str, Counters]:
+    """Advance due journeys batch after batch (one transaction each) until none is due
+    (``fast``: see :func:`engine.automation.journeys.advance_due`)."""
     totals: dict[str, Counters] = {}
     while True:
         with transaction(session_factory) as session:
             report = advance_due(session, now=now, definitions=definitions, batch=batch, policy=policy,
-                                 rule_ids=rule_ids)
+                                 rule_ids=rule_ids, fast=fast)
         for rule_id, counters in report.by_rule.items():
             totals.setdefault(rule_id, Counters()).add(counters)
         if report.claimed < batch:

@@ -425,3 +425,159 @@ def record_run(session: Session, *, run_id: int | None = None, rule_id: str, rul
                                  detail=dict(detail or {}) or None, **values).returning(_runs.c.id)
     return int(session.execute(stmt).scalar_one())
 
+
+
+# --- set-based batch writes (the journey fast path) ------------------------------
+#
+# A batch's per-row values travel as ONE JSON document (an array of arrays)
+# bound to ``:doc`` and unpacked by the database (``json_each`` on SQLite,
+# ``jsonb_array_elements`` on PostgreSQL), so every write of a batch is one
+# ``INSERT … SELECT`` / ``UPDATE … FROM`` with no per-row driver round trip and
+# no per-row parameter processing.
+
+#: How a JSON row column is read: (SQLite expression, PostgreSQL expression) of element ``{i}``.
+_JSON_KINDS = {
+    "int": ("json_extract(value, '$[{i}]')", "(e->>{i})::bigint"),
+    "text": ("json_extract(value, '$[{i}]')", "(e->>{i})"),
+    "time": ("json_extract(value, '$[{i}]')", "(e->>{i})::timestamp"),
+    "json": ("json_extract(value, '$[{i}]')", "NULLIF(e->{i}, 'null'::jsonb)"),
+}
+
+
+def json_rows(dialect: str, columns: Sequence[tuple[str, str]]) -> str:
+    """A FROM item ``v`` with ``columns`` ((name, kind) pairs, kinds of
+    ``_JSON_KINDS``) over the JSON array of arrays bound as ``:doc``."""
+    pick = 0 if dialect == "sqlite" else 1
+    parts = ", ".join(f"{_JSON_KINDS[kind][pick].format(i=i)} AS {name}" for i, (name, kind) in enumerate(columns))
+    if dialect == "sqlite":
+        return f"(SELECT {parts} FROM json_each(:doc)) AS v"
+    return f"(SELECT {parts} FROM jsonb_array_elements(CAST(:doc AS jsonb)) AS e) AS v"
+
+
+def db_time_text(value: datetime | None) -> str | None:
+    """A naive UTC time as text in a JSON row, in the form SQLAlchemy stores
+    SQLite datetimes (so text comparisons keep working); PostgreSQL parses it."""
+    return None if value is None else value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _dumps(rows: Sequence[Sequence[Any]]) -> str:
+    import json
+
+    return json.dumps(rows, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _ids_clause(session: Session, column: Any, ids: Sequence[int]) -> tuple[ColumnElement[bool], dict[str, Any]]:
+    """``column IN ids`` with the ids as one bound value."""
+    from sqlalchemy import any_, literal_column
+    from sqlalchemy.dialects.postgresql import ARRAY
+    from sqlalchemy.types import BigInteger
+
+    if _dialect_name(session) == "postgresql":
+        return column == any_(bindparam("ids", type_=ARRAY(BigInteger))), {"ids": list(ids)}
+    sub = select(literal_column("value")).select_from(func.json_each(bindparam("ids", type_=String)))
+    return column.in_(sub.scalar_subquery()), {"ids": _dumps(list(ids))}
+
+
+#: Customer columns the fast path loads, in order (the predicate row's scalar fields first).
+def fast_customer_columns() -> list[str]:
+    from engine.conditions.customer_fields import CUSTOMER_FIELDS
+    from engine.conditions.kinds import FieldKind
+
+    names = ["id"] + [f for f, k in CUSTOMER_FIELDS.items() if k is not FieldKind.LIST and "." not in f]
+    return names + ["timezone", "external_id", "attrs"]
+
+
+def fast_customers(session: Session, ids: Sequence[int], columns: Sequence[str],
+                   consent_channels: Collection[str] = ()) -> tuple[list[str], dict[int, tuple[Any, ...]]]:
+    """Customers ``ids`` in one query: (column names, {id: values}) with
+    ``id``, ``columns`` (of :func:`fast_customer_columns`), then
+    ``consent.<channel>`` (any granted consent row) per channel of ``consent_channels``."""
+    from engine.storage.models import Consent
+
+    consents: Table = Consent.__table__  # type: ignore[assignment]
+    names = ["id"] + [c for c in dict.fromkeys(columns) if c != "id"]
+    cols: list[Any] = [_cust.c[n] for n in names]
+    channels = sorted(set(consent_channels))
+    for channel in channels:
+        cols.append(exists().where(consents.c.customer_id == _cust.c.id, consents.c.channel == channel,
+                                   consents.c.granted == true()).correlate(_cust).label(f"consent_{channel}"))
+    names += [f"consent.{c}" for c in channels]
+    out: dict[int, tuple[Any, ...]] = {}
+    if ids:
+        clause, params = _ids_clause(session, _cust.c.id, ids)
+        for row in session.execute(select(*cols).where(clause), params):
+            out[row[0]] = tuple(row)
+    return names, out
+
+
+def insert_coupon_rows(session: Session, rows: Sequence[Sequence[Any]], *, pool_id: str, value: Any,
+                       issued_at: datetime, expires_at: datetime | None) -> int:
+    """Issue coupons of one pool: ``rows`` are [journey_id, customer_id, code].
+    One ``INSERT … SELECT``; a clashing code is skipped. Returns rows inserted
+    (fewer than ``rows`` means a code clashed: the caller retries)."""
+    if not rows:
+        return 0
+    from sqlalchemy import Numeric, text
+
+    dialect = _dialect_name(session)
+    src = json_rows(dialect, [("jid", "int"), ("cid", "int"), ("code", "text")])
+    where = " WHERE true" if dialect == "sqlite" else ""
+    stmt = text(
+        f"INSERT INTO coupons (pool_id, code, customer_id, value, issued_at, expires_at, journey_id, status) "
+        f"SELECT :pool, v.code, v.cid, :value, :issued, :expires, v.jid, 'issued' FROM {src}{where} "
+        f"ON CONFLICT DO NOTHING"
+    ).bindparams(bindparam("issued", type_=DateTime()), bindparam("expires", type_=DateTime()),
+                 bindparam("value", type_=Numeric(14, 2)))
+    result = session.connection().execute(
+        stmt.execution_options(preserve_rowcount=True),
+        {"doc": _dumps(rows), "pool": pool_id, "value": value, "issued": issued_at, "expires": expires_at})
+    return int(result.rowcount)
+
+
+def delete_coupon_codes(session: Session, pairs: Sequence[Sequence[Any]]) -> None:
+    """Take back coupons by [journey_id, code] (a batch whose codes clashed,
+    before retrying; a clashing coupon of another journey stays)."""
+    if pairs:
+        from sqlalchemy import text
+
+        src = json_rows(_dialect_name(session), [("jid", "int"), ("code", "text")])
+        session.connection().execute(
+            text(f"DELETE FROM coupons WHERE (journey_id, code) IN (SELECT v.jid, v.code FROM {src})"),
+            {"doc": _dumps(list(pairs))})
+
+
+def add_tag_rows(session: Session, pairs: Collection[tuple[int, str]]) -> None:
+    """Add (customer_id, tag) pairs in one ``INSERT … SELECT``, skipping existing ones."""
+    if pairs:
+        from sqlalchemy import text
+
+        dialect = _dialect_name(session)
+        src = json_rows(dialect, [("cid", "int"), ("tag", "text")])
+        where = " WHERE true" if dialect == "sqlite" else ""
+        session.connection().execute(
+            text(f"INSERT INTO customer_tags (customer_id, tag) SELECT v.cid, v.tag FROM {src}{where} "
+                 f"ON CONFLICT DO NOTHING"), {"doc": _dumps(sorted(pairs))})
+
+
+def remove_tag_rows(session: Session, pairs: Collection[tuple[int, str]]) -> None:
+    """Remove (customer_id, tag) pairs in one ``DELETE``."""
+    if pairs:
+        from sqlalchemy import text
+
+        src = json_rows(_dialect_name(session), [("cid", "int"), ("tag", "text")])
+        session.connection().execute(
+            text(f"DELETE FROM customer_tags WHERE (customer_id, tag) IN (SELECT v.cid, v.tag FROM {src})"),
+            {"doc": _dumps(sorted(pairs))})
+
+
+def update_journey_rows(session: Session, rows: Sequence[Sequence[Any]]) -> None:
+    """Write back journeys: rows [id, step_index, step_id, status, due_at
+    (text, :func:`db_time_text`), state (a dict or None)], one ``UPDATE … FROM``."""
+    if rows:
+        from sqlalchemy import text
+
+        src = json_rows(_dialect_name(session), [("jid", "int"), ("pc", "int"), ("sid", "text"), ("st", "text"),
+                                                 ("due", "time"), ("state", "json")])
+        session.connection().execute(
+            text(f"UPDATE journeys SET step_index = v.pc, step_id = v.sid, status = v.st, due_at = v.due, "
+                 f"state = v.state FROM {src} WHERE journeys.id = v.jid"), {"doc": _dumps(rows)})

@@ -88,4 +88,36 @@ def mark_sent(session: Session, *, connectors: Collection[str], now: datetime, l
     return len(ids)
 
 
-__all__ = ["COLUMNS", "count_recent", "insert_message", "insert_messages", "mark_sent"]
+__all__ = ["COLUMNS", "ROW_COLUMNS", "count_recent", "insert_message", "insert_messages", "insert_rows", "mark_sent"]
+
+
+#: The per-row columns of :func:`insert_rows`, in order.
+ROW_COLUMNS = (("channel", "text"), ("connector", "text"), ("recipient", "text"), ("subject", "text"),
+               ("body", "text"), ("payload", "json"), ("idempotency_key", "text"), ("delivery_class", "text"),
+               ("rule_id", "text"), ("journey_id", "int"), ("customer_id", "int"), ("template_id", "text"))
+
+
+def insert_rows(session: Session, rows: Sequence[Sequence[Any]], *, now: datetime) -> int:
+    """Queue many messages in one ``INSERT … SELECT`` over a JSON document
+    (a journey batch): ``rows`` hold the :data:`ROW_COLUMNS` values in order;
+    every row is ``queued``, due and created at ``now`` (naive UTC). Rows whose
+    idempotency key exists are skipped. Returns rows inserted."""
+    if not rows:
+        return 0
+    import json
+
+    from sqlalchemy import DateTime, bindparam, text
+
+    from engine.storage.automation_repo import json_rows
+
+    dialect = _dialect_name(session)
+    names = [n for n, _ in ROW_COLUMNS]
+    where = " WHERE true" if dialect == "sqlite" else ""
+    stmt = text(
+        f"INSERT INTO outbox ({', '.join(names)}, status, attempts, next_attempt_at, created_at) "
+        f"SELECT {', '.join('v.' + n for n in names)}, 'queued', 0, :now, :now "
+        f"FROM {json_rows(dialect, ROW_COLUMNS)}{where} ON CONFLICT DO NOTHING"
+    ).bindparams(bindparam("now", type_=DateTime()))
+    doc = json.dumps(rows, ensure_ascii=False, separators=(",", ":"), default=str)
+    result = session.connection().execute(stmt.execution_options(preserve_rowcount=True), {"doc": doc, "now": now})
+    return int(result.rowcount)

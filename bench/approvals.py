@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sqlite3
 import statistics
 import subprocess
@@ -64,7 +63,11 @@ class Project:
         from engine.publishing import publish_set
         from engine.records import RecordService
         from engine.registry import DefinitionRegistry
-        from engine.storage.database import make_engine, make_session_factory, transaction
+        from engine.storage.database import (
+            make_engine,
+            make_session_factory,
+            transaction,
+        )
         from engine.storage.migrate import upgrade
         from engine.storage.models import User, UserRole
         from engine.workflows import WorkflowService
@@ -163,7 +166,7 @@ def spiff_worker(folder: Path, rounds: list[int]) -> None:
 
 def ensure_spiff() -> None:
     if SPIFF_PY.exists() and subprocess.run([str(SPIFF_PY), "-c", "import SpiffWorkflow"],
-                                            capture_output=True).returncode == 0:
+                                            capture_output=True, check=False).returncode == 0:
         return
     print("installing SpiffWorkflow into bench/.venv-spiff …", file=sys.stderr)
     subprocess.run([sys.executable, "-m", "venv", str(SPIFF_VENV)], check=True)

@@ -215,7 +215,7 @@ def render_svg(spec: WorkflowSpec, state: Any = None, locale: str = "zh") -> str
     width += 2 * PAD
     cx = width / 2
     canvas = drawer.canvas
-    y = PAD
+    y: float = PAD
     canvas.box(cx - 50, y, 100, 30, drawer.t["start"], "", "done" if state is not None else None, None, rounded=15)
     y += 30
     canvas.line(cx, y, cx, y + GAP_Y)

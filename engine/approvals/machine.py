@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, Protocol, Union
+from typing import Any, Protocol
 
 from engine.conditions.ast import Condition
 from engine.conditions.predicate import Predicate, compile_predicate
@@ -163,7 +163,7 @@ class Tick:
     now: datetime
 
 
-Event = Union[Start, Act, Resubmit, Withdraw, Tick]
+Event = Start | Act | Resubmit | Withdraw | Tick
 
 
 def event_to_json(event: Event) -> dict[str, Any]:
@@ -239,7 +239,7 @@ class Emit:
     payload: Mapping[str, Any]
 
 
-Effect = Union[CreateTask, CloseTask, Notify, SetField, Emit]
+Effect = CreateTask | CloseTask | Notify | SetField | Emit
 
 
 # ------------------------------------------------------------------------ state
@@ -951,7 +951,7 @@ def _tick(w: _Work) -> None:
             w.notify("reminder", (task.assignee,), step_id=task.step_id,
                      extra={"task": {"id": task.id, "step_id": task.step_id, "title": st.title or st.id,
                                      "due_at": _iso(task.due_at), "reminders": task.reminders}})
-        if overdue is None or task.escalated or now < task.due_at:
+        if overdue is None or task.escalated or task.due_at is None or now < task.due_at:
             continue
         if overdue.escalate_to is None and overdue.auto is None:
             continue

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, case, func, insert, select, update
+from sqlalchemy import Table, bindparam, case, func, insert, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased
 
@@ -32,8 +32,8 @@ from engine.storage.times import from_db_time, to_db_time
 #: (SQLite: another process held the write lock or the snapshot went stale).
 RETRYABLE: tuple[type[BaseException], ...] = (OperationalError,)
 
-_instances = WorkflowInstance.__table__
-_tasks = Task.__table__
+_instances = cast(Table, WorkflowInstance.__table__)
+_tasks = cast(Table, Task.__table__)
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -238,7 +238,7 @@ class RecordSnapshot:
     status: str
 
 
-_r = Record.__table__
+_r = cast(Table, Record.__table__)
 _GET_RECORD = select(_r.c.id, _r.c.form_id, _r.c.form_version, _r.c.data, _r.c.version, _r.c.created_by_name,
                      _r.c.status).where(_r.c.id == bindparam("rid"))
 _UPDATE_RECORD = (

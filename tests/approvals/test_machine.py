@@ -386,7 +386,7 @@ def test_transfer_hands_the_vote_to_another_user() -> None:
     assert run.open_users() == ["bob", "f2", "f3"]
     transferred = [t for t in run.state.tasks if t.action == "transfer"]
     assert [t.assignee for t in transferred] == ["f1"]
-    new = [t for t in run.state.tasks if t.origin == "transfer"][0]
+    new = next(t for t in run.state.tasks if t.origin == "transfer")
     assert new.slot == transferred[0].slot and new.due_at == transferred[0].due_at
     for user in ("bob", "f2", "f3"):
         run.act(user)

@@ -53,8 +53,16 @@ BUDGETS = ("100.00", "50000.00", "50000.01", "60000.00", "999999.99")
 
 def synthetic() -> WorkflowSpec:
     from engine.definitions.specs import (
-        Assignees, BranchCase, BranchSpec, OverdueSpec, ParallelBranch, ParallelSpec, Recipient, SendSpec,
-        SetFieldSpec, WorkflowStep,
+        Assignees,
+        BranchCase,
+        BranchSpec,
+        OverdueSpec,
+        ParallelBranch,
+        ParallelSpec,
+        Recipient,
+        SendSpec,
+        SetFieldSpec,
+        WorkflowStep,
     )
 
     return WorkflowSpec("synthetic", "合成", "activity_request", (

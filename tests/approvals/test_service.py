@@ -4,6 +4,7 @@ replaying to the stored state."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -11,15 +12,26 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.approvals.machine import ActionError, InstanceState, event_from_json, step
-from engine.approvals.machine import StaticDirectory
+from engine.approvals.machine import (
+    ActionError,
+    InstanceState,
+    StaticDirectory,
+    event_from_json,
+    step,
+)
 from engine.definitions.loader import load_texts
 from engine.publishing import publish_set
 from engine.records import RecordService
 from engine.registry import DefinitionRegistry
 from engine.storage import workflows_repo
 from engine.storage.models import AuditEntry, Event, OutboxMessage, Record, Task
-from engine.workflows import NotAssigned, StaleTask, TaskClosed, TaskNotFound, WorkflowService
+from engine.workflows import (
+    NotAssigned,
+    StaleTask,
+    TaskClosed,
+    TaskNotFound,
+    WorkflowService,
+)
 
 from .conftest import NOW, PEOPLE, ROOT, activity
 
@@ -191,11 +203,10 @@ def test_an_instance_finishes_on_the_version_it_started_with(
     body["steps"] = [s for s in body["steps"] if s["id"] != "manager_review"]
     body["steps"][0]["approval"] = {"role": "finance", "mode": "any"}
     others = [d for d in shipped.documents if not (d.kind == "workflow" and d.id == "activity_approval")]
-    import json
     v2 = load_texts([(f"{d.kind}/{d.id}.json", json.dumps(dict(d.body), ensure_ascii=False, default=str))
                      for d in others] + [("workflow/activity_approval.yaml", yaml.safe_dump(body, allow_unicode=True))])
     publish_set(published, v2.raise_for_errors(), now=NOW + timedelta(minutes=5), by="test")
-    assert workflows._registry.version_of("workflow", "activity_approval") == 2  # noqa: SLF001
+    assert workflows._registry.version_of("workflow", "activity_approval") == 2
 
     new = records.create("activity_request", activity(name="新版"), actor="staff", now=NOW + timedelta(minutes=6))
     assert workflows.instance_for_record(new.id).workflow_version == 2  # type: ignore[union-attr]
@@ -207,7 +218,7 @@ def test_an_instance_finishes_on_the_version_it_started_with(
     workflows.act(old_tasks[0].id, actor="f1", action="approve", now=NOW + timedelta(minutes=8))
     view = workflows.instance_for_record(rec.id)
     assert view is not None and view.status == "running"  # v1 finance is 会签: f2 still has to sign
-    f2 = [t for t in workflows.tasks_for("f2") if t.record_id == rec.id][0]
+    f2 = next(t for t in workflows.tasks_for("f2") if t.record_id == rec.id)
     view = workflows.act(f2.id, actor="f2", action="approve", now=NOW + timedelta(minutes=9))
     assert view.status == "approved" and view.workflow_version == 1
 
@@ -217,10 +228,10 @@ def test_an_instance_finishes_on_the_version_it_started_with(
 def test_tick_reminds_once_escalates_and_is_idempotent(
         records: RecordService, workflows: WorkflowService, published: sessionmaker[Session], shipped) -> None:
     # a template for reminders, so they reach the outbox
-    extra = load_texts([("t.yaml", "kind: template\nid: workflow_reminder\nchannels: [wecom]\nclass: transactional\n"
-                                    "body: 请处理「{{ record.name }}」\n"),
-                        *[(f"{d.kind}/{d.id}.json", __import__("json").dumps(dict(d.body), ensure_ascii=False,
-                                                                                 default=str))
+    reminder = ("kind: template\nid: workflow_reminder\nchannels: [wecom]\nclass: transactional\n"
+                "body: 请处理「{{ record.name }}」\n")
+    extra = load_texts([("t.yaml", reminder),
+                        *[(f"{d.kind}/{d.id}.json", json.dumps(dict(d.body), ensure_ascii=False, default=str))
                           for d in shipped.documents]])
     publish_set(published, extra.raise_for_errors(), now=NOW, by="test")
     rec = records.create("activity_request", activity(), actor="staff", now=NOW)
@@ -284,7 +295,7 @@ def assert_replays(workflows: WorkflowService, sf: sessionmaker[Session], record
         rows = s.scalars(select(AuditEntry).where(AuditEntry.entity_type == "workflow_instance",
                                                   AuditEntry.entity_id == str(inst.id)).order_by(AuditEntry.id)).all()
         tasks = {t.seq: t for t in s.scalars(select(Task).where(Task.instance_id == inst.id))}
-    spec, _ = workflows._registry.workflow(inst.workflow_id, inst.workflow_version)  # noqa: SLF001
+    spec, _ = workflows._registry.workflow(inst.workflow_id, inst.workflow_version)
     state = InstanceState()
     for row in rows:
         state, _ = step(spec, state, event_from_json(row.diff["event"]), directory_of(sf))

@@ -526,14 +526,15 @@ def rules() -> None:
 
 
 @rules.command("list")
+@click.option("--at", "at", default=None, help="As if at this time (ISO; default: now).")
 @pass_ctx
-def rules_list(obj: Context) -> None:
-    """Every published rule: trigger, next run, recent days' activity."""
+def rules_list(obj: Context, at: str | None) -> None:
+    """Every published rule: trigger, next run, the last 30 days' activity per day."""
     from engine.automation.overview import describe_trigger, next_run, recent_activity
 
     auto = _Automation(obj)
     tz = obj.settings.timezone
-    now = _now()
+    now = _parse_at(at)
     with auto.session_factory() as session:
         for rule in sorted(auto.definitions.rules.values(), key=lambda r: r.id):
             version = auto.registry.version_of("rule", rule.id)

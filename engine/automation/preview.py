@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 from croniter import croniter
@@ -142,7 +142,7 @@ def preview_rule(session_factory: sessionmaker[Session], rule_id: str, *, now: d
             if day is not None:
                 day.coupons += 1
         for day in forecast.values():
-            day.sms_cost = (price * day.messages.get("sms", 0)).quantize(Decimal("0.01"))
+            day.sms_cost = (price * day.messages.get("sms", 0)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
         return result
     finally:
         session.rollback()

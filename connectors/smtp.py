@@ -83,11 +83,24 @@ class SmtpConnector(BaseConnector):
                 client.starttls(context=self._tls_context())
                 client.ehlo()
             if self.setting("username"):
-                client.login(str(self.setting("username")), self.secret("password"))
+                self._login(client)
         except BaseException:
             _quietly_close(client)
             raise
         return client
+
+    def _login(self, client: smtplib.SMTP) -> None:
+        """AUTH with one mechanism (PLAIN, else LOGIN), so a wrong password is
+        a clear 535 rather than smtplib falling through mechanisms until the
+        server hangs up."""
+        client.user, client.password = str(self.setting("username")), self.secret("password")
+        offered = (client.esmtp_features.get("auth") or "").upper().split()
+        mechanism = str(self.setting("auth_mechanism") or ("PLAIN" if "PLAIN" in offered or not offered else "LOGIN"))
+        handler = {"PLAIN": client.auth_plain, "LOGIN": client.auth_login}.get(mechanism.upper())
+        if handler is None:
+            raise ConfigurationError(f"connector `{self.id}`: auth mechanism {mechanism} is not supported",
+                                     code="auth_mechanism")
+        client.auth(mechanism.upper(), handler, initial_response_ok=True)
 
     def unsubscribe_link(self, message: OutgoingMessage) -> str | None:
         if message.options.get("unsubscribe_url"):
@@ -139,7 +152,7 @@ class SmtpConnector(BaseConnector):
                     results.append(SendResult.permanent(message.id, "invalid_address", "not an e-mail address"))
                     continue
                 if client is None:
-                    failure = self._open(None)
+                    failure = self._open()
                     if isinstance(failure, SendResult):
                         # the server is unreachable: nothing of the rest was sent
                         results.extend(SendResult.retryable(m.id, failure.code, failure.detail, failure.retry_after)
@@ -159,7 +172,7 @@ class SmtpConnector(BaseConnector):
                 _quietly_quit(client)
         return results
 
-    def _open(self, _: Any) -> smtplib.SMTP | SendResult:
+    def _open(self) -> smtplib.SMTP | SendResult:
         """A logged-in connection, or a retryable result saying why not.
 
         Raises:

@@ -8,7 +8,7 @@ from connectors.aliyun_sms import AliyunSmsConnector, rpc_signature
 from connectors.registry import load_connector
 from engine.ports import ConfigurationError, OutgoingMessage, Outcome
 
-from .conftest import make_spec
+from connector_support import make_spec
 
 ENV = {"ALIYUN_AK": "test-key-id", "ALIYUN_SK": "test-key-secret"}
 

@@ -8,7 +8,7 @@ from connectors.registry import load_connector
 from connectors.tencent_sms import TencentSmsConnector, tc3_authorization
 from engine.ports import ConfigurationError, OutgoingMessage, Outcome
 
-from .conftest import make_spec
+from connector_support import make_spec
 
 ENV = {"TC_ID": "AKIDtest", "TC_KEY": "tencent-test-key"}
 

@@ -10,7 +10,7 @@ from connectors.registry import load_connector
 from connectors.twilio import TwilioConnector, twilio_signature
 from engine.ports import ConfigurationError, OutgoingMessage, Outcome, WebhookVerificationError
 
-from .conftest import make_spec
+from connector_support import make_spec
 
 ENV = {"TW_SID": "ACtest0000000000000000000000000000", "TW_TOKEN": "twilio-test-token"}
 CALLBACK = "https://promo.example.com/hooks/twilio/status"

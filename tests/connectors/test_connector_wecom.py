@@ -10,7 +10,7 @@ from connectors.registry import load_connector
 from connectors.wecom import WecomAppConnector, WecomExternalConnector, WecomRobotConnector, canonical_json
 from engine.ports import ConfigurationError, OutgoingMessage, Outcome
 
-from .conftest import make_spec
+from connector_support import make_spec
 
 ENV = {"WECOM_SECRET": "wecom-test-secret", "ROBOT_KEY": "robot-test-key"}
 

@@ -37,7 +37,7 @@ class FakeProvider:
     # ------------------------------------------------------------ lifecycle
     def start(self) -> FakeProvider:
         self._server = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self._thread.start()
         return self
 

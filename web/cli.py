@@ -150,7 +150,7 @@ def _journeys_policy(obj: Context, rule, version: int, choice: str) -> None:
         click.echo(f"    journeys under way on older versions: pin {impact['pin']} · migrate {impact['migrate']} "
                    f"(same step id) · drain {impact['drain']}")
         affected = apply_policy(session, rule.id, rule, version, choice, now=_now())
-    what = {"pin": "finish on their version", "migrate": "moved to v%d" % version,
+    what = {"pin": "finish on their version", "migrate": f"moved to v{version}",
             "drain": "finish on their version; no new entries until then"}[choice]
     click.echo(f"    --journeys {choice}: {affected} {what}")
 

@@ -13,7 +13,13 @@ from croniter import croniter
 from sqlalchemy import Table, func, select
 
 from engine.automation.timing import schedule_of, zone
-from engine.definitions.specs import DateFieldTrigger, EventTrigger, RuleSpec, ScheduleTrigger, SegmentChangeTrigger
+from engine.definitions.specs import (
+    DateFieldTrigger,
+    EventTrigger,
+    RuleSpec,
+    ScheduleTrigger,
+    SegmentChangeTrigger,
+)
 from engine.storage.models import Journey, RuleRun
 from engine.storage.times import from_db_time, to_db_time
 

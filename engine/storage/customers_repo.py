@@ -10,7 +10,18 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, Integer, Table, bindparam, case, func, insert, literal, select, update
+from sqlalchemy import (
+    Float,
+    Integer,
+    Table,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from engine.storage.bulk import _dialect_name, _insert, insert_ignore

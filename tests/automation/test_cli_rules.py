@@ -55,8 +55,8 @@ def test_preview_counts_samples_and_forecasts_without_writing(cli, session_facto
     result = cli("rules", "preview", "winback_90d", "--days", "10", "--at", "2026-03-02T09:30+08:00")
     out = result.output
     assert "Audience now: 5 customer(s)" in out
-    assert len(re.findall(r"^  #\d", out, re.M)) == 5
-    rows = {m[0]: m[1:] for m in re.findall(r"^(\d{4}-\d\d-\d\d)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)$", out, re.M)}
+    assert len(re.findall(r"^  #\d", out, re.MULTILINE)) == 5
+    rows = {m[0]: m[1:] for m in re.findall(r"^(\d{4}-\d\d-\d\d)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)$", out, re.MULTILINE)}
     assert len(rows) == 10
     # today's 10:00 run enters 5 and texts them (SMS 0.045 each); a week later 2 of them have WeCom consent.
     assert rows["2026-03-02"] == ("5", "5", "0", "5", "0.23")
@@ -86,8 +86,8 @@ def test_run_enters_once_and_list_and_journeys_show(cli, session_factory) -> Non
     assert _count(session_factory, OutboxMessage, rule_id="winback_90d") == 5
     shown = cli("journeys", "show", "winback_90d").output
     assert "winback_90d: 5 journey(s)" in shown
-    assert re.search(r"^\s+1\s+s3\s+active\s+5$", shown, re.M)
-    assert len(re.findall(r"^  #\d+ +customer", shown, re.M)) == 5
+    assert re.search(r"^\s+1\s+s3\s+active\s+5$", shown, re.MULTILINE)
+    assert len(re.findall(r"^  #\d+ +customer", shown, re.MULTILINE)) == 5
     listed = cli("rules", "list", "--at", "2026-03-02 12:00").output
     block = listed[listed.index("winback_90d v1"):]
     assert "trigger:  daily at 10:00 (Asia/Shanghai)" in block

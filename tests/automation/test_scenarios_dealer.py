@@ -18,10 +18,10 @@ START = date(2026, 9, 30)
 def test_tiered_rebates_on_workdays(session_factory, definitions) -> None:
     t0 = local(START, time(8))
     with transaction(session_factory) as s:
-        add_customer(s, 1, now=t0, tags=("dealer",), total_spent=Decimal("1200000"))
-        add_customer(s, 2, now=t0, tags=("dealer",), total_spent=Decimal("600000"))
-        add_customer(s, 3, now=t0, tags=("dealer",), total_spent=Decimal("80000"))
-        add_customer(s, 4, now=t0, total_spent=Decimal("2000000"))  # not a dealer
+        add_customer(s, 1, now=t0, tags=("dealer",), total_spent=Decimal(1200000))
+        add_customer(s, 2, now=t0, tags=("dealer",), total_spent=Decimal(600000))
+        add_customer(s, 3, now=t0, tags=("dealer",), total_spent=Decimal(80000))
+        add_customer(s, 4, now=t0, total_spent=Decimal(2000000))  # not a dealer
     sim = Sim(session_factory, definitions, calendar_policy(definitions))
     sim.days(START, 12, times=(time(9), time(9, 30), time(15)))
     got = sim.sent()

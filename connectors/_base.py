@@ -18,9 +18,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
-from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NameResolutionError,
+    NewConnectionError,
+)
 
-from engine.ports import Clock, ConfigurationError, Connector, OutgoingMessage, SendResult
+from engine.ports import (
+    Clock,
+    ConfigurationError,
+    Connector,
+    OutgoingMessage,
+    SendResult,
+)
 
 log = logging.getLogger("promoflow.connectors")
 
@@ -66,7 +76,7 @@ class RedactQueryFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:  # a broken record is not ours to fix
+        except (TypeError, ValueError):  # a broken record is not ours to fix
             return True
         redacted = _SENSITIVE_QUERY.sub(lambda m: f"{m.group(1)}=***", message)
         if redacted != message:

@@ -130,7 +130,8 @@ class AliyunSmsConnector(HttpConnector):
         return full
 
     def _sign_name(self, message: OutgoingMessage) -> str | None:
-        return message.options.get("sign_name") or self.setting("sign_name")
+        sign = message.options.get("sign_name") or self.setting("sign_name")
+        return str(sign) if sign else None
 
     def _call(self, action: str, params: Mapping[str, str]) -> Mapping[str, Any] | SendResult:
         response = self.request("POST", f"{self.base_url}/", data=self._signed(action, params),

@@ -16,7 +16,14 @@ from typing import Any, ClassVar
 
 import requests
 
-from engine.ports import Capabilities, Clock, ConfigurationError, OutgoingMessage, Outcome, SendResult
+from engine.ports import (
+    Capabilities,
+    Clock,
+    ConfigurationError,
+    Outcome,
+    OutgoingMessage,
+    SendResult,
+)
 
 from ._base import BaseConnector
 

@@ -19,7 +19,7 @@ import requests
 
 from engine.definitions.catalog import CONNECTOR_TYPES, ConnectorType
 from engine.definitions.specs import ConnectorSpec
-from engine.ports import Clock, ConfigurationError, Connector
+from engine.ports import Clock, ConfigurationError, Connector, ConnectorFactory
 
 GROUP = "promoflow.connectors"
 
@@ -139,7 +139,8 @@ def load_connector(spec: ConnectorSpec, *, env: Mapping[str, str], session: requ
         raise ConfigurationError(f"connector `{spec.id}`: secret {', '.join(f'`{n}`' for n in undeclared)} "
                                  f"must be declared as {{env: VARIABLE}}", code="missing_secret")
     kwargs: dict[str, Any] = {"session": session, "clock": clock}
-    return cls(spec, read_secrets(spec, env), **kwargs)
+    factory: ConnectorFactory = cls
+    return factory(spec, read_secrets(spec, env), **kwargs)
 
 
 __all__ = ["BUILTIN", "GROUP", "UnknownConnectorType", "connector_types", "load_connector",

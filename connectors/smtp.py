@@ -23,7 +23,6 @@ e.g. for a private relay). Secrets: ``password``; optional ``unsubscribe_key``.
 from __future__ import annotations
 
 import smtplib
-import socket
 import ssl
 from collections.abc import Sequence
 from datetime import timedelta
@@ -211,7 +210,7 @@ class SmtpConnector(BaseConnector):
         except smtplib.SMTPServerDisconnected:
             # smtplib cannot tell whether the final "." went through
             return SendResult.unknown(message.id, "disconnected", "connection lost during the send"), False
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             return SendResult.unknown(message.id, "timeout", "no answer during the send"), False
         except OSError as exc:
             return SendResult.unknown(message.id, "connection_lost", type(exc).__name__), False

@@ -136,7 +136,8 @@ class TencentSmsConnector(HttpConnector):
     default_base_url = "https://sms.tencentcloudapi.com"
 
     def _sign_name(self, message: OutgoingMessage) -> str | None:
-        return message.options.get("sign_name") or self.setting("sign_name")
+        sign = message.options.get("sign_name") or self.setting("sign_name")
+        return str(sign) if sign else None
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
         """Send SMS; one result per message in order.

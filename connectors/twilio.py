@@ -33,7 +33,12 @@ from engine.ports import (
     WebhookVerificationError,
 )
 
-from ._base import HttpConnector, TransportFailure, http_status_result, retry_after_seconds
+from ._base import (
+    HttpConnector,
+    TransportFailure,
+    http_status_result,
+    retry_after_seconds,
+)
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 

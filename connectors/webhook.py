@@ -34,7 +34,12 @@ from requests.adapters import HTTPAdapter
 
 from engine.ports import Capabilities, ConfigurationError, OutgoingMessage, SendResult
 
-from ._base import HttpConnector, TransportFailure, http_status_result, retry_after_seconds
+from ._base import (
+    HttpConnector,
+    TransportFailure,
+    http_status_result,
+    retry_after_seconds,
+)
 
 SIGNATURE_HEADER = "X-Promoflow-Signature"
 

@@ -45,7 +45,12 @@ from engine.ports import (
     UnsupportedOperation,
 )
 
-from ._base import HttpConnector, SlidingWindowLimiter, TransportFailure, http_status_result
+from ._base import (
+    HttpConnector,
+    SlidingWindowLimiter,
+    TransportFailure,
+    http_status_result,
+)
 from .wecom_crypto import WecomCrypto, WecomCryptoError, parse_query
 
 BASE_URL = "https://qyapi.weixin.qq.com"

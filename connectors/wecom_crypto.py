@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from defusedxml import ElementTree
+from defusedxml import DefusedXmlException, ElementTree  # type: ignore[import-untyped]
 
 from engine.ports import WebhookVerificationError
 
@@ -169,7 +169,7 @@ def _xml_fields(xml: bytes | str) -> dict[str, str]:
     entities, no external references)."""
     try:
         root = ElementTree.fromstring(xml)
-    except Exception:  # defusedxml raises several types; all mean "not for us"
+    except (ElementTree.ParseError, DefusedXmlException, ValueError):
         raise WecomCryptoError("body is not acceptable XML", code="-40002") from None
     return {child.tag: (child.text or "") for child in root}
 

@@ -99,13 +99,14 @@ class OutgoingMessage:
         it first); a missing or zero value counts as 1.
 
         Raises:
-            ValueError: ``payload`` is text that is not a JSON object.
+            ValueError: ``payload`` is text that is not JSON.
+            TypeError: ``payload`` is not a JSON object.
         """
         payload: Any = row.get("payload") or {}
         if isinstance(payload, (str, bytes)):
             payload = json.loads(payload)
         if not isinstance(payload, Mapping):
-            raise ValueError("outbox payload must be a JSON object")
+            raise TypeError("outbox payload must be a JSON object")
         channel = str(row.get("channel") or "")
         params = dict(payload.get("params") or {})
         options = dict(payload.get("options") or {})

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import requests
-
 from connector_support import FakeClock
 from fakes.aliyun import FakeAliyun
 from fakes.tencent import FakeTencent

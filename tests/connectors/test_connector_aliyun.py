@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from connector_support import make_spec
 
 from connectors.aliyun_sms import AliyunSmsConnector, rpc_signature
 from connectors.registry import load_connector
-from engine.ports import ConfigurationError, OutgoingMessage, Outcome
-
-from connector_support import make_spec
+from engine.ports import ConfigurationError, Outcome, OutgoingMessage
 
 ENV = {"ALIYUN_AK": "test-key-id", "ALIYUN_SK": "test-key-secret"}
 

@@ -6,13 +6,26 @@ import logging
 from importlib.metadata import entry_points
 
 import pytest
-
 from connector_support import make_spec
+
 from connectors.memory import MemoryConnector
-from connectors.registry import BUILTIN, GROUP, UnknownConnectorType, connector_types, load_connector, resolve_type
+from connectors.registry import (
+    BUILTIN,
+    GROUP,
+    UnknownConnectorType,
+    connector_types,
+    load_connector,
+    resolve_type,
+)
 from engine.definitions.catalog import CONNECTOR_TYPES
 from engine.definitions.loader import load_paths
-from engine.ports import ConfigurationError, Connector, OutgoingMessage, Outcome, SendResult
+from engine.ports import (
+    ConfigurationError,
+    Connector,
+    Outcome,
+    OutgoingMessage,
+    SendResult,
+)
 
 
 def test_every_shipped_type_is_an_installed_entry_point_and_loads() -> None:

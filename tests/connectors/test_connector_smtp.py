@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
+from connector_support import make_spec
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -22,10 +23,12 @@ from cryptography.x509.oid import NameOID
 
 from connectors.registry import load_connector
 from connectors.smtp import SmtpConnector
-from connectors.unsubscribe import InvalidUnsubscribeToken, sign_unsubscribe, verify_unsubscribe
-from engine.ports import ConfigurationError, OutgoingMessage, Outcome
-
-from connector_support import make_spec
+from connectors.unsubscribe import (
+    InvalidUnsubscribeToken,
+    sign_unsubscribe,
+    verify_unsubscribe,
+)
+from engine.ports import ConfigurationError, Outcome, OutgoingMessage
 
 ENV = {"SMTP_PASSWORD": "smtp-test-password", "UNSUB_KEY": "unsub-test-key"}
 
@@ -191,7 +194,7 @@ def test_unsubscribe_token_round_trip_expiry_and_tampering() -> None:
         verify_unsubscribe(token, "k", now + dt.timedelta(days=30))
     with pytest.raises(InvalidUnsubscribeToken, match="signature"):
         verify_unsubscribe(token, "other-key", now)
-    payload, signature = token.split(".")
+    _payload, signature = token.split(".")
     forged = sign_unsubscribe(43, "email", "k", now + dt.timedelta(days=30)).split(".")[0]
     with pytest.raises(InvalidUnsubscribeToken):
         verify_unsubscribe(f"{forged}.{signature}", "k", now)

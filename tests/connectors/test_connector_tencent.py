@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from connector_support import make_spec
 
 from connectors.registry import load_connector
 from connectors.tencent_sms import TencentSmsConnector, tc3_authorization
-from engine.ports import ConfigurationError, OutgoingMessage, Outcome
-
-from connector_support import make_spec
+from engine.ports import ConfigurationError, Outcome, OutgoingMessage
 
 ENV = {"TC_ID": "AKIDtest", "TC_KEY": "tencent-test-key"}
 

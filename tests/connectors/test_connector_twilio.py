@@ -5,12 +5,16 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 import pytest
+from connector_support import make_spec
 
 from connectors.registry import load_connector
 from connectors.twilio import TwilioConnector, twilio_signature
-from engine.ports import ConfigurationError, OutgoingMessage, Outcome, WebhookVerificationError
-
-from connector_support import make_spec
+from engine.ports import (
+    ConfigurationError,
+    Outcome,
+    OutgoingMessage,
+    WebhookVerificationError,
+)
 
 ENV = {"TW_SID": "ACtest0000000000000000000000000000", "TW_TOKEN": "twilio-test-token"}
 CALLBACK = "https://promo.example.com/hooks/twilio/status"

@@ -5,14 +5,19 @@ from __future__ import annotations
 import json
 
 import pytest
+from connector_support import make_spec
+from fakes.base import FakeProvider, json_response
 from werkzeug.wrappers import Request, Response
 
 from connectors.registry import load_connector
-from connectors.webhook import SIGNATURE_HEADER, UnsafeTarget, WebhookConnector, resolve_target, verify_signature
-from engine.ports import OutgoingMessage, Outcome
-
-from connector_support import make_spec
-from fakes.base import FakeProvider, json_response
+from connectors.webhook import (
+    SIGNATURE_HEADER,
+    UnsafeTarget,
+    WebhookConnector,
+    resolve_target,
+    verify_signature,
+)
+from engine.ports import Outcome, OutgoingMessage
 
 ENV = {"HOOK_KEY": "hook-signing-key"}
 

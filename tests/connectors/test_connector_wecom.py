@@ -5,12 +5,16 @@ from __future__ import annotations
 import threading
 
 import pytest
+from connector_support import make_spec
 
 from connectors.registry import load_connector
-from connectors.wecom import WecomAppConnector, WecomExternalConnector, WecomRobotConnector, canonical_json
-from engine.ports import ConfigurationError, OutgoingMessage, Outcome
-
-from connector_support import make_spec
+from connectors.wecom import (
+    WecomAppConnector,
+    WecomExternalConnector,
+    WecomRobotConnector,
+    canonical_json,
+)
+from engine.ports import ConfigurationError, Outcome, OutgoingMessage
 
 ENV = {"WECOM_SECRET": "wecom-test-secret", "ROBOT_KEY": "robot-test-key"}
 

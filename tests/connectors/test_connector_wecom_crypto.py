@@ -7,8 +7,8 @@ import base64
 import os
 
 import pytest
-
 from connector_support import make_spec
+
 from connectors.registry import load_connector
 from connectors.wecom_crypto import WecomCrypto, WecomCryptoError, signature
 
@@ -95,9 +95,9 @@ def test_app_connector_answers_the_url_check(app, clock) -> None:
 
 
 def test_a_reply_td_is_an_opt_out(app, clock) -> None:
-    inner = ("<xml><ToUserName><![CDATA[{c}]]></ToUserName><FromUserName><![CDATA[lisi]]></FromUserName>"
+    inner = (f"<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName><FromUserName><![CDATA[lisi]]></FromUserName>"
              "<CreateTime>1772445600</CreateTime><MsgType><![CDATA[text]]></MsgType>"
-             "<Content><![CDATA[退订]]></Content><MsgId>1234567890</MsgId><AgentID>1000002</AgentID></xml>").format(c=CORP_ID)
+             "<Content><![CDATA[退订]]></Content><MsgId>1234567890</MsgId><AgentID>1000002</AgentID></xml>")
     query, body = _post(crypto(), inner, timestamp=str(int(clock.ts())))
     [item] = app.verify_webhook({}, body, query)
     assert (item.kind, item.sender, item.text, item.provider_id) == ("opt_out", "lisi", "退订", "1234567890")

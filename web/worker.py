@@ -36,6 +36,7 @@ def tick_functions(services: Any) -> list[tuple[str, Callable[[datetime], Any]]]
     ticks: list[tuple[str, Callable[[datetime], Any]]] = [("automation", automation)]
     if getattr(services, "workflows", None) is not None:
         ticks.append(("approvals", services.workflows.tick))
+    ticks.append(("dispatch", __import__("engine.dispatch", fromlist=["dispatch_tick"]).dispatch_tick(services)))
     return ticks
 
 

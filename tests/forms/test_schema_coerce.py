@@ -32,6 +32,14 @@ SAMPLES: dict[str, dict[str, Any]] = {
     },
     "store_redemption": {"customer": 7, "coupon_code": "WB20-8F3K2Q9A", "order_amount": 199, "store": "gz_tianhe"},
     "nps_survey": {"score": 6, "reason": ["price", "other"], "comment": "还行", "contact_ok": True},
+    "launch_reservation": {"customer": 7, "product": "spring_tea", "quantity": 2, "referrer_code": "P123"},
+    "o2o_campaign": {"name": "国庆到店礼", "holiday": "national_day", "start_date": "2026-10-01",
+                     "end_date": "2026-10-07", "coupon_value": 30, "budget": "150000.00"},
+    "clearance_plan": {"name": "夏季清仓", "start_date": "2026-06-05", "end_date": "2026-06-07",
+                       "member_only": True, "discount_percent": 50, "bundle": "两件套"},
+    "dealer_target": {"dealer": 9, "quarter": "2026Q3", "target": "500000.00", "achieved": "620000.00",
+                      "tier": "silver"},
+    "community_event": {"name": "21天打卡", "kind": "signin", "group": "上海会员1群", "start_date": "2026-05-11"},
 }
 
 

@@ -12,20 +12,25 @@ Then, in the same run:
 * contrast: a naive per-customer ORM loop (load, test, add journey) over
   100,000 customers (× scale).
 
-    python bench/rules.py [--scale S]
+    python bench/rules.py [--scale S] [--backend both|sqlite|postgresql] [--no-naive]
 
-Last line: ratio=R project=P baseline=B unit=customers/s (ratio = project
-run time / baseline time; both rates are customers scanned per second).
+Runs on SQLite and, when reachable (``PROMOFLOW_TEST_PG_URL``, default the
+tests' server), on PostgreSQL in a throw-away schema. Each backend prints its
+figures and its own ``[backend] ratio=…`` line; the last line is SQLite's:
+ratio=R project=P baseline=B unit=customers/s, where both rates are customers
+scanned per second and R = project rate ÷ baseline rate (= baseline time ÷
+rule time; higher is better, the target "within 3×" is R ≥ 0.33).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -64,27 +69,48 @@ def definitions(tmp: Path) -> DefinitionSet:
     return DefinitionSet(documents=defs.documents, specs=specs)
 
 
-def build(engine, n: int) -> None:  # type: ignore[no-untyped-def]
-    """n customers: every 5th inactive (91–400 days), every 2nd with SMS consent, 1% blocked."""
+def build(engine, n: int, *, inactive_every: int = 5, consent_every: int = 2) -> None:  # type: ignore[no-untyped-def]
+    """n customers, set-based: every ``inactive_every``-th inactive (91–400
+    days), every ``consent_every``-th with SMS consent, 1% blocked. SQLite or PostgreSQL."""
     stamp = DB_NOW.isoformat(sep=" ")
-    with engine.begin() as c:
-        c.exec_driver_sql(f"""
+    days = f"(CASE WHEN n % {inactive_every} = 0 THEN 91 + n % 310 ELSE 1 + n % 89 END)"
+    if engine.dialect.name == "postgresql":
+        customers = f"""
+            INSERT INTO customers (id, name, phone, email, level, last_purchase_at, order_count, total_spent,
+                                   timezone, created_at, updated_at)
+            SELECT n, 'customer ' || n, '138' || lpad(n::text, 8, '0'), 'c' || n || '@example.com', 'normal',
+                   TIMESTAMP '{stamp}' - make_interval(days => {days}), 1, 100, 'Asia/Shanghai',
+                   TIMESTAMP '{stamp}', TIMESTAMP '{stamp}'
+            FROM generate_series(1, {n}) AS n"""
+        granted = f"id % {consent_every} = 0"
+    else:
+        customers = f"""
             INSERT INTO customers (id, name, phone, email, level, last_purchase_at, order_count, total_spent,
                                    timezone, created_at, updated_at)
             WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < {n})
             SELECT n, 'customer ' || n, '138' || printf('%08d', n), 'c' || n || '@example.com', 'normal',
-                   datetime('{stamp}', '-' || (CASE WHEN n % 5 = 0 THEN 91 + n % 310 ELSE 1 + n % 89 END) || ' days'),
+                   strftime('%Y-%m-%d %H:%M:%f000', '{stamp}', '-' || {days} || ' days'),
                    1, 100, 'Asia/Shanghai', '{stamp}', '{stamp}'
-            FROM seq""")
-        c.exec_driver_sql(f"""
+            FROM seq"""
+        granted = f"id % {consent_every} = 0"
+    with engine.begin() as c:
+        c.execute(text(customers))
+        c.execute(text(f"""
             INSERT INTO orders (customer_id, amount, placed_at, status, created_at)
-            SELECT id, 100, last_purchase_at, 'paid', '{stamp}' FROM customers""")
-        c.exec_driver_sql(f"""
+            SELECT id, 100, last_purchase_at, 'paid', '{stamp}' FROM customers"""))
+        c.execute(text(f"""
             INSERT INTO consents (customer_id, channel, granted, source, updated_at)
-            SELECT id, 'sms', id % 2 = 0, 'bench', '{stamp}' FROM customers""")
-        c.exec_driver_sql("INSERT INTO customer_tags (customer_id, tag) SELECT id, 'vip_blocked' FROM customers "
-                          "WHERE id % 100 = 10")
-        c.exec_driver_sql("ANALYZE")
+            SELECT id, 'sms', {granted}, 'bench', '{stamp}' FROM customers"""))
+        c.execute(text("INSERT INTO customer_tags (customer_id, tag) SELECT id, 'vip_blocked' FROM customers "
+                       "WHERE id % 100 = 10"))
+        if engine.dialect.name == "postgresql":
+            c.execute(text("SELECT setval(pg_get_serial_sequence('customers', 'id'), (SELECT max(id) FROM customers))"))
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+            c.exec_driver_sql("VACUUM ANALYZE")
+    else:
+        with engine.begin() as c:
+            c.exec_driver_sql("ANALYZE")
 
 
 BASELINE = """
@@ -118,52 +144,123 @@ def naive(session_factory, limit: int) -> int:  # type: ignore[no-untyped-def]
     return entered
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=float, default=1.0)
-    args = parser.parse_args()
-    n = int(1_000_000 * args.scale)
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp_dir:
-        tmp = Path(tmp_dir)
-        defs = definitions(tmp)
-        engine = make_engine(f"sqlite:///{tmp / 'bench.sqlite'}")
-        upgrade(engine)
-        t = time.perf_counter()
-        build(engine, n)
-        print(f"built {n:,} customers with orders and consents in {time.perf_counter() - t:.1f} s")
-        session_factory = make_session_factory(engine)
+@dataclass
+class Result:
+    backend: str
+    n: int
+    baseline_s: float
+    project_s: float
 
-        t = time.perf_counter()
-        with engine.begin() as c:
-            base_entered = c.execute(text(BASELINE), {"now": DB_NOW, "cut": DB_NOW - timedelta(days=90)}).rowcount
-        baseline_s = time.perf_counter() - t
-        print(f"baseline INSERT … SELECT: {base_entered:,} entered in {baseline_s:.2f} s")
+    @property
+    def ratio(self) -> float:
+        """Project throughput ÷ baseline throughput (higher is better; 1 = as fast as the bare statement)."""
+        return self.baseline_s / self.project_s
 
-        t = time.perf_counter()
-        report = run_rule(session_factory, "winback_90d", now=NOW, definitions=defs)
-        project_s = time.perf_counter() - t
-        with engine.connect() as c:
-            outbox = c.execute(text("SELECT count(*) FROM outbox")).scalar()
-            coupons = c.execute(text("SELECT count(*) FROM coupons")).scalar()
-        print(f"run_rule(winback_90d): {report.entered:,} entered, {report.counters.sent:,} SMS queued "
-              f"({outbox:,} outbox rows, {coupons:,} coupons) in {project_s:.2f} s")
-        assert report.entered == base_entered == report.counters.sent, "rule and baseline disagree"
 
-        t = time.perf_counter()
-        again = run_rule(session_factory, "winback_90d", now=NOW + timedelta(hours=1), definitions=defs)
-        print(f"second run an hour later: {again.entered} entered, {again.counters.sent} sent "
-              f"in {time.perf_counter() - t:.2f} s")
+def one_backend(backend: str, url: str, n: int, defs: DefinitionSet, naive_n: int) -> Result:
+    engine = make_engine(url)
+    upgrade(engine)
+    t = time.perf_counter()
+    build(engine, n)
+    print(f"[{backend}] built {n:,} customers with orders and consents in {time.perf_counter() - t:.1f} s")
+    session_factory = make_session_factory(engine)
 
-        naive_n = int(100_000 * args.scale)
+    t = time.perf_counter()
+    with engine.begin() as c:
+        base_entered = c.execute(text(BASELINE), {"now": DB_NOW, "cut": DB_NOW - timedelta(days=90)}).rowcount
+    baseline_s = time.perf_counter() - t
+    print(f"[{backend}] baseline INSERT … SELECT: {base_entered:,} entered in {baseline_s:.2f} s")
+
+    t = time.perf_counter()
+    report = run_rule(session_factory, "winback_90d", now=NOW, definitions=defs)
+    project_s = time.perf_counter() - t
+    with engine.connect() as c:
+        outbox = c.execute(text("SELECT count(*) FROM outbox")).scalar()
+        coupons = c.execute(text("SELECT count(*) FROM coupons")).scalar()
+    print(f"[{backend}] run_rule(winback_90d): {report.entered:,} entered, {report.counters.sent:,} SMS queued "
+          f"({outbox:,} outbox rows, {coupons:,} coupons) in {project_s:.2f} s "
+          f"({project_s / baseline_s:.1f}× the bare statement's time)")
+    assert report.entered == base_entered == report.counters.sent == outbox == coupons, "rule and baseline disagree"
+
+    t = time.perf_counter()
+    again = run_rule(session_factory, "winback_90d", now=NOW + timedelta(hours=1), definitions=defs)
+    print(f"[{backend}] second run an hour later: {again.entered} entered, {again.counters.sent} sent "
+          f"in {time.perf_counter() - t:.2f} s")
+
+    if naive_n:
         t = time.perf_counter()
         naive_entered = naive(session_factory, naive_n)
         naive_s = time.perf_counter() - t
-        print(f"naive ORM loop over {naive_n:,} customers: {naive_entered:,} entered in {naive_s:.2f} s "
+        print(f"[{backend}] naive ORM loop over {naive_n:,} customers: {naive_entered:,} entered in {naive_s:.2f} s "
               f"({naive_n / naive_s:,.0f} customers/s; the whole rule runs at {n / project_s:,.0f})")
-        engine.dispose()
+    engine.dispose()
+    print(f"[{backend}] ratio={baseline_s / project_s:.2f} project={n / project_s:.0f} baseline={n / baseline_s:.0f} "
+          f"unit=customers/s")
+    return Result(backend, n, baseline_s, project_s)
+
+
+def pg_url() -> str | None:
+    """A fresh schema on the PostgreSQL server of the tests, or None when unreachable."""
+    import uuid
+    from urllib.parse import quote
+
+    from sqlalchemy import create_engine
+
+    base = os.environ.get("PROMOFLOW_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        admin = make_engine(base, connect_args={"connect_timeout": 3})
+        schema = f"pf_bench_{uuid.uuid4().hex[:10]}"
+        with admin.begin() as c:
+            c.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        admin.dispose()
+    except Exception as exc:  # noqa: BLE001 - unreachable means "skip PostgreSQL"
+        print(f"PostgreSQL unreachable at {base}: {str(exc).splitlines()[0]}")
+        return None
+    del create_engine
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options={quote(f'-csearch_path={schema}', safe='')}"
+
+
+def drop_schema(url: str) -> None:
+    from urllib.parse import unquote
+
+    schema = unquote(url.rsplit("search_path%3D", 1)[-1]) if "search_path%3D" in url else \
+        unquote(url).rsplit("search_path=", 1)[-1]
+    base = url.split("?options=")[0].split("&options=")[0]
+    admin = make_engine(base)
+    with admin.begin() as c:
+        c.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    admin.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--backend", choices=("both", "sqlite", "postgresql"), default="both")
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive ORM loop")
+    args = parser.parse_args()
+    n = int(1_000_000 * args.scale)
+    naive_n = 0 if args.no_naive else int(100_000 * args.scale)
+    started = time.perf_counter()
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        defs = definitions(tmp)
+        if args.backend in ("both", "postgresql"):
+            url = pg_url()
+            if url is not None:
+                try:
+                    results.append(one_backend("postgresql", url, n, defs, naive_n))
+                finally:
+                    drop_schema(url)
+        if args.backend in ("both", "sqlite"):
+            results.append(one_backend("sqlite", f"sqlite:///{tmp / 'bench.sqlite'}", n, defs, naive_n))
     print(f"peak RSS {rss_mb():.0f} MB; whole bench {time.perf_counter() - started:.1f} s")
-    print(f"ratio={project_s / baseline_s:.2f} project={n / project_s:.0f} baseline={n / baseline_s:.0f} "
+    for r in results:
+        print(f"{r.backend}: rule run {r.project_s:.2f} s vs bare statement {r.baseline_s:.2f} s, "
+              f"ratio {r.ratio:.2f} (target ≥ 0.33, i.e. within 3×)")
+    last = results[-1]
+    print(f"ratio={last.ratio:.2f} project={last.n / last.project_s:.0f} baseline={last.n / last.baseline_s:.0f} "
           f"unit=customers/s")
 
 

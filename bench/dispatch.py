@@ -31,19 +31,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "connectors")]
 
-import requests  # noqa: E402
+import requests
 
-from connectors.aliyun_sms import API_VERSION, rpc_signature  # noqa: E402
-from connectors.registry import load_connector  # noqa: E402
-from engine.definitions.specs import ConnectorSpec  # noqa: E402
-from engine.dispatch import Dispatcher  # noqa: E402
-from engine.storage import dispatch_repo, outbox_repo  # noqa: E402
-from engine.storage.database import make_engine, make_session_factory, transaction  # noqa: E402
-from engine.storage.migrate import upgrade  # noqa: E402
-from engine.storage.times import to_db_time  # noqa: E402
+from connectors.aliyun_sms import API_VERSION, rpc_signature
+from connectors.registry import load_connector
+from engine.definitions.specs import ConnectorSpec
+from engine.dispatch import Dispatcher
+from engine.storage import dispatch_repo, outbox_repo
+from engine.storage.database import make_engine, make_session_factory, transaction
+from engine.storage.migrate import upgrade
+from engine.storage.times import to_db_time
 
 try:
-    from fakes.aliyun import FakeAliyun  # noqa: E402
+    from fakes.aliyun import FakeAliyun
 except ImportError:  # pragma: no cover - the connectors' fakes are part of the repository
     raise SystemExit("bench/dispatch.py needs tests/connectors/fakes/aliyun.py")
 

@@ -42,7 +42,14 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.ports import ConfigurationError, Connector, DeliveryClass, OutgoingMessage, Outcome, SendResult
+from engine.ports import (
+    ConfigurationError,
+    Connector,
+    DeliveryClass,
+    Outcome,
+    OutgoingMessage,
+    SendResult,
+)
 from engine.storage import dispatch_repo
 from engine.storage.database import transaction
 from engine.storage.events_repo import append_event
@@ -50,7 +57,7 @@ from engine.storage.times import to_db_time
 
 log = logging.getLogger("promoflow.dispatch")
 
-__all__ = ["DispatchReport", "Dispatcher", "Backoff", "dispatch_tick", "window_open", "next_window_open"]
+__all__ = ["Backoff", "DispatchReport", "Dispatcher", "dispatch_tick", "next_window_open", "window_open"]
 
 MARKETING = DeliveryClass.MARKETING.value
 
@@ -255,7 +262,7 @@ class Dispatcher:
                 self._write(outcomes, report)
                 self._alert(cid, exc, now, report)
                 return
-            except Exception as exc:  # noqa: BLE001 - a broken connector must not lose the claim
+            except Exception as exc:
                 settled = {r.message_id: r for r in getattr(exc, "results", ())}
                 missing = "retry" if hasattr(exc, "results") else "unknown"
                 log.exception("connector %s failed on a batch of %d", cid, len(messages))

@@ -10,10 +10,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
-from fake_http import CountingConnector  # noqa: E402
+from fake_http import CountingConnector
 
-from engine.dispatch import Dispatcher  # noqa: E402
-from engine.storage.database import make_engine, make_session_factory  # noqa: E402
+from engine.dispatch import Dispatcher
+from engine.storage.database import make_engine, make_session_factory
 
 
 def main() -> None:

@@ -20,9 +20,11 @@ EXTENSION = "promoflow.scheduler"
 
 def tick_functions(services: Any) -> list[tuple[str, Callable[[datetime], Any]]]:
     """The parts of one tick, in order: automation (due rule runs, events,
-    journey steps, log deliveries), then approval reminders/escalations."""
+    journey steps, log deliveries), approval reminders/escalations, then
+    delivery of the outbox through the configured connectors."""
     from engine.automation.configure import build_policy
     from engine.automation.versions import StoredRules, tick_versions
+    from engine.dispatch import dispatch_tick
 
     stored = StoredRules(services.session_factory)
 
@@ -36,7 +38,7 @@ def tick_functions(services: Any) -> list[tuple[str, Callable[[datetime], Any]]]
     ticks: list[tuple[str, Callable[[datetime], Any]]] = [("automation", automation)]
     if getattr(services, "workflows", None) is not None:
         ticks.append(("approvals", services.workflows.tick))
-    ticks.append(("dispatch", __import__("engine.dispatch", fromlist=["dispatch_tick"]).dispatch_tick(services)))
+    ticks.append(("dispatch", dispatch_tick(services)))
     return ticks
 
 

@@ -80,10 +80,23 @@ class OutboxItem:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-def row_for(item: OutboxItem, message: RenderedMessage, connector: ConnectorSpec, now: datetime) -> dict[str, Any]:
+def provider_template_code(template: TemplateSpec | None, connector: ConnectorSpec) -> str | None:
+    """The provider's code for a pre-approved SMS template (Aliyun and Tencent
+    send only those), as the chosen connector needs it."""
+    sms = template.sms if template is not None else None
+    if sms is None:
+        return None
+    return {"aliyun_sms": sms.aliyun_template_code, "tencent_sms": sms.tencent_template_id}.get(connector.type)
+
+
+def row_for(item: OutboxItem, message: RenderedMessage, connector: ConnectorSpec, now: datetime,
+            template: TemplateSpec | None = None) -> dict[str, Any]:
     """The outbox row (naive UTC times) for a rendered ``item``."""
     stamp = to_db_time(now)
     payload: dict[str, Any] = {"template": item.template_id, "connector_type": connector.type}
+    code = provider_template_code(template, connector)
+    if code:
+        payload["template_code"] = code
     if message.html is not None:
         payload["html"] = message.html
     if message.params:
@@ -133,7 +146,7 @@ def enqueue(
                       idempotency_key=idempotency_key, delivery_class=delivery_class, connector=conn.id,
                       rule_id=rule_id, journey_id=journey_id, customer_id=customer_id)
     message = render(spec, context, channel=channel)
-    return outbox_repo.insert_message(session, row_for(item, message, conn, now))
+    return outbox_repo.insert_message(session, row_for(item, message, conn, now, spec))
 
 
 def enqueue_many(session: Session, items: Sequence[OutboxItem], *, now: datetime,
@@ -152,7 +165,7 @@ def enqueue_many(session: Session, items: Sequence[OutboxItem], *, now: datetime
         conn = connectors.get(key)
         if conn is None:
             conn = connectors[key] = pick_connector(definitions, item.channel, item.connector)
-        rows.append(row_for(item, render(spec, item.context, channel=item.channel), conn, now))
+        rows.append(row_for(item, render(spec, item.context, channel=item.channel), conn, now, spec))
     return outbox_repo.insert_messages(session, rows)
 
 

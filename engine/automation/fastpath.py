@@ -39,7 +39,7 @@ from engine.automation.program import Instruction, compile_program
 from engine.automation.timing import end_of_quiet, in_quiet_hours, next_workday_time, wait_until, zone
 from engine.definitions.catalog import JOURNEY_FACTS
 from engine.definitions.specs import IssueCouponSpec, RuleSpec, SendSpec, TagSpec, WaitSpec
-from engine.outbox import OutboxError, pick_connector
+from engine.outbox import OutboxError, pick_connector, provider_template_code
 from engine.storage import automation_repo as repo
 from engine.storage import outbox_repo
 from engine.storage.times import from_db_time, to_db_time
@@ -88,6 +88,7 @@ class _Send:
     top: frozenset[str]                 # context names to build
     customer_attrs: tuple[str, ...]     # customer fields the template reads
     template_id: str
+    template_code: str | None = None    # the SMS provider's pre-approved template code
 
 
 @dataclass(frozen=True)
@@ -251,7 +252,7 @@ class FastPass:
         dclass = "marketing" if "marketing" in (rule.delivery_class, template.delivery_class) else "transactional"
         caps = tuple(c for c in self.policy.caps if c.delivery_class == dclass)
         return _Send(spec, renderer, connector.id, connector.type, dclass, caps, frozenset(top),
-                     tuple(sorted(attrs)), template.id)
+                     tuple(sorted(attrs)), template.id, provider_template_code(template, connector))
 
     # -- running ----------------------------------------------------------------------
 
@@ -446,6 +447,8 @@ class FastPass:
                     counters.errors += 1
                     break
                 payload: dict[str, Any] = {"template": prepared.template_id, "connector_type": prepared.connector_type}
+                if prepared.template_code:
+                    payload["template_code"] = prepared.template_code
                 if message.html is not None:
                     payload["html"] = message.html
                 if message.params:

@@ -350,7 +350,7 @@ class _Advancer:
             item = OutboxItem(channel=spec.channel, to=str(address), template_id=template.id, context={},
                               idempotency_key=base_key if n == 0 else f"{base_key}:{n}", delivery_class=dclass,
                               rule_id=rule.id, journey_id=j.id, customer_id=customer_id)
-            self.out.outbox.append(row_for(item, message, connector, self.now))
+            self.out.outbox.append(row_for(item, message, connector, self.now, template))
             counters.sent += 1
         for key in cap_keys:
             self.recent.setdefault(key, []).append(self.db_now)

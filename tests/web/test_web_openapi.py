@@ -41,7 +41,8 @@ def test_openapi_document_shape(app: Flask) -> None:
     assert doc["servers"] == [{"url": "http://localhost/api/v1"}]
     assert doc["components"]["securitySchemes"]["bearerAuth"] == {"type": "http", "scheme": "bearer"}
     forms = app.extensions["promoflow"].registry.current().forms
-    assert set(forms) == {"activity_request", "nps_survey", "store_redemption"}
+    assert set(forms) == {"activity_request", "nps_survey", "store_redemption", "launch_reservation", "o2o_campaign",
+                          "clearance_plan", "dealer_target", "community_event"}
     for form_id in forms:
         item = doc["paths"][f"/forms/{form_id}/records"]
         assert item["post"]["requestBody"]["content"]["application/json"]["schema"] == {

@@ -115,9 +115,8 @@ def test_sigkill_mid_run_then_restart_enters_and_messages_each_once(db_url: str)
     _check(db_url, expected)
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite has one writer
 def test_two_workers_at_once_on_postgresql(db_url: str) -> None:
-    if not db_url.startswith("postgresql"):
-        pytest.skip("two schedulers at once on one database: PostgreSQL (SQLite has one writer)")
     expected = _build(db_url)
     workers = [_worker(db_url, 500) for _ in range(2)]
     for w in workers:

@@ -70,11 +70,11 @@ def test_orm_update_is_rejected_too(session_factory: sessionmaker[Session]) -> N
         assert session.scalars(select(AuditEntry.action)).one() == "record.created"
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # TRUNCATE exists only on PostgreSQL
 def test_postgresql_rejects_truncate(
     db_engine: Engine, session_factory: sessionmaker[Session]
 ) -> None:
-    if db_engine.dialect.name != "postgresql":
-        pytest.skip("TRUNCATE exists only on PostgreSQL")
+    assert db_engine.dialect.name == "postgresql"
     _append_one(session_factory)
     with pytest.raises(DBAPIError, match="append-only"), db_engine.begin() as conn:
         conn.execute(text("TRUNCATE audit_log"))

@@ -5,7 +5,8 @@ and their API tokens."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 # This folder is called ``web`` like the package under test; when pytest puts
@@ -70,3 +71,18 @@ def login(app: Flask) -> Callable[[str], FlaskClient]:
     return do
 
 
+
+
+@pytest.fixture
+def live_url(app: Flask) -> Iterator[str]:
+    """The app under a real WSGI server (waitress) on a free loopback port."""
+    from waitress.server import create_server
+
+    server = create_server(app, host="127.0.0.1", port=0, threads=4)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}"
+    finally:
+        server.close()
+        thread.join(timeout=5)

@@ -6,40 +6,21 @@ manager approves it from the inbox, finance (the one finance user, so the
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from flask import Flask
-from web_support import NOW, PASSWORD
+from web_support import BROWSER_MARKS, CHROMIUM, NOW, PASSWORD
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# SQLite only (the page and API tests cover PostgreSQL). Without Chromium the
-# walk is skipped on a developer's machine but fails in CI.
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.parametrize("db_url", ["sqlite"], indirect=True),
-    pytest.mark.skipif(CHROMIUM is None and os.environ.get("CI") != "true", reason="Chromium is not installed"),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture
-def live_url(app: Flask, db_url: str) -> Iterator[str]:
-    from waitress.server import create_server
-
+def finance_user(app: Flask) -> str:
+    """The one finance user, so the `all` co-sign is complete with one approval."""
     app.extensions["promoflow"].accounts.add_user("finance", roles=["finance"], password=PASSWORD, now=NOW)
-    server = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.effective_port}"
-    finally:
-        server.close()
-        thread.join(timeout=5)
+    return "finance"
 
 
 def _sign_in(browser: Any, base: str, user: str, path: str) -> Any:
@@ -66,7 +47,7 @@ def _approve_from_inbox(page: Any, comment: str) -> None:
     assert page.locator("table.tasks tbody tr.task-row").filter(has_text="六万元新品推广").count() == 0
 
 
-def test_activity_approval_walk_in_a_browser(app: Flask, live_url: str) -> None:
+def test_activity_approval_walk_in_a_browser(app: Flask, finance_user: str, live_url: str) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])

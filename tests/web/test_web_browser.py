@@ -4,38 +4,11 @@ a validation error, fixes it, submits and finds the record in the list."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import threading
-from collections.abc import Iterator
-
 import pytest
 from flask import Flask
-from web_support import PASSWORD
+from web_support import BROWSER_MARKS, CHROMIUM, PASSWORD
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# The walk runs on SQLite (the API and permission tests cover PostgreSQL).
-# Without Chromium it is skipped on a developer's machine but fails in CI,
-# where scripts/services.sh installs Debian's Chromium.
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.parametrize("db_url", ["sqlite"], indirect=True),
-    pytest.mark.skipif(CHROMIUM is None and os.environ.get("CI") != "true", reason="Chromium is not installed"),
-]
-
-
-@pytest.fixture
-def live_url(app: Flask, db_url: str) -> Iterator[str]:
-    from waitress.server import create_server
-
-    server = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.effective_port}"
-    finally:
-        server.close()
-        thread.join(timeout=5)
+pytestmark = BROWSER_MARKS
 
 
 def test_staff_fills_the_activity_request_in_a_browser(app: Flask, live_url: str) -> None:

@@ -123,13 +123,15 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
 
     csrf = CSRFProtect(app)
 
-    from . import api, auth, context, errors, inbox, records, rules
+    from . import api, auth, context, errors, feedback, inbox, messages, records, rules
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(records.bp)
     app.register_blueprint(inbox.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(rules.bp)
+    app.register_blueprint(feedback.bp)
+    app.register_blueprint(messages.bp)
     csrf.exempt(api.bp)  # bearer tokens only; no cookies are honoured there
     errors.init_app(app)
     context.init_app(app)

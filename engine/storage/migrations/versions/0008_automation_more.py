@@ -1,0 +1,25 @@
+"""Automation (issue 6): speed and the remaining triggers: schema changes, if any.
+
+Reserved in advance so that work on several issues can add tables without
+creating two Alembic heads; empty until that work needs it.
+
+Revision ID: 0008
+Revises: 0007
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+revision: str = "0008"
+down_revision: str | None = "0007"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

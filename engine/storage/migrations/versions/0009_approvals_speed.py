@@ -1,0 +1,25 @@
+"""Approvals and records (issues 4, 5): speed and edit rules: schema changes, if any.
+
+Reserved in advance so that work on several issues can add tables without
+creating two Alembic heads; empty until that work needs it.
+
+Revision ID: 0009
+Revises: 0008
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+revision: str = "0009"
+down_revision: str | None = "0008"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

@@ -462,6 +462,24 @@ class Feedback(Base):
     tags: Mapped[list[str] | None] = mapped_column(JSONType)
     source: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(DateTime())
+    # Migration 0006: the inbound item's key (``survey:<campaign>:<customer>``,
+    # ``<source>:<event id>``, ``wecom:<connector>:<MsgId>``), unique so a retried
+    # callback or a re-polled page stores nothing twice; a hash of what was
+    # received (a replay with another body is a conflict); the full answer.
+    dedupe_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    body_hash: Mapped[str | None] = mapped_column(String(64))
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+class FeedbackCursor(Base):
+    """Where a feedback pull connector stopped (migration 0006); written in the
+    transaction that stores the pulled items, so a restart neither skips nor repeats."""
+
+    __tablename__ = "feedback_cursors"
+
+    source: Mapped[str] = mapped_column(String(128), primary_key=True)
+    cursor: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime())
 
 
 class AuditEntry(Base):

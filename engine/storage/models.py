@@ -396,6 +396,8 @@ class OutboxMessage(Base):
     __table_args__ = (
         Index("ix_outbox_status_next_attempt", "status", "next_attempt_at"),
         Index("ix_outbox_customer_channel_created", "customer_id", "channel", "created_at"),
+        Index("ix_outbox_connector_provider_id", "connector", "provider_id"),
+        Index("ix_outbox_recipient_claimed", "recipient", "claimed_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -424,6 +426,48 @@ class OutboxMessage(Base):
     # customer, channel and time) and the template it was rendered from.
     customer_id: Mapped[int | None] = mapped_column(BigInteger)
     template_id: Mapped[str | None] = mapped_column(String(128))
+    # Migration 0007: what the provider later said (receipts, status queries):
+    # ``delivery_status`` delivered | undelivered | failed | pending; and how
+    # often an ``unknown`` row was looked up at the provider.
+    delivery_status: Mapped[str | None] = mapped_column(String(32))
+    delivery_code: Mapped[str | None] = mapped_column(String(64))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime())
+    reconcile_checks: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    reconciled_at: Mapped[datetime | None] = mapped_column(DateTime())
+
+
+class MessageAttempt(Base):
+    """One send attempt of an outbox row and what came of it (append-only):
+    the messages page shows a row's history, not only its last error."""
+
+    __tablename__ = "message_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("outbox.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(DateTime())
+    worker: Mapped[str | None] = mapped_column(String(128))
+    outcome: Mapped[str] = mapped_column(String(32))
+    provider_id: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class MessageReceipt(Base):
+    """A delivery receipt as it arrived (callback or status query), unique per
+    (connector, event key) so a provider's retried callback is applied once."""
+
+    __tablename__ = "message_receipts"
+    __table_args__ = (UniqueConstraint("connector", "event_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    connector: Mapped[str] = mapped_column(String(64))
+    event_key: Mapped[str] = mapped_column(String(255))
+    provider_id: Mapped[str | None] = mapped_column(String(255))
+    message_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    status: Mapped[str | None] = mapped_column(String(32))
+    code: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    received_at: Mapped[datetime] = mapped_column(DateTime())
 
 
 class Event(Base):

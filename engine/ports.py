@@ -294,6 +294,23 @@ class Connector(ABC):
         """
         raise UnsupportedOperation(f"{type(self).__name__} does not pull feedback")
 
+    def reconcile(self, messages: Sequence[tuple[OutgoingMessage, datetime | None]]) -> list[FeedbackItem]:
+        """Ask the provider what became of ``messages`` whose send outcome is
+        unknown (each with the time it was handed over, for date-keyed status
+        queries). Returns ``receipt`` items: one per message the provider has
+        on record (``message_id`` set, ``provider_id``, ``status`` one of
+        ``pending``, ``delivered``, ``undelivered``, ``failed``); messages it
+        has no record of are left out. It may also return receipts of other
+        messages (``message_id`` None, ``provider_id`` set) when the
+        provider's query hands out reports only once.
+
+        Raises:
+            UnsupportedOperation: the provider has no status query.
+            ConfigurationError: credentials rejected.
+            ConnectorError: the provider failed; ask again later.
+        """
+        raise UnsupportedOperation(f"{type(self).__name__} cannot look messages up")
+
     def verify_webhook(self, headers: Mapping[str, str], body: bytes,
                        query: Mapping[str, str] | None = None) -> Any:
         """Check an inbound callback's authenticity and parse it.

@@ -296,8 +296,18 @@ def build_calendar(ctx: Context, d: dict, src: s.Source) -> s.CalendarSpec:
     )
 
 
+def build_feedback_tags(ctx: Context, d: dict, src: s.Source) -> s.FeedbackTagsSpec:
+    rules = tuple(s.FeedbackTagRule(r["tag"], tuple(r["keywords"]), r.get("score_at_most")) for r in d["tags"])
+    return s.FeedbackTagsSpec(
+        id=d["id"], title=d["title"], title_en=d.get("title_en"), rules=rules,
+        opt_out_keywords=tuple(d.get("opt_out_keywords", ())),
+        opt_out_channels=tuple(d.get("opt_out_channels", ("sms", "email", "wecom"))), source=src,
+    )
+
+
 BUILDERS: Mapping[str, Callable[[Context, dict, s.Source], s.Spec]] = MappingProxyType({
     "form": build_form, "fieldset": build_fieldset, "role": build_role, "segment": build_segment,
     "coupon_pool": build_coupon_pool, "template": build_template, "connector": build_connector,
     "workflow": build_workflow, "rule": build_rule, "calendar": build_calendar,
+    "feedback_tags": build_feedback_tags,
 })

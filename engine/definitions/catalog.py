@@ -84,6 +84,10 @@ CONNECTOR_TYPES: Mapping[str, ConnectorType] = MappingProxyType({
     "wecom_robot": ConnectorType("wecom", secrets=("webhook_key",)),
     "wecom_external": ConnectorType("wecom", secrets=("corp_secret",), settings=("corp_id",)),
     "webhook": ConnectorType("webhook", secrets=("signing_key",), settings=("url",)),
+    # Receive only (issue 7, feedback in): channel ``feedback``, never chosen to send.
+    "wecom_callback": ConnectorType("feedback", secrets=("callback_token", "callback_aes_key"), settings=("corp_id",)),
+    "survey_webhook": ConnectorType("feedback", secrets=("signing_key",)),
+    "survey_pull": ConnectorType("feedback", settings=("url",)),
 })
 
 #: Weekday names of a calendar's ``weekends:``, Monday first (``date.weekday()`` numbers).

@@ -31,7 +31,7 @@ SUFFIXES = (".yaml", ".yml", ".json")
 SETTINGS_PREFIX = "settings"
 #: Checked in this order, so that e.g. segments are known before rules use them.
 KIND_ORDER = ("role", "fieldset", "form", "coupon_pool", "connector", "template", "segment", "calendar", "workflow",
-              "rule")
+              "rule", "feedback_tags")
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,10 @@ class DefinitionSet:
     @property
     def calendars(self) -> Mapping[str, s.CalendarSpec]:
         return self.of("calendar")  # type: ignore[return-value]
+
+    @property
+    def feedback_tags(self) -> Mapping[str, s.FeedbackTagsSpec]:
+        return self.of("feedback_tags")  # type: ignore[return-value]
 
     @property
     def coupon_pools(self) -> Mapping[str, s.CouponPoolSpec]:

@@ -462,7 +462,31 @@ class FieldsetSpec:
     source: Source | None = None
 
 
+@dataclass(frozen=True)
+class FeedbackTagRule:
+    """Tag feedback ``tag`` when its text contains one of ``keywords`` (case
+    folded); with ``score_at_most``, only answers scoring that or less."""
+
+    tag: str
+    keywords: tuple[str, ...]
+    score_at_most: int | None = None
+
+
+@dataclass(frozen=True)
+class FeedbackTagsSpec:
+    """Keyword rules for feedback (物流慢, 客服态度 …) and the replies that opt a
+    customer out (``TD``, ``退订`` …) of ``opt_out_channels``."""
+
+    id: str
+    title: str
+    rules: tuple[FeedbackTagRule, ...]
+    opt_out_keywords: tuple[str, ...] = ()
+    opt_out_channels: tuple[str, ...] = ("sms", "email", "wecom")
+    title_en: str | None = None
+    source: Source | None = None
+
+
 Spec = Union[
     FormSpec, FieldsetSpec, RoleSpec, SegmentSpec, CouponPoolSpec, TemplateSpec,
-    ConnectorSpec, WorkflowSpec, RuleSpec, CalendarSpec,
+    ConnectorSpec, WorkflowSpec, RuleSpec, CalendarSpec, FeedbackTagsSpec,
 ]

@@ -35,6 +35,9 @@ BUILTIN: Mapping[str, str] = {
     "wecom_robot": "connectors.wecom:WecomRobotConnector",
     "wecom_external": "connectors.wecom:WecomExternalConnector",
     "webhook": "connectors.webhook:WebhookConnector",
+    "wecom_callback": "connectors.wecom_callback:WecomCallbackConnector",
+    "survey_webhook": "connectors.survey_webhook:SurveyWebhookConnector",
+    "survey_pull": "connectors.survey_pull:SurveyPullConnector",
 }
 
 

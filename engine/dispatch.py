@@ -10,8 +10,13 @@ One pass (:meth:`Dispatcher.run_once`):
    worker, ``attempts + 1``.
 2. **Gate**: marketing rows of a customer without a granted consent for the
    channel are ``skipped`` (opt-out re-checked just before sending); marketing
-   rows of a connector outside its ``send_window`` (local time) are never
-   claimed: they are deferred to the window's next opening.
+   rows of a connector outside its ``send_window`` (local time; Tencent's
+   08:00–22:00 by default) are never claimed: they are deferred to the
+   window's next opening. **Rate limits** (:mod:`engine.dispatch_limits`): a
+   connector-wide budget caps what is claimed; rows over a per-recipient
+   limit, and rows a provider answered with a rate-limit code, are given back
+   unsent — the attempt returned, due again when the limit allows. Throttled
+   rows wait; they are never dropped and never dead-lettered for it.
 3. **Send** per connector in chunks of ``max_batch`` and settle each message:
    accepted → ``sent``; retryable → ``retry`` with exponential backoff and
    jitter (``retry_after`` honoured), ``dead`` once the connector's
@@ -22,8 +27,10 @@ One pass (:meth:`Dispatcher.run_once`):
    pass: its unsettled rows go back to ``retry`` after a long backoff with
    the attempt given back, and a ``connector.misconfigured`` event is written.
 
-:meth:`Dispatcher.reap` settles claims of dead workers; :meth:`Dispatcher.resend`
-puts a dead letter back in the queue.
+:meth:`Dispatcher.reap` settles claims of dead workers; :meth:`Dispatcher.reconcile`
+asks the providers about ``unknown`` rows (status queries) and applies what they
+say; :meth:`Dispatcher.resend` puts a dead letter (or, confirmed, an ``unknown``
+row) back in the queue.
 
 Nothing here reads the wall clock: ``now`` is passed in (aware UTC).
 """
@@ -42,13 +49,17 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.dispatch_limits import RATE_LIMIT_CODES, RatePolicy, WindowCounter, policy_for, recipient_waits
 from engine.ports import (
     ConfigurationError,
     Connector,
+    ConnectorError,
     DeliveryClass,
+    FeedbackItem,
     Outcome,
     OutgoingMessage,
     SendResult,
+    UnsupportedOperation,
 )
 from engine.storage import dispatch_repo
 from engine.storage.database import transaction
@@ -57,7 +68,8 @@ from engine.storage.times import to_db_time
 
 log = logging.getLogger("promoflow.dispatch")
 
-__all__ = ["Backoff", "DispatchReport", "Dispatcher", "dispatch_tick", "next_window_open", "window_open"]
+__all__ = ["Backoff", "DispatchReport", "Dispatcher", "ReconcileReport", "ResendResult", "dispatch_tick",
+           "next_window_open", "window_open"]
 
 MARKETING = DeliveryClass.MARKETING.value
 
@@ -83,6 +95,31 @@ class Backoff:
 
 
 @dataclass
+class ReconcileReport:
+    """What one reconcile pass did."""
+
+    checked: int = 0
+    settled: int = 0
+    receipts: int = 0
+    unresolved: int = 0
+    given_up: int = 0
+
+
+class ResendResult:
+    """Answers of :meth:`Dispatcher.resend`."""
+
+    QUEUED = "queued"
+    NOT_FOUND = "not_found"
+    NOT_RESENDABLE = "not_resendable"
+    NEEDS_CONFIRMATION = "needs_confirmation"
+
+
+#: Statuses a person may resend: dead letters, and ``unknown`` rows (which may
+#: already have reached the customer: a marketing one needs confirming).
+RESENDABLE = ("dead", "unknown")
+
+
+@dataclass
 class DispatchReport:
     """What one pass did (counts of rows by what became of them)."""
 
@@ -94,12 +131,14 @@ class DispatchReport:
     unknown: int = 0
     skipped: int = 0
     deferred: int = 0
+    #: given back unsent because of a rate limit (not an attempt)
+    throttled: int = 0
     lost_claims: int = 0
     misconfigured: list[str] = field(default_factory=list)
 
     def add(self, other: DispatchReport) -> None:
         for name in ("claimed", "sent", "retried", "dead", "failed", "unknown", "skipped", "deferred",
-                     "lost_claims"):
+                     "throttled", "lost_claims"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.misconfigured.extend(c for c in other.misconfigured if c not in self.misconfigured)
 
@@ -145,7 +184,8 @@ class Dispatcher:
                  rng: random.Random | None = None, default_max_attempts: int = 8,
                  window_classes: Sequence[str] = (MARKETING,),
                  send_windows: Mapping[str, tuple[time, time] | None] | None = None,
-                 max_attempts: Mapping[str, int] | None = None) -> None:
+                 max_attempts: Mapping[str, int] | None = None,
+                 rate_policies: Mapping[str, RatePolicy] | None = None) -> None:
         self.session_factory = session_factory
         self.connectors = dict(connectors)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
@@ -155,28 +195,34 @@ class Dispatcher:
         self.window_classes = tuple(window_classes)
         self._windows: dict[str, tuple[time, time] | None] = {}
         self._max_attempts: dict[str, int] = {}
+        self._policies: dict[str, RatePolicy] = {}
         for cid, conn in self.connectors.items():
             spec = getattr(conn, "spec", None)
-            self._windows[cid] = getattr(spec, "send_window", None)
+            self._policies[cid] = policy_for(spec)
             self._max_attempts[cid] = int(getattr(spec, "max_attempts", None) or default_max_attempts)
+        self._policies.update(rate_policies or {})
+        for cid, policy in self._policies.items():
+            self._windows[cid] = policy.window
         self._windows.update(send_windows or {})
         self._max_attempts.update(max_attempts or {})
+        self._counters = {cid: WindowCounter(p.connector_limits()) for cid, p in self._policies.items()}
+        self._pass_time: datetime | None = None
 
     # ------------------------------------------------------------------ pass
     def run_once(self, now: datetime, batch: int = 500) -> DispatchReport:
         """Claim up to ``batch`` due rows, send them, record every outcome."""
         report = DispatchReport()
         db_now = to_db_time(now)
+        self._pass_time = db_now
         open_connectors = self._open_connectors(now, db_now, report)
         if not open_connectors:
             return report
-        with transaction(self.session_factory) as session:
-            rows = dispatch_repo.claim(session, worker_id=self.worker_id, now=db_now, limit=batch,
-                                       connectors=open_connectors)
+        rows = self._claim(open_connectors, now, db_now, batch)
         report.claimed = len(rows)
         if not rows:
             return report
         rows = self._gate(rows, db_now, report)
+        rows = self._recipient_gate(rows, now, db_now, report)
         by_connector: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             by_connector.setdefault(row["connector"], []).append(row)
@@ -193,6 +239,78 @@ class Dispatcher:
             if report.claimed == 0:
                 break
         return total
+
+    def _claim(self, connectors: Sequence[str], now: datetime, db_now: datetime,
+               batch: int) -> list[dict[str, Any]]:
+        """Claim due rows: connectors without a connector-wide limit together,
+        each limited one no more than its remaining budget (so nothing is
+        claimed only to be given back)."""
+        ts = now.timestamp()
+        free, limited = [], []
+        for cid in connectors:
+            budget = self._counters[cid].available(ts) if cid in self._counters else None
+            if budget is None:
+                free.append(cid)
+            elif budget > 0:
+                limited.append((cid, min(batch, budget)))
+        rows: list[dict[str, Any]] = []
+        with transaction(self.session_factory) as session:
+            if free:
+                rows += dispatch_repo.claim(session, worker_id=self.worker_id, now=db_now, limit=batch,
+                                            connectors=free)
+            for cid, limit in limited:
+                got = dispatch_repo.claim(session, worker_id=self.worker_id, now=db_now, limit=limit,
+                                          connectors=[cid])
+                self._counters[cid].take(len(got), ts)
+                rows += got
+        return rows
+
+    def _recipient_gate(self, rows: list[dict[str, Any]], now: datetime, db_now: datetime,
+                        report: DispatchReport) -> list[dict[str, Any]]:
+        """Give back rows over a per-recipient limit (e.g. WeCom's 30 a minute
+        to one member), counting every dispatcher's recent claims in the
+        database; they are due again when the window allows."""
+        by_connector: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            if self._policies.get(row["connector"], RatePolicy()).per_recipient:
+                by_connector.setdefault(row["connector"], []).append(row)
+        if not by_connector:
+            return rows
+        held: dict[int, float] = {}
+        ts = now.timestamp()
+        with self.session_factory() as session:
+            for cid, group in by_connector.items():
+                limits = self._policies[cid].per_recipient
+                longest = max(period for _, period in limits)
+                recent = dispatch_repo.recent_claims(session, connector=cid,
+                                                     recipients={str(r["recipient"]) for r in group},
+                                                     since=db_now - timedelta(seconds=longest))
+                as_seconds = {k: [(_db_seconds(t), i) for t, i in v] for k, v in recent.items()}
+                held.update(recipient_waits(group, as_seconds, limits, ts))
+            session.rollback()
+        if not held:
+            return rows
+        keep, release = [], []
+        for row in rows:
+            wait = held.get(int(row["id"]))
+            if wait is None:
+                keep.append(row)
+                continue
+            counter = self._counters.get(row["connector"])
+            if counter is not None:
+                counter.give_back(1, ts)
+            release.append({"id": row["id"], "worker": row["claimed_by"], "attempts": row["attempts"],
+                            "next_attempt_at": db_now + timedelta(seconds=max(1.0, wait))})
+        self._release(release, report)
+        return keep
+
+    def _release(self, items: Sequence[dict[str, Any]], report: DispatchReport) -> None:
+        if not items:
+            return
+        with transaction(self.session_factory) as session:
+            done = dispatch_repo.release(session, items)
+        report.throttled += len(items)
+        report.lost_claims += len(items) - done
 
     def _open_connectors(self, now: datetime, db_now: datetime, report: DispatchReport) -> list[str]:
         """Connector ids to claim for; rows of classes held by a closed send
@@ -302,6 +420,12 @@ class Dispatcher:
         if result.outcome is Outcome.PERMANENT:
             report.failed += 1
             return self._outcome(row, "failed", last_error=error)
+        if result.outcome is Outcome.RETRYABLE and (result.code or "") in RATE_LIMIT_CODES:
+            # Too fast, not a failure: the attempt is given back (see _write).
+            report.throttled += 1
+            wait = max(1.0, float(result.retry_after or 0.0))
+            return {**self._outcome(row, "release", last_error=error),
+                    "next_attempt_at": db_now + timedelta(seconds=wait)}
         marketing = (row["delivery_class"] or MARKETING) == MARKETING
         if result.outcome is Outcome.UNKNOWN and marketing:
             report.unknown += 1
@@ -321,13 +445,16 @@ class Dispatcher:
 
     def _outcome(self, row: Mapping[str, Any], status: str, **values: Any) -> dict[str, Any]:
         return {"id": row["id"], "worker": row["claimed_by"], "attempts": row["attempts"], "status": status,
-                **values}
+                "at": self._pass_time, **values}
 
     def _write(self, outcomes: Sequence[dict[str, Any]], report: DispatchReport) -> None:
         if not outcomes:
             return
+        released = [o for o in outcomes if o["status"] == "release"]
+        settled = [o for o in outcomes if o["status"] != "release"]
         with transaction(self.session_factory) as session:
-            done = dispatch_repo.settle(session, outcomes)
+            done = dispatch_repo.settle(session, settled)
+            done += dispatch_repo.release(session, released)
         if done < len(outcomes):
             report.lost_claims += len(outcomes) - done
             log.warning("%d claims were reaped before their outcome was written", len(outcomes) - done)
@@ -347,10 +474,116 @@ class Dispatcher:
         with transaction(self.session_factory) as session:
             return dispatch_repo.reap(session, now=to_db_time(now), stale_before=to_db_time(now - stale_after))
 
-    def resend(self, message_id: int, now: datetime) -> bool:
-        """Queue a dead letter again (attempts reset). False if it is not dead."""
+    def resend(self, message_id: int, now: datetime, *, confirm_duplicate: bool = False) -> str:
+        """Queue a dead letter — or an ``unknown`` row — again (attempts reset,
+        same idempotency key). A marketing ``unknown`` row may already have
+        reached the customer, so it is queued only with ``confirm_duplicate``;
+        a transactional one is at-least-once anyway. Returns a
+        :class:`ResendResult` value."""
+        from engine.storage.models import OutboxMessage
+
         with transaction(self.session_factory) as session:
-            return dispatch_repo.resend(session, message_id, now=to_db_time(now))
+            row = session.get(OutboxMessage, message_id)
+            if row is None:
+                return ResendResult.NOT_FOUND
+            if row.status not in RESENDABLE:
+                return ResendResult.NOT_RESENDABLE
+            if (row.status == "unknown" and (row.delivery_class or MARKETING) == MARKETING
+                    and not confirm_duplicate):
+                return ResendResult.NEEDS_CONFIRMATION
+            status = row.status
+            session.expunge(row)
+            done = dispatch_repo.resend(session, message_id, now=to_db_time(now), statuses=(status,))
+        return ResendResult.QUEUED if done else ResendResult.NOT_RESENDABLE
+
+    def reconcile(self, now: datetime, *, min_age: timedelta = timedelta(minutes=2),
+                  every: timedelta = timedelta(minutes=10), max_checks: int = 6,
+                  limit: int = 200) -> ReconcileReport:
+        """Ask each provider that offers a status query about ``unknown`` rows
+        (claimed at least ``min_age`` ago, looked up at most every ``every``,
+        at most ``max_checks`` times) and apply the answers as receipts.
+
+        A row the provider has becomes ``sent`` with its provider id and
+        delivery status; a row it does not have stays ``unknown`` — absence is
+        not proof (the record may lag, or the request died on the way) — and
+        after ``max_checks`` lookups is left with a note for a person, who may
+        resend it. Receipts the query returns for other rows (Tencent pulls a
+        queue of reports) are applied too."""
+        report = ReconcileReport()
+        db_now = to_db_time(now)
+        for cid, connector in self.connectors.items():
+            with self.session_factory() as session:
+                rows = dispatch_repo.unknown_rows(session, connector=cid, claimed_before=db_now - min_age,
+                                                  checked_before=db_now - every, max_checks=max_checks,
+                                                  limit=limit)
+                session.rollback()
+            if not rows:
+                continue
+            queries = []
+            for row in rows:
+                try:
+                    queries.append((OutgoingMessage.from_outbox(row), _aware(row["claimed_at"])))
+                except (ValueError, TypeError):
+                    continue
+            try:
+                items = connector.reconcile(queries)
+            except UnsupportedOperation:
+                continue
+            except ConnectorError as exc:
+                log.warning("connector %s: status query failed: %s", cid, exc)
+                continue
+            report.checked += len(rows)
+            settled = self.apply_receipts(cid, items, now)
+            report.receipts += len(items)
+            found = {int(i.message_id) for i in items if i.message_id and str(i.message_id).isdigit()}
+            report.settled += settled
+            open_ids = [int(r["id"]) for r in rows if int(r["id"]) not in found]
+            report.unresolved += len(open_ids)
+            with transaction(self.session_factory) as session:
+                report.given_up += dispatch_repo.mark_checked(session, open_ids, now=db_now, max_checks=max_checks)
+        return report
+
+    def apply_receipts(self, connector_id: str, items: Sequence[FeedbackItem], now: datetime) -> int:
+        """Store and apply delivery receipts (callbacks or status queries) of
+        ``connector_id``. Returns how many changed a message."""
+        return apply_receipts(self.session_factory, connector_id, items, now)
+
+
+def apply_receipts(session_factory: sessionmaker[Session], connector_id: str, items: Sequence[FeedbackItem],
+                   now: datetime) -> int:
+    """Store and apply ``receipt`` items in one transaction (see
+    :func:`engine.storage.dispatch_repo.apply_receipt`). The event key is the
+    provider id (or our id) with the status, so a repeated callback is a no-op
+    and a later, final status still applies. Returns receipts applied."""
+    applied = 0
+    db_now = to_db_time(now)
+    with transaction(session_factory) as session:
+        for item in items:
+            if item.kind != "receipt":
+                continue
+            message_id = int(item.message_id) if item.message_id and str(item.message_id).isdigit() else None
+            key = f"{item.provider_id or item.message_id}:{item.status}"
+            code = item.data.get("code") if item.data else None
+            outcome = dispatch_repo.apply_receipt(
+                session, connector=connector_id, event_key=key, now=db_now, message_id=message_id,
+                provider_id=item.provider_id, status=item.status, code=str(code) if code else None,
+                occurred_at=to_db_time(item.occurred_at) if item.occurred_at else None,
+                payload={k: v for k, v in (item.data or {}).items() if isinstance(v, (str, int, float, bool))})
+            applied += outcome == "applied"
+    return applied
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    from datetime import UTC
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _db_seconds(value: datetime) -> float:
+    """Seconds since the epoch of a naive-UTC database time."""
+    from datetime import UTC
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 
 def _error_text(result: SendResult) -> str | None:
@@ -363,7 +596,8 @@ def _error_text(result: SendResult) -> str | None:
 def dispatch_tick(services: Any, *, loader: Callable[..., Connector] | None = None,
                   env: Mapping[str, str] | None = None) -> Callable[[datetime], DispatchReport]:
     """The scheduler's ``dispatch`` tick for the app's services: reap stale
-    claims, then dispatch until idle through every enabled connector of the
+    claims, dispatch until idle, then reconcile ``unknown`` rows by the
+    providers' status queries, through every enabled connector of the
     current definitions (``log`` ones are delivered by the automation tick).
     Connectors are built once per definitions version; one that fails to
     build is left out and reported as a ``connector.misconfigured`` event."""
@@ -394,6 +628,11 @@ def dispatch_tick(services: Any, *, loader: Callable[..., Connector] | None = No
     def tick(now: datetime) -> DispatchReport:
         dispatcher = build(now)
         dispatcher.reap(now)
-        return dispatcher.run_until_idle(now, max_passes=200)
+        report = dispatcher.run_until_idle(now, max_passes=200)
+        try:
+            dispatcher.reconcile(now)
+        except Exception:  # a status query must never stop deliveries
+            log.exception("reconcile of unknown messages failed")
+        return report
 
     return tick

@@ -13,15 +13,17 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from engine.storage.bulk import _dialect_name
-from engine.storage.models import Consent, OutboxMessage
+from engine.storage.bulk import _dialect_name, insert_ignore
+from engine.storage.models import Consent, MessageAttempt, MessageReceipt, OutboxMessage
 
 _outbox: Table = OutboxMessage.__table__  # type: ignore[assignment]
 _c = _outbox.c
 _consents: Table = Consent.__table__  # type: ignore[assignment]
+_attempts: Table = MessageAttempt.__table__  # type: ignore[assignment]
+_receipts: Table = MessageReceipt.__table__  # type: ignore[assignment]
 
 #: Statuses a dispatcher may pick up when due.
 DUE_STATUSES = ("queued", "retry")
@@ -84,7 +86,55 @@ def settle(session: Session, outcomes: Sequence[Mapping[str, Any]]) -> int:
     } for o in outcomes]
     result = session.connection().execute(_SETTLE.execution_options(preserve_rowcount=True), params)
     rowcount = result.rowcount
+    # The history: one row per real attempt (a hold that gives the attempt
+    # back — configuration error, rate limit — was not an attempt).
+    history = [{"message_id": o["id"], "attempt": o["attempts"], "at": o.get("at") or o.get("sent_at"),
+                "worker": o["worker"], "outcome": o["status"], "provider_id": o.get("provider_id"),
+                "error": o.get("last_error")}
+               for o in outcomes if o.get("new_attempts", o["attempts"]) >= o["attempts"] and o.get("at")]
+    if history:
+        session.connection().execute(insert(_attempts), history)
     return int(rowcount) if rowcount is not None and rowcount >= 0 else len(params)
+
+
+_RELEASE = (update(_outbox)
+            .where(_c.id == bindparam("b_id"), _c.status == "sending", _c.claimed_by == bindparam("b_worker"),
+                   _c.attempts == bindparam("b_attempts"))
+            .values(status=bindparam("status"), attempts=bindparam("new_attempts"),
+                    next_attempt_at=bindparam("next_attempt_at"), claimed_by=None, claimed_at=None))
+
+
+def release(session: Session, items: Sequence[Mapping[str, Any]]) -> int:
+    """Give claimed rows back unsent (a rate limit held them): the attempt
+    the claim counted is returned, ``claimed_at`` cleared (it must not count
+    as a send to the recipient), the row is due again at ``next_attempt_at``
+    and its ``last_error`` is kept. Each item has ``id, worker, attempts``
+    (the claim's, for fencing) and ``next_attempt_at``. Returns rows released."""
+    if not items:
+        return 0
+    params = [{"b_id": i["id"], "b_worker": i["worker"], "b_attempts": i["attempts"],
+               "new_attempts": max(0, int(i["attempts"]) - 1),
+               "status": "queued" if int(i["attempts"]) <= 1 else "retry",
+               "next_attempt_at": i["next_attempt_at"]} for i in items]
+    result = session.connection().execute(_RELEASE.execution_options(preserve_rowcount=True), params)
+    return int(result.rowcount) if result.rowcount is not None and result.rowcount >= 0 else len(params)
+
+
+def recent_claims(session: Session, *, connector: str, recipients: Collection[str],
+                  since: datetime) -> dict[str, list[tuple[datetime, int]]]:
+    """Per recipient, ``(claimed_at, id)`` of the rows of ``connector`` claimed
+    after ``since`` that went (or are going) to the provider: sent, in flight
+    with any dispatcher, settled in any way. Rows given back by a rate limit
+    have no ``claimed_at`` and do not count."""
+    out: dict[str, list[tuple[datetime, int]]] = {r: [] for r in recipients}
+    names = sorted(recipients)
+    for start in range(0, len(names), 500):
+        stmt = (select(_c.recipient, _c.claimed_at, _c.id)
+                .where(_c.recipient.in_(names[start:start + 500]), _c.claimed_at > since,
+                       _c.connector == connector))
+        for recipient, claimed_at, row_id in session.connection().execute(stmt):
+            out.setdefault(recipient, []).append((claimed_at, int(row_id)))
+    return out
 
 
 def opted_out(session: Session, pairs: Collection[tuple[int, str]]) -> set[tuple[int, str]]:
@@ -134,20 +184,117 @@ def reap(session: Session, *, now: datetime, stale_before: datetime) -> dict[str
 
 def resend(session: Session, message_id: int, *, now: datetime,
            statuses: Collection[str] = ("dead",)) -> bool:
-    """Put a dead letter back in the queue, attempts reset. False when the
-    row does not exist or is not in ``statuses``."""
+    """Put a dead letter (or another row in ``statuses``, e.g. ``unknown``)
+    back in the queue, attempts reset, keeping its idempotency key. False when
+    the row does not exist or is not in ``statuses`` (so two people pressing
+    "resend" at once queue it once)."""
     stmt = (update(_outbox).where(_c.id == message_id, _c.status.in_(sorted(statuses)))
             .values(status="queued", attempts=0, next_attempt_at=now, claimed_by=None, claimed_at=None,
-                    last_error=None).execution_options(preserve_rowcount=True))
+                    last_error=None, reconcile_checks=0, reconciled_at=None)
+            .execution_options(preserve_rowcount=True))
     return bool(session.connection().execute(stmt).rowcount)
+
+
+# ------------------------------------------------------------ receipts
+
+#: How final a delivery status is: a later receipt never moves a row back.
+_DELIVERY_RANK = {None: 0, "pending": 1, "delivered": 2, "undelivered": 2, "failed": 2}
+
+
+def unknown_rows(session: Session, *, connector: str, claimed_before: datetime, checked_before: datetime,
+                 max_checks: int, limit: int) -> list[dict[str, Any]]:
+    """``unknown`` rows of ``connector`` old enough to look up at the provider
+    (claimed before ``claimed_before``), not looked up since
+    ``checked_before`` and looked up fewer than ``max_checks`` times."""
+    stmt = (select(*(_c[name] for name in CLAIM_COLUMNS), _c.claimed_at, _c.reconcile_checks)
+            .where(_c.status == "unknown", _c.connector == connector, _c.claimed_at < claimed_before,
+                   _c.reconcile_checks < max_checks,
+                   or_(_c.reconciled_at.is_(None), _c.reconciled_at < checked_before))
+            .order_by(_c.claimed_at, _c.id).limit(limit))
+    return [dict(r._mapping) for r in session.connection().execute(stmt)]
+
+
+def mark_checked(session: Session, ids: Collection[int], *, now: datetime, max_checks: int) -> int:
+    """Count one provider lookup for ``unknown`` rows that it did not settle;
+    the last allowed lookup leaves a note for the person who must decide."""
+    if not ids:
+        return 0
+    conn = session.connection()
+    conn.execute(update(_outbox).where(_c.id.in_(sorted(ids)), _c.status == "unknown")
+                 .values(reconcile_checks=_c.reconcile_checks + 1, reconciled_at=now))
+    result = conn.execute(
+        update(_outbox).where(_c.id.in_(sorted(ids)), _c.status == "unknown", _c.reconcile_checks >= max_checks)
+        .values(last_error=func.coalesce(_c.last_error, "") + " | reconcile: the provider has no record of it; "
+                "a person must decide (resend may duplicate)")
+        .execution_options(preserve_rowcount=True))
+    return int(result.rowcount or 0)
+
+
+def apply_receipt(session: Session, *, connector: str, event_key: str, now: datetime,
+                  message_id: int | None = None, provider_id: str | None = None, status: str | None = None,
+                  code: str | None = None, occurred_at: datetime | None = None,
+                  payload: Mapping[str, Any] | None = None) -> str:
+    """Record one receipt and apply it to its message. The message is found by
+    ``message_id`` (our id echoed as OutId/SessionContext, or matched by a
+    status query) or by ``connector`` + ``provider_id``.
+
+    The receipt inbox is unique per (connector, event_key): a provider that
+    retries its callback changes nothing the second time. Delivery status only
+    moves forward (pending → delivered | undelivered | failed). An ``unknown``
+    row that the provider has on record becomes ``sent``: the question "did it
+    go out?" is answered. Returns ``applied``, ``duplicate`` or ``no_message``.
+    """
+    conn = session.connection()
+    row = None
+    if message_id is not None:
+        row = conn.execute(select(_c.id, _c.status, _c.delivery_status, _c.provider_id)
+                           .where(_c.id == message_id, _c.connector == connector)).first()
+    if row is None and provider_id:
+        row = conn.execute(select(_c.id, _c.status, _c.delivery_status, _c.provider_id)
+                           .where(_c.connector == connector, _c.provider_id == provider_id)
+                           .order_by(_c.id).limit(1)).first()
+    inserted = insert_ignore(session, _receipts, [{
+        "connector": connector, "event_key": event_key[:255], "provider_id": provider_id,
+        "message_id": row.id if row is not None else message_id, "status": status,
+        "code": (code or None) and code[:64], "payload": dict(payload or {}), "received_at": now}])
+    if not inserted:
+        return "duplicate"
+    if row is None:
+        return "no_message"
+    values: dict[str, Any] = {}
+    if _DELIVERY_RANK.get(status, 1) >= _DELIVERY_RANK.get(row.delivery_status, 1) and status:
+        values.update(delivery_status=status, delivery_code=(code or None) and code[:64])
+        if status in ("delivered", "undelivered", "failed"):
+            values["delivered_at"] = occurred_at or now
+    if row.status == "unknown":
+        values.update(status="sent", sent_at=occurred_at or now, reconciled_at=now,
+                      last_error="reconciled: the provider has it")
+    if provider_id and not row.provider_id:
+        values["provider_id"] = provider_id
+    if values:
+        conn.execute(update(_outbox).where(_c.id == row.id).values(**values))
+    return "applied"
+
+
+# ------------------------------------------------------------ reading
+
+def attempts_of(session: Session, message_id: int) -> list[dict[str, Any]]:
+    """The attempt history of one message, oldest first."""
+    stmt = select(_attempts).where(_attempts.c.message_id == message_id).order_by(_attempts.c.id)
+    return [dict(r._mapping) for r in session.connection().execute(stmt)]
+
+
+def receipts_of(session: Session, message_id: int) -> list[dict[str, Any]]:
+    stmt = select(_receipts).where(_receipts.c.message_id == message_id).order_by(_receipts.c.id)
+    return [dict(r._mapping) for r in session.connection().execute(stmt)]
 
 
 def status_counts(session: Session) -> dict[str, int]:
     """Rows per status (tests, the bench, the messages page)."""
-    from sqlalchemy import func
     return {s: int(n) for s, n in session.connection().execute(
         select(_c.status, func.count()).group_by(_c.status))}
 
 
-__all__ = ["CLAIM_COLUMNS", "DUE_STATUSES", "claim", "defer_due", "opted_out", "reap", "resend", "settle",
-           "status_counts"]
+__all__ = ["CLAIM_COLUMNS", "DUE_STATUSES", "apply_receipt", "attempts_of", "claim", "defer_due", "mark_checked",
+           "opted_out", "reap", "receipts_of", "recent_claims", "release", "resend", "settle", "status_counts",
+           "unknown_rows"]

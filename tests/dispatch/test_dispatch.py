@@ -85,8 +85,8 @@ def test_dead_letter_after_the_limit_and_resend(session_factory):
     (row,) = rows(session_factory)
     assert row["status"] == "dead" and row["attempts"] == 3 and not mem.sent
     assert d.run_once(at + timedelta(days=1)).claimed == 0  # dead letters stay put
-    assert d.resend(row["id"], at) is True
-    assert d.resend(row["id"], at) is False  # no longer dead
+    assert d.resend(row["id"], at) == "queued"
+    assert d.resend(row["id"], at) == "not_resendable"  # no longer dead
     (row,) = rows(session_factory)
     assert row["status"] == "queued" and row["attempts"] == 0
     d.run_once(at)

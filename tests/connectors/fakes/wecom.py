@@ -30,6 +30,10 @@ class FakeWecom(FakeProvider):
         self.errcodes: list[int] = []          # forced answers for the next message/robot calls
         self.expire_after: int | None = None   # expire every token after this many more sends
         self.sent: list[dict] = []
+        #: messages WeCom accepts (errcode 0) but never delivers: more than 30
+        #: a minute to one member from one app (doc 90454: "excess silently dropped")
+        self.dropped: list[dict] = []
+        self.member_hits: dict[str, list[float]] = {}
         self.robot_sent: list[tuple[float, dict]] = []
         self.tasks: list[dict] = []
         self._ids = itertools.count(1)
@@ -102,8 +106,14 @@ class FakeWecom(FakeProvider):
         if users and len(invalid) == len(users):
             return json_response({"errcode": 81013, "errmsg": "user & party & tag all invalid"})
         msgid = f"msg-{next(self._ids)}"
+        now = self.now()
         with self.lock:
-            self.sent.append(body)
+            over = False
+            for user in users:
+                hits = [t for t in self.member_hits.get(user, []) if t > now - 60]
+                over = over or len(hits) >= 30
+                self.member_hits[user] = [*hits, now]
+            (self.dropped if over else self.sent).append(body)
         return json_response({"errcode": 0, "errmsg": "ok", "invaliduser": "|".join(u.lower() for u in invalid),
                               "invalidparty": "", "invalidtag": "", "unlicenseduser": "", "msgid": msgid})
 

@@ -26,10 +26,11 @@ from engine.forms.errors import FieldError, ValidationFailed
 from engine.forms.validate import validate_submission
 from engine.registry import DefinitionRegistry, UnknownForm
 from engine.storage import records_repo as repo
+from engine.storage import workflows_repo as wf_repo
 from engine.storage.audit import append_audit
 from engine.storage.database import transaction
 from engine.storage.events_repo import append_event
-from engine.storage.times import from_db_time
+from engine.storage.times import from_db_time, to_db_time
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -125,6 +126,7 @@ class RecordService:
         self._registry = registry
         self._tz = tz
         self._on_created: tuple[OnCreated, ...] = (on_created,) if callable(on_created) else tuple(on_created)
+        self._unique: dict[int, tuple[FormSpec, bool]] = {}
 
     # --- validation helpers ------------------------------------------------------
 
@@ -193,17 +195,36 @@ class RecordService:
         clean = self._validate(form, payload, now=now, tz=tz or self._tz, user=actor)
         with transaction(self._sf) as session:
             row = repo.insert_record(session, form_id=form_id, form_version=version, data=clean, actor=actor, now=now)
-            self._claim(session, form, row.id, {}, clean)
-            append_audit(session, at=now, actor=actor, action="record.created", entity_type="record",
-                         entity_id=row.id, diff=_diff({}, clean))
-            append_event(session, "record.created", "record", row.id,
-                         {"record_id": row.id, "form_id": form_id, "form_version": version, "actor": actor}, now)
+            if self._has_unique(form):
+                self._claim(session, form, row.id, {}, clean)
+            # Queued, not inserted: a hook that accepts pending rows (the
+            # workflow start) inserts them with its own, one INSERT per table.
+            wf_repo.queue_audit(session, at=now, actor=actor, action="record.created", entity_type="record",
+                                entity_id=row.id, diff=_diff({}, clean))
+            wf_repo.queue_event(session, "record.created", "record", row.id,
+                                {"record_id": row.id, "form_id": form_id, "form_version": version, "actor": actor},
+                                now)
             for hook in self._on_created:
+                if not getattr(hook, "accepts_pending", False):
+                    wf_repo.flush_pending(session)  # other hooks may read what was written
                 hook(session, row, form, now)
-            if self._on_created:
-                # a hook (the approval flow) may have moved the record on, e.g. to in_review
-                row = repo.get_record(session, row.id) or row
+            wf_repo.flush_pending(session)
+            # a hook (the approval flow) may have moved the record on, e.g. to in_review;
+            # it says so in the session instead of us reading the row back
+            moved = session.info.get("pf.records", {}).get(row.id)
+            if moved is not None:
+                data, record_version, status = moved
+                row = repo.RecordRow(row.id, row.form_id, row.form_version, data, row.created_by, row.created_at,
+                                     row.updated_at if record_version == row.version else to_db_time(now),
+                                     record_version, status)
         return _view(row)
+
+    def _has_unique(self, form: FormSpec) -> bool:
+        key = id(form)
+        hit = self._unique.get(key)
+        if hit is None or hit[0] is not form:
+            hit = self._unique[key] = (form, bool(_unique_fields(form)))
+        return hit[1]
 
     def update(
         self, record_id: int, payload: Mapping[str, Any], *, actor: str | None, now: datetime,

@@ -73,6 +73,12 @@ class DefinitionRegistry:
         self._old_forms: dict[tuple[str, int], FormSpec] = {}
         self._old_workflows: dict[tuple[str, int], WorkflowSpec] = {}
 
+    @property
+    def max_staleness(self) -> float:
+        """Seconds a cached answer may be served before the database is asked
+        again; services caching other slow-changing data use the same bound."""
+        return self._max_staleness
+
     def refresh(self, *, force: bool = False) -> DefinitionSet:
         """Check the fingerprint and rebuild if publishing changed anything; return the set.
 

@@ -24,6 +24,8 @@ event instead of failing the approval.
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time as _time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -193,28 +195,64 @@ def _iso(value: datetime | None) -> str | None:
 
 # --------------------------------------------------------------------- directory
 
-class _DbDirectory:
-    """The machine's Directory over the caller's session, memoized per transition."""
+class _DirectoryCache:
+    """Directory answers (who holds a role, who manages whom, contacts) shared
+    by transitions for at most ``ttl`` seconds, the registry's staleness bound:
+    every submission asks who the managers are, and the answer rarely changes.
+    A change to people or roles therefore reaches new tasks within ``ttl``
+    seconds (``ttl`` 0: every transition asks the database, as in tests)."""
 
-    def __init__(self, session: Session):
+    def __init__(self, ttl: float):
+        self.ttl = ttl
+        self._data: dict[Any, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, load: Any) -> Any:
+        if self.ttl <= 0:
+            return load()
+        now = _time.monotonic()
+        hit = self._data.get(key)
+        if hit is not None and now - hit[0] <= self.ttl:
+            return hit[1]
+        value = load()
+        with self._lock:
+            if len(self._data) > 4096:
+                self._data.clear()
+            self._data[key] = (now, value)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+class _DbDirectory:
+    """The machine's Directory over the caller's session, memoized per
+    transition and cached across transitions by ``_DirectoryCache``."""
+
+    def __init__(self, session: Session, cache: _DirectoryCache | None = None):
         self._session = session
+        self._cache = cache or _DirectoryCache(0)
         self._roles: dict[str, list[str]] = {}
         self._managers: dict[str, str | None] = {}
         self._exists: dict[str, bool] = {}
 
     def users_in_role(self, role: str) -> Sequence[str]:
         if role not in self._roles:
-            self._roles[role] = repo.users_in_role(self._session, role)
+            self._roles[role] = self._cache.get(
+                ("role", role), lambda: repo.users_in_role_fast(repo.Db.of(self._session), role))
         return self._roles[role]
 
     def manager_of(self, username: str) -> str | None:
         if username not in self._managers:
-            self._managers[username] = repo.manager_of(self._session, username)
+            self._managers[username] = self._cache.get(
+                ("manager", username), lambda: repo.manager_of(self._session, username))
         return self._managers[username]
 
     def exists(self, username: str) -> bool:
         if username not in self._exists:
-            self._exists[username] = repo.active_user(self._session, username)
+            self._exists[username] = self._cache.get(
+                ("exists", username), lambda: repo.active_user(self._session, username))
         return self._exists[username]
 
     def account_manager_of(self, customer_id: int) -> str | None:
@@ -235,8 +273,28 @@ class _Txn:
     form_version: int
     record_data: dict[str, Any]
     record_version: int
+    record_status: str = ""
     ids: dict[int, int] = field(default_factory=dict)  # task seq -> task row id
     messages: int = 0
+    data_changed: bool = False  # set_field changed record_data (record_version already bumped)
+    updated: dict[int, tuple[TaskState, datetime | None]] = field(default_factory=dict)  # seq -> (task, wake_at)
+    fresh: list[TaskState] = field(default_factory=list)  # tasks inserted (ids in ``ids``)
+
+    def rows_after(self, rows: Sequence[repo.TaskRow]) -> list[repo.TaskRow]:
+        """The instance's task rows as this transition left them, given the rows before it."""
+        out = []
+        for r in rows:
+            hit = self.updated.get(r.seq)
+            if hit is not None:
+                task, wake = hit
+                r = dataclasses.replace(r, status=task.status, action=task.action, comment=task.comment,
+                                        acted_at=task.acted_at, wake_at=wake, version=r.version + 1)
+            out.append(r)
+        for t in self.fresh:
+            out.append(repo.TaskRow(self.ids[t.id], self.instance_id, t.id, t.step_id, t.assignee, t.kind, t.status,
+                                    t.due_at, None, None, None, 1, t.created_at, task_wake_at(self.spec, t)))
+        out.sort(key=lambda r: r.seq)
+        return out
 
 
 # ---------------------------------------------------------------------- service
@@ -254,6 +312,13 @@ class WorkflowService:
         self._tz = tz
         self._records: RecordService | None = None
         self._step_maps: dict[tuple[str, int], dict[str, WorkflowStep]] = {}
+        self._directory = _DirectoryCache(float(getattr(registry, "max_staleness", 0) or 0))
+        self._renderers: dict[tuple[int, str], tuple[Any, Any]] = {}
+        self._money: dict[int, tuple[FormSpec, tuple[str, ...]]] = {}
+
+    def forget_directory(self) -> None:
+        """Drop cached directory answers (people or roles changed in this process)."""
+        self._directory.clear()
 
     # --- specs ----------------------------------------------------------------------
 
@@ -291,19 +356,30 @@ class WorkflowService:
         if bound is None:
             return None
         spec, version = bound
-        money = tuple(f.key for f in form_spec.fields if f.type == "money")
+        money = self._money_keys(form_spec)
         submitter = record_row.created_by or ""
         event = Start(dict(record_row.data), submitter, now, money)
         old = InstanceState()
-        new, effects = step(spec, old, event, _DbDirectory(session))
-        instance_id = repo.insert_instance(
-            session, workflow_id=spec.id, workflow_version=version, record_id=record_row.id,
+        new, effects = step(spec, old, event, _DbDirectory(session, self._directory))
+        instance_id = repo.insert_instance_fast(
+            repo.Db.of(session), workflow_id=spec.id, workflow_version=version, record_id=record_row.id,
             state=new.to_json(), status=new.status, now=now, finished=new.terminal,
         )
         txn = _Txn(session, instance_id, record_row.id, spec, version, now, record_row.form_id,
-                   record_row.form_version, dict(record_row.data), record_row.version)
+                   record_row.form_version, dict(record_row.data), record_row.version, record_row.status)
         self._apply(txn, old, new, effects, event, actor=submitter or None)
         return instance_id
+
+    #: RecordService.create may leave its own audit entry and event queued for
+    #: this hook: ``_apply`` inserts them with the workflow's (one INSERT each).
+    start_in.accepts_pending = True  # type: ignore[attr-defined]
+
+    def _money_keys(self, form_spec: FormSpec) -> tuple[str, ...]:
+        key = id(form_spec)
+        hit = self._money.get(key)
+        if hit is None or hit[0] is not form_spec:
+            hit = self._money[key] = (form_spec, tuple(f.key for f in form_spec.fields if f.type == "money"))
+        return hit[1]
 
     # --- queries ------------------------------------------------------------------------
 
@@ -334,9 +410,26 @@ class WorkflowService:
             statuses = ("done", "cancelled")
         else:
             statuses = (status,)
-        with self._sf() as session:
-            rows = repo.tasks_for(session, username, statuses=statuses, form_id=form_id, overdue_first=overdue_first)
+        if statuses == ("open",) and form_id is None and overdue_first:
+            rows = self._read(lambda db: repo.open_tasks_for(db, username))  # the inbox: one statement
+        else:
+            with self._sf() as session:
+                rows = repo.tasks_for(session, username, statuses=statuses, form_id=form_id,
+                                      overdue_first=overdue_first)
         return [self._task_view(r, now) for r in rows]
+
+    def _read(self, run: Any) -> Any:
+        """Run one read statement on a pooled connection, without a session or
+        an explicit transaction (a single statement is its own snapshot)."""
+        engine = self._sf.kw.get("bind")
+        if not isinstance(getattr(engine, "dialect", None), object) or not hasattr(engine, "raw_connection"):
+            with self._sf() as session:
+                return run(repo.Db.of(session))
+        raw = engine.raw_connection()
+        try:
+            return run(repo.Db(raw.driver_connection, engine.dialect))
+        finally:
+            raw.close()
 
     def task_counts(self, username: str, now: datetime | None = None) -> dict[str, int]:
         """{"open": n, "done": n, "cancelled": n, "cc": n, "overdue": n} (overdue needs ``now``)."""
@@ -422,8 +515,9 @@ class WorkflowService:
         for attempt in range(_ATTEMPTS):
             try:
                 with transaction(self._sf) as session:
-                    task = repo.get_task(session, task_id)
-                    if task is None:
+                    loaded = repo.load_for_task(repo.Db.of(session), task_id)  # instance, tasks, record
+                    task = None if loaded is None else next(t for t in loaded.tasks if t.id == task_id)
+                    if loaded is None or task is None:
                         raise TaskNotFound(task_id)
                     if task.assignee != actor:
                         raise NotAssigned(f"task {task_id} is not assigned to {actor}")
@@ -431,12 +525,14 @@ class WorkflowService:
                         raise StaleTask(f"task {task_id} is at version {task.version}, not {expected_version}")
                     if task.status != "open":
                         raise TaskClosed(f"task {task_id} is {task.status}")
-                    inst = repo.get_instance(session, task.instance_id)
-                    assert inst is not None
+                    inst = loaded.instance
                     event = Act(task.seq, actor, action, comment, target, now=now)
-                    done = self._transition(session, inst, event, actor=actor, guard=(task.seq, task.version))
+                    done = self._transition_txn(session, inst, event, actor=actor, guard=(task.seq, task.version),
+                                                record=loaded.record)
                     assert done is not None
-                    return self._view_after(session, inst, done, task.form_id or "", now)
+                    state, txn = done
+                    return self._view_after(session, inst, state, loaded.record.form_id, now,
+                                            txn.rows_after(loaded.tasks))
             except _Retry:
                 continue
             except repo.RETRYABLE:
@@ -564,14 +660,18 @@ class WorkflowService:
         return exc
 
     def _view_after(self, session: Session, inst: repo.InstanceRow, state: InstanceState, form_id: str,
-                    now: datetime | None) -> InstanceView:
-        """The view of an instance just stepped to ``state``, read in the same transaction."""
+                    now: datetime | None, rows: Sequence[repo.TaskRow] | None = None) -> InstanceView:
+        """The view of an instance just stepped to ``state``: from the task rows
+        the transition wrote when it knows them all, else read in the same transaction."""
         after = repo.InstanceRow(inst.id, inst.workflow_id, inst.workflow_version, inst.record_id, {}, state.status,
                                  inst.version + 1, inst.started_at, now if state.terminal else inst.finished_at)
-        return self._instance_view(after, repo.tasks_of_instance(session, inst.id), form_id, now, state)
+        if rows is None:
+            rows = repo.tasks_of_instance(session, inst.id)
+        return self._instance_view(after, rows, form_id, now, state)
 
     def _transition(self, session: Session, inst: repo.InstanceRow, event: Event, *, actor: str | None,
-                    guard: tuple[int, int] | None = None, report: TickReport | None = None) -> InstanceState | None:
+                    guard: tuple[int, int] | None = None, report: TickReport | None = None,
+                    record: repo.RecordSnapshot | None = None) -> InstanceState | None:
         """Step the instance with ``event`` and store everything; None when the
         event changed nothing (a tick with nothing due).
 
@@ -579,18 +679,26 @@ class WorkflowService:
             ActionError: the machine refused the event.
             _Retry: another transition changed the instance or task first.
         """
+        done = self._transition_txn(session, inst, event, actor=actor, guard=guard, report=report, record=record)
+        return None if done is None else done[0]
+
+    def _transition_txn(self, session: Session, inst: repo.InstanceRow, event: Event, *, actor: str | None,
+                        guard: tuple[int, int] | None = None, report: TickReport | None = None,
+                        record: repo.RecordSnapshot | None = None) -> tuple[InstanceState, _Txn] | None:
         spec, _ = self._registry.workflow(inst.workflow_id, inst.workflow_version)
         old = InstanceState.from_json(inst.state)
-        new, effects = step(spec, old, event, _DbDirectory(session))
+        new, effects = step(spec, old, event, _DbDirectory(session, self._directory))
         if not effects and new == old:
             return None
-        if not repo.update_instance(session, inst.id, expected_version=inst.version, state=new.to_json(),
-                                    status=new.status, finished_at=event.now if new.terminal else None):
+        db = repo.Db.of(session)
+        if not repo.update_instance_fast(db, inst.id, expected_version=inst.version, state=new.to_json(),
+                                         status=new.status, finished_at=event.now if new.terminal else None):
             raise _Retry()
-        record = repo.get_record(session, inst.record_id)
+        if record is None:
+            record = repo.get_record(session, inst.record_id)
         assert record is not None
         txn = _Txn(session, inst.id, inst.record_id, spec, inst.workflow_version, event.now, record.form_id,
-                   record.form_version, dict(record.data), record.version)
+                   record.form_version, dict(record.data), record.version, record.status)
         self._apply(txn, old, new, effects, event, actor=actor, guard=guard)
         if report is not None:
             fresh = new.history[len(old.history):]
@@ -598,31 +706,42 @@ class WorkflowService:
             report.escalations += sum(1 for h in fresh if h.action == "escalate")
             report.auto_actions += sum(1 for h in fresh if h.actor == "system" and h.action in ("approve", "reject"))
             report.messages += txn.messages
-        return new
+        return new, txn
 
     def _apply(self, txn: _Txn, old: InstanceState, new: InstanceState, effects: Sequence[Any], event: Event, *,
                actor: str | None, guard: tuple[int, int] | None = None) -> None:
+        """Write what a step decided: task rows (compare-and-set on the acted
+        one), then events, audit entries and outbox rows queued and inserted
+        as one multi-row INSERT per table, and one UPDATE of the record for
+        its fields and status together."""
         session = txn.session
+        db = repo.Db.of(session)
+        spec = txn.spec
         before = {t.id: t for t in old.tasks}
         fresh: list[TaskState] = []
         for task in new.tasks:
             prev = before.get(task.id)
             if prev is None:
                 fresh.append(task)
-            elif prev != task and (prev.status, prev.action, prev.comment, task_wake_at(txn.spec, prev)) != (
-                    task.status, task.action, task.comment, task_wake_at(txn.spec, task)):
+            elif prev != task:
+                wake = task_wake_at(spec, task)
+                if (prev.status, prev.action, prev.comment, task_wake_at(spec, prev)) == (
+                        task.status, task.action, task.comment, wake):
+                    continue
                 expected = guard[1] if guard is not None and guard[0] == task.id else None
-                if not repo.update_task(session, txn.instance_id, task.id, status=task.status, action=task.action,
-                                        comment=task.comment, acted_at=task.acted_at,
-                                        wake_at=task_wake_at(txn.spec, task), expected_version=expected):
+                if not repo.update_task_fast(db, txn.instance_id, task.id, status=task.status, action=task.action,
+                                             comment=task.comment, acted_at=task.acted_at, wake_at=wake,
+                                             expected_version=expected):
                     raise _Retry()
+                txn.updated[task.id] = (task, wake)
         if fresh:
-            txn.ids.update(repo.insert_tasks(session, txn.instance_id, [
+            txn.ids.update(repo.insert_tasks_fast(db, txn.instance_id, [
                 {"seq": t.id, "step_id": t.step_id, "assignee": t.assignee, "kind": t.kind, "status": t.status,
-                 "due_at": t.due_at, "wake_at": task_wake_at(txn.spec, t), "created_at": t.created_at}
+                 "due_at": t.due_at, "wake_at": task_wake_at(spec, t), "created_at": t.created_at}
                 for t in fresh
             ]))
-        base = {"instance_id": txn.instance_id, "record_id": txn.record_id, "workflow_id": txn.spec.id,
+            txn.fresh = fresh
+        base = {"instance_id": txn.instance_id, "record_id": txn.record_id, "workflow_id": spec.id,
                 "workflow_version": txn.version, "form_id": txn.form_id}
         for effect in effects:
             if isinstance(effect, (CreateTask, CloseTask)):
@@ -634,31 +753,45 @@ class WorkflowService:
                 if effect.name == "task.created":
                     payload["seq"] = payload["task_id"]
                     payload["task_id"] = txn.ids.get(int(payload["task_id"]))
-                append_event(session, effect.name, "workflow_instance", txn.instance_id, payload, txn.now)
+                repo.queue_event(session, effect.name, "workflow_instance", txn.instance_id, payload, txn.now)
             elif isinstance(effect, Notify):
                 self._notify(txn, effect)
-        if old.status != new.status and new.status in RECORD_STATUS:
-            repo.set_record_status(session, txn.record_id, RECORD_STATUS[new.status])
-        append_audit(session, at=txn.now, actor=actor, action=f"workflow.{type(event).__name__.lower()}",
-                     entity_type="workflow_instance", entity_id=txn.instance_id,
-                     diff={"event": event_to_json(event), "status": [old.status, new.status]})
+        status = (RECORD_STATUS[new.status] if old.status != new.status and new.status in RECORD_STATUS
+                  else None)
+        if txn.data_changed:
+            if not repo.update_record_fast(db, txn.record_id, expected_version=txn.record_version - 1,
+                                           data=txn.record_data, now=txn.now,
+                                           status=status or txn.record_status):
+                raise _Retry()
+        elif status is not None:
+            repo.set_record_status_fast(db, txn.record_id, status)
+        if status is not None:
+            txn.record_status = status
+        repo.queue_audit(session, at=txn.now, actor=actor, action=f"workflow.{type(event).__name__.lower()}",
+                         entity_type="workflow_instance", entity_id=txn.instance_id,
+                         diff={"event": event_to_json(event), "status": [old.status, new.status]})
+        txn.messages += repo.flush_pending(session)
+        if txn.data_changed or status is not None:
+            # RecordService.create reads this instead of reading the record back
+            session.info.setdefault("pf.records", {})[txn.record_id] = (
+                txn.record_data, txn.record_version, txn.record_status)
 
     def _set_fields(self, txn: _Txn, values: dict[str, Any]) -> None:
-        data = {**txn.record_data, **values}
+        """A workflow's set_field: changes the record's data in memory; ``_apply``
+        writes it (compare-and-set on the version read) with the status."""
         changed = {k: {"old": txn.record_data.get(k), "new": v} for k, v in values.items()
                    if txn.record_data.get(k) != v}
         if not changed:
             return
-        if not repo.update_record_data(txn.session, txn.record_id, expected_version=txn.record_version,
-                                       data=data, now=txn.now):
-            raise _Retry()
-        txn.record_data = data
-        txn.record_version += 1
-        append_audit(txn.session, at=txn.now, actor="workflow", action="record.updated", entity_type="record",
-                     entity_id=txn.record_id, diff=changed)
-        append_event(txn.session, "record.updated", "record", txn.record_id,
-                     {"record_id": txn.record_id, "form_id": txn.form_id, "actor": "workflow",
-                      "version": txn.record_version, "changed": sorted(changed)}, txn.now)
+        txn.record_data = {**txn.record_data, **values}
+        if not txn.data_changed:
+            txn.data_changed = True
+            txn.record_version += 1
+        repo.queue_audit(txn.session, at=txn.now, actor="workflow", action="record.updated", entity_type="record",
+                         entity_id=txn.record_id, diff=changed)
+        repo.queue_event(txn.session, "record.updated", "record", txn.record_id,
+                         {"record_id": txn.record_id, "form_id": txn.form_id, "actor": "workflow",
+                          "version": txn.record_version, "changed": sorted(changed)}, txn.now)
 
     def _record_context(self, txn: _Txn) -> dict[str, Any]:
         ctx = dict(txn.record_data)
@@ -675,6 +808,19 @@ class WorkflowService:
                                          else labels.get(value, value) if value is not None else "")
         return ctx
 
+    def _renderer(self, template: Any, channel: str) -> Any:
+        """The template compiled once per (template spec, channel): parsing the
+        Jinja source cost more than the rest of a notification."""
+        from engine.templates import Renderer
+
+        key = (id(template), channel)
+        hit = self._renderers.get(key)
+        if hit is None or hit[0] is not template:
+            if len(self._renderers) > 512:
+                self._renderers.clear()
+            hit = self._renderers[key] = (template, Renderer(template, channel))
+        return hit[1]
+
     def _notify(self, txn: _Txn, note: Notify) -> None:
         from engine import outbox
         from engine.templates import TemplateRenderError
@@ -688,31 +834,38 @@ class WorkflowService:
             return  # no template for this system notice: nothing to send
         channel = note.channel or template.channels[0]
         submitter_name = str(note.ctx.get("submitter", {}).get("username", ""))
-        contacts = repo.contacts(txn.session, [u for u in note.to if not u.startswith("customer:")] + [submitter_name])
+        contacts = self._contacts(txn.session, [u for u in note.to if not u.startswith("customer:")] + [submitter_name])
         submitter = contacts.get(submitter_name)
         ctx = dict(note.ctx)
         ctx["record"] = self._record_context(txn)
         if submitter is not None:
             ctx["submitter"] = {"username": submitter.username, "name": submitter.display_name or submitter.username}
         ctx["instance"] = {"id": txn.instance_id, "workflow_id": txn.spec.id, "record_id": txn.record_id}
+        delivery_class = template.delivery_class or "transactional"
         for to in note.to:
             address, customer_id, person = self._address(txn, channel, to, contacts)
             if address is None:
                 self._notify_failed(txn, note, to, f"no {channel} address for `{to}`")
                 continue
             try:
-                msg_id = outbox.enqueue(
-                    txn.session, channel=channel, to=address, template_id=template_id,
-                    context={**ctx, "recipient": person}, now=txn.now,
-                    idempotency_key=f"wf:{txn.instance_id}:{note.key}:{to}",
-                    delivery_class=template.delivery_class or "transactional", definitions=definitions,
-                    customer_id=customer_id,
-                )
+                conn = outbox.pick_connector(definitions, channel)
+                item = outbox.OutboxItem(channel=channel, to=address, template_id=template_id,
+                                         context={**ctx, "recipient": person},
+                                         idempotency_key=f"wf:{txn.instance_id}:{note.key}:{to}",
+                                         delivery_class=delivery_class, connector=conn.id, customer_id=customer_id)
+                message = self._renderer(template, channel)(item.context)
             except (outbox.OutboxError, TemplateRenderError) as exc:
                 self._notify_failed(txn, note, to, str(exc))
                 continue
-            if msg_id is not None:
-                txn.messages += 1
+            # queued: the transition's outbox rows go in one INSERT (ON CONFLICT DO NOTHING)
+            repo.queue_outbox(txn.session, outbox.row_for(item, message, conn, txn.now, template))
+
+    def _contacts(self, session: Session, names: Sequence[str]) -> dict[str, repo.Contact]:
+        """Contacts of users, through the directory cache."""
+        wanted = sorted(set(names))
+        if not wanted:
+            return {}
+        return self._directory.get(("contacts", tuple(wanted)), lambda: repo.contacts(session, wanted))
 
     def _address(self, txn: _Txn, channel: str, to: str,
                  contacts: Mapping[str, repo.Contact]) -> tuple[str | None, int | None, dict[str, Any]]:
@@ -729,9 +882,9 @@ class WorkflowService:
         return address, None, person
 
     def _notify_failed(self, txn: _Txn, note: Notify, to: str | None, reason: str) -> None:
-        append_event(txn.session, "workflow.notify_failed", "workflow_instance", txn.instance_id,
-                     {"instance_id": txn.instance_id, "record_id": txn.record_id, "kind": note.kind,
-                      "template": note.template, "to": to, "reason": reason}, txn.now)
+        repo.queue_event(txn.session, "workflow.notify_failed", "workflow_instance", txn.instance_id,
+                         {"instance_id": txn.instance_id, "record_id": txn.record_id, "kind": note.kind,
+                          "template": note.template, "to": to, "reason": reason}, txn.now)
 
 
 def _step_map(spec: WorkflowSpec) -> dict[str, WorkflowStep]:

@@ -40,6 +40,7 @@ from engine.storage.condition_sql import (  # the record compiler and its JSON h
 )
 from engine.storage.models import Customer, Record, RecordUniqueValue, User
 from engine.storage.times import to_db_time
+from engine.storage.workflows_repo import Db, Prepared
 
 SORT_COLUMNS = ("id", "created_at", "updated_at")
 _MAX_UNIQUE_TEXT = 200
@@ -57,6 +58,7 @@ _INSERT_RECORD = (
     )
     .returning(_records.c.id)
 )
+_P_INSERT_RECORD = Prepared(_INSERT_RECORD)
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ def insert_record(
     at = to_db_time(now)
     params = {"form_id": form_id, "form_version": form_version, "data": data, "actor": actor, "at": at,
               "status": status}
-    record_id = session.connection().execute(_INSERT_RECORD, params).scalar_one()
+    record_id = Db.of(session).execute(_P_INSERT_RECORD, params).fetchone()[0]
     return RecordRow(record_id, form_id, form_version, data, actor, at, at, 1, status)
 
 

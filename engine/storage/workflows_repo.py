@@ -420,3 +420,389 @@ __all__ = [
     "update_task",
     "users_in_role",
 ]
+
+
+# --- the fast path: statements compiled once, run on the driver's cursor ---------------
+#
+# A transition is ~10 short statements. On SQLite, SQLAlchemy's per-execute
+# bookkeeping (cache-key lookup, parameter construction, result metadata,
+# events) costs several times the statement itself, so the approval and
+# submission paths compile each statement once per dialect and run it on the
+# session's own DBAPI connection: same connection, same transaction, the same
+# bind and result processors SQLAlchemy would apply (JSON, DateTime, Boolean),
+# just without the per-call machinery. Only statements without expanding (IN)
+# parameters go this way.
+
+
+class Prepared:
+    """A Core statement compiled once per dialect and executed directly."""
+
+    __slots__ = ("stmt", "_plans", "_keys")
+
+    def __init__(self, stmt: Any, column_keys: Sequence[str] | None = None):
+        """``column_keys``: for an INSERT without ``.values()``, the columns it sets."""
+        self.stmt = stmt
+        self._keys = None if column_keys is None else list(column_keys)
+        self._plans: dict[str, tuple[Any, ...]] = {}
+
+    def plan(self, dialect: Any) -> tuple[Any, ...]:
+        """(sql, defaults, bind processors, positional order or None, result processors)."""
+        plan = self._plans.get(dialect.name)
+        if plan is None:
+            compiled = self.stmt.compile(dialect=dialect, column_keys=self._keys)
+            defaults = compiled.construct_params(_check=False)
+            # Python-side column defaults (``default=0``) are normally filled in
+            # per execution; here scalar ones are filled in once.
+            prefetch = [(c, c.default) for c in compiled.insert_prefetch]
+            prefetch += [(c, c.onupdate) for c in compiled.update_prefetch]
+            for col, default in prefetch:
+                if default is None or not default.is_scalar:
+                    raise NotImplementedError(f"column {col} has a non-scalar Python default")
+                for name in defaults:
+                    if name == col.key or name.startswith(col.key + "_m"):
+                        defaults[name] = default.arg
+            procs = dict(compiled._bind_processors)  # noqa: SLF001 - the processors SQLAlchemy itself applies
+            order = tuple(compiled.positiontup) if dialect.positional else None
+            results = tuple(e.type._cached_result_processor(dialect, None)  # noqa: SLF001
+                            for e in compiled._result_columns)  # noqa: SLF001
+            plan = self._plans[dialect.name] = (compiled.string, defaults, procs, order, results)
+        return plan
+
+
+class Db:
+    """The driver connection behind a session (or a pooled connection, for
+    single-statement reads), with the dialect to compile for."""
+
+    __slots__ = ("raw", "dialect")
+
+    def __init__(self, raw: Any, dialect: Any):
+        self.raw = raw
+        self.dialect = dialect
+
+    @staticmethod
+    def of(session: Session) -> Db:
+        """The session's connection, in its transaction (BEGIN is issued if needed)."""
+        db = session.info.get("pf.db")
+        if db is None:
+            conn = session.connection()
+            db = session.info["pf.db"] = Db(conn.connection.driver_connection, conn.dialect)
+        return db
+
+    def execute(self, prepared: Prepared, params: Mapping[str, Any]) -> Any:
+        """Run ``prepared`` with ``params``; the driver cursor."""
+        sql, defaults, procs, order, _ = prepared.plan(self.dialect)
+        values = {**defaults, **params}
+        for name, proc in procs.items():
+            value = values.get(name)
+            if value is not None:
+                values[name] = proc(value)
+        if order is not None:
+            return self.raw.execute(sql, tuple([values[n] for n in order]))
+        return self.raw.execute(sql, values)
+
+    def rows(self, prepared: Prepared, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """All result rows, with the result processors applied (JSON parsed, times as datetimes)."""
+        cursor = self.execute(prepared, params)
+        found = cursor.fetchall()
+        results = prepared.plan(self.dialect)[4]
+        if not any(results):
+            return [tuple(r) for r in found]
+        return [tuple(v if p is None or v is None else p(v) for p, v in zip(results, r, strict=False))
+                for r in found]
+
+    def rowcount(self, prepared: Prepared, params: Mapping[str, Any]) -> int:
+        return int(self.execute(prepared, params).rowcount)
+
+
+_MULTI: dict[tuple[Any, ...], Prepared] = {}
+
+
+def _multi_insert(table: Table, columns: tuple[str, ...], n: int, *, returning: tuple[str, ...] = (),
+                  skip_conflicts: bool = False, dialect: str = "sqlite",
+                  subqueries: Mapping[str, Any] | None = None) -> Prepared:
+    """One INSERT of ``n`` rows (bind names ``<column>_<i>``), built once per shape."""
+    key = (table.name, columns, n, returning, skip_conflicts, dialect if skip_conflicts else "")
+    prepared = _MULTI.get(key)
+    if prepared is None:
+        if skip_conflicts:
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            base: Any = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+        else:
+            base = insert(table)
+        rows = []
+        for i in range(n):
+            row: dict[str, Any] = {c: bindparam(f"{c}_{i}", type_=table.c[c].type) for c in columns}
+            for c, make in (subqueries or {}).items():
+                row[c] = make(i)
+            rows.append(row)
+        stmt = base.values(rows)
+        if skip_conflicts:
+            stmt = stmt.on_conflict_do_nothing()
+        if returning:
+            stmt = stmt.returning(*(table.c[c] for c in returning))
+        prepared = _MULTI[key] = Prepared(stmt)
+    return prepared
+
+
+def _numbered(rows: Sequence[Mapping[str, Any]], columns: tuple[str, ...]) -> dict[str, Any]:
+    return {f"{c}_{i}": r.get(c) for i, r in enumerate(rows) for c in columns}
+
+
+_CHUNK = 50  # rows per multi-row INSERT: keeps the bind count far below SQLite's limit
+
+
+def insert_many(db: Db, table: Table, columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]], *,
+                returning: tuple[str, ...] = (), skip_conflicts: bool = False,
+                subqueries: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+    """Insert ``rows`` in multi-row statements; the RETURNING rows (unordered)."""
+    out: list[tuple[Any, ...]] = []
+    for start in range(0, len(rows), _CHUNK):
+        part = rows[start:start + _CHUNK]
+        prepared = _multi_insert(table, columns, len(part), returning=returning, skip_conflicts=skip_conflicts,
+                                 dialect=db.dialect.name, subqueries=subqueries)
+        params = _numbered(part, columns)
+        if subqueries:
+            for i, r in enumerate(part):
+                for c in subqueries:
+                    params[f"{c}_sub_{i}"] = r.get(c)
+        if returning:
+            out.extend(db.rows(prepared, params))
+        else:
+            db.execute(prepared, params)
+    return out
+
+
+# --- events, audit entries and outbox rows of one transaction, written at once -------------
+
+from engine.storage.models import AuditEntry, Event, OutboxMessage  # noqa: E402
+
+_events = cast(Table, Event.__table__)
+_audit = cast(Table, AuditEntry.__table__)
+_outbox = cast(Table, OutboxMessage.__table__)
+_EVENT_COLUMNS = ("name", "subject_type", "subject_id", "payload", "created_at")
+_AUDIT_COLUMNS = ("at", "actor", "action", "entity_type", "entity_id", "diff")
+OUTBOX_COLUMNS = ("channel", "connector", "recipient", "subject", "body", "payload", "idempotency_key",
+                  "delivery_class", "status", "attempts", "next_attempt_at", "rule_id", "journey_id",
+                  "created_at", "customer_id", "template_id")
+
+
+class Pending:
+    """Event, audit and outbox rows queued in one transaction, inserted by
+    :func:`flush_pending` as one multi-row INSERT per table (in queue order,
+    so ids still follow the order things happened)."""
+
+    __slots__ = ("events", "audits", "outbox")
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.audits: list[dict[str, Any]] = []
+        self.outbox: list[dict[str, Any]] = []
+
+
+def pending(session: Session) -> Pending:
+    """The session's queue (created on first use)."""
+    queue = session.info.get("pf.pending")
+    if queue is None:
+        queue = session.info["pf.pending"] = Pending()
+    return queue
+
+
+def queue_event(session: Session, name: str, subject_type: str | None, subject_id: str | int | None,
+                payload: dict[str, Any] | None, now: datetime) -> None:
+    """:func:`engine.storage.events_repo.append_event`, deferred to :func:`flush_pending`."""
+    pending(session).events.append({
+        "name": name, "subject_type": subject_type, "subject_id": None if subject_id is None else str(subject_id),
+        "payload": payload, "created_at": to_db_time(now)})
+
+
+def queue_audit(session: Session, *, at: datetime, actor: str | None, action: str, entity_type: str,
+                entity_id: str | int | None, diff: dict[str, Any] | None) -> None:
+    """:func:`engine.storage.audit.append_audit`, deferred to :func:`flush_pending`."""
+    pending(session).audits.append({
+        "at": to_db_time(at), "actor": actor, "action": action, "entity_type": entity_type,
+        "entity_id": None if entity_id is None else str(entity_id), "diff": diff})
+
+
+def queue_outbox(session: Session, row: Mapping[str, Any]) -> None:
+    """An outbox row (as :func:`engine.outbox.row_for` builds it), deferred to :func:`flush_pending`."""
+    pending(session).outbox.append(dict(row))
+
+
+def flush_pending(session: Session) -> int:
+    """Insert what was queued in this session; returns the outbox rows actually
+    written (rows whose idempotency key exists are skipped). Must run before
+    the transaction commits: whoever queues flushes."""
+    queue = session.info.get("pf.pending")
+    if queue is None or not (queue.events or queue.audits or queue.outbox):
+        return 0
+    db = Db.of(session)
+    written = 0
+    if queue.outbox:
+        written = len(insert_many(db, _outbox, OUTBOX_COLUMNS, queue.outbox, returning=("id",),
+                                  skip_conflicts=True))
+        queue.outbox = []
+    if queue.events:
+        insert_many(db, _events, _EVENT_COLUMNS, queue.events)
+        queue.events = []
+    if queue.audits:
+        insert_many(db, _audit, _AUDIT_COLUMNS, queue.audits)
+        queue.audits = []
+    return written
+
+
+# --- the transition's statements on the fast path ---------------------------------------
+
+_P_INSERT_INSTANCE = Prepared(_INSERT_INSTANCE, ("workflow_id", "workflow_version", "record_id", "state",
+                                                 "status", "version", "started_at", "finished_at"))
+_P_UPDATE_INSTANCE = Prepared(_UPDATE_INSTANCE)
+_P_UPDATE_TASK = Prepared(_UPDATE_TASK)
+_P_UPDATE_TASK_CAS = Prepared(_UPDATE_TASK_CAS)
+_P_GET_INSTANCE = Prepared(_GET_INSTANCE)
+_P_INSTANCE_FOR_RECORD = Prepared(_INSTANCE_FOR_RECORD)
+_P_GET_RECORD = Prepared(_GET_RECORD)
+_P_TASKS_OF_INSTANCE = Prepared(_TASKS_OF_INSTANCE)
+_P_SET_RECORD_STATUS = Prepared(_SET_RECORD_STATUS)
+_P_UPDATE_RECORD_AND_STATUS = Prepared(
+    update(_r).where(_r.c.id == bindparam("rid"), _r.c.version == bindparam("expected"))
+    .values(data=bindparam("data"), version=bindparam("new_version"), updated_at=bindparam("at"),
+            status=bindparam("status"))
+)
+_P_USERS_IN_ROLE = Prepared(_USERS_IN_ROLE)
+
+_INSTANCE_COLUMNS = (_instances.c.id, _instances.c.workflow_id, _instances.c.workflow_version,
+                     _instances.c.record_id, _instances.c.state, _instances.c.status, _instances.c.version,
+                     _instances.c.started_at, _instances.c.finished_at)
+_N_TASK, _N_INSTANCE = len(_TASK_COLUMNS), len(_INSTANCE_COLUMNS)
+_owner = aliased(Task)
+#: Every task of the instance that owns task :task_id, each row with the
+#: instance and its record: what ``act`` needs, in one statement.
+_P_LOAD_FOR_TASK = Prepared(
+    select(*_TASK_COLUMNS, *_INSTANCE_COLUMNS, _r.c.form_id, _r.c.form_version, _r.c.data, _r.c.version,
+           _r.c.status)
+    .join(_instances, _instances.c.id == _tasks.c.instance_id)
+    .join(_r, _r.c.id == _instances.c.record_id)
+    .where(_tasks.c.instance_id == select(_owner.instance_id).where(_owner.id == bindparam("task_id"))
+           .scalar_subquery())
+    .order_by(_tasks.c.seq)
+)
+_P_OPEN_TASKS_FOR = Prepared(
+    _joined_tasks().where(_tasks.c.assignee_name == bindparam("username"), _tasks.c.status == bindparam("status"))
+    .order_by(case((_tasks.c.due_at.is_(None), 1), else_=0), _tasks.c.due_at, _tasks.c.id)
+    .limit(bindparam("limit"))
+)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """An instance, all its tasks (by seq) and its record, read in one statement."""
+
+    instance: InstanceRow
+    tasks: list[TaskRow]
+    record: RecordSnapshot
+
+
+def _task_tuple(r: Sequence[Any]) -> TaskRow:
+    return TaskRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], _aware(r[7]), _aware(r[8]), r[9], r[10], r[11],
+                   from_db_time(r[12]), _aware(r[13]))
+
+
+def load_for_task(db: Db, task_id: int) -> Loaded | None:
+    """The instance owning ``task_id`` with every task and the record, or None."""
+    sql_rows = db.execute(_P_LOAD_FOR_TASK, {"task_id": task_id}).fetchall()
+    if not sql_rows:
+        return None
+    procs = _P_LOAD_FOR_TASK.plan(db.dialect)[4]
+
+    def proc(i: int, value: Any) -> Any:
+        p = procs[i]
+        return value if p is None or value is None else p(value)
+
+    tasks = [_task_tuple([proc(i, v) for i, v in enumerate(r[:_N_TASK])]) for r in sql_rows]
+    first = [proc(i, v) for i, v in enumerate(sql_rows[0])]
+    i = _N_TASK
+    inst = InstanceRow(first[i], first[i + 1], first[i + 2], first[i + 3], dict(first[i + 4] or {}),
+                       first[i + 5], first[i + 6], from_db_time(first[i + 7]), _aware(first[i + 8]))
+    j = _N_TASK + _N_INSTANCE
+    record = RecordSnapshot(inst.record_id, first[j], first[j + 1], dict(first[j + 2] or {}), first[j + 3],
+                            None, first[j + 4])
+    return Loaded(inst, tasks, record)
+
+
+def insert_instance_fast(db: Db, *, workflow_id: str, workflow_version: int, record_id: int,
+                         state: dict[str, Any], status: str, now: datetime, finished: bool) -> int:
+    """:func:`insert_instance` on the fast path."""
+    params = {"workflow_id": workflow_id, "workflow_version": workflow_version, "record_id": record_id,
+              "state": state, "status": status, "version": 1, "started_at": to_db_time(now),
+              "finished_at": to_db_time(now) if finished else None}
+    return int(db.execute(_P_INSERT_INSTANCE, params).fetchone()[0])
+
+
+def update_instance_fast(db: Db, instance_id: int, *, expected_version: int, state: dict[str, Any], status: str,
+                         finished_at: datetime | None) -> bool:
+    """:func:`update_instance` (compare-and-set on ``version``) on the fast path."""
+    return db.rowcount(_P_UPDATE_INSTANCE, {
+        "iid": instance_id, "expected": expected_version, "state": state, "status": status,
+        "new_version": expected_version + 1, "finished_at": _naive(finished_at)}) == 1
+
+
+def update_task_fast(db: Db, instance_id: int, seq: int, *, status: str, action: str | None, comment: str | None,
+                     acted_at: datetime | None, wake_at: datetime | None,
+                     expected_version: int | None = None) -> bool:
+    """:func:`update_task` on the fast path (with ``expected_version``: compare-and-set, still open)."""
+    params = {"iid": instance_id, "tseq": seq, "status": status, "action": action, "comment": comment,
+              "acted_at": _naive(acted_at), "wake_at": _naive(wake_at)}
+    if expected_version is None:
+        return db.rowcount(_P_UPDATE_TASK, params) == 1
+    params["expected"] = expected_version
+    return db.rowcount(_P_UPDATE_TASK_CAS, params) == 1
+
+
+_TASK_INSERT_COLUMNS = ("instance_id", "seq", "step_id", "assignee_name", "role", "kind", "status", "due_at",
+                        "wake_at", "created_at", "version")
+
+
+def _assignee_id(i: int) -> Any:
+    return select(User.id).where(User.username == bindparam(f"assignee_id_sub_{i}")).scalar_subquery()
+
+
+def insert_tasks_fast(db: Db, instance_id: int, rows: Sequence[Mapping[str, Any]]) -> dict[int, int]:
+    """:func:`insert_tasks` as one multi-row INSERT; returns {seq: task id}."""
+    params = [{"instance_id": instance_id, "seq": r["seq"], "step_id": r["step_id"],
+               "assignee_name": r.get("assignee"), "assignee_id": r.get("assignee"), "role": None,
+               "kind": r.get("kind", "approval"), "status": r["status"], "due_at": _naive(r.get("due_at")),
+               "wake_at": _naive(r.get("wake_at")), "created_at": to_db_time(r["created_at"]), "version": 1}
+              for r in rows]
+    found = insert_many(db, _tasks, _TASK_INSERT_COLUMNS, params, returning=("id", "seq"),
+                        subqueries={"assignee_id": _assignee_id})
+    return {int(seq): int(tid) for tid, seq in found}
+
+
+def update_record_fast(db: Db, record_id: int, *, expected_version: int, data: dict[str, Any], now: datetime,
+                       status: str) -> bool:
+    """Set a record's data and status iff it is still at ``expected_version`` (then bump it)."""
+    return db.rowcount(_P_UPDATE_RECORD_AND_STATUS, {
+        "rid": record_id, "expected": expected_version, "data": data, "new_version": expected_version + 1,
+        "at": to_db_time(now), "status": status}) == 1
+
+
+def set_record_status_fast(db: Db, record_id: int, status: str) -> None:
+    db.execute(_P_SET_RECORD_STATUS, {"rid": record_id, "status": status})
+
+
+def users_in_role_fast(db: Db, role: str) -> list[str]:
+    return [r[0] for r in db.execute(_P_USERS_IN_ROLE, {"role": role}).fetchall()]
+
+
+def open_tasks_for(db: Db, username: str, *, limit: int = 500) -> list[TaskRow]:
+    """A user's open tasks, earliest due first (undated last): the inbox's
+    default query in one statement on the fast path."""
+    rows = db.rows(_P_OPEN_TASKS_FOR, {"username": username, "status": "open", "limit": limit})
+    return [_with_join(_task_tuple(r[:_N_TASK]), r[_N_TASK:]) for r in rows]
+
+
+def _with_join(row: TaskRow, extra: Sequence[Any]) -> TaskRow:
+    return TaskRow(row.id, row.instance_id, row.seq, row.step_id, row.assignee, row.kind, row.status, row.due_at,
+                   row.acted_at, row.action, row.comment, row.version, row.created_at, row.wake_at,
+                   extra[0], extra[1], extra[2], extra[3])

@@ -1,0 +1,98 @@
+"""The public survey page: signed, expiring links; the shipped NPS form through
+the form runtime; CSRF; one answer per customer and campaign; zh/en."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from engine.feedback.links import sign_survey
+from engine.storage.database import transaction
+from engine.storage.models import Event, Feedback
+
+from .support import NOW, SECRET_KEY, add_customer, csrf_from
+
+
+def _link(customer_id: int = 1, campaign: str = "spring_sale", days: int = 7, **kw) -> str:
+    return "/survey/" + sign_survey(SECRET_KEY, customer_id=customer_id, campaign=campaign,
+                                    expires=NOW + timedelta(days=days), **kw)
+
+
+def _setup(services) -> None:
+    with transaction(services.session_factory) as s:
+        add_customer(s, 1, now=NOW)
+
+
+def test_answer_is_stored_tagged_and_emits_feedback_received(app, services) -> None:
+    _setup(services)
+    client = app.test_client()
+    url = _link()
+    page = client.get(url)
+    assert page.status_code == 200 and "满意度调查" in page.text and 'name="score"' in page.text
+    assert 'name="viewport"' in page.text  # phone-friendly layout from base.html
+    response = client.post(url, data={"csrf_token": csrf_from(page.text), "score": "4",
+                                      "reason": ["logistics", "service"], "comment": "快递三天才到"})
+    assert response.status_code == 200 and "感谢" in response.text
+    with services.session_factory() as s:
+        fb = s.execute(select(Feedback)).scalar_one()
+        assert (fb.customer_id, fb.campaign, fb.score, fb.source) == (1, "spring_sale", 4, "survey")
+        assert fb.tags == ["物流慢", "客服态度"]  # picked reasons, then keyword rules (no repeats)
+        assert fb.data["answers"]["reason"] == ["logistics", "service"]
+        event = s.execute(select(Event).where(Event.name == "feedback.received")).scalar_one()
+        assert (event.subject_type, event.subject_id) == ("customer", "1")
+        assert event.payload["score"] == 4 and event.payload["feedback_id"] == fb.id
+
+    # one answer per customer and campaign: the page says so, a second POST is refused
+    again = client.get(url)
+    assert again.status_code == 200 and "已经回答过" in again.text
+    second = client.post(url, data={"csrf_token": csrf_from(page.text), "score": "10"})
+    assert second.status_code == 409
+    with services.session_factory() as s:
+        assert s.execute(select(func.count()).select_from(Feedback)).scalar() == 1
+    # another campaign is another answer
+    other = client.get(_link(campaign="autumn"))
+    assert other.status_code == 200 and 'name="score"' in other.text
+
+
+def test_invalid_answers_are_shown_with_field_errors(app, services) -> None:
+    _setup(services)
+    client = app.test_client()
+    url = _link()
+    page = client.get(url)
+    response = client.post(url, data={"csrf_token": csrf_from(page.text), "score": "11"})
+    assert response.status_code == 422 and "has-error" in response.text
+    with services.session_factory() as s:
+        assert s.execute(select(func.count()).select_from(Feedback)).scalar() == 0
+
+
+def test_csrf_is_required(app, services) -> None:
+    _setup(services)
+    response = app.test_client().post(_link(), data={"score": "9"})
+    assert response.status_code == 400
+    with services.session_factory() as s:
+        assert s.execute(select(func.count()).select_from(Feedback)).scalar() == 0
+
+
+def test_bad_expired_and_foreign_links(app, services, clock) -> None:
+    _setup(services)
+    client = app.test_client()
+    url = _link()
+    tampered = url[:-3] + ("AAA" if not url.endswith("AAA") else "BBB")
+    assert client.get(tampered).status_code == 403
+    assert client.get("/survey/not-a-token").status_code == 403
+    assert client.post("/survey/x.y", data={"score": "9"}).status_code in (400, 403)
+    forged = "/survey/" + sign_survey("another-secret", customer_id=1, campaign="c", expires=NOW + timedelta(days=1))
+    assert client.get(forged).status_code == 403
+    clock.now = NOW + timedelta(days=8)
+    expired = client.get(url)
+    assert expired.status_code == 410 and "过期" in expired.text
+    clock.now = NOW
+    assert client.get(_link(customer_id=999)).status_code == 410          # no such customer
+    assert client.get(_link(form_id="no_such_form")).status_code == 404
+
+
+def test_english_page(app, services) -> None:
+    _setup(services)
+    page = app.test_client().get(_link() + "?lang=en")
+    assert page.status_code == 200 and "Satisfaction survey" in page.text

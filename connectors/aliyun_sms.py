@@ -11,10 +11,18 @@ number). A batch the provider rejects for a per-number reason (an illegal
 number, the number's flow control, missing parameters) was not sent at all, so
 its messages are resent one by one to find which one failed.
 
+**Receipts**: the SmsReport HTTP push (a JSON list of ``{phone_number,
+send_time, report_time, success, err_code, err_msg, biz_id, out_id}``) is
+accepted by :meth:`~AliyunSmsConnector.verify_webhook` with the
+``receipt_token`` secret in the URL (Aliyun does not sign it). **Reconcile**:
+``QuerySendDetails`` by phone number and send date (China time) finds a
+message whose send timed out — by ``OutId`` (``SendSms``), or for a batch send
+(no OutId) by template and send time.
+
 Settings: ``sign_name`` (default sign; ``options.sign_name`` overrides per
 message), ``region`` (default cn-hangzhou), ``base_url`` (default
 ``https://dysmsapi.aliyuncs.com``), timeouts. Secrets: ``access_key_id``,
-``access_key_secret``.
+``access_key_secret``, optional ``receipt_token``.
 """
 
 from __future__ import annotations
@@ -25,12 +33,21 @@ import hmac
 import json
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from engine.ports import Capabilities, ConfigurationError, OutgoingMessage, SendResult
+from engine.ports import (
+    Capabilities,
+    ConfigurationError,
+    ConnectorError,
+    FeedbackItem,
+    OutgoingMessage,
+    SendResult,
+)
 
 from ._base import HttpConnector, TransportFailure, chunks, http_status_result
+from .receipts import CHINA, DELIVERED, PENDING, UNDELIVERED, check_token, china_time, digits, json_list
 
 API_VERSION = "2017-05-25"
 BATCH_LIMIT = 100
@@ -110,8 +127,82 @@ class AliyunSmsConnector(HttpConnector):
 
     channel = "sms"
     required_secrets = ("access_key_id", "access_key_secret")
-    capabilities: ClassVar[Capabilities] = Capabilities(max_batch=BATCH_LIMIT, receipts=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(max_batch=BATCH_LIMIT, receipts=True, webhooks=True)
     default_base_url = "https://dysmsapi.aliyuncs.com"
+    #: QuerySendDetails SendStatus → our delivery status
+    SEND_STATUS: ClassVar[Mapping[int, str]] = {1: PENDING, 2: UNDELIVERED, 3: DELIVERED}
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes,
+                       query: Mapping[str, str] | None = None) -> list[FeedbackItem]:
+        """An SmsReport push: one ``receipt`` per report (``message_id`` from
+        ``out_id``, ``provider_id`` the ``biz_id``, ``sender`` the number).
+        Aliyun wants ``{"code": 0, "msg": "成功"}`` back.
+
+        Raises:
+            UnsupportedOperation: no ``receipt_token`` secret.
+            WebhookVerificationError: wrong token or unreadable body.
+        """
+        check_token(self, query)
+        items = []
+        for report in json_list(body):
+            success = report.get("success")
+            ok = success is True or str(success).lower() == "true"
+            items.append(FeedbackItem(
+                "receipt", provider_id=str(report.get("biz_id") or "") or None,
+                message_id=str(report.get("out_id") or "") or None, sender=str(report.get("phone_number") or ""),
+                status=DELIVERED if ok else UNDELIVERED, occurred_at=china_time(report.get("report_time")),
+                data={"code": str(report.get("err_code") or "")}))
+        return items
+
+    def reconcile(self, messages: Sequence[tuple[OutgoingMessage, datetime | None]]) -> list[FeedbackItem]:
+        """``QuerySendDetails`` per message (phone number + the China-time date
+        it was handed over). Matches the record whose ``OutId`` is our id;
+        failing that (a ``SendBatchSms`` has no OutId) one without OutId of the
+        same template sent no earlier than a minute before our attempt.
+
+        Raises:
+            ConfigurationError: credentials rejected.
+            ConnectorError: the query failed; ask again later.
+        """
+        items: list[FeedbackItem] = []
+        used: set[tuple[str, str]] = set()
+        for message, at in messages:
+            at = at or self.clock()
+            found = self._details(message, at)
+            match = next((d for d in found if str(d.get("OutId") or "") == message.id), None)
+            if match is None:
+                earliest = (at - timedelta(minutes=1)).astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S")
+                match = next((d for d in found if not d.get("OutId")
+                              and str(d.get("TemplateCode") or "") == str(message.template_code)
+                              and str(d.get("SendDate") or "") >= earliest
+                              and (str(d.get("PhoneNum")), str(d.get("SendDate"))) not in used), None)
+            if match is None:
+                continue
+            used.add((str(match.get("PhoneNum")), str(match.get("SendDate"))))
+            status = self.SEND_STATUS.get(int(match.get("SendStatus") or 1), PENDING)
+            items.append(FeedbackItem("receipt", message_id=message.id, sender=str(match.get("PhoneNum") or ""),
+                                      status=status, occurred_at=china_time(match.get("ReceiveDate")),
+                                      data={"code": str(match.get("ErrCode") or ""), "source": "QuerySendDetails"}))
+        return items
+
+    def _details(self, message: OutgoingMessage, at: datetime) -> list[Mapping[str, Any]]:
+        params = {"PhoneNumber": aliyun_phone(message.recipient), "SendDate": at.astimezone(CHINA).strftime("%Y%m%d"),
+                  "PageSize": "50", "CurrentPage": "1"}
+        try:
+            answer = self._call("QuerySendDetails", params)
+        except TransportFailure as failure:
+            raise ConnectorError(f"connector `{self.id}`: QuerySendDetails: {failure.detail}",
+                                 code=failure.code) from None
+        if isinstance(answer, SendResult):
+            raise ConnectorError(f"connector `{self.id}`: QuerySendDetails: {answer.code}", code=answer.code)
+        code = str(answer.get("Code", ""))
+        if code != "OK":
+            if CODES.get(code, ("", None))[0] == "config":
+                raise ConfigurationError(f"connector `{self.id}`: Aliyun refused QuerySendDetails: {code}", code=code)
+            raise ConnectorError(f"connector `{self.id}`: QuerySendDetails answered {code}", code=code)
+        dtos = (answer.get("SmsSendDetailDTOs") or {}).get("SmsSendDetailDTO") or []
+        wanted = digits(message.recipient)
+        return [d for d in dtos if isinstance(d, Mapping) and digits(str(d.get("PhoneNum") or "")) == wanted]
 
     def _signed(self, action: str, params: Mapping[str, str]) -> dict[str, str]:
         full = {

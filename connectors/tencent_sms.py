@@ -10,9 +10,18 @@ message. ``SessionContext`` carries our message id (or ``batch:<first id>``).
 Template parameters are positional: ``params`` keys ``"1", "2", …`` are sent in
 numeric order; other keys in their given order.
 
+**Receipts**: the status callback (a JSON list of ``{user_receive_time,
+nationcode, mobile, report_status, errmsg, description, sid}``) is accepted by
+:meth:`~TencentSmsConnector.verify_webhook` with the ``receipt_token`` secret in
+the URL (Tencent does not sign it). **Reconcile**: ``PullSmsSendStatus``
+hands out each status report once (it must be enabled for the app), so every
+report it returns is applied: those whose ``SessionContext`` names one of the
+unknown messages (our id, or ``batch:<first id>`` + the number) settle it, the
+rest update sent messages by ``SerialNo``.
+
 Settings: ``sdk_app_id`` (required), ``sign_name``, ``region`` (default
 ap-guangzhou), ``base_url`` (default ``https://sms.tencentcloudapi.com``),
-timeouts. Secrets: ``secret_id``, ``secret_key``.
+timeouts. Secrets: ``secret_id``, ``secret_key``, optional ``receipt_token``.
 """
 
 from __future__ import annotations
@@ -25,9 +34,17 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from engine.ports import Capabilities, ConfigurationError, OutgoingMessage, SendResult
+from engine.ports import (
+    Capabilities,
+    ConfigurationError,
+    ConnectorError,
+    FeedbackItem,
+    OutgoingMessage,
+    SendResult,
+)
 
 from ._base import HttpConnector, TransportFailure, http_status_result
+from .receipts import DELIVERED, UNDELIVERED, check_token, china_time, json_list
 
 SERVICE = "sms"
 API_VERSION = "2021-01-11"
@@ -132,8 +149,86 @@ class TencentSmsConnector(HttpConnector):
     channel = "sms"
     required_secrets = ("secret_id", "secret_key")
     required_settings = ("sdk_app_id",)
-    capabilities: ClassVar[Capabilities] = Capabilities(max_batch=BATCH_LIMIT, receipts=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(max_batch=BATCH_LIMIT, receipts=True, webhooks=True)
     default_base_url = "https://sms.tencentcloudapi.com"
+    #: how many reports one PullSmsSendStatus asks for (the API's maximum)
+    PULL_LIMIT = 100
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes,
+                       query: Mapping[str, str] | None = None) -> list[FeedbackItem]:
+        """A status callback: one ``receipt`` per report (``provider_id`` the
+        ``sid`` = SerialNo of the send). Tencent wants
+        ``{"result": 0, "errmsg": "OK"}`` back.
+
+        Raises:
+            UnsupportedOperation: no ``receipt_token`` secret.
+            WebhookVerificationError: wrong token or unreadable body.
+        """
+        check_token(self, query)
+        items = []
+        for report in json_list(body):
+            ok = str(report.get("report_status") or "").upper() == "SUCCESS"
+            number = f"+{report.get('nationcode') or '86'}{report.get('mobile') or ''}"
+            items.append(FeedbackItem(
+                "receipt", provider_id=str(report.get("sid") or "") or None, sender=number,
+                status=DELIVERED if ok else UNDELIVERED, occurred_at=china_time(report.get("user_receive_time")),
+                data={"code": str(report.get("errmsg") or "")}))
+        return items
+
+    def reconcile(self, messages: Sequence[tuple[OutgoingMessage, datetime | None]]) -> list[FeedbackItem]:
+        """Pull status reports (``PullSmsSendStatus``) until none are left or
+        ten pages were read, and turn each into a receipt, matched to
+        ``messages`` by ``SessionContext`` (see the module doc).
+
+        Raises:
+            ConfigurationError: credentials rejected.
+            ConnectorError: the pull failed; ask again later.
+        """
+        by_id = {m.id: m for m, _ in messages}
+        batch_candidates = sorted(((int(m.id), m) for m, _ in messages if m.id.isdigit()), key=lambda x: x[0])
+        claimed: set[str] = set()
+        items: list[FeedbackItem] = []
+        for _ in range(10):
+            reports = self._pull()
+            for report in reports:
+                context = str(report.get("SessionContext") or "")
+                number = str(report.get("PhoneNumber") or "")
+                message_id = None
+                if context in by_id and e164(by_id[context].recipient) == number:
+                    message_id = context
+                elif context.startswith("batch:") and context[6:].isdigit():
+                    first = int(context[6:])
+                    message_id = next((str(i) for i, m in batch_candidates
+                                       if i >= first and str(i) not in claimed and e164(m.recipient) == number), None)
+                if message_id is not None:
+                    claimed.add(message_id)
+                ok = str(report.get("ReportStatus") or "").upper() == "SUCCESS"
+                items.append(FeedbackItem(
+                    "receipt", provider_id=str(report.get("SerialNo") or "") or None, message_id=message_id,
+                    sender=number, status=DELIVERED if ok else UNDELIVERED,
+                    occurred_at=china_time(report.get("UserReceiveTime")),
+                    data={"code": str(report.get("Description") or ""), "source": "PullSmsSendStatus"}))
+            if len(reports) < self.PULL_LIMIT:
+                break
+        return items
+
+    def _pull(self) -> list[Mapping[str, Any]]:
+        body = {"Limit": self.PULL_LIMIT, "SmsSdkAppId": str(self.setting("sdk_app_id"))}
+        try:
+            answer = self._post(body, action="PullSmsSendStatus")
+        except TransportFailure as failure:
+            raise ConnectorError(f"connector `{self.id}`: PullSmsSendStatus: {failure.detail}",
+                                 code=failure.code) from None
+        if isinstance(answer, SendResult):
+            raise ConnectorError(f"connector `{self.id}`: PullSmsSendStatus: {answer.code}", code=answer.code)
+        error = answer.get("Error")
+        if isinstance(error, Mapping):
+            code = str(error.get("Code", ""))
+            if REQUEST_ERRORS.get(code, ("", None))[0] == "config":
+                raise ConfigurationError(f"connector `{self.id}`: Tencent refused PullSmsSendStatus: {code}",
+                                         code=code)
+            raise ConnectorError(f"connector `{self.id}`: PullSmsSendStatus answered {code}", code=code)
+        return [r for r in answer.get("PullSmsSendStatusSet") or [] if isinstance(r, Mapping)]
 
     def _sign_name(self, message: OutgoingMessage) -> str | None:
         sign = message.options.get("sign_name") or self.setting("sign_name")
@@ -184,14 +279,14 @@ class TencentSmsConnector(HttpConnector):
                 requests.append(({number}, [message]))
         return [members for _, members in requests]
 
-    def _post(self, body: Mapping[str, Any]) -> Mapping[str, Any] | SendResult:
+    def _post(self, body: Mapping[str, Any], action: str = "SendSms") -> Mapping[str, Any] | SendResult:
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
         host = urlsplit(self.base_url).netloc
         timestamp = int(self.now_ts())
         headers = {
             "Content-Type": CONTENT_TYPE,
             "Host": host,
-            "X-TC-Action": "SendSms",
+            "X-TC-Action": action,
             "X-TC-Version": API_VERSION,
             "X-TC-Region": str(self.setting("region", "ap-guangzhou")),
             "X-TC-Timestamp": str(timestamp),

@@ -9,6 +9,11 @@ Status callbacks (``verify_webhook``) are authenticated by ``X-Twilio-Signature`
 = Base64(HMAC-SHA1(AuthToken, URL + the POST parameters sorted by name, each
 name followed by its value)).
 
+**Reconcile**: Twilio has no idempotency key, so a send that timed out is
+looked up in the Messages list filtered by ``To`` and ``DateSent`` (the UTC
+date): the message with our exact body created no earlier than a minute before
+the attempt is ours.
+
 Settings: ``from_number`` or ``messaging_service_sid``, ``status_callback``
 (the public URL Twilio posts receipts to), ``base_url`` (default
 ``https://api.twilio.com``), timeouts. Secrets: ``account_sid``, ``auth_token``.
@@ -21,12 +26,15 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
 from engine.ports import (
     Capabilities,
     ConfigurationError,
+    ConnectorError,
     FeedbackItem,
     OutgoingMessage,
     SendResult,
@@ -41,6 +49,13 @@ from ._base import (
 )
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+#: Twilio message status → our delivery status ("Outbound Message Status").
+STATUSES: Mapping[str, str] = {
+    "accepted": "pending", "scheduled": "pending", "queued": "pending", "sending": "pending", "sent": "pending",
+    "delivered": "delivered", "read": "delivered", "undelivered": "undelivered", "failed": "failed",
+    "canceled": "failed",
+}
 
 #: Twilio error code → (kind, suppress)
 CODES: Mapping[int, tuple[str, bool]] = {
@@ -153,6 +168,67 @@ class TwilioConnector(HttpConnector):
         expected = twilio_signature(self.secret("auth_token"), url, params)
         if not url or not hmac.compare_digest(given.encode(), expected.encode()):
             raise WebhookVerificationError("bad X-Twilio-Signature", code="signature")
+        raw = str(params.get("MessageStatus") or "")
+        data = {"provider_status": raw}
+        if params.get("ErrorCode"):
+            data["code"] = data["error_code"] = str(params["ErrorCode"])
         return [FeedbackItem("receipt", provider_id=params.get("MessageSid"), sender=params.get("To"),
-                             status=params.get("MessageStatus"),
-                             data={"error_code": params.get("ErrorCode")} if params.get("ErrorCode") else {})]
+                             status=STATUSES.get(raw, "pending"), data=data)]
+
+    def reconcile(self, messages: Sequence[tuple[OutgoingMessage, datetime | None]]) -> list[FeedbackItem]:
+        """List Messages by ``To`` + ``DateSent`` per unknown message and
+        match our body (see the module doc); each Twilio message settles at
+        most one of ours.
+
+        Raises:
+            ConfigurationError: credentials rejected.
+            ConnectorError: the list failed; ask again later.
+        """
+        items: list[FeedbackItem] = []
+        used: set[str] = set()
+        for message, at in messages:
+            at = at or self.clock()
+            earliest = at - timedelta(minutes=1)
+            candidates = []
+            for found in self._list(message.recipient.strip(), at):
+                created = _twilio_time(found.get("date_created"))
+                if (found.get("body") == message.body and str(found.get("sid")) not in used
+                        and (created is None or created >= earliest)):
+                    candidates.append((created or at, str(found.get("sid")), found))
+            if not candidates:
+                continue
+            _, sid, found = min(candidates, key=lambda c: (c[0], c[1]))
+            used.add(sid)
+            raw = str(found.get("status") or "")
+            data = {"provider_status": raw, "source": "Messages list"}
+            if found.get("error_code"):
+                data["code"] = str(found["error_code"])
+            items.append(FeedbackItem("receipt", provider_id=sid, message_id=message.id, sender=message.recipient,
+                                      status=STATUSES.get(raw, "pending"), data=data))
+        return items
+
+    def _list(self, to: str, at: datetime) -> list[Mapping[str, Any]]:
+        sid = self.secret("account_sid")
+        params = {"To": to, "DateSent": at.strftime("%Y-%m-%d"), "PageSize": "50"}
+        try:
+            response = self.request("GET", f"{self.base_url}/2010-04-01/Accounts/{sid}/Messages.json",
+                                    params=params, auth=(sid, self.secret("auth_token")))
+            answer = self.json_body(response)
+        except TransportFailure as failure:
+            raise ConnectorError(f"connector `{self.id}`: Messages list: {failure.detail}", code=failure.code) from None
+        if response.status_code == 401:
+            raise ConfigurationError(f"connector `{self.id}`: Twilio refused the credentials", code="20003")
+        if response.status_code != 200:
+            raise ConnectorError(f"connector `{self.id}`: Messages list answered HTTP {response.status_code}",
+                                 code=str(answer.get("code") or response.status_code))
+        return [m for m in answer.get("messages") or [] if isinstance(m, Mapping)]
+
+
+def _twilio_time(value: Any) -> datetime | None:
+    """Twilio's RFC 2822 dates (``Wed, 18 Aug 2021 20:01:10 +0000``)."""
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(str(value))
+    except (TypeError, ValueError):
+        return None

@@ -13,14 +13,16 @@ import hmac
 import itertools
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from werkzeug.wrappers import Request, Response
 
 from .base import FakeProvider, json_response
 
 PHONE = re.compile(r"^(?:\+?86)?1\d{10}$")
+CHINA = ZoneInfo("Asia/Shanghai")
 COMMON = ("AccessKeyId", "Action", "Format", "RegionId", "SignatureMethod", "SignatureNonce",
           "SignatureVersion", "Timestamp", "Version", "Signature")
 
@@ -40,6 +42,10 @@ class FakeAliyun(FakeProvider):
         self.codes: list[str] = []           # next answers to force (e.g. "isv.AMOUNT_NOT_ENOUGH")
         self.nonces: set[str] = set()
         self.delivered: list[dict] = []
+        self.undelivered: set[str] = set()   # numbers whose carrier receipt says failed (SendStatus 2)
+        self.awaiting: set[str] = set()      # numbers still waiting for a receipt (SendStatus 1)
+        self.queries: list[dict] = []
+        self.sent_at: list[datetime] = []    # China time of each delivered entry (same index)
         self._ids = itertools.count(1)
 
     def _error(self, code: str, status: int = 200, message: str = "") -> Response:
@@ -76,6 +82,8 @@ class FakeAliyun(FakeProvider):
             return self._send(params["PhoneNumbers"].split(","), [params.get("SignName", "")] * 1,
                               params.get("TemplateCode", ""), params.get("TemplateParam"), params.get("OutId"),
                               single=True)
+        if params["Action"] == "QuerySendDetails":
+            return self._query(params)
         if params["Action"] == "SendBatchSms":
             try:
                 phones = json.loads(params["PhoneNumberJson"])
@@ -113,9 +121,45 @@ class FakeAliyun(FakeProvider):
             if phone in self.limited:
                 return self._error("isv.BUSINESS_LIMIT_CONTROL", message="触发号码天级流控")
         biz_id = f"biz-{next(self._ids)}"
+        sent_at = datetime.fromtimestamp(self.now(), CHINA)
         with self.lock:
             for i, phone in enumerate(phones):
                 self.delivered.append({"phone": phone, "template": template, "params": raw_params[i],
                                        "out_id": out_id, "biz_id": biz_id})
+                self.sent_at.append(sent_at)
         return json_response({"Code": "OK", "Message": "OK", "BizId": biz_id, "RequestId": f"req-{biz_id}"})
 
+
+    def _query(self, params: dict) -> Response:
+        """QuerySendDetails: PhoneNumber (one), SendDate yyyyMMdd within the
+        last 30 days, PageSize 1–50, CurrentPage; optional BizId. Answers the
+        documented SmsSendDetailDTOs shape (SendStatus 1 waiting, 2 failed,
+        3 delivered)."""
+        with self.lock:
+            self.queries.append(dict(params))
+        phone, date = params.get("PhoneNumber", ""), params.get("SendDate", "")
+        if not phone or not date or not params.get("PageSize") or not params.get("CurrentPage"):
+            return self._error("MissingParameter", 400)
+        try:
+            day = datetime.strptime(date, "%Y%m%d").date()
+            size, page = int(params["PageSize"]), int(params["CurrentPage"])
+        except ValueError:
+            return self._error("isv.INVALID_PARAMETERS")
+        today = datetime.fromtimestamp(self.now(), CHINA).date()
+        if not (today - timedelta(days=30) <= day <= today) or not 1 <= size <= 50 or page < 1:
+            return self._error("isv.INVALID_PARAMETERS")
+        with self.lock:
+            found = [{**d, "sent_at": at} for d, at in zip(self.delivered, self.sent_at, strict=True)
+                     if d["phone"] == phone and at.date() == day and params.get("BizId") in (None, d["biz_id"])]
+        dtos = []
+        for d in found[(page - 1) * size:page * size]:
+            status = 2 if phone in self.undelivered else 1 if phone in self.awaiting else 3
+            dto = {"PhoneNum": phone, "SendStatus": status,
+                   "ErrCode": {1: "", 2: "MK:0001", 3: "DELIVERED"}[status], "TemplateCode": d["template"],
+                   "Content": "【促销通】…", "SendDate": d["sent_at"].strftime("%Y-%m-%d %H:%M:%S"),
+                   "ReceiveDate": "" if status == 1 else (d["sent_at"] + timedelta(seconds=3)).strftime("%Y-%m-%d %H:%M:%S")}
+            if d["out_id"]:
+                dto["OutId"] = d["out_id"]
+            dtos.append(dto)
+        return json_response({"Code": "OK", "Message": "OK", "RequestId": f"req-{next(self._ids)}",
+                              "TotalCount": len(found), "SmsSendDetailDTOs": {"SmsSendDetailDTO": dtos}})

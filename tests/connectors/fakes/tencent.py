@@ -11,6 +11,7 @@ import itertools
 import json
 import re
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from werkzeug.wrappers import Request, Response
 
@@ -18,6 +19,7 @@ from .base import FakeProvider, json_response
 
 AUTH = re.compile(r"^TC3-HMAC-SHA256 Credential=([^/]+)/(\d{4}-\d{2}-\d{2})/sms/tc3_request, "
                   r"SignedHeaders=([a-z;-]+), Signature=([0-9a-f]{64})$")
+CHINA = ZoneInfo("Asia/Shanghai")
 E164_CN = re.compile(r"^\+861\d{10}$")
 
 
@@ -36,6 +38,8 @@ class FakeTencent(FakeProvider):
         self.daily_limited: set[str] = set()
         self.request_errors: list[str] = []
         self.delivered: list[dict] = []
+        self.undelivered: set[str] = set()   # numbers whose report says FAIL
+        self.reports: list[dict] = []        # status reports not yet pulled (PullSmsSendStatus hands each out once)
         self._ids = itertools.count(1)
 
     def _error(self, code: str, message: str = "") -> Response:
@@ -44,7 +48,7 @@ class FakeTencent(FakeProvider):
 
     def handle(self, request: Request) -> Response:
         h = request.headers
-        if h.get("X-TC-Action") != "SendSms":
+        if h.get("X-TC-Action") not in ("SendSms", "PullSmsSendStatus"):
             return self._error("InvalidAction")
         if h.get("X-TC-Version") != "2021-01-11":
             return self._error("InvalidParameter.InvalidVersion" if h.get("X-TC-Version") else "MissingParameter")
@@ -79,6 +83,13 @@ class FakeTencent(FakeProvider):
             return self._error(self.request_errors.pop(0))
         if data.get("SmsSdkAppId") != self.sdk_app_id:
             return self._error("UnauthorizedOperation.SmsSdkAppIdVerifyFail")
+        if h.get("X-TC-Action") == "PullSmsSendStatus":
+            limit = data.get("Limit")
+            if not isinstance(limit, int) or not 1 <= limit <= 100:
+                return self._error("InvalidParameterValue", "Limit")
+            with self.lock:
+                batch, self.reports = self.reports[:limit], self.reports[limit:]
+            return json_response({"Response": {"PullSmsSendStatusSet": batch, "RequestId": f"req-{next(self._ids)}"}})
         if data.get("SignName") not in self.signs:
             return self._error("FailedOperation.SignatureIncorrectOrUnapproved")
         template = data.get("TemplateId")
@@ -103,10 +114,17 @@ class FakeTencent(FakeProvider):
                 code = "Ok"
             serial = f"serial-{next(self._ids)}" if code == "Ok" else ""
             if code == "Ok":
+                ok = number not in self.undelivered
+                received = datetime.fromtimestamp(self.now() + 2, CHINA).strftime("%Y-%m-%d %H:%M:%S")
                 with self.lock:
                     self.delivered.append({"number": number, "template": template,
                                            "params": data.get("TemplateParamSet"),
                                            "context": data.get("SessionContext")})
+                    self.reports.append({"UserReceiveTime": received, "CountryCode": "86",
+                                         "SubscriberNumber": number[3:], "PhoneNumber": number, "SerialNo": serial,
+                                         "ReportStatus": "SUCCESS" if ok else "FAIL",
+                                         "Description": "DELIVRD" if ok else "MK:0001",
+                                         "SessionContext": data.get("SessionContext", "")})
             statuses.append({"SerialNo": serial, "PhoneNumber": number, "Fee": 1 if code == "Ok" else 0,
                              "SessionContext": data.get("SessionContext", ""), "Code": code,
                              "Message": "send success" if code == "Ok" else code, "IsoCode": "CN"})

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import re
+from datetime import UTC, datetime
+from email.utils import format_datetime
 
 from werkzeug.wrappers import Request, Response
 
@@ -22,6 +24,7 @@ class FakeTwilio(FakeProvider):
         self.unroutable: set[str] = set()
         self.rate_limited = 0
         self.delivered: list[dict] = []
+        self.created: list[tuple[datetime, str | None]] = []   # (date_created, From) of each delivered entry
         self._ids = itertools.count(1)
 
     def _error(self, status: int, code: int, message: str) -> Response:
@@ -29,11 +32,13 @@ class FakeTwilio(FakeProvider):
                               "status": status}, status)
 
     def handle(self, request: Request) -> Response:
-        if request.path != f"/2010-04-01/Accounts/{self.sid}/Messages.json" or request.method != "POST":
+        if request.path != f"/2010-04-01/Accounts/{self.sid}/Messages.json" or request.method not in ("POST", "GET"):
             return self._error(404, 20404, "The requested resource was not found")
         auth = request.authorization
         if auth is None or auth.username != self.sid or auth.password != self.token:
             return self._error(401, 20003, "Authenticate")
+        if request.method == "GET":
+            return self._list(request)
         if self.rate_limited:
             self.rate_limited -= 1
             return self._error(429, 20429, "Too Many Requests")
@@ -54,5 +59,22 @@ class FakeTwilio(FakeProvider):
         sid = f"SM{next(self._ids):032d}"
         with self.lock:
             self.delivered.append({"sid": sid, "to": to, "body": form["Body"]})
+            self.created.append((datetime.fromtimestamp(self.now(), UTC), form.get("From")))
         return json_response({"sid": sid, "status": "queued", "to": to, "from": form.get("From"),
                               "body": form["Body"], "error_code": None}, 201)
+
+    def _list(self, request: Request) -> Response:
+        """GET Messages.json with the documented filters To, From, DateSent
+        (YYYY-MM-DD, UTC) and PageSize; newest first, RFC 2822 dates."""
+        args = request.args
+        with self.lock:
+            found = [{**d, "created": at, "from": sender} for d, (at, sender) in zip(self.delivered, self.created, strict=True)
+                     if args.get("To") in (None, d["to"]) and args.get("From") in (None, sender)
+                     and args.get("DateSent") in (None, at.strftime("%Y-%m-%d"))]
+        size = int(args.get("PageSize", 50))
+        found = sorted(found, key=lambda d: d["created"], reverse=True)[:size]
+        messages = [{"sid": d["sid"], "to": d["to"], "from": d["from"], "body": d["body"], "status": "delivered",
+                     "date_created": format_datetime(d["created"]), "date_sent": format_datetime(d["created"]),
+                     "error_code": None, "direction": "outbound-api"} for d in found]
+        return json_response({"messages": messages, "page": 0, "page_size": size, "next_page_uri": None,
+                              "uri": request.full_path})

@@ -7,7 +7,7 @@ worker` runs only that, `promoflow demo` runs it in the web process.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -39,7 +39,59 @@ def tick_functions(services: Any) -> list[tuple[str, Callable[[datetime], Any]]]
     if getattr(services, "workflows", None) is not None:
         ticks.append(("approvals", services.workflows.tick))
     ticks.append(("dispatch", dispatch_tick(services)))
+    ticks.append(("feedback", feedback_tick(services)))
     return ticks
+
+
+#: Connector types that are polled for feedback by cursor.
+PULL_TYPES = ("survey_pull",)
+
+
+def feedback_tick(services: Any, *, env: Mapping[str, str] | None = None,
+                  session: Any = None) -> Callable[[datetime], Any]:
+    """The scheduler's ``feedback`` tick: pull every enabled pull connector
+    (``survey_pull``) from its stored cursor until it has nothing new.
+
+    Connectors are built once per definitions version with secrets from the
+    environment; one that fails to build is left out and reported as a
+    ``connector.misconfigured`` event, like the dispatch tick does."""
+    import os
+
+    from connectors.registry import load_connector
+    from engine.feedback.pull import pull_all
+    from engine.ports import ConfigurationError
+    from engine.storage.database import transaction
+    from engine.storage.events_repo import append_event
+
+    state: dict[str, Any] = {"key": None, "connectors": {}}
+
+    def build(now: datetime) -> dict[str, Any]:
+        definitions = services.registry.current()
+        if state["key"] is definitions:
+            return state["connectors"]  # type: ignore[no-any-return]
+        built: dict[str, Any] = {}
+        for spec in definitions.connectors.values():
+            if not spec.enabled or spec.type not in PULL_TYPES:
+                continue
+            try:
+                built[spec.id] = load_connector(spec, env=os.environ if env is None else env, session=session,
+                                                clock=services.clock)
+            except ConfigurationError as exc:
+                with transaction(services.session_factory) as s:
+                    append_event(s, "connector.misconfigured", "connector", spec.id,
+                                 {"connector": spec.id, "code": exc.code, "error": str(exc)[:500]}, now)
+        for old in state["connectors"].values():
+            old.close()
+        state["key"], state["connectors"] = definitions, built
+        return built
+
+    def tick(now: datetime) -> Any:
+        connectors = build(now)
+        if not connectors:
+            return None
+        return pull_all(services.session_factory, connectors, now=now, definitions=services.registry.current())
+
+    return tick
 
 
 def scheduler_init_app(app: Flask, *, interval: float = 30.0, start: bool = True) -> SchedulerHost:

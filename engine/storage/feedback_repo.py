@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, Table, and_, case, cast, func, or_, select
+from sqlalchemy import Table, and_, case, cast, exists, func, literal, or_, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from engine.storage.bulk import _dialect_name, _insert
@@ -136,7 +137,8 @@ def set_cursor(session: Session, source: str, cursor: str | None, db_now: dateti
     session.connection().execute(stmt)
 
 
-def _filters(campaign: str | None, tag: str | None, min_score: int | None, max_score: int | None) -> list[Any]:
+def _filters(session: Session, campaign: str | None, tag: str | None, min_score: int | None,
+             max_score: int | None) -> list[Any]:
     conds: list[Any] = []
     if campaign:
         conds.append(_feedback.c.campaign == campaign)
@@ -145,10 +147,13 @@ def _filters(campaign: str | None, tag: str | None, min_score: int | None, max_s
     if max_score is not None:
         conds.append(_feedback.c.score <= max_score)
     if tag:
-        # Tags are a short JSON list; a text match on the quoted tag is portable
-        # across SQLite json and PostgreSQL jsonb and cannot over-match another tag.
-        quoted = '"' + tag.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        conds.append(cast(_feedback.c.tags, String).contains(quoted, autoescape=True))
+        # Tags are a JSON list: jsonb containment on PostgreSQL, json_each on SQLite
+        # (whose JSON text escapes non-ASCII, so a text match would miss 物流慢).
+        if _dialect_name(session) == "postgresql":
+            conds.append(cast(_feedback.c.tags, JSONB).contains([tag]))
+        else:
+            each = func.json_each(_feedback.c.tags).table_valued("value")
+            conds.append(exists(select(literal(1)).select_from(each).where(each.c.value == tag)))
     return conds
 
 
@@ -160,7 +165,7 @@ def list_feedback(session: Session, *, campaign: str | None = None, tag: str | N
                    _feedback.c.message_id, _feedback.c.score, _feedback.c.comment, _feedback.c.tags,
                    _feedback.c.source, _feedback.c.received_at)
             .select_from(_feedback.outerjoin(_cust, _cust.c.id == _feedback.c.customer_id))
-            .where(*_filters(campaign, tag, min_score, max_score))
+            .where(*_filters(session, campaign, tag, min_score, max_score))
             .order_by(_feedback.c.received_at.desc(), _feedback.c.id.desc()).limit(limit).offset(offset))
     return [FeedbackRow(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], list(r[7] or []), r[8], r[9])
             for r in session.execute(stmt)]
@@ -173,7 +178,7 @@ def nps_counts(session: Session, *, campaign: str | None = None, tag: str | None
         func.coalesce(func.sum(case((score >= 9, 1), else_=0)), 0),
         func.coalesce(func.sum(case((and_(score >= 7, score <= 8), 1), else_=0)), 0),
         func.coalesce(func.sum(case((score <= 6, 1), else_=0)), 0),
-    ).where(score.is_not(None), *_filters(campaign, tag, None, None))).one()
+    ).where(score.is_not(None), *_filters(session, campaign, tag, None, None))).one()
     return int(row[0]), int(row[1]), int(row[2])
 
 

@@ -77,4 +77,5 @@ class WecomCallbackConnector(BaseConnector):
         provider_id = fields.get("MsgId") or f"{fields.get('FromUserName')}:{fields.get('CreateTime')}"
         return [FeedbackItem(kind, provider_id=provider_id, sender=fields.get("FromUserName"),
                              text=fields.get("Content") if kind == "reply" else None,
-                             status=fields.get("Event"), data={"MsgType": msg_type, "AgentID": fields.get("AgentID", "")})]
+                             status=fields.get("Event"),
+                             data={"MsgType": msg_type, "AgentID": fields.get("AgentID", "")})]

@@ -216,8 +216,8 @@ class Task(Base):
     __tablename__ = "tasks"
     __table_args__ = (
         Index("ix_tasks_assignee_status", "assignee_id", "status"),
-        Index("ix_tasks_role_status", "role", "status"),
-        Index("ix_tasks_status_due", "status", "due_at"),
+        # Migration 0009 dropped ix_tasks_role_status, ix_tasks_status_due and
+        # ix_tasks_instance_id: no query used them, every commit wrote them.
         # Migration 0003: inbox by user name, the tick's due query, instance-local task numbers.
         Index("ix_tasks_assignee_name_status", "assignee_name", "status"),
         Index("ix_tasks_status_wake_at", "status", "wake_at"),
@@ -225,9 +225,7 @@ class Task(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    instance_id: Mapped[int] = mapped_column(
-        ForeignKey("workflow_instances.id", ondelete="CASCADE"), index=True
-    )
+    instance_id: Mapped[int] = mapped_column(ForeignKey("workflow_instances.id", ondelete="CASCADE"))
     step_id: Mapped[str] = mapped_column(String(128))
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     role: Mapped[str | None] = mapped_column(String(64))

@@ -1,7 +1,13 @@
-"""Approvals and records (issues 4, 5): speed and edit rules: schema changes, if any.
+"""Approvals and records (issues 4, 5): fewer task indexes to maintain.
 
-Reserved in advance so that work on several issues can add tables without
-creating two Alembic heads; empty until that work needs it.
+Every transition writes task rows, and on SQLite each index a row is in is one
+more page that every commit and checkpoint writes. Three of the task indexes
+serve no query: ``ix_tasks_role_status`` (tasks are assigned to people, the
+``role`` column is always NULL), ``ix_tasks_status_due`` (the overdue count
+goes through ``ix_tasks_assignee_name_status`` and the tick through
+``ix_tasks_status_wake_at``) and ``ix_tasks_instance_id`` (the unique
+``(instance_id, seq)`` index answers every lookup by instance, including the
+cascade from ``workflow_instances``). They are dropped; downgrade restores them.
 
 Revision ID: 0009
 Revises: 0008
@@ -11,6 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from alembic import op
+
 revision: str = "0009"
 down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
@@ -18,8 +26,12 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    op.drop_index("ix_tasks_role_status", table_name="tasks")
+    op.drop_index("ix_tasks_status_due", table_name="tasks")
+    op.drop_index("ix_tasks_instance_id", table_name="tasks")
 
 
 def downgrade() -> None:
-    pass
+    op.create_index("ix_tasks_instance_id", "tasks", ["instance_id"], unique=False)
+    op.create_index("ix_tasks_status_due", "tasks", ["status", "due_at"], unique=False)
+    op.create_index("ix_tasks_role_status", "tasks", ["role", "status"], unique=False)

@@ -96,3 +96,24 @@ def test_english_page(app, services) -> None:
     _setup(services)
     page = app.test_client().get(_link() + "?lang=en")
     assert page.status_code == 200 and "Satisfaction survey" in page.text
+
+
+def test_low_score_starts_the_shipped_detractor_follow_up(app, services) -> None:
+    """``feedback.received`` is the event the automation consumes: the shipped
+    rule ``nps_detractor_followup`` (score ≤ 6) tags the customer."""
+    from engine.automation import tick
+    from engine.automation.configure import build_policy
+    from engine.storage.models import CustomerTag, Journey
+
+    _setup(services)
+    client = app.test_client()
+    url = _link()
+    page = client.get(url)
+    assert client.post(url, data={"csrf_token": csrf_from(page.text), "score": "2"}).status_code == 200
+    definitions = services.registry.current()
+    policy = build_policy(definitions, version_of=lambda rule_id: services.registry.version_of("rule", rule_id))
+    tick(services.session_factory, now=NOW, definitions=definitions, policy=policy, deliver=False)
+    with services.session_factory() as s:
+        journeys = [(j.rule_id, j.subject_id) for j in s.execute(select(Journey)).scalars()]
+        assert ("nps_detractor_followup", 1) in journeys
+        assert "nps_detractor" in {t for (t,) in s.execute(select(CustomerTag.tag).where(CustomerTag.customer_id == 1))}

@@ -3,12 +3,13 @@ WeCom callback, and the staff feedback list.
 
 * ``/survey/<token>``: a signed, expiring link (:mod:`engine.feedback.links`)
   names the customer, campaign, message and survey form. The form is any
-  published form (default ``nps_survey``), rendered and validated by the form
-  runtime; CSRF-protected like every page. **One answer per customer and
+  published ``public: true`` form (default ``nps_survey``), rendered and
+  validated by the form runtime; CSRF-protected like every page. **One answer per customer and
   campaign**: a second submit is refused (409, "already answered") rather
   than overwriting — NPS counts one answer per respondent per wave, and the
   first answer is what rules (detractor follow-up) already acted on. A bad
-  link answers 403, an expired one 410, a form that is not published 404.
+  link answers 403, an expired one 410, a form that is not published (or
+  not public) 404.
 * ``/hooks/feedback/<connector>``: a ``survey_webhook`` connector verifies the
   HMAC and timestamp (401 on failure); the body's items are validated (422
   with field errors); each answer id is stored once — a replay with the same
@@ -150,7 +151,7 @@ def survey(token: str) -> Any:
     except InvalidSurveyLink:
         return _page(403, "survey_invalid_title", "survey_invalid_text")
     found = _survey_form(link)
-    if found is None:
+    if found is None or not found[0].public:  # only forms meant for the public
         return _page(404, "survey_unavailable_title", "survey_unavailable_text")
     spec, version = found
     with svc.session_factory() as session:

@@ -126,8 +126,9 @@ def store(session: Session, incoming: Incoming, rules: TagRules) -> Stored:
     Writes the feedback row (tags from ``rules`` plus ``extra_tags``), the
     ``feedback.received`` event (subject: the customer; payload: feedback id,
     customer, campaign, message, score, tags, source — what rules filter on),
-    and for a reply that is an opt-out word, consent withdrawn on the
-    configured channels plus ``customer.updated`` with ``reason: opt_out``.
+    for a reply of a known customer ``message.replied``, and for a reply that
+    is an opt-out word, consent withdrawn on the configured channels plus
+    ``customer.updated`` with ``reason: opt_out``.
     """
     existing = repo.feedback_by_key(session, incoming.dedupe_key)
     if existing is not None:
@@ -152,6 +153,11 @@ def store(session: Session, incoming: Incoming, rules: TagRules) -> Stored:
     append_event(session, "feedback.received", "customer" if incoming.customer_id is not None else "feedback",
                  incoming.customer_id if incoming.customer_id is not None else feedback_id, payload,
                  incoming.received_at)
+    if incoming.reply and incoming.customer_id is not None:
+        # the fact rules test as ``message_replied`` (engine.automation.facts)
+        append_event(session, "message.replied", "customer", incoming.customer_id,
+                     {"customer_id": incoming.customer_id, "message_id": incoming.message_id,
+                      "feedback_id": feedback_id, "source": incoming.source}, incoming.received_at)
     opted: tuple[str, ...] = ()
     if opt_out:
         assert incoming.customer_id is not None

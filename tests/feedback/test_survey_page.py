@@ -117,3 +117,8 @@ def test_low_score_starts_the_shipped_detractor_follow_up(app, services) -> None
         journeys = [(j.rule_id, j.subject_id) for j in s.execute(select(Journey)).scalars()]
         assert ("nps_detractor_followup", 1) in journeys
         assert "nps_detractor" in {t for (t,) in s.execute(select(CustomerTag.tag).where(CustomerTag.customer_id == 1))}
+
+
+def test_staff_forms_are_not_survey_forms(app, services) -> None:
+    _setup(services)
+    assert app.test_client().get(_link(form_id="activity_request")).status_code == 404

@@ -102,3 +102,12 @@ def test_tampered_or_foreign_callbacks_store_nothing(app, services) -> None:
     with services.session_factory() as s:
         assert s.execute(select(func.count()).select_from(Feedback)).scalar() == 0
         assert all(g for (g,) in s.execute(select(Consent.granted)))
+
+
+def test_reply_marks_message_replied(app, services) -> None:
+    _customers(services)
+    query, body = wecom_post(wecom_text_xml("wm_cust_2", "收到，谢谢", "10009", TS), TS)
+    assert app.test_client().post(f"{URL}?{query}", data=body, content_type="text/xml").status_code == 200
+    with services.session_factory() as s:
+        replied = s.execute(select(Event).where(Event.name == "message.replied")).scalar_one()
+        assert (replied.subject_type, replied.subject_id) == ("customer", "2")

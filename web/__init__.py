@@ -132,7 +132,9 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     app.register_blueprint(rules.bp)
     app.register_blueprint(feedback.bp)
     app.register_blueprint(messages.bp)
+    app.register_blueprint(messages.api_bp)
     csrf.exempt(api.bp)  # bearer tokens only; no cookies are honoured there
+    csrf.exempt(messages.api_bp)  # bearer tokens; receipts are verified by signature or token
     errors.init_app(app)
     context.init_app(app)
     return app

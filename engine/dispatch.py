@@ -62,6 +62,7 @@ from engine.ports import (
     UnsupportedOperation,
 )
 from engine.storage import dispatch_repo
+from engine.storage.audit import append_audit
 from engine.storage.database import transaction
 from engine.storage.events_repo import append_event
 from engine.storage.times import to_db_time
@@ -474,11 +475,13 @@ class Dispatcher:
         with transaction(self.session_factory) as session:
             return dispatch_repo.reap(session, now=to_db_time(now), stale_before=to_db_time(now - stale_after))
 
-    def resend(self, message_id: int, now: datetime, *, confirm_duplicate: bool = False) -> str:
+    def resend(self, message_id: int, now: datetime, *, confirm_duplicate: bool = False,
+               actor: str | None = None) -> str:
         """Queue a dead letter — or an ``unknown`` row — again (attempts reset,
         same idempotency key). A marketing ``unknown`` row may already have
         reached the customer, so it is queued only with ``confirm_duplicate``;
-        a transactional one is at-least-once anyway. Returns a
+        a transactional one is at-least-once anyway. With ``actor`` the resend
+        is written to the audit log in the same transaction. Returns a
         :class:`ResendResult` value."""
         from engine.storage.models import OutboxMessage
 
@@ -494,6 +497,10 @@ class Dispatcher:
             status = row.status
             session.expunge(row)
             done = dispatch_repo.resend(session, message_id, now=to_db_time(now), statuses=(status,))
+            if done and actor is not None:
+                append_audit(session, at=now, actor=actor, action="message.resend", entity_type="message",
+                             entity_id=message_id, diff={"status": [status, "queued"],
+                                                         "confirmed_duplicate": bool(confirm_duplicate)})
         return ResendResult.QUEUED if done else ResendResult.NOT_RESENDABLE
 
     def reconcile(self, now: datetime, *, min_age: timedelta = timedelta(minutes=2),
@@ -567,6 +574,7 @@ def apply_receipts(session_factory: sessionmaker[Session], connector_id: str, it
             outcome = dispatch_repo.apply_receipt(
                 session, connector=connector_id, event_key=key, now=db_now, message_id=message_id,
                 provider_id=item.provider_id, status=item.status, code=str(code) if code else None,
+                recipient=item.sender,
                 occurred_at=to_db_time(item.occurred_at) if item.occurred_at else None,
                 payload={k: v for k, v in (item.data or {}).items() if isinstance(v, (str, int, float, bool))})
             applied += outcome == "applied"

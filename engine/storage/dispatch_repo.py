@@ -232,6 +232,7 @@ def mark_checked(session: Session, ids: Collection[int], *, now: datetime, max_c
 
 def apply_receipt(session: Session, *, connector: str, event_key: str, now: datetime,
                   message_id: int | None = None, provider_id: str | None = None, status: str | None = None,
+                  recipient: str | None = None,
                   code: str | None = None, occurred_at: datetime | None = None,
                   payload: Mapping[str, Any] | None = None) -> str:
     """Record one receipt and apply it to its message. The message is found by
@@ -250,9 +251,15 @@ def apply_receipt(session: Session, *, connector: str, event_key: str, now: date
         row = conn.execute(select(_c.id, _c.status, _c.delivery_status, _c.provider_id)
                            .where(_c.id == message_id, _c.connector == connector)).first()
     if row is None and provider_id:
-        row = conn.execute(select(_c.id, _c.status, _c.delivery_status, _c.provider_id)
-                           .where(_c.connector == connector, _c.provider_id == provider_id)
-                           .order_by(_c.id).limit(1)).first()
+        # A batch send (Aliyun SendBatchSms) gives one BizId to up to 100
+        # numbers: the receipt's number picks the row.
+        found = conn.execute(select(_c.id, _c.status, _c.delivery_status, _c.provider_id, _c.recipient)
+                             .where(_c.connector == connector, _c.provider_id == provider_id)
+                             .order_by(_c.id).limit(1000)).all()
+        wanted = _digits(recipient) if recipient else ""
+        row = next((r for r in found if wanted and _digits(r.recipient) == wanted), None)
+        if row is None and (len(found) == 1 or not wanted):
+            row = found[0] if found else None
     inserted = insert_ignore(session, _receipts, [{
         "connector": connector, "event_key": event_key[:255], "provider_id": provider_id,
         "message_id": row.id if row is not None else message_id, "status": status,
@@ -276,7 +283,72 @@ def apply_receipt(session: Session, *, connector: str, event_key: str, now: date
     return "applied"
 
 
+def _digits(number: str | None) -> str:
+    return "".join(ch for ch in str(number or "") if ch.isdigit())[-11:]
+
+
 # ------------------------------------------------------------ reading
+
+#: Columns the messages page and API list (no body: it may hold personal data).
+LIST_COLUMNS = ("id", "channel", "connector", "recipient", "subject", "delivery_class", "status", "attempts",
+                "next_attempt_at", "provider_id", "last_error", "rule_id", "template_id", "customer_id",
+                "created_at", "sent_at", "delivery_status", "delivered_at", "reconcile_checks")
+
+
+def _filters(*, status: str | None = None, channel: str | None = None, rule_id: str | None = None,
+             connector: str | None = None, created_from: datetime | None = None,
+             created_before: datetime | None = None) -> list[Any]:
+    where: list[Any] = []
+    if status:
+        where.append(_c.status == status)
+    if channel:
+        where.append(_c.channel == channel)
+    if rule_id:
+        where.append(_c.rule_id == rule_id)
+    if connector:
+        where.append(_c.connector == connector)
+    if created_from is not None:
+        where.append(_c.created_at >= created_from)
+    if created_before is not None:
+        where.append(_c.created_at < created_before)
+    return where
+
+
+def list_messages(session: Session, *, limit: int = 50, offset: int = 0,
+                  **filters: Any) -> tuple[list[dict[str, Any]], int, dict[str, int]]:
+    """Rows matching ``filters`` (status, channel, rule_id, connector,
+    created_from, created_before: naive UTC), newest first; the total; and the
+    counts per status under the same filters except ``status`` (so the page
+    can show every status's number next to the filter)."""
+    conn = session.connection()
+    where = _filters(**filters)
+    stmt = (select(*(_c[name] for name in LIST_COLUMNS)).where(*where)
+            .order_by(_c.id.desc()).limit(limit).offset(offset))
+    rows = [dict(r._mapping) for r in conn.execute(stmt)]
+    total = int(conn.execute(select(func.count()).select_from(_outbox).where(*where)).scalar_one())
+    without_status = _filters(**{**filters, "status": None})
+    counts = {str(st): int(n) for st, n in conn.execute(
+        select(_c.status, func.count()).where(*without_status).group_by(_c.status))}
+    return rows, total, counts
+
+
+def message_detail(session: Session, message_id: int) -> dict[str, Any] | None:
+    """One row with its body, attempts and receipts, or None."""
+    row = session.connection().execute(select(_outbox).where(_c.id == message_id)).first()
+    if row is None:
+        return None
+    out = dict(row._mapping)
+    out["attempt_history"] = attempts_of(session, message_id)
+    out["receipts"] = receipts_of(session, message_id)
+    return out
+
+
+def filter_choices(session: Session) -> dict[str, list[str]]:
+    """Distinct channels, rules and connectors present (for the filter lists)."""
+    conn = session.connection()
+    return {name: sorted(str(v) for (v,) in conn.execute(select(_c[name]).distinct()) if v)
+            for name in ("channel", "rule_id", "connector")}
+
 
 def attempts_of(session: Session, message_id: int) -> list[dict[str, Any]]:
     """The attempt history of one message, oldest first."""
@@ -295,6 +367,7 @@ def status_counts(session: Session) -> dict[str, int]:
         select(_c.status, func.count()).group_by(_c.status))}
 
 
-__all__ = ["CLAIM_COLUMNS", "DUE_STATUSES", "apply_receipt", "attempts_of", "claim", "defer_due", "mark_checked",
+__all__ = ["CLAIM_COLUMNS", "DUE_STATUSES", "LIST_COLUMNS", "apply_receipt", "attempts_of", "claim", "defer_due",
+           "filter_choices", "list_messages", "mark_checked", "message_detail",
            "opted_out", "reap", "receipts_of", "recent_claims", "release", "resend", "settle", "status_counts",
            "unknown_rows"]

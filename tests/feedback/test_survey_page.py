@@ -122,3 +122,13 @@ def test_low_score_starts_the_shipped_detractor_follow_up(app, services) -> None
 def test_staff_forms_are_not_survey_forms(app, services) -> None:
     _setup(services)
     assert app.test_client().get(_link(form_id="activity_request")).status_code == 404
+
+
+def test_survey_link_helper_makes_a_working_link(app, services) -> None:
+    from web.feedback import survey_link
+
+    _setup(services)
+    with app.test_request_context("/"):
+        url = survey_link(1, "spring_sale", external=False)
+    assert url.startswith("/survey/")
+    assert app.test_client().get(url).status_code == 200

@@ -2,8 +2,10 @@
 a bare loop posting the same messages with one ``requests.Session``.
 
 * project: outbox rows (SQLite file, migrated) → :class:`engine.dispatch.Dispatcher`
-  (claims committed first, batches of 1,000) → the Aliyun connector
-  (``SendBatchSms``, 100 numbers a request, signed) → every row settled ``sent``;
+  (claims committed first, batches of 1,000, Aliyun's default rate limit of
+  5,000 a second on the wall clock, attempt history written) → the Aliyun
+  connector (``SendBatchSms``, 100 numbers a request, signed) → every row
+  settled ``sent``;
 * baseline: a loop that signs and posts one ``SendSms`` per message over one
   ``requests.Session`` (no database, no bookkeeping).
 
@@ -36,7 +38,7 @@ import requests
 from connectors.aliyun_sms import API_VERSION, rpc_signature
 from connectors.registry import load_connector
 from engine.definitions.specs import ConnectorSpec
-from engine.dispatch import Dispatcher
+from engine.dispatch import DispatchReport, Dispatcher
 from engine.storage import dispatch_repo, outbox_repo
 from engine.storage.database import make_engine, make_session_factory, transaction
 from engine.storage.migrate import upgrade
@@ -76,8 +78,17 @@ def project(url: str, session_factory, n: int) -> float:
         connector = load_connector(spec, env={"BENCH_KEY_ID": KEY_ID, "BENCH_KEY_SECRET": KEY_SECRET},
                                    session=http)
         dispatcher = Dispatcher(session_factory, {"aliyun": connector}, worker_id="bench")
+        report = DispatchReport()
         start = time.perf_counter()
-        report = dispatcher.run_until_idle(NOW, batch=1000)
+        # The wall clock moves here (unlike the tests): the connector's default
+        # rate limit (Aliyun's documented 5,000 QPS) is kept as in production.
+        while report.sent < n:
+            done = dispatcher.run_once(datetime.now(UTC), batch=1000)
+            report.add(done)
+            if done.claimed == 0:
+                time.sleep(0.01)
+            if time.perf_counter() - start > 3600:
+                break
         elapsed = time.perf_counter() - start
     with session_factory() as session:
         counts = dispatch_repo.status_counts(session)

@@ -18,6 +18,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "survey_thanks_text": ("您的意见已收到，我们会认真查看。", "We received your answer and will read it carefully."),
     "survey_privacy": ("您的回答仅用于改进我们的服务。", "Your answer is used only to improve our service."),
     # staff list
+    "feedback_nav": ("反馈", "Feedback"),
     "feedback_title": ("客户反馈", "Customer feedback"),
     "feedback_campaign": ("活动", "Campaign"),
     "feedback_tag": ("标签", "Tags"),

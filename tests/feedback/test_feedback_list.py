@@ -42,3 +42,8 @@ def test_list_filters_and_nps(app, services, login) -> None:
 def test_list_needs_a_marketing_role(app, login) -> None:
     assert login("staff").get("/feedback").status_code == 403
     assert app.test_client().get("/feedback").status_code == 302   # to the sign-in page
+
+
+def test_nav_link_for_marketing_only(app, login) -> None:
+    assert 'class="nav-feedback"' in login("marketer").get("/feedback").text
+    assert 'class="nav-feedback"' not in login("staff").get("/").text

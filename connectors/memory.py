@@ -12,6 +12,7 @@ import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar
 
 import requests
@@ -20,6 +21,7 @@ from engine.ports import (
     Capabilities,
     Clock,
     ConfigurationError,
+    FeedbackItem,
     Outcome,
     OutgoingMessage,
     SendResult,
@@ -78,6 +80,15 @@ class MemoryConnector(BaseConnector):
                 self._faults.append(SendResult(
                     "", Outcome(outcome), None, code, "injected failure",
                     retry_after if Outcome(outcome) is Outcome.RETRYABLE else None))
+
+    def reconcile(self, messages: Sequence[tuple[OutgoingMessage, datetime | None]]) -> list[FeedbackItem]:
+        """The status query of the in-memory "provider": a message it recorded
+        (an ``unknown`` fault records it, like a provider that got the request)
+        is ``delivered`` under its provider id; others are not on record."""
+        with self._lock:
+            recorded = {s.message.id: s.provider_id for s in self.sent}
+        return [FeedbackItem("receipt", provider_id=recorded[m.id], message_id=m.id, status="delivered")
+                for m, _ in messages if m.id in recorded]
 
     def fail_configuration(self, reason: str | None = "injected configuration error") -> None:
         """Make every send raise :class:`ConfigurationError` until called with None."""

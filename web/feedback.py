@@ -197,6 +197,14 @@ def _refill(spec: FormSpec, cls: Any, data: MultiDict[str, Any], errors: list[Fi
     return _render_survey(spec, form, status=422, leftover=leftover, errors=True)
 
 
+@bp.route("/s/<rule_id>/<journey_id>", methods=["GET", "POST"])
+def unsigned_survey(rule_id: str, journey_id: str) -> Any:
+    """The automation's ``survey_url`` is still ``/s/<rule>/<journey>``: an
+    unsigned, guessable link, so it is refused with a clear page instead of
+    letting anyone answer for any journey (see docs/feedback.md)."""
+    return _page(403, "survey_invalid_title", "survey_invalid_text")
+
+
 # ------------------------------------------------------------------ hooks
 
 def _hook_error(status: int, code: str, message: str, **extra: Any) -> Response:

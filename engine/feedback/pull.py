@@ -13,8 +13,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-
-from sqlalchemy.orm import Session, sessionmaker
+from typing import TYPE_CHECKING
 
 from engine.definitions.loader import DefinitionSet
 from engine.feedback.service import from_item, resolve, store
@@ -24,6 +23,9 @@ from engine.storage import feedback_repo as repo
 from engine.storage.database import transaction
 from engine.storage.events_repo import append_event
 from engine.storage.times import to_db_time
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger("promoflow.feedback")
 

@@ -20,9 +20,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING, Any
 
 from engine.definitions.loader import DefinitionSet
 from engine.feedback.tagging import TagRules
@@ -31,7 +29,10 @@ from engine.storage import feedback_repo as repo
 from engine.storage.events_repo import append_event
 from engine.storage.times import to_db_time
 
-__all__ = ["Incoming", "Stored", "body_hash", "campaign_of", "from_item", "resolve", "store"]
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+__all__ = ["Incoming", "Stored", "body_hash", "campaign_of", "from_item", "resolve", "store", "withdraw_consent"]
 
 COMMENT_LIMIT = 4000
 
@@ -162,11 +163,25 @@ def store(session: Session, incoming: Incoming, rules: TagRules) -> Stored:
     if opt_out:
         assert incoming.customer_id is not None
         opted = rules.opt_out_channels
-        repo.opt_out(session, incoming.customer_id, opted, source=f"opt_out:{incoming.source}", db_now=db_now)
-        append_event(session, "customer.updated", "customer", incoming.customer_id,
-                     {"customer_id": incoming.customer_id, "reason": "opt_out", "source": incoming.source,
-                      "consent": {ch: False for ch in opted}, "feedback_id": feedback_id}, incoming.received_at)
+        withdraw_consent(session, incoming.customer_id, opted, source=incoming.source, now=incoming.received_at,
+                         feedback_id=feedback_id)
     return Stored("stored", feedback_id, tuple(tags), opted)
+
+
+def withdraw_consent(session: Session, customer_id: int, channels: tuple[str, ...] | list[str], *, source: str,
+                     now: datetime, feedback_id: int | None = None) -> None:
+    """Opt ``customer_id`` out of ``channels`` in the caller's transaction:
+    consent rows ``granted = false`` (source ``opt_out:<source>``) — what rule
+    audiences (``consent.sms: true``) and the dispatcher's last-moment check
+    read — and a ``customer.updated`` event with ``reason: opt_out``.
+
+    One path for every opt-out: a WeCom/SMS "TD" reply here, and the e-mail
+    one-click unsubscribe (``connectors.unsubscribe`` tokens) when its web
+    endpoint is built."""
+    repo.opt_out(session, customer_id, list(channels), source=f"opt_out:{source}", db_now=to_db_time(now))
+    append_event(session, "customer.updated", "customer", customer_id,
+                 {"customer_id": customer_id, "reason": "opt_out", "source": source,
+                  "consent": {ch: False for ch in channels}, "feedback_id": feedback_id}, now)
 
 
 def _repeat(existing: tuple[int, str | None, int | None], incoming: Incoming) -> Stored:

@@ -132,3 +132,8 @@ def test_survey_link_helper_makes_a_working_link(app, services) -> None:
         url = survey_link(1, "spring_sale", external=False)
     assert url.startswith("/survey/")
     assert app.test_client().get(url).status_code == 200
+
+
+def test_unsigned_automation_links_are_refused_clearly(app) -> None:
+    response = app.test_client().get("/s/post_campaign_nps/1")
+    assert response.status_code == 403 and "链接无效" in response.text

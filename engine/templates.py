@@ -26,7 +26,8 @@ from markupsafe import Markup, escape
 
 from engine.definitions.specs import EMPTY, TemplateSpec
 
-__all__ = ["RenderedMessage", "Renderer", "TemplateRenderError", "references", "render", "render_string"]
+__all__ = ["RenderedMessage", "Renderer", "TemplateRenderError", "references", "render", "render_string",
+           "text_pieces"]
 
 
 class TemplateRenderError(ValueError):
@@ -123,6 +124,14 @@ def _part(source: str, *, html: bool, template_id: str, part: str) -> Callable[[
         return "".join(out)
 
     return substitute
+
+
+def text_pieces(source: str) -> list[tuple[str, str | None, str | None]] | None:
+    """The pieces of a text template made only of text and ``{{ name.attr }}``
+    outputs: (text, None, None) or ("", name, attr) each; None for any other
+    template. Such a template renders as the join of the texts and ``str()``
+    of the values, which is what lets a set-based run render it in SQL."""
+    return _substitution(source)
 
 
 def _substitution(source: str) -> list[tuple[str, str | None, str | None]] | None:

@@ -147,6 +147,10 @@ class FastPass:
                 groups.setdefault(key, []).append(j)
         return groups, rest
 
+    def plan(self, rule_id: str, pc: int) -> _Plan | None:
+        """The plan of journeys of ``rule_id`` entering at ``pc`` (None: not for this pass)."""
+        return self._plan(rule_id, pc, False)
+
     def _plan(self, rule_id: str, pc: int, resumed: bool) -> _Plan | None:
         rule = self.defs.rules.get(rule_id)
         if rule is None:

@@ -30,7 +30,9 @@ class Policy:
     ``skip``. ``loop_limit`` journeys of one rule for one subject within
     ``loop_window`` stop an event chain. ``version_of`` gives a rule's
     published version for new journeys. ``base_url`` prefixes the links put in
-    template context (``unsubscribe_url``, ``survey_url``).
+    template context (``unsubscribe_url``, ``survey_url``). ``entry_chunk``:
+    customer ids per transaction of a set-based entry (a crash loses at most
+    one chunk's work, which the repeated run redoes; memory stays flat anyway).
     """
 
     caps: tuple[FrequencyCap, ...] = (FrequencyCap(),)
@@ -42,6 +44,7 @@ class Policy:
     base_url: str = ""
     version_of: Callable[[str], int] = field(default=lambda _rule_id: 1)
     form_version_of: Callable[[str], int] = field(default=lambda _form_id: 1)
+    entry_chunk: int = 100_000
 
 
 @dataclass

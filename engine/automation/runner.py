@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from engine.automation.entry import EventReport, enter_audience, handle_events
 from engine.automation.journeys import advance_due
 from engine.automation.policy import Counters, Policy
+from engine.automation.setentry import enter_in_chunks
 from engine.automation.timing import due_schedule_runs
 from engine.definitions.specs import EventTrigger, RuleSpec
 from engine.outbox import deliver_log
@@ -60,24 +61,43 @@ def advance_all(session_factory: sessionmaker[Session], *, now: datetime, defini
 
 def run_occurrence(session_factory: sessionmaker[Session], rule: RuleSpec, occurrence: datetime, *,
                    now: datetime, definitions: DefinitionSet, policy: Policy) -> int | None:
-    """Claim a schedule occurrence and enter its audience in one transaction.
-    None when the occurrence was already run (by this or another scheduler)."""
+    """Run a schedule occurrence: enter its audience (set-based first steps in
+    chunks where the rule allows, see :mod:`engine.automation.setentry`), then
+    claim the occurrence with its counters. None when the occurrence was
+    already run (by this or another scheduler).
+
+    Chunks commit before the claim, so a crash mid-run leaves the occurrence
+    unclaimed and the next tick repeats it; entry is idempotent, so the repeat
+    only adds who is missing. Rules the SQL path cannot take enter and claim
+    in one transaction."""
     version = policy.version_of(rule.id)
+    db_occurrence = to_db_time(occurrence)
+    with session_factory() as session:
+        if repo.occurrence_claimed(session, rule.id, db_occurrence):
+            return None
+    started = enter_in_chunks(session_factory, rule, version, now=now, definitions=definitions, policy=policy,
+                              occurrence=occurrence)
     with transaction(session_factory) as session:
         run_id = repo.claim_occurrence(session, rule_id=rule.id, rule_version=version,
-                                       scheduled_for=to_db_time(occurrence), db_now=to_db_time(now))
+                                       scheduled_for=db_occurrence, db_now=to_db_time(now))
         if run_id is None:
             return None
-        entered = enter_audience(session, rule, version, now=now, definitions=definitions, occurrence=occurrence)
+        if started is None:
+            entered = enter_audience(session, rule, version, now=now, definitions=definitions, occurrence=occurrence)
+            counters = Counters(entered=entered)
+        else:
+            entered, counters = started
+            counters.entered = entered
         repo.record_run(session, run_id=run_id, rule_id=rule.id, rule_version=version, kind="schedule",
-                        db_now=to_db_time(now), counters={"entered": entered})
+                        db_now=to_db_time(now), counters=counters.as_dict())
     return entered
 
 
 def run_rule(session_factory: sessionmaker[Session], rule_id: str, *, now: datetime, definitions: DefinitionSet,
              policy: Policy | None = None, batch: int = 5000) -> RunReport:
     """Run one rule once, as if at ``now``: enter its audience (a manual run:
-    its period key is that of ``now``), then advance its due journeys.
+    its period key is that of ``now``) and, set-based where it can, run their
+    first steps (:mod:`engine.automation.setentry`), then advance its due journeys.
 
     Raises:
         KeyError: no such rule. TypeError: an event-triggered rule (it has no audience run).
@@ -88,13 +108,20 @@ def run_rule(session_factory: sessionmaker[Session], rule_id: str, *, now: datet
         raise TypeError(f"rule `{rule_id}` is triggered by events; it has no run of its own")
     version = policy.version_of(rule.id)
     report = RunReport(rule_id)
+    chunked = enter_in_chunks(session_factory, rule, version, now=now, definitions=definitions, policy=policy)
     with transaction(session_factory) as session:
-        report.entered = enter_audience(session, rule, version, now=now, definitions=definitions)
+        if chunked is None:
+            report.entered, started = enter_audience(session, rule, version, now=now, definitions=definitions), \
+                Counters()
+        else:
+            report.entered, started = chunked
+        started.entered = report.entered
         repo.record_run(session, rule_id=rule.id, rule_version=version, kind="manual", db_now=to_db_time(now),
-                        counters={"entered": report.entered})
+                        counters=started.as_dict())
     advanced = advance_all(session_factory, now=now, definitions=definitions, batch=batch, policy=policy,
                            rule_ids=[rule.id])
     report.counters = advanced.get(rule.id, Counters())
+    report.counters.add(started)
     report.counters.entered = report.entered
     return report
 

@@ -81,6 +81,7 @@ __all__ = [
     "customers_with_zone",
     "enter_customers",
     "enter_subjects",
+    "entry_where",
     "feedback_since",
     "fetch_events",
     "insert_coupons",
@@ -89,6 +90,7 @@ __all__ = [
     "last_occurrence",
     "latest_orders",
     "mark_events_processed",
+    "occurrence_claimed",
     "pool_issued",
     "recent_entries",
     "record_run",
@@ -142,6 +144,23 @@ def _is_leap(year: int) -> bool:
     return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
 
 
+def entry_where(session: Session, *, rule_id: str, audience: Condition | None,
+                segments: Mapping[str, Condition], now: datetime, rolling_since: datetime | None = None,
+                date_filter: DateFilter | None = None) -> list[ColumnElement[bool]]:
+    """The WHERE clauses over ``customers`` of a rule's entry (see :func:`enter_customers`)."""
+    where: list[ColumnElement[bool]] = [true()]
+    if audience is not None:
+        where.append(customer_where(audience, now=now, segments=segments))
+    if date_filter is not None:
+        where.append(_date_clause(session, date_filter))
+    if rolling_since is not None:
+        where.append(~exists().where(
+            _j.c.rule_id == rule_id, _j.c.subject_type == "customer", _j.c.subject_id == _cust.c.id,
+            _j.c.entered_at > rolling_since,
+        ).correlate(_cust))
+    return where
+
+
 def enter_customers(
     session: Session, *, rule_id: str, rule_version: int, audience: Condition | None,
     segments: Mapping[str, Condition], now: datetime, db_now: datetime, period_key: str, start_pc: int,
@@ -155,16 +174,8 @@ def enter_customers(
     entry and due time. ``rolling_since``: skip customers with a journey of the
     rule that began after it (the ``once_per`` rolling window). Returns rows inserted.
     """
-    where: list[ColumnElement[bool]] = [true()]
-    if audience is not None:
-        where.append(customer_where(audience, now=now, segments=segments))
-    if date_filter is not None:
-        where.append(_date_clause(session, date_filter))
-    if rolling_since is not None:
-        where.append(~exists().where(
-            _j.c.rule_id == rule_id, _j.c.subject_type == "customer", _j.c.subject_id == _cust.c.id,
-            _j.c.entered_at > rolling_since,
-        ).correlate(_cust))
+    where = entry_where(session, rule_id=rule_id, audience=audience, segments=segments, now=now,
+                        rolling_since=rolling_since, date_filter=date_filter)
     sel = select(
         literal(rule_id, String), literal(rule_version, Integer), literal("customer", String), _cust.c.id,
         literal(period_key, String), literal(start_pc, Integer), literal(start_step, String),
@@ -400,6 +411,12 @@ def last_occurrence(session: Session, rule_id: str) -> datetime | None:
     """The latest schedule occurrence a rule was run for (naive UTC), if any."""
     return session.execute(select(func.max(_runs.c.scheduled_for))
                            .where(_runs.c.rule_id == rule_id, _runs.c.kind == "schedule")).scalar()
+
+
+def occurrence_claimed(session: Session, rule_id: str, scheduled_for: datetime) -> bool:
+    """Whether a schedule occurrence already has its run row (it ran, or is running elsewhere)."""
+    return session.execute(select(_runs.c.id).where(_runs.c.rule_id == rule_id, _runs.c.kind == "schedule",
+                                                    _runs.c.scheduled_for == scheduled_for)).first() is not None
 
 
 def claim_occurrence(session: Session, *, rule_id: str, rule_version: int, scheduled_for: datetime,

@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from engine.automation import tick  # noqa: E402
+from engine.automation import Policy, tick  # noqa: E402
 from engine.storage.database import make_engine, make_session_factory  # noqa: E402
 
 
@@ -31,8 +31,9 @@ def main() -> None:
         defs = rules.definitions(Path(tmp))  # type: ignore[attr-defined]
     engine = make_engine(sys.argv[1])
     batch = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
+    # Entry chunks of 20,000 customers: the run commits several times, so a kill lands between commits.
     report = tick(make_session_factory(engine), now=rules.NOW, definitions=defs, batch=batch,  # type: ignore[attr-defined]
-                  deliver=False)
+                  deliver=False, policy=Policy(entry_chunk=20_000))
     print(report.runs, {k: v.sent for k, v in report.advanced.items()}, flush=True)
     engine.dispose()
 

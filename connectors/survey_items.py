@@ -48,10 +48,10 @@ def parse_item(raw: Any, prefix: str = "") -> tuple[FeedbackItem | None, list[Fi
     customer_id = raw.get("customer_id")
     if customer_id is not None and (not isinstance(customer_id, int) or isinstance(customer_id, bool)):
         errors.append(_problem(at("customer_id"), "type", "must be an integer"))
-    for key in ("external_id", "phone", "email", "campaign"):
+    for key, limit in (("external_id", 128), ("phone", 32), ("email", 255), ("campaign", 128)):
         value = raw.get(key)
-        if value is not None and (not isinstance(value, str) or len(value) > 255):
-            errors.append(_problem(at(key), "type", "must be a string of at most 255 characters"))
+        if value is not None and (not isinstance(value, str) or len(value) > limit):
+            errors.append(_problem(at(key), "type", f"must be a string of at most {limit} characters"))
     if all(raw.get(k) in (None, "") for k in ("customer_id", "external_id", "phone", "email")):
         errors.append(_problem(at("customer_id"), "required",
                                "name the customer: customer_id, external_id, phone or email"))

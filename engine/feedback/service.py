@@ -141,7 +141,8 @@ def store(session: Session, incoming: Incoming, rules: TagRules) -> Stored:
         tags.append("opt_out")
     db_now = to_db_time(incoming.received_at)
     feedback_id = repo.insert_feedback(session, {
-        "customer_id": incoming.customer_id, "campaign": incoming.campaign, "message_id": incoming.message_id,
+        "customer_id": incoming.customer_id, "campaign": incoming.campaign[:128] if incoming.campaign else None,
+        "message_id": incoming.message_id,
         "score": incoming.score, "comment": comment, "tags": tags, "source": incoming.source[:64],
         "received_at": db_now, "dedupe_key": incoming.dedupe_key[:255], "body_hash": incoming.body_hash,
         "data": dict(incoming.data) or None,

@@ -83,3 +83,10 @@ def test_unknown_customer_is_kept_not_lost(app, services) -> None:
     with services.session_factory() as s:
         fb = s.execute(select(Feedback)).scalar_one()
         assert fb.customer_id is None and fb.data["phone"] == "+8613900000000" and fb.score == 8
+
+
+def test_overlong_fields_are_field_errors_not_server_errors(app, services) -> None:
+    body = dumps({"id": "r10", "customer_id": 1, "score": 5, "campaign": "c" * 129, "phone": "1" * 40})
+    response = app.test_client().post(URL, data=body, headers=survey_hook_headers(body, TS))
+    assert response.status_code == 422
+    assert {e["field"] for e in response.json["error"]["fields"]} == {"campaign", "phone"}

@@ -31,6 +31,15 @@ _KEYS = ("id", "customer_id", "external_id", "phone", "email", "campaign", "mess
          "answers", "answered_at")
 
 
+_MAX_INT32 = 2**31 - 1   # customers.id
+_MAX_INT64 = 2**63 - 1   # outbox.id
+
+
+def _id_in_range(value: Any, top: int) -> bool:
+    """A database id: an int (not a bool) the column can hold."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= top
+
+
 def _problem(field: str, code: str, message: str) -> FieldProblem:
     return {"field": field, "code": code, "message": message}
 
@@ -46,8 +55,8 @@ def parse_item(raw: Any, prefix: str = "") -> tuple[FeedbackItem | None, list[Fi
             or len(str(item_id)) > 128:
         errors.append(_problem(at("id"), "required", "must be a non-empty string of at most 128 characters"))
     customer_id = raw.get("customer_id")
-    if customer_id is not None and (not isinstance(customer_id, int) or isinstance(customer_id, bool)):
-        errors.append(_problem(at("customer_id"), "type", "must be an integer"))
+    if customer_id is not None and not _id_in_range(customer_id, _MAX_INT32):
+        errors.append(_problem(at("customer_id"), "type", f"must be an integer from 1 to {_MAX_INT32}"))
     for key, limit in (("external_id", 128), ("phone", 32), ("email", 255), ("campaign", 128)):
         value = raw.get(key)
         if value is not None and (not isinstance(value, str) or len(value) > limit):
@@ -56,8 +65,8 @@ def parse_item(raw: Any, prefix: str = "") -> tuple[FeedbackItem | None, list[Fi
         errors.append(_problem(at("customer_id"), "required",
                                "name the customer: customer_id, external_id, phone or email"))
     message_id = raw.get("message_id")
-    if message_id is not None and (not isinstance(message_id, int) or isinstance(message_id, bool)):
-        errors.append(_problem(at("message_id"), "type", "must be an integer"))
+    if message_id is not None and not _id_in_range(message_id, _MAX_INT64):
+        errors.append(_problem(at("message_id"), "type", f"must be an integer from 1 to {_MAX_INT64}"))
     score = raw.get("score")
     if score is not None and (not isinstance(score, int) or isinstance(score, bool) or not 0 <= score <= 10):
         errors.append(_problem(at("score"), "range", "must be an integer from 0 to 10"))

@@ -59,6 +59,8 @@ class SurveyPullConnector(HttpConnector):
             body = self.json_body(response)
         except TransportFailure as failure:
             raise ConnectorError(f"survey API: {failure.detail}", code=failure.code) from None
+        except RecursionError:  # absurdly nested JSON
+            raise ConnectorError("survey API: unreadable answer", code="bad_response") from None
         raw_items: Any = body.get(str(self.setting("items_key", "items")), [])
         if not isinstance(raw_items, list):
             raise ConnectorError("survey API: `items` is not a list", code="bad_response")

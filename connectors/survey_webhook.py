@@ -80,7 +80,7 @@ class SurveyWebhookConnector(BaseConnector):
             raise WebhookVerificationError("timestamp outside the accepted window", code="stale_timestamp")
         try:
             raw: Any = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[…" nesting
             raise InvalidFeedbackBody([{"field": "$", "code": "json", "message": "body is not JSON"}]) from None
         items, errors = parse_items(raw)
         if errors:

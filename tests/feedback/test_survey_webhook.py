@@ -90,3 +90,16 @@ def test_overlong_fields_are_field_errors_not_server_errors(app, services) -> No
     response = app.test_client().post(URL, data=body, headers=survey_hook_headers(body, TS))
     assert response.status_code == 422
     assert {e["field"] for e in response.json["error"]["fields"]} == {"campaign", "phone"}
+
+
+def test_hostile_signed_bodies_never_500(app, services) -> None:
+    client = app.test_client()
+    bodies = [b"", b"[]", b"1", b'"x"', b"null", dumps({"items": "x"}), dumps({"items": []}), dumps({"items": [1]}),
+              dumps({"id": True, "customer_id": True, "score": True}), dumps({"id": "x" * 500, "customer_id": 1}),
+              b"[" * 5000 + b"]" * 5000, "\udcff".encode("utf-8", "surrogatepass"),
+              dumps({"id": "z", "customer_id": 10 ** 30, "score": 1}), dumps({"id": "z", "email": 5, "score": 1})]
+    for body in bodies:
+        response = client.post(URL, data=body, headers=survey_hook_headers(body, TS))
+        assert response.status_code in (200, 422), (body[:40], response.status_code, response.text[:200])
+    assert client.post(URL, data=b"{}", headers={"X-Promoflow-Timestamp": "soon",
+                                                 "X-Promoflow-Signature": "sha256=00"}).status_code == 401

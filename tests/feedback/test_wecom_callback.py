@@ -111,3 +111,21 @@ def test_reply_marks_message_replied(app, services) -> None:
     with services.session_factory() as s:
         replied = s.execute(select(Event).where(Event.name == "message.replied")).scalar_one()
         assert (replied.subject_type, replied.subject_id) == ("customer", "2")
+
+
+def test_hostile_callbacks_never_500(app, services) -> None:
+    client = app.test_client()
+    good_query, good_body = wecom_post(wecom_text_xml("wm_x", "hi", "1", TS), TS)
+    cases = [
+        ("", b""), ("msg_signature=&timestamp=&nonce=", b""), ("msg_signature=x&timestamp=abc&nonce=1", good_body),
+        (good_query, b"not xml"), (good_query, b"<xml><Encrypt></Encrypt></xml>"),
+        (good_query, b"<xml><Encrypt>!!!notbase64</Encrypt></xml>"), (good_query, b"\xff\xfe\x00"),
+        (good_query, b"<xml><Encrypt>" + b"A" * 100_000 + b"</Encrypt></xml>"),
+        ("msg_signature=x&timestamp=1&nonce=1&echostr=%00%ff", b""),
+    ]
+    for query, body in cases:
+        for method in (client.get, client.post):
+            response = method(f"{URL}?{query}", data=body)
+            assert response.status_code in (401, 405), (query, body[:30], response.status_code)
+    with services.session_factory() as s:
+        assert s.execute(select(func.count()).select_from(Feedback)).scalar() == 0

@@ -218,11 +218,20 @@ def _connector(connector_id: str, types: tuple[str, ...]) -> Connector | Respons
     with its secrets from the environment; a JSON error response otherwise."""
     from connectors.registry import load_connector
 
-    spec: ConnectorSpec | None = services().registry.current().connectors.get(connector_id)
+    definitions = services().registry.current()
+    spec: ConnectorSpec | None = definitions.connectors.get(connector_id)
     if spec is None or not spec.enabled or spec.type not in types:
         return _hook_error(404, "unknown_source", f"no enabled feedback source `{connector_id}`")
+    # Built once per definitions version (a publish rebuilds); a failed build is retried next request.
+    cache: dict[str, Any] = current_app.extensions.setdefault("promoflow.feedback_sources", {})
+    if cache.get("key") is not definitions:
+        cache.clear()
+        cache["key"] = definitions
+    if connector_id in cache:
+        return cache[connector_id]  # type: ignore[no-any-return]
     try:
-        return load_connector(spec, env=os.environ, clock=services().clock)
+        cache[connector_id] = built = load_connector(spec, env=os.environ, clock=services().clock)
+        return built
     except ConfigurationError as exc:
         current_app.logger.warning("feedback source %s is not configured: %s", connector_id, exc)
         return _hook_error(503, "not_configured", "this feedback source is not configured")

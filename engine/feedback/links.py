@@ -19,9 +19,10 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-__all__ = ["ExpiredSurveyLink", "InvalidSurveyLink", "SurveyLink", "sign_survey", "survey_key", "verify_survey"]
+__all__ = ["ExpiredSurveyLink", "InvalidSurveyLink", "SurveyLink", "sign_survey", "survey_key", "survey_url",
+           "verify_survey"]
 
 _PURPOSE = b"promoflow.survey.v1"
 
@@ -87,3 +88,14 @@ def verify_survey(token: str, secret: str, now: datetime) -> SurveyLink:
     if int(now.timestamp()) >= link.expires:
         raise ExpiredSurveyLink("survey link expired")
     return link
+
+
+def survey_url(base_url: str, secret: str, *, customer_id: int, campaign: str, now: datetime,
+               valid_for: timedelta = timedelta(days=30), message_id: int | None = None,
+               form_id: str | None = None) -> str:
+    """The full survey link for a message: ``<base_url>/survey/<token>`` (the
+    web app's route), valid for ``valid_for`` from ``now``. What the
+    automation's template context should offer as ``survey_url``."""
+    token = sign_survey(secret, customer_id=customer_id, campaign=campaign, expires=now + valid_for,
+                        message_id=message_id, form_id=form_id)
+    return f"{base_url.rstrip('/')}/survey/{token}"

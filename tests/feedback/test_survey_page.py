@@ -137,3 +137,12 @@ def test_survey_link_helper_makes_a_working_link(app, services) -> None:
 def test_unsigned_automation_links_are_refused_clearly(app) -> None:
     response = app.test_client().get("/s/post_campaign_nps/1")
     assert response.status_code == 403 and "链接无效" in response.text
+
+
+def test_engine_survey_url_is_served_by_the_page(app, services) -> None:
+    from engine.feedback.links import survey_url
+
+    _setup(services)
+    url = survey_url("https://promo.example.com/", SECRET_KEY, customer_id=1, campaign="c", now=NOW)
+    assert url.startswith("https://promo.example.com/survey/")
+    assert app.test_client().get(url.removeprefix("https://promo.example.com")).status_code == 200

@@ -129,3 +129,14 @@ def test_hostile_callbacks_never_500(app, services) -> None:
             assert response.status_code in (401, 405), (query, body[:30], response.status_code)
     with services.session_factory() as s:
         assert s.execute(select(func.count()).select_from(Feedback)).scalar() == 0
+
+
+def test_app_connector_without_callback_secrets_takes_no_callbacks(app, monkeypatch) -> None:
+    query, body = wecom_post(wecom_text_xml("wm_x", "hi", "1", TS), TS)
+    client = app.test_client()
+    monkeypatch.delenv("WECOM_CORP_SECRET", raising=False)
+    missing = client.post(f"/hooks/wecom/wecom_app?{query}", data=body)
+    assert missing.status_code == 503 and "WECOM" not in missing.text     # names no variable, no secret
+    monkeypatch.setenv("WECOM_CORP_SECRET", "s")
+    assert client.post(f"/hooks/wecom/wecom_app?{query}", data=body).status_code == 404
+    assert client.post(f"/hooks/wecom/sms_aliyun?{query}", data=body).status_code == 404

@@ -144,7 +144,8 @@ class SetResult:
 
 def customer_id_span(session: Session) -> tuple[int, int] | None:
     """(smallest, largest) customer id, or None without customers (chunks of a run)."""
-    row = session.execute(text("SELECT min(id), max(id) FROM customers")).one()
+    # Two subqueries: SQLite answers a lone min() or max() from the index, not both in one SELECT.
+    row = session.execute(text("SELECT (SELECT min(id) FROM customers), (SELECT max(id) FROM customers)")).one()
     return None if row[0] is None else (int(row[0]), int(row[1]))
 
 

@@ -140,3 +140,12 @@ def test_app_connector_without_callback_secrets_takes_no_callbacks(app, monkeypa
     monkeypatch.setenv("WECOM_CORP_SECRET", "s")
     assert client.post(f"/hooks/wecom/wecom_app?{query}", data=body).status_code == 404
     assert client.post(f"/hooks/wecom/sms_aliyun?{query}", data=body).status_code == 404
+
+
+def test_app_connector_with_callback_secrets_takes_replies(app, services) -> None:
+    _customers(services)
+    query, body = wecom_post(wecom_text_xml("wm_cust_2", "TD", "20001", TS), TS)
+    assert app.test_client().post(f"/hooks/wecom/test_app?{query}", data=body).status_code == 200
+    with services.session_factory() as s:
+        assert s.execute(select(Feedback.source)).scalar_one() == "wecom:test_app"
+        assert not any(g for (g,) in s.execute(select(Consent.granted).where(Consent.customer_id == 2)))

@@ -43,7 +43,7 @@ import random
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -519,6 +519,8 @@ class Dispatcher:
         report = ReconcileReport()
         db_now = to_db_time(now)
         for cid, connector in self.connectors.items():
+            if type(connector).reconcile is Connector.reconcile:
+                continue  # no status query: unknown rows wait for a receipt or a person
             with self.session_factory() as session:
                 rows = dispatch_repo.unknown_rows(session, connector=cid, claimed_before=db_now - min_age,
                                                   checked_before=db_now - every, max_checks=max_checks,
@@ -582,7 +584,6 @@ def apply_receipts(session_factory: sessionmaker[Session], connector_id: str, it
 
 
 def _aware(value: datetime | None) -> datetime | None:
-    from datetime import UTC
     if value is None:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -590,7 +591,6 @@ def _aware(value: datetime | None) -> datetime | None:
 
 def _db_seconds(value: datetime) -> float:
     """Seconds since the epoch of a naive-UTC database time."""
-    from datetime import UTC
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 

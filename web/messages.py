@@ -13,7 +13,12 @@ the audit log records who confirmed it.
 ``/api/v1/messages`` with bearer tokens (the API's own authentication,
 imported from :mod:`web.api`) and the delivery-receipt callbacks
 ``/api/v1/messages/receipts/<connector>``, which authenticate by the
-provider's signature or the connector's receipt token instead.
+provider's signature or the connector's receipt token instead. Configure at
+the provider: Twilio ``StatusCallback`` = the connector's ``status_callback``
+setting = ``https://<host>/api/v1/messages/receipts/<connector id>``; Aliyun
+SmsReport HTTP push and Tencent's status callback =
+``https://<host>/api/v1/messages/receipts/<connector id>?token=<receipt_token>``
+(the connector's ``receipt_token`` secret, from the environment).
 """
 
 from __future__ import annotations
@@ -272,6 +277,16 @@ def _receipt_connector(connector_id: str) -> Any:
         cache.clear()
         cache[key] = load_connector(spec, env=os.environ)
     return cache[key]
+
+
+@api_bp.record_once
+def _redact_access_log(state: Any) -> None:
+    """Aliyun and Tencent receipts carry their shared secret in the URL
+    (``?token=``): keep it out of the development server's request log. A
+    production access log (gunicorn, nginx) must be told the same."""
+    from connectors._base import RedactQueryFilter
+
+    logging.getLogger("werkzeug").addFilter(RedactQueryFilter())
 
 
 @api_bp.route("/receipts/<connector_id>", methods=["POST"])

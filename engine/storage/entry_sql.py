@@ -48,7 +48,6 @@ from sqlalchemy import (
     or_,
     select,
     text,
-    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
@@ -163,7 +162,8 @@ def _lock_and_mark(session: Session, rule_id: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def _plain_clause(plan: SetPlan, db_now: datetime) -> ColumnElement[bool]:
+def _plain_clause(plan: SetPlan, db_now: datetime) -> ColumnElement[bool] | None:
+    """What makes a customer plain (None: everyone is)."""
     parts: list[ColumnElement[bool]] = []
     if plan.zone is not None:
         parts.append(or_(_cust.c.timezone.is_(None), _cust.c.timezone.in_(["", plan.zone])))
@@ -175,7 +175,7 @@ def _plain_clause(plan: SetPlan, db_now: datetime) -> ColumnElement[bool]:
                                              outbox.c.delivery_class == dclass, outbox.c.created_at >= since)
                   .correlate(_cust).scalar_subquery())
         parts.append(recent < allowed)
-    return and_(*parts) if parts else true()
+    return and_(*parts) if parts else None
 
 
 def _enter(session: Session, plan: SetPlan, where: list[ColumnElement[bool]], *, rule_version: int,
@@ -193,7 +193,7 @@ def _enter(session: Session, plan: SetPlan, where: list[ColumnElement[bool]], *,
         if _dialect_name(session) == "postgresql":
             state = cast(state, JSONB)
     step_index: Any = literal(plan.final_pc, Integer)
-    if plain is not true():
+    if plain is not None:
         step_index = case((plain, step_index), else_=literal(plan.start_pc, Integer))
     sel = select(
         literal(plan.rule_id, String), literal(rule_version, Integer), literal("customer", String), _cust.c.id,
@@ -207,7 +207,7 @@ def _enter(session: Session, plan: SetPlan, where: list[ColumnElement[bool]], *,
     columns = ["rule_id", "rule_version", "subject_type", "subject_id", "period_key", "step_index", "step_id",
                "status", "due_at", "state", "entered_at", "version"]
     entered = insert_ignore_from_select(session, _j, columns, sel)
-    if entered and plain is not true():
+    if entered and plain is not None:
         session.execute(
             _typed("UPDATE journeys SET step_id = :step, status = 'active', due_at = :now, state = NULL "
                    "WHERE id > :mx AND rule_id = :rule AND step_index = :start"),

@@ -1,5 +1,5 @@
-"""The wheel carries the engine, its schemas and migrations, and the shipped
-definitions, so `pip install promoflow` works without a checkout."""
+"""The wheel carries the engine, its schemas and migrations, the web pages and
+assets, and the shipped definitions, so `pip install promoflow` works without a checkout."""
 
 import subprocess
 import sys
@@ -21,6 +21,12 @@ def test_wheel_contains_code_schemas_migrations_and_library(tmp_path: Path) -> N
     assert "engine/storage/migrations/versions/0001_initial.py" in names
     assert "engine/storage/migrations/env.py" in names
     assert "web/cli.py" in names
+    # The web app's pages and assets, or an installed app answers every page with a 500.
+    web_files = {p.relative_to(ROOT).as_posix() for folder in ("web/templates", "web/static")
+                 for p in (ROOT / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    assert "web/templates/base.html" in web_files
+    for path in web_files:
+        assert path in names, path
     shipped = {p.relative_to(ROOT).as_posix() for folder in ("forms", "workflows", "config")
                for p in (ROOT / folder).rglob("*") if p.suffix in (".yaml", ".json")}
     assert shipped, "the library is empty"

@@ -281,11 +281,13 @@ class Dispatcher:
         ts = now.timestamp()
         with self.session_factory() as session:
             for cid, group in by_connector.items():
-                limits = self._policies[cid].per_recipient
+                policy = self._policies[cid]
+                limits = policy.per_recipient
                 longest = max(period for _, period in limits)
                 recent = dispatch_repo.recent_claims(session, connector=cid,
                                                      recipients={str(r["recipient"]) for r in group},
-                                                     since=db_now - timedelta(seconds=longest))
+                                                     since=db_now - timedelta(seconds=longest),
+                                                     separator=policy.recipient_separator)
                 as_seconds = {k: [(_db_seconds(t), i) for t, i in v] for k, v in recent.items()}
                 held.update(recipient_waits(group, as_seconds, limits, ts))
             session.rollback()

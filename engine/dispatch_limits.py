@@ -46,6 +46,9 @@ class RatePolicy:
     per_minute: float | None = None
     per_recipient: tuple[tuple[int, float], ...] = ()
     window: tuple[time, time] | None = None
+    #: the separator of a recipient list (WeCom ``touser`` is ``a|b|c``): each
+    #: member counts against the per-recipient limit
+    recipient_separator: str | None = None
 
     def connector_limits(self) -> list[tuple[int, float]]:
         out = []
@@ -63,7 +66,7 @@ class RatePolicy:
 #: 08:00–22:00; Aliyun SendSms QPS 5,000; Twilio a long code sends 1 segment/s
 #: (a messaging service's pool varies: configure it).
 DEFAULTS: Mapping[str, RatePolicy] = {
-    "wecom_app": RatePolicy(per_minute=10_000, per_recipient=((30, 60.0), (1000, 3600.0))),
+    "wecom_app": RatePolicy(per_minute=10_000, per_recipient=((30, 60.0), (1000, 3600.0)), recipient_separator="|"),
     "wecom_robot": RatePolicy(per_minute=20),
     "wecom_external": RatePolicy(per_minute=10_000),
     "tencent_sms": RatePolicy(per_second=3000, window=(time(8, 0), time(22, 0))),
@@ -104,7 +107,8 @@ def policy_for(spec: Any) -> RatePolicy:
     window = getattr(spec, "send_window", None) or base.window
     return RatePolicy(per_second=per_second if per_second else base.per_second,
                       per_minute=per_minute if per_minute else base.per_minute,
-                      per_recipient=tuple(per_recipient), window=window)
+                      per_recipient=tuple(per_recipient), window=window,
+                      recipient_separator=base.recipient_separator)
 
 
 @dataclass

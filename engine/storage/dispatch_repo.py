@@ -121,19 +121,37 @@ def release(session: Session, items: Sequence[Mapping[str, Any]]) -> int:
 
 
 def recent_claims(session: Session, *, connector: str, recipients: Collection[str],
-                  since: datetime) -> dict[str, list[tuple[datetime, int]]]:
+                  since: datetime, separator: str | None = None) -> dict[str, list[tuple[datetime, int]]]:
     """Per recipient, ``(claimed_at, id)`` of the rows of ``connector`` claimed
     after ``since`` that went (or are going) to the provider: sent, in flight
     with any dispatcher, settled in any way. Rows given back by a rate limit
-    have no ``claimed_at`` and do not count."""
-    out: dict[str, list[tuple[datetime, int]]] = {r: [] for r in recipients}
-    names = sorted(recipients)
-    for start in range(0, len(names), 500):
-        stmt = (select(_c.recipient, _c.claimed_at, _c.id)
-                .where(_c.recipient.in_(names[start:start + 500]), _c.claimed_at > since,
-                       _c.connector == connector))
+    have no ``claimed_at`` and do not count.
+
+    With ``separator`` (WeCom's ``a|b|c``) the keys are the members: a row
+    counts for every member of its recipient list, and ``recipients`` may be
+    lists themselves."""
+    wanted = set(recipients)
+    if separator:
+        wanted = {m for r in recipients for m in str(r).split(separator) if m}
+    out: dict[str, list[tuple[datetime, int]]] = {r: [] for r in wanted}
+    names = sorted(wanted)
+    for start in range(0, len(names), 200):
+        part = names[start:start + 200]
+        match: Any = _c.recipient.in_(part)
+        if separator:
+            match = or_(match, *(cond for m in part for cond in (
+                _c.recipient.startswith(m + separator, autoescape=True),
+                _c.recipient.endswith(separator + m, autoescape=True),
+                _c.recipient.contains(separator + m + separator, autoescape=True))))
+        stmt = select(_c.recipient, _c.claimed_at, _c.id).where(match, _c.claimed_at > since,
+                                                                _c.connector == connector)
+        seen: set[tuple[str, int]] = set()
         for recipient, claimed_at, row_id in session.connection().execute(stmt):
-            out.setdefault(recipient, []).append((claimed_at, int(row_id)))
+            members = str(recipient).split(separator) if separator else [str(recipient)]
+            for member in members:
+                if member in out and (member, int(row_id)) not in seen:
+                    seen.add((member, int(row_id)))
+                    out[member].append((claimed_at, int(row_id)))
     return out
 
 

@@ -144,3 +144,16 @@ def test_provider_rate_limit_answers_never_dead_letter(session_factory):
     assert d.run_once(at).sent == 1
     (row,) = rows(session_factory)
     assert row["attempts"] == 1 and len(mem.sent) == 1
+
+
+def test_wecom_member_lists_count_for_every_member(session_factory):
+    """``zhangsan|lisi`` is a message to each: it uses a slot of both."""
+    one_recipient(session_factory, 20, to="zhangsan|lisi", prefix="both")
+    one_recipient(session_factory, 15, to="lisi", prefix="li")
+    one_recipient(session_factory, 5, to="wang_5%", prefix="odd")  # LIKE wildcards are literal
+    d = make(session_factory, typed("wecom_app"))
+    d.run_until_idle(NOW)
+    sent = [r for r in rows(session_factory) if r["status"] == "sent"]
+    to_lisi = [r for r in sent if "lisi" in r["recipient"].split("|")]
+    assert len(to_lisi) == 30 and len(sent) == 35
+    assert d.run_until_idle(NOW + timedelta(seconds=60)).sent == 5

@@ -543,6 +543,21 @@ class AuditEntry(Base):
     diff: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
 
+# --- segment-change memory (migration 0008, issue 6) ------------------------------
+
+
+class SegmentMemory(Base):
+    """Who was in a ``segment_change`` rule's ``from`` and ``to`` segments at
+    its last run (``side``; a ``seen`` row with customer 0 marks the first
+    run), so the next run enters exactly the customers who moved."""
+
+    __tablename__ = "segment_memory"
+
+    rule_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    side: Mapped[str] = mapped_column(String(8), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+
+
 # --- automation runs (migration 0004, issue 6) -------------------------------------
 
 

@@ -55,6 +55,45 @@ class RecordNotFound(LookupError):
     """No record has this id."""
 
 
+class RecordLocked(Exception):
+    """The form's ``edit.until`` no longer allows changing this record (HTTP 409):
+    its approval flow has started (``workflow_started``) or finished
+    (``workflow_finished``). ``status`` is the record's status now."""
+
+    def __init__(self, record_id: int, status: str, until: str):
+        self.record_id = record_id
+        self.status = status
+        self.until = until
+        when = {"workflow_started": "once its approval flow has started",
+                "workflow_finished": "once its approval flow has finished"}.get(until, until)
+        super().__init__(f"record {record_id} is {status}: this form's records cannot be changed {when}")
+
+
+#: Statuses in which a record is with its submitter, not in an approval flow:
+#: never sent to one (no workflow bound), sent back (returned) or pulled back
+#: (withdrawn), so ``edit.until: workflow_started`` allows changes again.
+_NOT_IN_FLOW = frozenset({"submitted", "returned", "withdrawn"})
+#: Statuses in which a flow has ended with a decision (``workflow_finished``).
+_DECIDED = frozenset({"approved", "rejected"})
+
+
+def editable(form: FormSpec, status: str) -> bool:
+    """Whether the form's ``edit.until`` still allows changing a record in ``status``.
+
+    ``always``: yes. ``workflow_finished``: until the flow approved or rejected
+    it. ``workflow_started`` (the default): while no flow is running on it,
+    i.e. it was never sent to one, or was returned or withdrawn to its
+    submitter (who edits it and sends it again). Who may edit (``edit.by``)
+    is a separate question: :func:`engine.accounts.can_edit_record`.
+    """
+    until = form.edit_until
+    if until == "always":
+        return True
+    if until == "workflow_finished":
+        return status not in _DECIDED
+    return status in _NOT_IN_FLOW
+
+
 class InvalidQuery(ValueError):
     """A list/export filter or sort that does not fit the form; ``message`` says why."""
 
@@ -235,10 +274,14 @@ class RecordService:
         Without ``expected_version`` a concurrent change is retried on the new
         state (last writer wins per field); with it, any change since that
         version raises Conflict. An update that changes nothing writes nothing.
-        Permission (the form's ``edit`` rules) is the caller's decision.
+        Who may edit (``edit.by``) is the caller's decision; whether the record
+        may still change (``edit.until``, see :func:`editable`) is decided
+        here, and the write is a compare-and-set on both the version and the
+        status read, so a flow that starts concurrently wins cleanly.
 
         Raises:
-            RecordNotFound, UnknownForm, ValidationFailed, Conflict.
+            RecordNotFound, UnknownForm, ValidationFailed, Conflict,
+            RecordLocked (``edit.until`` forbids changes in the record's status).
         """
         for _attempt in range(5):
             with self._sf() as session:
@@ -248,16 +291,20 @@ class RecordService:
             if expected_version is not None and expected_version != current.version:
                 raise Conflict(record_id, expected_version, current.version)
             form, _ = self._registry.form(current.form_id, current.form_version)
+            if not editable(form, current.status):
+                raise RecordLocked(record_id, current.status, form.edit_until)
             clean = self._validate(form, payload, now=now, tz=tz or self._tz, user=actor, existing=current.data,
                                    partial=True, record_id=record_id, allow_readonly=allow_readonly)
             diff = _diff(current.data, clean)
             if not diff:
                 return _view(current)
             with transaction(self._sf) as session:
-                if not repo.update_record_data(session, record_id, expected_version=current.version, data=clean, now=now):
-                    if expected_version is not None:
-                        raise Conflict(record_id, expected_version, None)
-                    continue
+                if not repo.update_record_data(session, record_id, expected_version=current.version, data=clean, now=now,
+                                               expected_status=current.status):
+                    latest = repo.get_record(session, record_id)
+                    if expected_version is not None and (latest is None or latest.version != expected_version):
+                        raise Conflict(record_id, expected_version, None if latest is None else latest.version)
+                    continue  # changed (or its status moved on): check again on the new state
                 self._claim(session, form, record_id, current.data, clean)
                 append_audit(session, at=now, actor=actor, action="record.updated", entity_type="record",
                              entity_id=record_id, diff=diff)
@@ -401,6 +448,7 @@ __all__ = [
     "Conflict",
     "InvalidQuery",
     "Page",
+    "RecordLocked",
     "RecordNotFound",
     "RecordService",
     "RecordView",

@@ -431,6 +431,11 @@ class WorkflowService:
         finally:
             raw.close()
 
+    def involved(self, record_id: int, username: str) -> bool:
+        """Whether ``username`` has or had a task (or a copy) on the record's
+        flow: such a user is shown the record on the task page."""
+        return bool(self._read(lambda db: repo.has_task_on_record(db, record_id, username)))
+
     def task_counts(self, username: str, now: datetime | None = None) -> dict[str, int]:
         """{"open": n, "done": n, "cancelled": n, "cc": n, "overdue": n} (overdue needs ``now``)."""
         with self._sf() as session:

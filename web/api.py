@@ -27,6 +27,7 @@ from engine.forms.errors import ValidationFailed, to_json
 from engine.records import (
     Conflict,
     InvalidQuery,
+    RecordLocked,
     RecordNotFound,
     RecordView,
     UnknownForm,
@@ -217,11 +218,31 @@ def update_record(record_id: int) -> Any:
     except Conflict as exc:
         raise ApiError(409, f"record {record_id} changed since version {expected}", "conflict",
                        current_version=exc.current) from None
+    except RecordLocked as exc:
+        raise ApiError(409, str(exc), "record_locked", record_status=exc.status, edit_until=exc.until) from None
     except RecordNotFound:
         raise ApiError(404, f"no record {record_id}") from None
     except RecursionError:
         raise ApiError(400, "the JSON is nested too deeply") from None
     return json_response(_record_json(updated), ETag=_etag(updated))
+
+
+@bp.get("/records/<int:record_id>/files/<field>/<file_id>")
+def download_file(record_id: int, field: str, file_id: str) -> Any:
+    """An uploaded file of a record (same rules as the page route: readers,
+    the submitter, approvers with a task on it; anyone else gets a 404)."""
+    from .records import file_response
+
+    record = services().records.get(record_id)
+    if record is None:
+        raise ApiError(404, f"no record {record_id}")
+    spec, _ = _form(record.form_id, record.form_version)
+    user = _user()
+    wf = services().workflows
+    if not can_view_record(user, spec, record.created_by) and not (
+            wf is not None and wf.involved(record.id, user.username)):
+        raise ApiError(404, f"no record {record_id}")
+    return file_response(record, spec, field, file_id)
 
 
 # ------------------------------------------------------------------ approval tasks

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -19,6 +20,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    send_file,
     stream_with_context,
     url_for,
 )
@@ -39,9 +41,11 @@ from engine.forms.validate import default_value
 from engine.records import (
     Conflict,
     InvalidQuery,
+    RecordLocked,
     RecordNotFound,
     RecordView,
     UnknownForm,
+    editable,
 )
 
 from . import services
@@ -195,12 +199,33 @@ def _record_or_404(record_id: int) -> tuple[RecordView, FormSpec]:
     return record, spec
 
 
+#: Messages of the edit lock (``edit.until``), by locale.
+_LOCKED = {
+    "workflow_started": ("审批流程已开始，此记录不能再修改", "The approval flow has started; this record can no longer be changed"),
+    "workflow_finished": ("审批流程已结束，此记录不能再修改", "The approval flow has finished; this record can no longer be changed"),
+}
+
+
+def locked_message(until: str) -> str:
+    """Why a record cannot be changed any more, in the request's locale."""
+    pair = _LOCKED.get(until, _LOCKED["workflow_started"])
+    return pair[1 if get_locale() == "en" else 0]
+
+
+def _locked_page(until: str) -> Any:
+    """409: the record's state, not the user's rights, forbids the change."""
+    title = "Cannot be changed" if get_locale() == "en" else "不能修改"
+    return render_template("error.html", status=409, title=title, text=locked_message(until)), 409
+
+
 @bp.route("/records/<int:record_id>")
 @login_required
 def detail(record_id: int) -> Any:
     record, spec = _record_or_404(record_id)
+    may_edit = can_edit_record(g.user, spec, record.created_by)
+    locked = may_edit and not editable(spec, record.status)
     return render_template("detail.html", rec=record, spec=spec, creator=record.created_by or "",
-                           may_edit=can_edit_record(g.user, spec, record.created_by))
+                           may_edit=may_edit and not locked, locked_note=locked_message(spec.edit_until) if locked else "")
 
 
 @bp.route("/records/<int:record_id>/edit", methods=["GET", "POST"])
@@ -209,6 +234,8 @@ def edit(record_id: int) -> Any:
     record, spec = _record_or_404(record_id)
     if not can_edit_record(g.user, spec, record.created_by):
         abort(403)
+    if not editable(spec, record.status):
+        return _locked_page(spec.edit_until)
     cls = _form_class(spec, record.form_version)
     svc = services()
     back = url_for("records.detail", record_id=record.id)
@@ -235,10 +262,88 @@ def edit(record_id: int) -> Any:
     except Conflict:
         flash(t("conflict"), "error")
         return redirect(url_for("records.edit", record_id=record_id))
+    except RecordLocked as exc:  # a flow started while the page was open
+        return _locked_page(exc.until)
     except RecordNotFound:
         abort(404)
     flash(t("updated"), "success")
     return redirect(back)
+
+
+# ------------------------------------------------------------------ uploaded files
+
+#: A stored file's id as ``store_upload`` makes it: 32 hex digits and an optional
+#: short extension. Anything else (``..``, slashes, NUL) never reaches the disk.
+_FILE_ID = re.compile(r"[0-9a-f]{32}(\.[a-z0-9]{1,10})?")
+#: A media type worth sending as is; anything else goes out as octet-stream.
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
+
+
+def _file_refs(spec: FormSpec, data: dict[str, Any], field: str) -> list[dict[str, Any]]:
+    """The file references stored in ``field`` (a file field of the form), top level or in a table's rows."""
+    for f in spec.fields:
+        if f.type == "file" and f.key == field:
+            value = data.get(field)
+            items = value if isinstance(value, list) else [value]
+            return [i for i in items if isinstance(i, dict)]
+        if f.type == "table" and field.startswith(f.key + "."):
+            sub = field[len(f.key) + 1:]
+            if any(c.type == "file" and c.key == sub for c in f.fields):
+                rows = data.get(f.key) if isinstance(data.get(f.key), list) else []
+                out = []
+                for row in rows:
+                    value = row.get(sub) if isinstance(row, dict) else None
+                    out += [i for i in (value if isinstance(value, list) else [value]) if isinstance(i, dict)]
+                return out
+    return []
+
+
+def file_response(record: RecordView, spec: FormSpec, field: str, file_id: str) -> Any:
+    """Send a file uploaded into ``record``'s ``field``: only a file that the
+    record itself refers to, from the uploads folder and nowhere else, as an
+    attachment under its original name (RFC 5987 ``filename*`` for non-ASCII
+    names), with its recorded media type and ``nosniff`` so a browser never
+    renders an uploaded HTML or SVG file in our origin. The caller has
+    checked that the user may see the record; anything else is a 404."""
+    if not _FILE_ID.fullmatch(file_id):
+        abort(404)
+    ref = next((r for r in _file_refs(spec, record.data, field) if r.get("id") == file_id), None)
+    if ref is None:
+        abort(404)
+    folder = Path(current_app.config["UPLOAD_FOLDER"]).resolve()
+    path = (folder / file_id).resolve()
+    if path.parent != folder or not path.is_file():
+        abort(404)
+    media = str(ref.get("content_type") or "").split(";", 1)[0].strip().lower()
+    if not _MEDIA_TYPE.fullmatch(media):
+        media = "application/octet-stream"
+    name = str(ref.get("name") or file_id).replace("\r", " ").replace("\n", " ") or file_id
+    response = send_file(path, mimetype=media, as_attachment=True, download_name=name, max_age=0,
+                         conditional=True, etag=True)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+@bp.route("/records/<int:record_id>/files/<field>/<file_id>")
+@login_required
+def download(record_id: int, field: str, file_id: str) -> Any:
+    """An uploaded file of a record, for users who may see the record: its
+    readers, its submitter, and the approvers who have (had) a task on it."""
+    record = services().records.get(record_id)
+    if record is None:
+        abort(404)
+    spec, _ = _form(record.form_id, record.form_version)
+    if not can_view_record(g.user, spec, record.created_by) and not _approver_of(record.id):
+        abort(404)
+    return file_response(record, spec, field, file_id)
+
+
+def _approver_of(record_id: int) -> bool:
+    """Whether the signed-in user has (had) a task on the record's flow: the
+    task page shows them the record, so its files too."""
+    workflows = services().workflows
+    return workflows is not None and workflows.involved(record_id, g.user.username)
 
 
 def _list_args() -> MultiDict[str, str]:

@@ -108,13 +108,17 @@ def insert_record(
 
 
 def update_record_data(
-    session: Session, record_id: int, *, expected_version: int, data: dict[str, Any], now: datetime
+    session: Session, record_id: int, *, expected_version: int, data: dict[str, Any], now: datetime,
+    expected_status: str | None = None,
 ) -> bool:
-    """Set ``data`` and bump ``version`` iff the row is still at ``expected_version``."""
+    """Set ``data`` and bump ``version`` iff the row is still at ``expected_version``
+    (and, when given, still in ``expected_status``: a workflow changes the
+    status without bumping the version)."""
+    stmt = update(Record).where(Record.id == record_id, Record.version == expected_version)
+    if expected_status is not None:
+        stmt = stmt.where(Record.status == expected_status)
     result = session.execute(
-        update(Record)
-        .where(Record.id == record_id, Record.version == expected_version)
-        .values(data=data, version=expected_version + 1, updated_at=to_db_time(now))
+        stmt.values(data=data, version=expected_version + 1, updated_at=to_db_time(now))
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]

@@ -818,3 +818,14 @@ def _with_join(row: TaskRow, extra: Sequence[Any]) -> TaskRow:
     return TaskRow(row.id, row.instance_id, row.seq, row.step_id, row.assignee, row.kind, row.status, row.due_at,
                    row.acted_at, row.action, row.comment, row.version, row.created_at, row.wake_at,
                    extra[0], extra[1], extra[2], extra[3])
+
+
+_P_INVOLVED = Prepared(
+    select(_tasks.c.id).join(_instances, _instances.c.id == _tasks.c.instance_id)
+    .where(_instances.c.record_id == bindparam("rid"), _tasks.c.assignee_name == bindparam("username")).limit(1)
+)
+
+
+def has_task_on_record(db: Db, record_id: int, username: str) -> bool:
+    """Whether ``username`` has or had a task (approval or copy) on any of the record's instances."""
+    return bool(db.execute(_P_INVOLVED, {"rid": record_id, "username": username}).fetchall())

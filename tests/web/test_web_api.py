@@ -184,6 +184,14 @@ def test_patch_with_versions_and_conflict(app: Flask, tokens: dict[str, str], cl
     client = app.test_client()
     staff = bearer(tokens["staff"])
     rid = client.post(URL, json=valid_activity(), headers=staff).get_json()["id"]
+    # edit.until: workflow_started: while in review the record cannot change (409 record_locked) …
+    locked = client.patch(f"/api/v1/records/{rid}", json={"budget": "15000"}, headers={**staff, "If-Match": '"1"'})
+    assert locked.status_code == 409
+    assert locked.get_json()["error"] | {"message": ""} == {
+        "code": "record_locked", "message": "", "record_status": "in_review", "edit_until": "workflow_started"}
+    assert "approval flow has started" in locked.get_json()["error"]["message"]
+    # … and may again once its submitter has withdrawn it
+    app.extensions["promoflow"].workflows.withdraw(rid, actor="staff", now=NOW)
     clock.now = NOW.replace(hour=3)
     ok = client.patch(f"/api/v1/records/{rid}", json={"budget": "15000"}, headers={**staff, "If-Match": '"1"'})
     assert ok.status_code == 200, ok.text

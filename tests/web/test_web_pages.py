@@ -164,6 +164,14 @@ def test_edit_by_submitter(app: Flask, login, tokens) -> None:
     client = login("staff")
     rid = app.test_client().post("/api/v1/forms/activity_request/records", json=valid_activity(),
                                  headers=bearer(tokens["staff"])).get_json()["id"]
+    # edit.until: workflow_started: in review, the record is locked (409, no edit button) …
+    locked = client.get(f"/records/{rid}/edit")
+    assert locked.status_code == 409 and "审批流程已开始" in locked.text
+    assert f'href="/records/{rid}/edit"' not in client.get(f"/records/{rid}").text
+    # … until its submitter withdraws it (撤回) and it is back in their hands
+    services = app.extensions["promoflow"]
+    services.workflows.withdraw(rid, actor="staff", now=services.now())
+    assert f'href="/records/{rid}/edit"' in client.get(f"/records/{rid}").text
     page = client.get(f"/records/{rid}/edit")
     assert page.status_code == 200 and 'value="春季促销"' in page.text
     form = {**valid_activity_form(name="改过的"), "_version": "1"}
@@ -245,6 +253,49 @@ def test_file_upload_is_stored_in_the_instance_folder(app: Flask, login) -> None
     refused = client.post(FILL, data=bad, content_type="multipart/form-data")
     assert refused.status_code == 422
     assert _field_errors(refused.text)["attachments"] == ["不支持的文件类型，允许：.pdf, .jpg, .png, .xlsx, .pptx"]
+
+
+def test_uploaded_file_downloads_for_those_who_may_see_the_record(app: Flask, login, tokens) -> None:
+    staff = login("staff")
+    page = staff.get(FILL)
+    data = {**valid_activity_form(), "csrf_token": csrf_from(page.text),
+            "attachments": (io.BytesIO(b"%PDF-1.4 plan"), "活动 方案.pdf", "application/pdf")}
+    response = staff.post(FILL, data=data, content_type="multipart/form-data")
+    assert response.status_code == 302, _field_errors(response.text)
+    rid = int(response.headers["Location"].rsplit("/", 1)[1])
+    services = app.extensions["promoflow"]
+    file_id = services.records.get(rid).data["attachments"]["id"]
+    url = f"/records/{rid}/files/attachments/{file_id}"
+    assert f'href="{url}"' in staff.get(f"/records/{rid}").text  # linked from the detail page
+    got = staff.get(url)
+    assert got.status_code == 200 and got.data == b"%PDF-1.4 plan"
+    assert got.headers["Content-Type"] == "application/pdf"
+    assert got.headers["X-Content-Type-Options"] == "nosniff"
+    disposition = got.headers["Content-Disposition"]
+    assert disposition.startswith("attachment;")
+    assert "filename*=UTF-8''%E6%B4%BB%E5%8A%A8%20%E6%96%B9%E6%A1%88.pdf" in disposition
+    assert login("manager").get(url).status_code == 200  # a reader of the form's records
+    # neither a reader nor the submitter nor an approver: as if there were no such file
+    staff2 = login("staff2")
+    assert login("outsider").get(url).status_code == 404 and staff2.get(url).status_code == 404
+    # an approver who is not a reader gets it once the task is theirs (transferred to them)
+    [task] = services.workflows.tasks_for("manager")
+    services.workflows.act(task.id, actor="manager", action="transfer", target="staff2", now=services.now())
+    assert staff2.get(url).status_code == 200
+    # only files this record refers to, by their exact id, from the uploads folder
+    other = services.records.create("activity_request", {**valid_activity(), "attachments": {
+        "id": "0" * 32 + ".pdf", "name": "x.pdf", "size": 1, "content_type": "application/pdf"}},
+        actor="staff", now=services.now())
+    assert staff.get(f"/records/{other.id}/files/attachments/{file_id}").status_code == 404
+    assert staff.get(f"/records/{other.id}/files/attachments/{'0' * 32}.pdf").status_code == 404  # not on disk
+    for bad in ("..%2F..%2Fsecret", "..", file_id.upper(), file_id + "%00", "%2Fetc%2Fpasswd"):
+        assert staff.get(f"/records/{rid}/files/attachments/{bad}").status_code == 404, bad
+    assert staff.get(f"/records/{rid}/files/description/{file_id}").status_code == 404  # not a file field
+    # the API serves the same file to the same people
+    api = app.test_client()
+    assert api.get(f"/api/v1{url}", headers=bearer(tokens["staff"])).data == b"%PDF-1.4 plan"
+    assert api.get(f"/api/v1{url}", headers=bearer(tokens["outsider"])).status_code == 404
+    assert api.get(f"/api/v1{url}").status_code == 401
 
 
 def test_phone_width_page_has_viewport_and_local_assets(app: Flask, login) -> None:

@@ -26,7 +26,6 @@ No wall clock: every method takes ``now`` (seconds, or an aware datetime).
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -201,7 +200,3 @@ def recipient_waits(claimed: Sequence[Mapping[str, Any]], recent: Mapping[str, S
                     waits[row_id] = max(waits.get(row_id, 0.0), oldest + period - now, 1.0)
     return waits
 
-
-def ceil_seconds(value: float) -> float:
-    """Round a wait up to a whole second (rows become due on a tick)."""
-    return float(math.ceil(max(0.0, value)))

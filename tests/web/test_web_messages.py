@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from urllib.parse import urlencode
 
 import pytest
 from flask import Flask

@@ -291,13 +291,15 @@ def apply_receipt(session: Session, *, connector: str, event_key: str, now: date
         values.update(delivery_status=status, delivery_code=(code or None) and code[:64])
         if status in ("delivered", "undelivered", "failed"):
             values["delivered_at"] = occurred_at or now
-    if row.status == "unknown":
-        values.update(status="sent", sent_at=occurred_at or now, reconciled_at=now,
-                      last_error="reconciled: the provider has it")
     if provider_id and not row.provider_id:
         values["provider_id"] = provider_id
     if values:
         conn.execute(update(_outbox).where(_c.id == row.id).values(**values))
+    if row.status == "unknown":
+        # conditional: a person may have pressed "resend" since we read the row
+        conn.execute(update(_outbox).where(_c.id == row.id, _c.status == "unknown")
+                     .values(status="sent", sent_at=occurred_at or now, reconciled_at=now,
+                             last_error="reconciled: the provider has it"))
     return "applied"
 
 

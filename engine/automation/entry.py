@@ -16,7 +16,7 @@ from engine.automation.policy import Policy
 from engine.automation.program import compile_program
 from engine.automation.timing import date_trigger_days, period_key
 from engine.conditions.predicate import compile_predicate
-from engine.definitions.specs import DateFieldTrigger, EventTrigger, RuleSpec
+from engine.definitions.specs import DateFieldTrigger, EventTrigger, RuleSpec, SegmentChangeTrigger
 from engine.storage import automation_repo as repo
 from engine.storage.times import to_db_time
 
@@ -43,6 +43,8 @@ def enter_audience(session: Session, rule: RuleSpec, rule_version: int, *, now: 
     nothing new. Date-relative rules enter customers whose date is due on the
     occurrence's local day. ``once_per`` also excludes customers whose last
     journey of the rule began less than ``once_per`` before ``now``.
+    ``segment_change`` rules enter the customers who moved between the
+    segments since the rule's last run (see ``automation_repo.enter_segment_movers``).
     """
     occurrence = occurrence or now
     program = compile_program(rule)
@@ -54,6 +56,12 @@ def enter_audience(session: Session, rule: RuleSpec, rule_version: int, *, now: 
     else:
         key = period_key(rule, occurrence)
     rolling = to_db_time(now - rule.once_per) if rule.once_per is not None else None
+    if isinstance(rule.trigger, SegmentChangeTrigger):
+        return repo.enter_segment_movers(
+            session, rule_id=rule.id, to_segment=rule.trigger.to, from_segment=rule.trigger.from_,
+            segments=_segments(definitions), now=now, rule_version=rule_version, audience=rule.audience,
+            db_now=to_db_time(now), period_key=key, start_pc=program.start,
+            start_step=first.step_id if first else None, rolling_since=rolling, limit=rule.audience_limit)
     return repo.enter_customers(
         session, rule_id=rule.id, rule_version=rule_version, audience=rule.audience,
         segments=_segments(definitions), now=now, db_now=to_db_time(now), period_key=key,

@@ -29,7 +29,7 @@ from engine.automation.policy import Counters, Policy
 from engine.automation.program import compile_program
 from engine.automation.timing import date_trigger_days, in_quiet_hours, period_key, wait_until, zone
 from engine.definitions.catalog import JOURNEY_FACTS
-from engine.definitions.specs import DateFieldTrigger, RuleSpec, TagSpec, WaitSpec
+from engine.definitions.specs import DateFieldTrigger, RuleSpec, SegmentChangeTrigger, TagSpec, WaitSpec
 from engine.storage import automation_repo as repo
 from engine.storage import entry_sql
 from engine.storage.entry_sql import Piece, SetCoupon, SetPlan, SetSend
@@ -217,6 +217,8 @@ class _Run:
 
 def _prepare(session: Session, rule: RuleSpec, *, now: datetime, definitions: DefinitionSet, policy: Policy,
              occurrence: datetime) -> _Run | None:
+    if isinstance(rule.trigger, SegmentChangeTrigger):
+        return None  # entry reads and rewrites the rule's segment memory: one transaction
     if isinstance(rule.trigger, DateFieldTrigger):
         target, key = date_trigger_days(rule.trigger, occurrence)
         date_filter: repo.DateFilter | None = repo.DateFilter(rule.trigger.field, target, rule.trigger.yearly)

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from engine.definitions.specs import DateFieldTrigger, RuleSpec, ScheduleTrigger
+from engine.definitions.specs import DateFieldTrigger, RuleSpec, ScheduleTrigger, SegmentChangeTrigger
 
 __all__ = [
     "EVER",
@@ -33,6 +33,9 @@ EVER = "ever"
 
 #: How late an occurrence may be noticed and still count as on time (``skip``).
 DEFAULT_GRACE = timedelta(minutes=5)
+
+#: When ``segment_change`` rules look for customers who moved (every hour, at :07).
+SEGMENT_CHANGE_CRON = "7 * * * *"
 
 #: Most missed days a date-relative trigger catches up after downtime.
 MAX_CATCH_UP_DAYS = 31
@@ -72,12 +75,17 @@ class Calendar:
 
 def schedule_of(rule: RuleSpec) -> tuple[str, str] | None:
     """(cron, zone) when ``rule`` runs on a clock: cron rules, and date-relative
-    rules (daily at their ``at`` time). None for event-driven rules."""
+    rules (daily at their ``at`` time), segment-change rules (hourly). None
+    for event-driven rules."""
     trigger = rule.trigger
     if isinstance(trigger, ScheduleTrigger):
         return trigger.cron, trigger.timezone
     if isinstance(trigger, DateFieldTrigger):
         return f"{trigger.at.minute} {trigger.at.hour} * * *", trigger.timezone
+    if isinstance(trigger, SegmentChangeTrigger):
+        # Segments move when orders and RFM scores change, not by the minute:
+        # looking once an hour finds each move within the hour, set-based.
+        return SEGMENT_CHANGE_CRON, rule.timezone
     return None
 
 

@@ -80,6 +80,7 @@ __all__ = [
     "coupons_of_journeys",
     "customers_with_zone",
     "enter_customers",
+    "enter_segment_movers",
     "enter_subjects",
     "entry_where",
     "feedback_since",
@@ -166,16 +167,19 @@ def enter_customers(
     segments: Mapping[str, Condition], now: datetime, db_now: datetime, period_key: str, start_pc: int,
     start_step: str | None, rolling_since: datetime | None = None, date_filter: DateFilter | None = None,
     limit: int | None = None, state: Mapping[str, Any] | None = None,
+    extra: Sequence[ColumnElement[bool]] = (),
 ) -> int:
     """Enter every customer matching ``audience`` (and ``date_filter``) into the
     rule's journeys: one ``INSERT … SELECT … ON CONFLICT DO NOTHING``.
 
     ``now`` (aware) fixes relative date tests; ``db_now`` (naive UTC) is the
     entry and due time. ``rolling_since``: skip customers with a journey of the
-    rule that began after it (the ``once_per`` rolling window). Returns rows inserted.
+    rule that began after it (the ``once_per`` rolling window). ``extra``:
+    more WHERE clauses over ``customers``. Returns rows inserted.
     """
     where = entry_where(session, rule_id=rule_id, audience=audience, segments=segments, now=now,
                         rolling_since=rolling_since, date_filter=date_filter)
+    where += list(extra)
     sel = select(
         literal(rule_id, String), literal(rule_version, Integer), literal("customer", String), _cust.c.id,
         literal(period_key, String), literal(start_pc, Integer), literal(start_step, String),
@@ -187,6 +191,50 @@ def enter_customers(
     if limit is not None:
         sel = sel.order_by(_cust.c.id).limit(limit)
     return insert_ignore_from_select(session, _j, columns, sel)
+
+
+def enter_segment_movers(
+    session: Session, *, rule_id: str, to_segment: str, from_segment: str | None,
+    segments: Mapping[str, Condition], now: datetime, **entry: Any,
+) -> int:
+    """Enter the customers who moved into ``to_segment`` (from ``from_segment``,
+    when given) since the rule's last run, then remember who is in each
+    segment now; returns rows inserted.
+
+    Set-based both ways: entry is :func:`enter_customers` with "in ``to``
+    now, not in ``to`` last time (and in ``from`` last time)" against
+    ``segment_memory``; the memory is rewritten with one ``INSERT … SELECT``
+    per segment. The first run only remembers (nobody "moved" before the rule
+    looked), which a ``seen`` row marks. ``entry``: the other arguments of
+    :func:`enter_customers`.
+    """
+    from engine.conditions.ast import SegmentRef
+    from engine.storage.models import SegmentMemory
+
+    mem: Table = SegmentMemory.__table__  # type: ignore[assignment]
+
+    def now_in(segment: str) -> ColumnElement[bool]:
+        return customer_where(SegmentRef(segment), now=now, segments=segments)
+
+    def was_in(side: str) -> ColumnElement[bool]:
+        return exists().where(mem.c.rule_id == rule_id, mem.c.side == side,
+                              mem.c.customer_id == _cust.c.id).correlate(_cust)
+
+    seen = session.execute(select(mem.c.customer_id).where(mem.c.rule_id == rule_id, mem.c.side == "seen")).first()
+    entered = 0
+    if seen is not None:
+        moved = [now_in(to_segment), ~was_in("to")]
+        if from_segment is not None:
+            moved.append(was_in("from"))
+        entered = enter_customers(session, rule_id=rule_id, audience=entry.pop("audience", None), segments=segments,
+                                  now=now, extra=moved, **entry)
+    session.execute(delete(mem).where(mem.c.rule_id == rule_id))
+    for side, segment in (("to", to_segment), ("from", from_segment)):
+        if segment is not None:
+            insert_ignore_from_select(session, mem, ["rule_id", "side", "customer_id"], select(
+                literal(rule_id, String), literal(side, String), _cust.c.id).where(now_in(segment)))
+    session.execute(mem.insert().values(rule_id=rule_id, side="seen", customer_id=0))
+    return entered
 
 
 def enter_subjects(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:

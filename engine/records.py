@@ -232,7 +232,7 @@ class RecordService:
         """
         form, version = self._registry.form(form_id)
         clean = self._validate(form, payload, now=now, tz=tz or self._tz, user=actor)
-        with transaction(self._sf) as session:
+        with self._transaction(form) as session:
             row = repo.insert_record(session, form_id=form_id, form_version=version, data=clean, actor=actor, now=now)
             if self._has_unique(form):
                 self._claim(session, form, row.id, {}, clean)
@@ -257,6 +257,17 @@ class RecordService:
                                      row.updated_at if record_version == row.version else to_db_time(now),
                                      record_version, status)
         return _view(row)
+
+    def _transaction(self, form: FormSpec) -> Any:
+        """``create``'s transaction: without an ORM Session (see
+        ``workflows_repo.lean_transaction``) unless something on the way needs
+        one: unique-value claims (SAVEPOINTs) or a hook that does not say it
+        writes only through ``workflows_repo.Db`` (``accepts_pending``)."""
+        engine = self._sf.kw.get("bind")
+        if (hasattr(engine, "raw_connection") and hasattr(engine, "dialect") and not self._has_unique(form)
+                and all(getattr(h, "accepts_pending", False) for h in self._on_created)):
+            return wf_repo.lean_transaction(engine)
+        return transaction(self._sf)
 
     def _has_unique(self, form: FormSpec) -> bool:
         key = id(form)

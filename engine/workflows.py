@@ -246,17 +246,17 @@ class _DbDirectory:
     def manager_of(self, username: str) -> str | None:
         if username not in self._managers:
             self._managers[username] = self._cache.get(
-                ("manager", username), lambda: repo.manager_of(self._session, username))
+                ("manager", username), lambda: repo.manager_of_fast(repo.Db.of(self._session), username))
         return self._managers[username]
 
     def exists(self, username: str) -> bool:
         if username not in self._exists:
             self._exists[username] = self._cache.get(
-                ("exists", username), lambda: repo.active_user(self._session, username))
+                ("exists", username), lambda: repo.active_user_fast(repo.Db.of(self._session), username))
         return self._exists[username]
 
     def account_manager_of(self, customer_id: int) -> str | None:
-        return repo.account_manager_of(self._session, customer_id)
+        return repo.account_manager_of_fast(repo.Db.of(self._session), customer_id)
 
 
 @dataclass
@@ -371,7 +371,8 @@ class WorkflowService:
         return instance_id
 
     #: RecordService.create may leave its own audit entry and event queued for
-    #: this hook: ``_apply`` inserts them with the workflow's (one INSERT each).
+    #: this hook (``_apply`` inserts them with the workflow's, one INSERT each),
+    #: and may run it in a lean transaction: it writes only through ``Db``.
     start_in.accepts_pending = True  # type: ignore[attr-defined]
 
     def _money_keys(self, form_spec: FormSpec) -> tuple[str, ...]:
@@ -418,11 +419,20 @@ class WorkflowService:
                                       overdue_first=overdue_first)
         return [self._task_view(r, now) for r in rows]
 
+    def _transaction(self) -> Any:
+        """The transaction of a transition: without an ORM Session when the
+        factory is bound to an Engine (everything on this path writes through
+        ``workflows_repo.Db``), else ``transaction`` as everywhere else."""
+        engine = self._sf.kw.get("bind")
+        if hasattr(engine, "raw_connection") and hasattr(engine, "dialect"):
+            return repo.lean_transaction(engine)
+        return transaction(self._sf)
+
     def _read(self, run: Any) -> Any:
         """Run one read statement on a pooled connection, without a session or
         an explicit transaction (a single statement is its own snapshot)."""
         engine = self._sf.kw.get("bind")
-        if not isinstance(getattr(engine, "dialect", None), object) or not hasattr(engine, "raw_connection"):
+        if not hasattr(engine, "raw_connection") or not hasattr(engine, "dialect"):
             with self._sf() as session:
                 return run(repo.Db.of(session))
         raw = engine.raw_connection()
@@ -519,7 +529,7 @@ class WorkflowService:
         """
         for attempt in range(_ATTEMPTS):
             try:
-                with transaction(self._sf) as session:
+                with self._transaction() as session:
                     loaded = repo.load_for_task(repo.Db.of(session), task_id)  # instance, tasks, record
                     task = None if loaded is None else next(t for t in loaded.tasks if t.id == task_id)
                     if loaded is None or task is None:
@@ -870,13 +880,13 @@ class WorkflowService:
         wanted = sorted(set(names))
         if not wanted:
             return {}
-        return self._directory.get(("contacts", tuple(wanted)), lambda: repo.contacts(session, wanted))
+        return self._directory.get(("contacts", tuple(wanted)), lambda: repo.contacts_fast(repo.Db.of(session), wanted))
 
     def _address(self, txn: _Txn, channel: str, to: str,
                  contacts: Mapping[str, repo.Contact]) -> tuple[str | None, int | None, dict[str, Any]]:
         if to.startswith("customer:"):
             customer_id = int(to.split(":", 1)[1])
-            name, email, phone = repo.customer_contact(txn.session, customer_id)
+            name, email, phone = repo.customer_contact_fast(repo.Db.of(txn.session), customer_id)
             address = {"email": email, "sms": phone}.get(channel, to)
             return address, customer_id, {"name": name, "customer_id": customer_id}
         contact = contacts.get(to)

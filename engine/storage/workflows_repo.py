@@ -15,6 +15,9 @@ from datetime import datetime
 from typing import Any, cast
 
 import json as _json
+import sqlite3 as _sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sqlalchemy import JSON, Table, bindparam, case, func, insert, select, update
 from sqlalchemy.exc import OperationalError
@@ -32,7 +35,14 @@ from engine.storage.times import from_db_time, to_db_time
 
 #: Errors after which the whole transaction may simply be tried again
 #: (SQLite: another process held the write lock or the snapshot went stale).
-RETRYABLE: tuple[type[BaseException], ...] = (OperationalError,)
+RETRYABLE: tuple[type[BaseException], ...] = (OperationalError, _sqlite3.OperationalError)
+try:  # the fast path raises the driver's own errors, not SQLAlchemy's wrappers
+    import psycopg as _psycopg
+
+    RETRYABLE += (_psycopg.OperationalError, _psycopg.errors.SerializationFailure,
+                  _psycopg.errors.DeadlockDetected)
+except ImportError:  # pragma: no cover - PostgreSQL support not installed
+    pass
 
 _instances = cast(Table, WorkflowInstance.__table__)
 _tasks = cast(Table, Task.__table__)
@@ -829,3 +839,89 @@ _P_INVOLVED = Prepared(
 def has_task_on_record(db: Db, record_id: int, username: str) -> bool:
     """Whether ``username`` has or had a task (approval or copy) on any of the record's instances."""
     return bool(db.execute(_P_INVOLVED, {"rid": record_id, "username": username}).fetchall())
+
+
+# --- directory lookups on the fast path (a cache miss inside a transition) ----------------
+
+_manager = aliased(User)
+_P_MANAGER_OF = Prepared(select(_manager.username).join(User, User.manager_id == _manager.id)
+                         .where(User.username == bindparam("username"), _manager.active.is_(True)))
+_P_ACTIVE_USER = Prepared(select(User.id).where(User.username == bindparam("username"), User.active.is_(True)))
+_P_ACCOUNT_MANAGER_OF = Prepared(select(User.username).join(Customer, Customer.account_manager_id == User.id)
+                                 .where(Customer.id == bindparam("cid")))
+_P_CONTACT = Prepared(select(User.username, User.display_name, User.email, User.phone)
+                      .where(User.username == bindparam("username")))
+_P_CUSTOMER_CONTACT = Prepared(select(Customer.name, Customer.email, Customer.phone)
+                               .where(Customer.id == bindparam("cid")))
+
+
+def manager_of_fast(db: Db, username: str) -> str | None:
+    found = db.execute(_P_MANAGER_OF, {"username": username}).fetchall()
+    return found[0][0] if found else None
+
+
+def active_user_fast(db: Db, username: str) -> bool:
+    return bool(db.execute(_P_ACTIVE_USER, {"username": username}).fetchall())
+
+
+def account_manager_of_fast(db: Db, customer_id: int) -> str | None:
+    found = db.execute(_P_ACCOUNT_MANAGER_OF, {"cid": customer_id}).fetchall()
+    return found[0][0] if found else None
+
+
+def contacts_fast(db: Db, usernames: Iterable[str]) -> dict[str, Contact]:
+    """:func:`contacts`, one indexed lookup per name (a notice names one to three people)."""
+    out: dict[str, Contact] = {}
+    for name in sorted(set(usernames)):
+        for r in db.execute(_P_CONTACT, {"username": name}).fetchall():
+            out[r[0]] = Contact(r[0], r[1], r[2], r[3])
+    return out
+
+
+def customer_contact_fast(db: Db, customer_id: int) -> tuple[str | None, str | None, str | None]:
+    found = db.execute(_P_CUSTOMER_CONTACT, {"cid": customer_id}).fetchall()
+    return (None, None, None) if not found else (found[0][0], found[0][1], found[0][2])
+
+
+# --- a transaction without an ORM Session ----------------------------------------------------
+
+
+class Lean:
+    """What the submission and approval paths use of a Session, and no more:
+    ``info`` (the queued rows, the :class:`Db`). Creating, beginning,
+    committing and closing an ORM Session costs about twice a whole
+    transition's SQL on SQLite; these paths write only through :class:`Db`."""
+
+    __slots__ = ("info",)
+
+    def __init__(self, db: Db):
+        self.info: dict[str, Any] = {"pf.db": db}
+
+
+@contextmanager
+def lean_transaction(engine: Any) -> Iterator[Lean]:
+    """One transaction on a pooled connection: commit if the block returns,
+    roll back if it raises. On SQLite it queues on the process's writer lock
+    first, exactly like :func:`engine.storage.database.transaction`."""
+    from engine.storage.database import _writer_lock  # the one writer lock per SQLite engine
+
+    lock = _writer_lock(engine)
+    if lock is not None:
+        lock.acquire()
+    try:
+        pooled = engine.raw_connection()
+        try:
+            driver = pooled.driver_connection
+            if engine.dialect.name == "sqlite":
+                driver.execute("BEGIN")  # the driver's own transaction handling is off
+            try:
+                yield Lean(Db(driver, engine.dialect))
+                driver.commit()
+            except BaseException:
+                driver.rollback()
+                raise
+        finally:
+            pooled.close()
+    finally:
+        if lock is not None:
+            lock.release()

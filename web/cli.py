@@ -598,15 +598,15 @@ def rules_run(obj: Context, rule_id: str, at: str | None) -> None:
     """Run RULE_ID once now (or as if at --at): enter its audience, then
     advance its due journeys. Running it again in the same period enters nobody."""
     from engine.automation.runner import run_rule
-    from engine.automation.versions import StoredRules, advance_old_versions
+    from engine.automation.versions import StoredRules, rule_lookup
 
     auto = _Automation(obj)
     rule = auto.rule(rule_id)
     now = _parse_at(at)
     try:
-        advance_old_versions(auto.session_factory, now=now, definitions=auto.definitions, policy=auto.policy,
-                             stored=StoredRules(auto.session_factory), rule_ids=[rule.id])
-        report = run_rule(auto.session_factory, rule.id, now=now, definitions=auto.definitions, policy=auto.policy)
+        # Journeys pinned to an older version of the rule advance on that version's spec.
+        report = run_rule(auto.session_factory, rule.id, now=now, definitions=auto.definitions, policy=auto.policy,
+                          rule_of=rule_lookup(auto.definitions, auto.policy, StoredRules(auto.session_factory)))
     except TypeError as exc:
         raise click.ClickException(str(exc)) from None
     c = report.counters

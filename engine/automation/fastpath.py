@@ -27,7 +27,7 @@ from __future__ import annotations
 import base64
 import gc
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -50,7 +50,10 @@ if TYPE_CHECKING:
 
     from engine.definitions.loader import DefinitionSet
 
-__all__ = ["FastPass"]
+__all__ = ["FastPass", "RuleLookup"]
+
+#: A rule spec by (id, version): journeys run on the version they entered (see engine.automation.versions).
+RuleLookup = Callable[[str, int], "RuleSpec | None"]
 
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # as engine.automation.journeys
 _B32_TO_CODE = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CODE_ALPHABET.encode())
@@ -116,10 +119,11 @@ class FastPass:
     """Plans and runs the set-based groups of one batch (see the module notes)."""
 
     def __init__(self, session: Session, now: datetime, definitions: DefinitionSet, policy: Policy,
-                 listened: set[str], evaluate: Evaluator):
+                 listened: set[str], evaluate: Evaluator, rule_of: RuleLookup | None = None):
         self.session, self.now, self.db_now = session, now, to_db_time(now)
         self.defs, self.policy, self.listened, self.evaluate = definitions, policy, listened, evaluate
-        self._plans: dict[tuple[str, int, bool], _Plan | None] = {}
+        self.rule_of: RuleLookup = rule_of or (lambda rule_id, _version: definitions.rules.get(rule_id))
+        self._plans: dict[tuple[str, int, bool, int], _Plan | None] = {}
         self._tz: dict[tuple[str, str], Any] = {}
         self._quiet: dict[tuple[Any, Any], datetime | None] = {}
         self._workday: dict[Any, datetime] = {}
@@ -127,17 +131,17 @@ class FastPass:
 
     # -- planning ---------------------------------------------------------------------
 
-    def split(self, journeys: list[repo.JourneyRow]) -> tuple[dict[tuple[str, int, bool], list[repo.JourneyRow]],
-                                                             list[repo.JourneyRow]]:
-        """Journeys the fast path takes, grouped by (rule, pc, resumed), and the rest."""
-        groups: dict[tuple[str, int, bool], list[repo.JourneyRow]] = {}
+    def split(self, journeys: list[repo.JourneyRow]) -> tuple[dict[tuple[str, int, bool, int],
+                                                                  list[repo.JourneyRow]], list[repo.JourneyRow]]:
+        """Journeys the fast path takes, grouped by (rule, pc, resumed, rule version), and the rest."""
+        groups: dict[tuple[str, int, bool, int], list[repo.JourneyRow]] = {}
         rest: list[repo.JourneyRow] = []
         for j in journeys:
             if j.subject_type != "customer":
                 rest.append(j)
                 continue
             resumed = bool(j.state) and j.state.get("waiting") == j.step_index  # type: ignore[union-attr]
-            key = (j.rule_id, j.step_index, resumed)
+            key = (j.rule_id, j.step_index, resumed, j.rule_version)
             if key not in self._plans:
                 self._plans[key] = self._plan(*key)
             plan = self._plans[key]
@@ -147,12 +151,12 @@ class FastPass:
                 groups.setdefault(key, []).append(j)
         return groups, rest
 
-    def plan(self, rule_id: str, pc: int) -> _Plan | None:
-        """The plan of journeys of ``rule_id`` entering at ``pc`` (None: not for this pass)."""
-        return self._plan(rule_id, pc, False)
+    def plan(self, rule_id: str, pc: int, version: int) -> _Plan | None:
+        """The plan of journeys of ``rule_id`` (on ``version``) entering at ``pc`` (None: not for this pass)."""
+        return self._plan(rule_id, pc, False, version)
 
-    def _plan(self, rule_id: str, pc: int, resumed: bool) -> _Plan | None:
-        rule = self.defs.rules.get(rule_id)
+    def _plan(self, rule_id: str, pc: int, resumed: bool, version: int) -> _Plan | None:
+        rule = self.rule_of(rule_id, version)
         if rule is None:
             return None
         needs_fresh = False
@@ -260,7 +264,7 @@ class FastPass:
 
     # -- running ----------------------------------------------------------------------
 
-    def run(self, key: tuple[str, int, bool], journeys: list[repo.JourneyRow], counters: Counters) -> bool:
+    def run(self, key: tuple[str, int, bool, int], journeys: list[repo.JourneyRow], counters: Counters) -> bool:
         """Advance one group and write it. False (nothing written) when a pool's
         limits could bite: the general path then takes the group."""
         plan = self._plans[key]

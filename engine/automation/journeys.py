@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from engine.automation.facts import Evaluator, facts_used, journey_row
-from engine.automation.fastpath import FastPass
+from engine.automation.fastpath import FastPass, RuleLookup
 from engine.automation.policy import Counters, Policy
 from engine.automation.program import Instruction, compile_program
 from engine.automation.timing import (
@@ -111,7 +111,9 @@ def _display(value: Any) -> Any:
 
 
 class _Advancer:
-    def __init__(self, session: Session, now: datetime, definitions: DefinitionSet, policy: Policy):
+    def __init__(self, session: Session, now: datetime, definitions: DefinitionSet, policy: Policy,
+                 rule_of: RuleLookup | None = None):
+        self.rule_of: RuleLookup = rule_of or (lambda rule_id, _version: definitions.rules.get(rule_id))
         self.session = session
         self.now = now
         self.db_now = to_db_time(now)
@@ -133,8 +135,8 @@ class _Advancer:
         self.customers = repo.customers_with_zone(s, customer_ids)
         self.coupons = repo.coupons_of_journeys(s, [j.id for j in journeys])
         needed: set[str] = set()
-        for rule_id in {j.rule_id for j in journeys}:
-            rule = self.defs.rules.get(rule_id)
+        for rule_id, version in {(j.rule_id, j.rule_version) for j in journeys}:
+            rule = self.rule_of(rule_id, version)
             if rule is not None:
                 needed |= facts_used(rule)
         # Facts "since entry" only exist for journeys that entered before now.
@@ -176,7 +178,7 @@ class _Advancer:
     def _run(self, j: repo.JourneyRow, state: dict[str, Any], update: dict[str, Any]) -> None:
         counters = self.report.by_rule.setdefault(j.rule_id, Counters())
         counters.advanced += 1
-        rule = self.defs.rules.get(j.rule_id)
+        rule = self.rule_of(j.rule_id, j.rule_version)
         if rule is None:
             update.update(status="orphaned")
             state["error"] = f"rule `{j.rule_id}` is not published"
@@ -477,12 +479,15 @@ class _Advancer:
 
 
 def advance_due(session: Session, *, now: datetime, definitions: DefinitionSet, batch: int = 5000,
-                policy: Policy | None = None, rule_ids: list[str] | None = None, fast: bool = True) -> AdvanceReport:
+                policy: Policy | None = None, rule_ids: list[str] | None = None, fast: bool = True,
+                rule_of: RuleLookup | None = None) -> AdvanceReport:
     """Claim one batch of journeys due by ``now`` (aware) and run each until it
     waits, is deferred, ends or exits, in the caller's transaction.
 
-    Journeys stay on the rule they entered (looked up by id in
-    ``definitions``; see the module notes for versions). Call again (in a new
+    Journeys stay on the rule version they entered: ``rule_of(rule_id,
+    version)`` gives its spec (default: the rule of that id in
+    ``definitions``; :func:`engine.automation.versions.rule_lookup` serves
+    pinned and draining old versions from the stored definitions). Call again (in a new
     transaction) while ``report.claimed == batch``. Per-rule counters of the
     batch are added to ``rule_runs`` (kind ``advance``).
 
@@ -494,13 +499,13 @@ def advance_due(session: Session, *, now: datetime, definitions: DefinitionSet, 
     """
     policy = policy or Policy()
     journeys = repo.claim_due(session, db_now=to_db_time(now), batch=batch, rule_ids=rule_ids)
-    advancer = _Advancer(session, now, definitions, policy)
+    advancer = _Advancer(session, now, definitions, policy, rule_of)
     advancer.report.claimed = len(journeys)
     if not journeys:
         return advancer.report
     rest = journeys
     if fast:
-        fastpass = FastPass(session, now, definitions, policy, advancer.listened, advancer.evaluate)
+        fastpass = FastPass(session, now, definitions, policy, advancer.listened, advancer.evaluate, rule_of)
         groups, rest = fastpass.split(journeys)
         for key, group in groups.items():
             if not fastpass.run(key, group, advancer.report.by_rule.setdefault(key[0], Counters())):

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from engine.automation.entry import EventReport, enter_audience, handle_events
+from engine.automation.fastpath import RuleLookup
 from engine.automation.journeys import advance_due
 from engine.automation.policy import Counters, Policy
 from engine.automation.setentry import enter_in_chunks
@@ -45,14 +46,15 @@ class TickReport:
 
 def advance_all(session_factory: sessionmaker[Session], *, now: datetime, definitions: DefinitionSet,
                 batch: int = 5000, policy: Policy | None = None,
-                rule_ids: list[str] | None = None, fast: bool = True) -> dict[str, Counters]:
+                rule_ids: list[str] | None = None, fast: bool = True,
+                rule_of: RuleLookup | None = None) -> dict[str, Counters]:
     """Advance due journeys batch after batch (one transaction each) until none is due
-    (``fast``: see :func:`engine.automation.journeys.advance_due`)."""
+    (``fast``, ``rule_of``: see :func:`engine.automation.journeys.advance_due`)."""
     totals: dict[str, Counters] = {}
     while True:
         with transaction(session_factory) as session:
             report = advance_due(session, now=now, definitions=definitions, batch=batch, policy=policy,
-                                 rule_ids=rule_ids, fast=fast)
+                                 rule_ids=rule_ids, fast=fast, rule_of=rule_of)
         for rule_id, counters in report.by_rule.items():
             totals.setdefault(rule_id, Counters()).add(counters)
         if report.claimed < batch:
@@ -94,7 +96,7 @@ def run_occurrence(session_factory: sessionmaker[Session], rule: RuleSpec, occur
 
 
 def run_rule(session_factory: sessionmaker[Session], rule_id: str, *, now: datetime, definitions: DefinitionSet,
-             policy: Policy | None = None, batch: int = 5000) -> RunReport:
+             policy: Policy | None = None, batch: int = 5000, rule_of: RuleLookup | None = None) -> RunReport:
     """Run one rule once, as if at ``now``: enter its audience (a manual run:
     its period key is that of ``now``) and, set-based where it can, run their
     first steps (:mod:`engine.automation.setentry`), then advance its due journeys.
@@ -119,7 +121,7 @@ def run_rule(session_factory: sessionmaker[Session], rule_id: str, *, now: datet
         repo.record_run(session, rule_id=rule.id, rule_version=version, kind="manual", db_now=to_db_time(now),
                         counters=started.as_dict())
     advanced = advance_all(session_factory, now=now, definitions=definitions, batch=batch, policy=policy,
-                           rule_ids=[rule.id])
+                           rule_ids=[rule.id], rule_of=rule_of)
     report.counters = advanced.get(rule.id, Counters())
     report.counters.add(started)
     report.counters.entered = report.entered
@@ -127,7 +129,8 @@ def run_rule(session_factory: sessionmaker[Session], rule_id: str, *, now: datet
 
 
 def tick(session_factory: sessionmaker[Session], *, now: datetime, definitions: DefinitionSet,
-         policy: Policy | None = None, batch: int = 5000, deliver: bool = True) -> TickReport:
+         policy: Policy | None = None, batch: int = 5000, deliver: bool = True,
+         rule_of: RuleLookup | None = None) -> TickReport:
     """Everything due at ``now``: schedule and date-rule occurrences (per each
     rule's catch-up policy), pending events, due journey steps, and (``deliver``)
     the ``log`` connector's deliveries."""
@@ -153,7 +156,8 @@ def tick(session_factory: sessionmaker[Session], *, now: datetime, definitions: 
             report.events.loop_guarded[rule_id] = report.events.loop_guarded.get(rule_id, 0) + n
         if events.seen < batch:
             break
-    report.advanced = advance_all(session_factory, now=now, definitions=definitions, batch=batch, policy=policy)
+    report.advanced = advance_all(session_factory, now=now, definitions=definitions, batch=batch, policy=policy,
+                                  rule_of=rule_of)
     while deliver:
         with transaction(session_factory) as session:
             n = deliver_log(session, now, batch, definitions=definitions)

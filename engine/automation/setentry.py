@@ -139,7 +139,7 @@ def plan_segment(session: Session, rule: RuleSpec, *, now: datetime, definitions
     evaluate = Evaluator(_segments(definitions))
     program = compile_program(rule)
     fast = FastPass(session, now, definitions, policy, listened, evaluate)
-    plan = fast.plan(rule.id, program.start)
+    plan = fast.plan(rule.id, program.start, policy.version_of(rule.id))
     if plan is None or not plan.steps:
         return None
     db_now = to_db_time(now)

@@ -16,8 +16,8 @@ changed rule asks for one of three choices (``promoflow publish --journeys``):
 
 The choice is recorded as a ``rule_runs`` row (kind ``publish``, detail
 ``{"journeys": choice}``). Hosts call :func:`tick_versions` instead of
-``runner.tick``: it advances journeys pinned to old versions on their own
-spec (:func:`advance_old_versions`), holds draining rules, then ticks.
+``runner.tick``: it holds draining rules and ticks with :func:`rule_lookup`,
+so the journey runtime finds each journey's spec by (rule id, version).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from engine.automation.program import compile_program
 from engine.definitions.loader import DefinitionSet, load_texts
 from engine.definitions.specs import RuleSpec
 from engine.storage import automation_repo as repo
-from engine.storage.database import transaction
 from engine.storage.definitions_repo import get_definition, list_definitions
 from engine.storage.models import Journey, RuleRun
 from engine.storage.times import to_db_time
@@ -44,18 +43,18 @@ from engine.storage.times import to_db_time
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
+    from engine.automation.fastpath import RuleLookup
     from engine.automation.runner import TickReport
 
 __all__ = [
     "CHOICES", "StoredRules", "advance_old_versions", "apply_policy", "draining_rules", "journey_impact",
-    "tick_versions", "with_rule",
+    "rule_lookup", "tick_versions", "with_rule",
 ]
 
 CHOICES = ("pin", "migrate", "drain")
 
 _j: Table = Journey.__table__  # type: ignore[assignment]
 _runs: Table = RuleRun.__table__  # type: ignore[assignment]
-_HELD = "held_version"  # a transient status, never committed (see advance_old_versions)
 
 
 def _active_old(rule_id: str, new_version: int | None):
@@ -162,59 +161,38 @@ def with_rule(definitions: DefinitionSet, rule: RuleSpec) -> DefinitionSet:
     return DefinitionSet(definitions.documents, MappingProxyType(specs))
 
 
-def _old_due(session: Session, now: datetime, version_of: Callable[[str], int],
-             rule_ids: list[str] | None) -> list[tuple[str, int]]:
-    stmt = (select(_j.c.rule_id, _j.c.rule_version).where(_j.c.status == "active", _j.c.due_at <= to_db_time(now))
-            .group_by(_j.c.rule_id, _j.c.rule_version))
-    if rule_ids is not None:
-        stmt = stmt.where(_j.c.rule_id.in_(rule_ids))
-    out = []
-    for rule_id, version in session.execute(stmt):
-        try:
-            current = version_of(rule_id)
-        except KeyError:
-            continue
-        if version != current:
-            out.append((rule_id, int(version)))
-    return out
+def rule_lookup(definitions: DefinitionSet, policy: Policy, stored: StoredRules) -> RuleLookup:
+    """A rule spec by (id, version) for the journey runtime: the published
+    version from ``definitions``, older ones rebuilt from the stored
+    definitions (pinned and draining journeys finish on the version they
+    entered); a version that was never stored runs on the latest spec."""
+    cache: dict[tuple[str, int], RuleSpec | None] = {}
+
+    def rule_of(rule_id: str, version: int) -> RuleSpec | None:
+        key = (rule_id, version)
+        if key not in cache:
+            try:
+                current = policy.version_of(rule_id)
+            except KeyError:
+                current = None
+            spec = None if current is None or version == current else stored.get(rule_id, version)
+            cache[key] = spec if spec is not None else definitions.rules.get(rule_id)
+        return cache[key]
+
+    return rule_of
 
 
 def advance_old_versions(session_factory: sessionmaker[Session], *, now: datetime, definitions: DefinitionSet,
                          policy: Policy, stored: StoredRules, batch: int = 5000,
                          rule_ids: list[str] | None = None) -> dict[str, Counters]:
-    """Advance due journeys pinned to an old rule version on that version's spec.
+    """Advance the due journeys of ``rule_ids`` (all rules when None), each on
+    the spec of the rule version it entered (:func:`rule_lookup`), batch after
+    batch. Journeys of the current version advance too: one claim serves all
+    versions, and a journey's spec is looked up by (rule id, version)."""
+    from engine.automation.runner import advance_all
 
-    The journey runtime looks rules up by id, so each (rule, old version) is
-    advanced in its own transactions with a definition set whose rule is the
-    old spec; the rule's other due journeys are parked under a transient
-    status inside the same transaction (never committed) so the claim takes
-    only the old version's. Call before the regular advance of a tick.
-    """
-    from engine.automation.journeys import advance_due
-
-    totals: dict[str, Counters] = {}
-    with session_factory() as session:
-        pairs = _old_due(session, now, policy.version_of, rule_ids)
-    db_now = to_db_time(now)
-    for rule_id, version in pairs:
-        old = stored.get(rule_id, version)
-        if old is None:
-            continue  # not stored (published before versions were kept): runs on the latest spec
-        view = with_rule(definitions, old)
-        while True:
-            with transaction(session_factory) as session:
-                session.execute(update(_j).where(_j.c.rule_id == rule_id, _j.c.status == "active",
-                                                 _j.c.rule_version != version, _j.c.due_at <= db_now)
-                                .values(status=_HELD))
-                report = advance_due(session, now=now, definitions=view, batch=batch, policy=policy,
-                                     rule_ids=[rule_id])
-                session.execute(update(_j).where(_j.c.rule_id == rule_id, _j.c.status == _HELD)
-                                .values(status="active"))
-            for rid, counters in report.by_rule.items():
-                totals.setdefault(rid, Counters()).add(counters)
-            if report.claimed < batch:
-                break
-    return totals
+    return advance_all(session_factory, now=now, definitions=definitions, batch=batch, policy=policy,
+                       rule_ids=rule_ids, rule_of=rule_lookup(definitions, policy, stored))
 
 
 def draining_rules(session: Session, version_of: Callable[[str], int]) -> set[str]:
@@ -252,16 +230,12 @@ def hold_draining(definitions: DefinitionSet, draining: set[str]) -> DefinitionS
 
 def tick_versions(session_factory: sessionmaker[Session], *, now: datetime, definitions: DefinitionSet,
                   policy: Policy, stored: StoredRules, batch: int = 5000, deliver: bool = True) -> TickReport:
-    """``runner.tick`` with versions honoured: old-version journeys advance on
-    their own spec first, draining rules enter nobody, then the regular tick."""
+    """``runner.tick`` with versions honoured: draining rules enter nobody,
+    and every journey advances on the spec of the version it entered."""
     from engine.automation.runner import tick
 
-    old = advance_old_versions(session_factory, now=now, definitions=definitions, policy=policy, stored=stored,
-                               batch=batch)
     with session_factory() as session:
         draining = draining_rules(session, policy.version_of)
-    report = tick(session_factory, now=now, definitions=hold_draining(definitions, draining), policy=policy,
-                  batch=batch, deliver=deliver)
-    for rule_id, counters in old.items():
-        report.advanced.setdefault(rule_id, Counters()).add(counters)
-    return report
+    held = hold_draining(definitions, draining)
+    return tick(session_factory, now=now, definitions=held, policy=policy, batch=batch, deliver=deliver,
+                rule_of=rule_lookup(held, policy, stored))

@@ -43,6 +43,9 @@ class Settings:
     calendar: str = ""
     #: Price of one SMS (CNY), for the cost forecast of ``rules preview``.
     sms_price: float = 0.045
+    #: The address customers and staff reach this installation at; links put
+    #: in messages (survey, unsubscribe, an approval task) start with it.
+    base_url: str = "http://127.0.0.1:8000"
     settings_file: Path | None = None
     extra: Mapping[str, object] = field(default_factory=dict)
 
@@ -118,6 +121,12 @@ def load_settings(
             values["sms_price"] = float(values["sms_price"])  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise SettingsError(f"sms_price: `{values['sms_price']}` is not a number") from None
+    if "base_url" in values:
+        base_url = str(values["base_url"] or "").strip().rstrip("/")
+        if not base_url.startswith(("http://", "https://")) or " " in base_url or len(base_url) <= len("https://"):
+            raise SettingsError(f"base_url: `{values['base_url']}` must be an http:// or https:// address, "
+                                "e.g. https://promo.example.com")
+        values["base_url"] = base_url
     return Settings(instance_path=instance_path, database_url=url, secret_key=secret,
                     definitions=definitions, settings_file=file_path,
                     **{k: v for k, v in values.items() if k in _KEYS})

@@ -54,3 +54,12 @@ def test_importing_reads_no_configuration(tmp_path: Path) -> None:
     code = "import engine.settings, engine.definitions.loader, engine.publishing, web.cli"
     # would fail if any module read the (missing) settings file at import time
     subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=tmp_path)
+
+
+def test_base_url_is_an_http_address_without_trailing_slash(tmp_path: Path) -> None:
+    assert load_settings({}, cwd=tmp_path).base_url == "http://127.0.0.1:8000"
+    env = {"PROMOFLOW_BASE_URL": "https://promo.example.com/"}
+    assert load_settings(env, cwd=tmp_path).base_url == "https://promo.example.com"
+    for bad in ("promo.example.com", "ftp://promo.example.com", "https://", "https://a b"):
+        with pytest.raises(SettingsError, match="base_url"):
+            load_settings({"PROMOFLOW_BASE_URL": bad}, cwd=tmp_path)

@@ -69,6 +69,9 @@ class DefinitionRegistry:
         self._fingerprint: tuple[int, int] | None = None
         self._set = DefinitionSet()
         self._versions: dict[tuple[str, str], int] = {}
+        self._snapshot: tuple[DefinitionSet, dict[tuple[str, str], int]] = (self._set, self._versions)
+        # (the set it was computed on, form id -> its bound workflow id or "")
+        self._bound: tuple[DefinitionSet | None, dict[str, str]] = (None, {})
         self._latest_docs: list[StoredDefinition] = []
         self._old_forms: dict[tuple[str, int], FormSpec] = {}
         self._old_workflows: dict[tuple[str, int], WorkflowSpec] = {}
@@ -86,23 +89,34 @@ class DefinitionRegistry:
             DefinitionsInvalid: the stored set no longer loads (e.g. a code
                 change made a published definition invalid).
         """
-        if not force and time.monotonic() - self._checked_at < self._max_staleness:
-            return self._set
+        return self._refresh(force=force)[0]
+
+    def _refresh(self, *, force: bool = False) -> tuple[DefinitionSet, dict[tuple[str, str], int]]:
+        """(set, versions) as one snapshot: a reader never pairs a new set with
+        old versions. Until the first load has finished nobody is served the
+        empty initial set: concurrent first callers wait for it (before, they
+        saw no forms at all and answered 404 while the first request loaded)."""
+        snapshot = self._snapshot
+        if not force and self._fingerprint is not None and time.monotonic() - self._checked_at < self._max_staleness:
+            return snapshot
         with self._session_factory() as session:
             fingerprint = definitions_fingerprint(session)
-            self._checked_at = time.monotonic()
             if fingerprint == self._fingerprint:
-                return self._set
+                self._checked_at = time.monotonic()
+                return self._snapshot
             with self._lock:
                 if fingerprint == self._fingerprint:
-                    return self._set
+                    return self._snapshot
                 docs = list_definitions(session)
                 definitions = load_texts(_texts(docs)).raise_for_errors()
                 self._latest_docs = docs
-                self._versions = {(d.kind, d.def_id): d.version for d in docs}
+                versions = {(d.kind, d.def_id): d.version for d in docs}
+                self._versions = versions
                 self._set = definitions
+                self._snapshot = (definitions, versions)
                 self._fingerprint = fingerprint
-                return definitions
+                self._checked_at = time.monotonic()
+                return self._snapshot
 
     def current(self) -> DefinitionSet:
         """The latest published definitions (refreshed if stale)."""
@@ -114,8 +128,7 @@ class DefinitionRegistry:
         Raises:
             KeyError: nothing of that kind and id is published.
         """
-        self.refresh()
-        return self._versions[(kind, def_id)]
+        return self._refresh()[1][(kind, def_id)]
 
     def form(self, form_id: str, version: int | None = None) -> tuple[FormSpec, int]:
         """A form spec and its version: the latest, or the stored ``version``.
@@ -123,8 +136,8 @@ class DefinitionRegistry:
         Raises:
             UnknownForm: no such form or version.
         """
-        definitions = self.refresh()
-        latest = self._versions.get(("form", form_id))
+        definitions, versions = self._refresh()
+        latest = versions.get(("form", form_id))
         if latest is None:
             raise UnknownForm(form_id)
         if version is None or version == latest:
@@ -147,8 +160,8 @@ class DefinitionRegistry:
         Raises:
             UnknownWorkflow: no such workflow or version.
         """
-        definitions = self.refresh()
-        latest = self._versions.get(("workflow", workflow_id))
+        definitions, versions = self._refresh()
+        latest = versions.get(("workflow", workflow_id))
         if latest is None and version is None:
             raise UnknownWorkflow(workflow_id)
         if version is None or version == latest:
@@ -171,11 +184,18 @@ class DefinitionRegistry:
 
     def workflow_for_form(self, form_id: str) -> tuple[WorkflowSpec, int] | None:
         """The latest published workflow bound to ``form_id`` (the first by id), or None."""
-        definitions = self.refresh()
-        bound = sorted(w.id for w in definitions.workflows.values() if w.form == form_id)
+        definitions, versions = self._refresh()
+        cache_for, cache = self._bound
+        if cache_for is not definitions:
+            cache = {}
+            self._bound = (definitions, cache)  # one tuple: never a new set with an old map
+        bound = cache.get(form_id)
+        if bound is None:
+            found = sorted(w.id for w in definitions.workflows.values() if w.form == form_id)
+            bound = cache[form_id] = found[0] if found else ""
         if not bound:
             return None
-        return definitions.workflows[bound[0]], self._versions[("workflow", bound[0])]
+        return definitions.workflows[bound], versions[("workflow", bound)]
 
     def _load_old(self, form_id: str, version: int) -> FormSpec:
         with self._session_factory() as session:

@@ -67,3 +67,39 @@ def test_staleness_window_skips_the_check_until_forced(published: sessionmaker[S
     assert registry.current() is first            # within the window: no database round trip
     assert registry.refresh(force=True) is not first
     assert registry.version_of("form", "nps_survey") == 2
+
+
+def test_concurrent_first_lookups_wait_for_the_first_load(published: sessionmaker[Session],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server's first requests arrive together: none may see the empty set
+    the registry starts with (that answered 404 for a published form)."""
+    import threading
+    import time
+
+    import engine.registry as registry_module
+
+    real = registry_module.load_texts
+
+    def slow(texts):  # the first load takes a while, as on a cold start
+        time.sleep(0.3)
+        return real(texts)
+
+    monkeypatch.setattr(registry_module, "load_texts", slow)
+    registry = DefinitionRegistry(published, max_staleness=60)
+    outcomes: list[object] = []
+
+    def lookup() -> None:
+        try:
+            outcomes.append(registry.form("activity_request")[1])
+        except Exception as exc:  # noqa: BLE001 - the failure is the assertion
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=lookup) for _ in range(4)]
+    for t in threads:
+        t.start()
+        time.sleep(0.02)
+    for t in threads:
+        t.join()
+    assert outcomes == [1, 1, 1, 1]
+    assert registry.workflow_for_form("activity_request")[0].id == "activity_approval"
+    assert registry.workflow_for_form("nps_survey") is None

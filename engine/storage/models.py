@@ -204,7 +204,7 @@ class WorkflowInstance(Base):
     workflow_version: Mapped[int] = mapped_column(Integer)
     record_id: Mapped[int] = mapped_column(ForeignKey("records.id", ondelete="CASCADE"), index=True)
     state: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    status: Mapped[str] = mapped_column(String(32), index=True)
+    status: Mapped[str] = mapped_column(String(32))  # not indexed (migration 0009): no query filters on it
     version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     started_at: Mapped[datetime] = mapped_column(DateTime())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime())
@@ -215,9 +215,9 @@ class Task(Base):
 
     __tablename__ = "tasks"
     __table_args__ = (
-        Index("ix_tasks_assignee_status", "assignee_id", "status"),
-        # Migration 0009 dropped ix_tasks_role_status, ix_tasks_status_due and
-        # ix_tasks_instance_id: no query used them, every commit wrote them.
+        # Migration 0009 dropped ix_tasks_role_status, ix_tasks_assignee_status,
+        # ix_tasks_status_due and ix_tasks_instance_id: no query used them,
+        # every commit wrote them.
         # Migration 0003: inbox by user name, the tick's due query, instance-local task numbers.
         Index("ix_tasks_assignee_name_status", "assignee_name", "status"),
         Index("ix_tasks_status_wake_at", "status", "wake_at"),

@@ -281,6 +281,8 @@ def build_rule(ctx: Context, d: dict, src: s.Source) -> s.RuleSpec:
         enabled=d.get("enabled", True), campaign=d.get("campaign"), trigger=_trigger(d["trigger"], tz),
         steps=_journey_steps(d["steps"], "s"), audience=_cond(d.get("audience", {}).get("customer")),
         audience_limit=d.get("audience", {}).get("limit"),
+        audience_form=d.get("audience", {}).get("record", {}).get("form"),
+        record_audience=_cond(d.get("audience", {}).get("record", {}).get("where")),
         once_per=parse_duration(once) if once not in (None, "ever") else None, once_ever=once == "ever",
         quiet_hours=_range(d.get("quiet_hours")), timezone=tz, delivery_class=d.get("class", "marketing"),
         catch_up=d.get("catch_up", "fire_late"), exit_when=_cond(d.get("exit_when")), source=src,

@@ -395,6 +395,20 @@ def check_rule(ctx: Context, data: dict) -> Problems:
         audience, cond_problems = _condition(data["audience"]["customer"], ("audience", "customer"),
                                              dict(CUSTOMER_FIELDS), ctx, "customer field")
         problems.extend(cond_problems)
+    if "record" in data.get("audience", {}):
+        record = data["audience"]["record"]
+        if "customer" in data["audience"]:
+            problems.append(Problem(("audience", "record"), "audience",
+                                    "an audience is customers or records of a form: choose `customer` or `record`",
+                                    at_key=True))
+        if record["form"] not in ctx.ids("form"):
+            problems.append(Problem(("audience", "record", "form"), "unknown_ref",
+                                    unknown("form", record["form"], ctx.ids("form"))))
+        elif record["form"] in ctx.form_fields:
+            kinds = field_kinds(ctx.form_fields[record["form"]])
+            journey_kinds = dict(kinds) | dict(JOURNEY_FACTS)  # `if` and `exit_when` test the record's fields
+            if "where" in record:
+                problems.extend(_condition(record["where"], ("audience", "record", "where"), kinds, ctx, "field")[1])
     problems.extend(_check_trigger(ctx, data["trigger"]))
     if "quiet_hours" in data:
         start, end = data["quiet_hours"].split("-")

@@ -428,6 +428,8 @@ class RuleSpec:
     campaign: str | None = None
     audience: Condition | None = None
     audience_limit: int | None = None
+    audience_form: str | None = None            # the audience is records of this form (not customers) ...
+    record_audience: Condition | None = None    # ... those whose data matches this condition
     once_per: timedelta | None = None
     once_ever: bool = False
     quiet_hours: tuple[time, time] | None = None

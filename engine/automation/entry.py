@@ -43,6 +43,8 @@ def enter_audience(session: Session, rule: RuleSpec, rule_version: int, *, now: 
     nothing new. Date-relative rules enter customers whose date is due on the
     occurrence's local day. ``once_per`` also excludes customers whose last
     journey of the rule began less than ``once_per`` before ``now``.
+    Rules whose audience is ``record: {form, where}`` enter the matching
+    records of that form instead of customers (subject type ``record``).
     ``segment_change`` rules enter the customers who moved between the
     segments since the rule's last run (see ``automation_repo.enter_segment_movers``).
     """
@@ -56,6 +58,14 @@ def enter_audience(session: Session, rule: RuleSpec, rule_version: int, *, now: 
     else:
         key = period_key(rule, occurrence)
     rolling = to_db_time(now - rule.once_per) if rule.once_per is not None else None
+    if rule.audience_form is not None:
+        form = definitions.forms.get(rule.audience_form)
+        return repo.enter_records(
+            session, rule_id=rule.id, rule_version=rule_version, form_id=rule.audience_form,
+            where=rule.record_audience, form_fields=form.field_kinds() if form is not None else {},
+            segments=_segments(definitions), now=now, db_now=to_db_time(now), period_key=key,
+            start_pc=program.start, start_step=first.step_id if first else None, rolling_since=rolling,
+            limit=rule.audience_limit)
     if isinstance(rule.trigger, SegmentChangeTrigger):
         return repo.enter_segment_movers(
             session, rule_id=rule.id, to_segment=rule.trigger.to, from_segment=rule.trigger.from_,

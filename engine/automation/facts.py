@@ -53,12 +53,15 @@ class Evaluator:
         self._segments = segments
         self._compiled: dict[int, tuple[Condition, Callable[[Row, datetime], bool]]] = {}
 
-    def __call__(self, cond: Condition, row: Row, now: datetime) -> bool:
+    def __call__(self, cond: Condition, row: Row, now: datetime,
+                 fields: Mapping[str, FieldKind] | None = None) -> bool:
+        """``fields``: the subject's field kinds when it is not a customer (a
+        record's form fields); a condition object always comes with the same."""
         hit = self._compiled.get(id(cond))
         if hit is None or hit[0] is not cond:
             pools: dict[str, FieldKind] = {}
             rewritten = _rewrite(cond, pools)
-            kinds = {**CUSTOMER_FIELDS, **JOURNEY_FACTS, **pools}
+            kinds = {**(CUSTOMER_FIELDS if fields is None else fields), **JOURNEY_FACTS, **pools}
             predicate = compile_predicate(rewritten, segments=self._segments, kinds=kinds,
                                           defaults=CUSTOMER_DEFAULTS)
             hit = self._compiled[id(cond)] = (cond, predicate)

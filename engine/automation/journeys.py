@@ -133,6 +133,8 @@ class _Advancer:
         s = self.session
         customer_ids = {j.subject_id for j in journeys if j.subject_type == "customer"}
         self.customers = repo.customers_with_zone(s, customer_ids)
+        record_ids = {j.subject_id for j in journeys if j.subject_type == "record"}
+        self.records = repo.records_data(s, record_ids) if record_ids else {}
         self.coupons = repo.coupons_of_journeys(s, [j.id for j in journeys])
         needed: set[str] = set()
         for rule_id, version in {(j.rule_id, j.rule_version) for j in journeys}:
@@ -159,10 +161,22 @@ class _Advancer:
 
     # -- one journey ---------------------------------------------------------------
 
+    def fields_of(self, rule: RuleSpec) -> Any:
+        """The field kinds conditions of ``rule`` test: a record audience's form fields (None: customers)."""
+        if rule.audience_form is None:
+            return None
+        form = self.defs.forms.get(rule.audience_form)
+        return form.field_kinds() if form is not None else {}
+
     def row_of(self, j: repo.JourneyRow) -> dict[str, Any]:
-        customer = self.customers.get(j.subject_id, {}) if j.subject_type == "customer" else {}
-        return journey_row(customer, entered_at=j.entered_at, coupons=self.coupons.get(j.id, []),
-                           last_order_at=self.orders.get(j.subject_id),
+        """What conditions see: the customer's fields, or a record's data (its
+        fields by key, for ``if`` tests and ``to: {field: …}``), plus journey facts."""
+        if j.subject_type != "customer":
+            record = self.records.get(j.subject_id, {}) if j.subject_type == "record" else {}
+            return journey_row(record, entered_at=j.entered_at, coupons=self.coupons.get(j.id, []),
+                               last_order_at=None, feedback=[], clicks=[])
+        return journey_row(self.customers.get(j.subject_id, {}), entered_at=j.entered_at,
+                           coupons=self.coupons.get(j.id, []), last_order_at=self.orders.get(j.subject_id),
                            feedback=self.feedback.get(j.subject_id, []), clicks=self.clicks.get(j.subject_id, []))
 
     def run(self, j: repo.JourneyRow) -> None:
@@ -190,7 +204,7 @@ class _Advancer:
             counters.exited += 1
             return
         row = self.row_of(j)
-        if rule.exit_when is not None and self.evaluate(rule.exit_when, row, self.now):
+        if rule.exit_when is not None and self.evaluate(rule.exit_when, row, self.now, self.fields_of(rule)):
             update.update(status="exited")
             state["exit"] = "exit_when"
             counters.exited += 1
@@ -223,7 +237,8 @@ class _Advancer:
         action = instr.action
         tz = zone(str(row.get("timezone") or ""), rule.timezone)
         if isinstance(action, IfSpec):
-            return instr.next if self.evaluate(action.condition, row, self.now) else instr.else_next
+            hit = self.evaluate(action.condition, row, self.now, self.fields_of(rule))
+            return instr.next if hit else instr.else_next
         if isinstance(action, WaitSpec):
             if state.get("waiting") == pc:
                 state.pop("waiting")
@@ -255,6 +270,8 @@ class _Advancer:
             if j.subject_type == "customer" else {}
         ctx: dict[str, Any] = {
             "customer": customer, "rule": {"id": rule.id, "title": rule.title},
+            "record": {k: _display(v) for k, v in self.records.get(j.subject_id, {}).items()}
+            if j.subject_type == "record" else {},
             "journey": {"id": j.id, "period": j.period_key},
             "unsubscribe_url": f"{self.policy.base_url}/u/{j.subject_id}",
             "survey_url": f"{self.policy.base_url}/s/{rule.id}/{j.id}",

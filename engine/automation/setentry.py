@@ -219,6 +219,8 @@ def _prepare(session: Session, rule: RuleSpec, *, now: datetime, definitions: De
              occurrence: datetime) -> _Run | None:
     if isinstance(rule.trigger, SegmentChangeTrigger):
         return None  # entry reads and rewrites the rule's segment memory: one transaction
+    if rule.audience_form is not None:
+        return None  # records, not customers: the per-journey path
     if isinstance(rule.trigger, DateFieldTrigger):
         target, key = date_trigger_days(rule.trigger, occurrence)
         date_filter: repo.DateFilter | None = repo.DateFilter(rule.trigger.field, target, rule.trigger.yearly)

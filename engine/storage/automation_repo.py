@@ -80,6 +80,7 @@ __all__ = [
     "coupons_of_journeys",
     "customers_with_zone",
     "enter_customers",
+    "enter_records",
     "enter_segment_movers",
     "enter_subjects",
     "entry_where",
@@ -94,6 +95,7 @@ __all__ = [
     "occurrence_claimed",
     "pool_issued",
     "recent_entries",
+    "records_data",
     "record_run",
     "remove_tags",
     "set_customer_fields",
@@ -235,6 +237,48 @@ def enter_segment_movers(
                 literal(rule_id, String), literal(side, String), _cust.c.id).where(now_in(segment)))
     session.execute(mem.insert().values(rule_id=rule_id, side="seen", customer_id=0))
     return entered
+
+
+def enter_records(
+    session: Session, *, rule_id: str, rule_version: int, form_id: str, where: Condition | None,
+    form_fields: Mapping[str, Any], segments: Mapping[str, Condition], now: datetime, db_now: datetime,
+    period_key: str, start_pc: int, start_step: str | None, rolling_since: datetime | None = None,
+    limit: int | None = None,
+) -> int:
+    """Enter every record of ``form_id`` whose data matches ``where`` (compiled
+    by :func:`condition_sql.record_where`) into the rule's journeys as subject
+    ``record``: one ``INSERT … SELECT … ON CONFLICT DO NOTHING``, as for
+    customers (``rolling_since``: the ``once_per`` window). Returns rows inserted."""
+    from engine.storage.condition_sql import record_where
+
+    clauses: list[ColumnElement[bool]] = [_records.c.form_id == form_id]
+    if where is not None:
+        clauses.append(record_where(where, form_fields=form_fields, now=now, segments=segments))
+    if rolling_since is not None:
+        clauses.append(~exists().where(
+            _j.c.rule_id == rule_id, _j.c.subject_type == "record", _j.c.subject_id == _records.c.id,
+            _j.c.entered_at > rolling_since,
+        ).correlate(_records))
+    sel = select(
+        literal(rule_id, String), literal(rule_version, Integer), literal("record", String), _records.c.id,
+        literal(period_key, String), literal(start_pc, Integer), literal(start_step, String),
+        literal("active", String), literal(db_now, DateTime), literal(db_now, DateTime), literal(1, Integer),
+    ).where(*clauses)
+    if limit is not None:
+        sel = sel.order_by(_records.c.id).limit(limit)
+    columns = ["rule_id", "rule_version", "subject_type", "subject_id", "period_key", "step_index", "step_id",
+               "status", "due_at", "entered_at", "version"]
+    return insert_ignore_from_select(session, _j, columns, sel)
+
+
+def records_data(session: Session, ids: Collection[int]) -> dict[int, dict[str, Any]]:
+    """The data of records ``ids`` (journeys whose subject is a record), with ``id`` and ``form_id``."""
+    out: dict[int, dict[str, Any]] = {}
+    for chunk in _chunks(sorted(ids)):
+        stmt = select(_records.c.id, _records.c.form_id, _records.c.data).where(_records.c.id.in_(chunk))
+        for rid, form_id, data in session.execute(stmt):
+            out[int(rid)] = {**(data if isinstance(data, dict) else {}), "id": int(rid), "form_id": form_id}
+    return out
 
 
 def enter_subjects(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:

@@ -178,6 +178,23 @@ class InstanceView:
         }
 
 
+@dataclass(frozen=True)
+class BulkResult:
+    """One task of a bulk approval: done (``status``: the instance's status
+    after it) or refused (``code`` as the single-task API would answer)."""
+
+    task_id: int
+    ok: bool
+    code: str | None = None
+    message: str | None = None
+    status: str | None = None
+    record_id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"task_id": self.task_id, "ok": self.ok, "code": self.code, "message": self.message,
+                "status": self.status, "record_id": self.record_id}
+
+
 @dataclass
 class TickReport:
     """What one ``tick`` did."""
@@ -557,6 +574,70 @@ class WorkflowService:
                 raise self._with_current(exc, task_id=task_id, now=now) from None
         raise StaleTask(f"task {task_id}: too many concurrent changes", self._current_for_task(task_id, now))
 
+    #: Tasks one bulk request may act on.
+    BULK_LIMIT = 200
+
+    def act_many(self, task_ids: Sequence[int], *, actor: str, action: str = "approve", comment: str | None = None,
+                 now: datetime) -> list[BulkResult]:
+        """批量审批: ``actor`` approves (or rejects) many of their tasks in one
+        request and one transaction, as Jiandaoyun's bulk approval does.
+
+        Each task is its own transition with every guarantee of :meth:`act`
+        (compare-and-set on the instance and task versions, events, audit and
+        outbox rows, the instance's own workflow version), under a SAVEPOINT:
+        a task that cannot be acted on (not found, not the actor's, already
+        closed, the step forbids the action) is reported and skipped without
+        undoing the others. Duplicate ids count once. Results come in the
+        order of ``task_ids``.
+
+        Raises:
+            ValueError: more than :attr:`BULK_LIMIT` tasks, or an action other
+                than approve/reject (those need no target).
+        """
+        if action not in ("approve", "reject"):
+            raise ValueError("bulk actions are approve and reject")
+        ids = list(dict.fromkeys(int(t) for t in task_ids))
+        if len(ids) > self.BULK_LIMIT:
+            raise ValueError(f"at most {self.BULK_LIMIT} tasks per request")
+        for attempt in range(_ATTEMPTS):
+            try:
+                with self._transaction() as session:
+                    db = repo.Db.of(session)
+                    return [self._bulk_one(session, db, tid, actor, action, comment, now) for tid in ids]
+            except repo.RETRYABLE:
+                _time.sleep(0.005 * (attempt + 1))
+        raise ActionError("not_running", "too many concurrent changes; try again")
+
+    def _bulk_one(self, session: Any, db: repo.Db, task_id: int, actor: str, action: str, comment: str | None,
+                  now: datetime) -> BulkResult:
+        for _ in range(3):
+            db.raw.execute("SAVEPOINT pf_bulk")
+            try:
+                loaded = repo.load_for_task(db, task_id)
+                task = None if loaded is None else next(t for t in loaded.tasks if t.id == task_id)
+                if loaded is None or task is None:
+                    raise TaskNotFound(task_id)
+                if task.assignee != actor:
+                    raise NotAssigned(f"task {task_id} is not assigned to {actor}")
+                if task.status != "open":
+                    raise TaskClosed(f"task {task_id} is {task.status}")
+                event = Act(task.seq, actor, action, comment, None, now=now)
+                done = self._transition_txn(session, loaded.instance, event, actor=actor,
+                                            guard=(task.seq, task.version), record=loaded.record)
+                assert done is not None
+                db.raw.execute("RELEASE pf_bulk")
+                return BulkResult(task_id, True, status=done[0].status, record_id=loaded.instance.record_id)
+            except (ActionError, TaskNotFound, _Retry) as exc:
+                db.raw.execute("ROLLBACK TO pf_bulk")
+                db.raw.execute("RELEASE pf_bulk")
+                repo.discard_pending(session)
+                if isinstance(exc, _Retry):
+                    continue  # someone else changed that instance: read it again
+                if isinstance(exc, TaskNotFound):
+                    return BulkResult(task_id, False, code="task_not_found", message=f"no task {task_id}")
+                return BulkResult(task_id, False, code=exc.code, message=exc.message)
+        return BulkResult(task_id, False, code="stale_task", message=f"task {task_id}: too many concurrent changes")
+
     def withdraw(self, record_id: int, *, actor: str, now: datetime) -> InstanceView:
         """The submitter withdraws (撤回) while no approver has acted (or while returned).
 
@@ -910,6 +991,7 @@ def _step_map(spec: WorkflowSpec) -> dict[str, WorkflowStep]:
 
 __all__ = [
     "RECORD_STATUS",
+    "BulkResult",
     "InstanceView",
     "NoWorkflow",
     "NotAssigned",

@@ -295,6 +295,36 @@ def _action_body() -> tuple[str | None, str | None, int | None]:
     return comment, target, version
 
 
+@bp.post("/tasks/bulk")
+def act_on_tasks() -> Any:
+    """批量审批: approve (or reject) many of your open tasks in one request:
+    ``{"task_ids": [..], "action": "approve" | "reject", "comment": "…"}``.
+    One transaction; each task is its own transition, and a task that cannot
+    be acted on is reported in its result without undoing the others."""
+    from .approvals import MAX_COMMENT
+
+    wf = _workflows()
+    body = _body()
+    if not isinstance(body, dict):
+        raise ApiError(400, 'send {"task_ids": [1, 2], "action": "approve"}')
+    unknown = sorted(set(body) - {"task_ids", "action", "comment"})
+    if unknown:
+        raise ApiError(400, f"unknown key `{unknown[0][:64]}`; send task_ids, action, comment")
+    ids, action, comment = body.get("task_ids"), body.get("action", "approve"), body.get("comment")
+    if (not isinstance(ids, list) or not ids
+            or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids)):
+        raise ApiError(400, "`task_ids` must be a non-empty list of task ids")
+    if len(ids) > wf.BULK_LIMIT:
+        raise ApiError(400, f"at most {wf.BULK_LIMIT} tasks per request")
+    if action not in ("approve", "reject"):
+        raise ApiError(400, "`action` must be approve or reject")
+    if comment is not None and (not isinstance(comment, str) or len(comment) > MAX_COMMENT):
+        raise ApiError(400, f"`comment` must be a string of at most {MAX_COMMENT} characters")
+    results = wf.act_many(ids, actor=_user().username, action=action, comment=comment, now=services().now())
+    return json_response({"results": [r.to_json() for r in results], "done": sum(1 for r in results if r.ok),
+                          "failed": sum(1 for r in results if not r.ok)})
+
+
 @bp.post("/tasks/<int:task_id>/<any(approve, reject, return, transfer, add_approver, comment):action>")
 def act_on_task(task_id: int, action: str) -> Any:
     """Approve, reject, return, transfer (``target``), add an approver (``target``) or comment.

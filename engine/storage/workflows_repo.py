@@ -652,6 +652,13 @@ def queue_outbox(session: Session, row: Mapping[str, Any]) -> None:
     pending(session).outbox.append(dict(row))
 
 
+def discard_pending(session: Any) -> None:
+    """Forget what was queued (its transaction part was rolled back to a savepoint)."""
+    queue = session.info.get("pf.pending")
+    if queue is not None:
+        queue.events, queue.audits, queue.outbox = [], [], []
+
+
 def flush_pending(session: Session) -> int:
     """Insert what was queued in this session; returns the outbox rows actually
     written (rows whose idempotency key exists are skipped). Must run before

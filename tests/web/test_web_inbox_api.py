@@ -167,3 +167,28 @@ def test_openapi_lists_the_task_endpoints(flow: Flask) -> None:
         Draft202012Validator.check_schema(schemas[name])
     for ref in re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(doc)):
         assert ref in schemas, ref
+
+
+def test_bulk_approve_api(flow: Flask, tokens: dict[str, str]) -> None:
+    tok = _tokens(flow, tokens)
+    client = flow.test_client()
+    first, second = submit(flow, budget="3000.00"), submit(flow, budget="3000.00")
+    ids = [task_of(flow, "manager", first).id, task_of(flow, "manager", second).id]
+    bulk = client.post("/api/v1/tasks/bulk", headers=bearer(tok["manager"]),
+                       json={"task_ids": [*ids, 424242], "action": "approve", "comment": "同意"})
+    assert bulk.status_code == 200, bulk.text
+    body = bulk.get_json()
+    assert (body["done"], body["failed"]) == (2, 1)
+    assert [(r["task_id"], r["ok"], r["code"]) for r in body["results"]] == [
+        (ids[0], True, None), (ids[1], True, None), (424242, False, "task_not_found")]
+    records = flow.extensions["promoflow"].records
+    assert records.get(first).status == records.get(second).status == "approved"
+    # someone else's tasks are refused one by one, nothing else happens
+    third = submit(flow, budget="3000.00")
+    refused = client.post("/api/v1/tasks/bulk", headers=bearer(tok["staff"]),
+                          json={"task_ids": [task_of(flow, "manager", third).id]}).get_json()
+    assert refused["results"][0]["code"] == "not_assigned" and records.get(third).status == "in_review"
+    for bad in ({}, {"task_ids": []}, {"task_ids": ["1"]}, {"task_ids": [1], "action": "return"},
+                {"task_ids": [1], "extra": 1}, {"task_ids": list(range(1, 300))}, [1, 2]):
+        assert client.post("/api/v1/tasks/bulk", headers=bearer(tok["manager"]), json=bad).status_code == 400, bad
+    assert client.post("/api/v1/tasks/bulk", json={"task_ids": [1]}).status_code == 401

@@ -32,7 +32,9 @@ class Policy:
     published version for new journeys. ``base_url`` prefixes the links put in
     template context (``unsubscribe_url``, ``survey_url``). ``entry_chunk``:
     customer ids per transaction of a set-based entry (a crash loses at most
-    one chunk's work, which the repeated run redoes; memory stays flat anyway).
+    one chunk's work, which the repeated run redoes; memory stays flat
+    anyway). Few and large: PostgreSQL hash-joins each chunk's audience
+    against whole tables (consents, tags), so every chunk costs a scan.
     """
 
     caps: tuple[FrequencyCap, ...] = (FrequencyCap(),)
@@ -44,7 +46,7 @@ class Policy:
     base_url: str = ""
     version_of: Callable[[str], int] = field(default=lambda _rule_id: 1)
     form_version_of: Callable[[str], int] = field(default=lambda _form_id: 1)
-    entry_chunk: int = 100_000
+    entry_chunk: int = 500_000
 
 
 @dataclass

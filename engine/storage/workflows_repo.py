@@ -504,13 +504,14 @@ class Db:
         self.dialect = dialect
 
     @staticmethod
-    def of(session: Session) -> Db:
-        """The session's connection, in its transaction (BEGIN is issued if needed)."""
-        db = session.info.get("pf.db")
-        if db is None:
-            conn = session.connection()
-            db = session.info["pf.db"] = Db(conn.connection.driver_connection, conn.dialect)
-        return db
+    def of(session: Session | Lean) -> Db:
+        """The session's connection, in its transaction (BEGIN is issued if
+        needed). Asked of the ORM session each time, never remembered: after a
+        commit the session may hand out another pooled connection."""
+        if isinstance(session, Lean):
+            return session.info["pf.db"]  # type: ignore[no-any-return]
+        conn = session.connection()
+        return Db(conn.connection.driver_connection, conn.dialect)
 
     def execute(self, prepared: Prepared, params: Mapping[str, Any]) -> Any:
         """Run ``prepared`` with ``params``; the driver cursor."""

@@ -7,8 +7,10 @@ Then, in the same run:
 
 * baseline: the one hand-written ``INSERT INTO journeys … SELECT … FROM
   customers WHERE … ON CONFLICT DO NOTHING`` entering the same customers;
-* project: ``run_rule(winback_90d)``: entry, then the first steps of every
-  journey (a coupon each, the rendered SMS in the outbox, the wait), in batches;
+* project: ``run_rule(winback_90d)``: entry and the first steps of every
+  journey (a coupon each, the rendered SMS in the outbox, the wait) as a few
+  ``INSERT … SELECT`` statements per chunk of customer ids (see
+  ``engine/automation/setentry.py``), then the (empty) advance of due journeys;
 * contrast: a naive per-customer ORM loop (load, test, add journey) over
   100,000 customers (× scale).
 

@@ -24,7 +24,6 @@ event instead of failing the approval.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time as _time
 from collections.abc import Mapping, Sequence
@@ -304,8 +303,8 @@ class _Txn:
             hit = self.updated.get(r.seq)
             if hit is not None:
                 task, wake = hit
-                r = dataclasses.replace(r, status=task.status, action=task.action, comment=task.comment,
-                                        acted_at=task.acted_at, wake_at=wake, version=r.version + 1)
+                r = repo.TaskRow(r.id, r.instance_id, r.seq, r.step_id, r.assignee, r.kind, task.status, r.due_at,
+                                 task.acted_at, task.action, task.comment, r.version + 1, r.created_at, wake)
             out.append(r)
         for t in self.fresh:
             out.append(repo.TaskRow(self.ids[t.id], self.instance_id, t.id, t.step_id, t.assignee, t.kind, t.status,
@@ -495,8 +494,9 @@ class WorkflowService:
         origins = {t.id: t.origin for t in state.tasks}
         tasks = tuple(
             self._task_view(
-                repo.TaskRow(**{**r.__dict__, "record_id": inst.record_id, "form_id": form_id,
-                                "workflow_id": inst.workflow_id, "workflow_version": inst.workflow_version}),
+                repo.TaskRow(r.id, r.instance_id, r.seq, r.step_id, r.assignee, r.kind, r.status, r.due_at,
+                             r.acted_at, r.action, r.comment, r.version, r.created_at, r.wake_at, inst.record_id,
+                             form_id, inst.workflow_id, inst.workflow_version),
                 now, steps, origins.get(r.seq))
             for r in rows
         )

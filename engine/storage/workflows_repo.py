@@ -744,13 +744,21 @@ def load_for_task(db: Db, task_id: int) -> Loaded | None:
     if not sql_rows:
         return None
     procs = _P_LOAD_FOR_TASK.plan(db.dialect)[4]
-
-    def proc(i: int, value: Any) -> Any:
+    # only the columns that need one (times, JSON); the instance and record
+    # columns repeat on every task row and are converted once
+    task_procs = [(i, p) for i, p in enumerate(procs[:_N_TASK]) if p is not None]
+    tasks = []
+    for r in sql_rows:
+        values = list(r[:_N_TASK])
+        for i, p in task_procs:
+            if values[i] is not None:
+                values[i] = p(values[i])
+        tasks.append(_task_tuple(values))
+    first = list(sql_rows[0])
+    for i in range(_N_TASK, len(first)):
         p = procs[i]
-        return value if p is None or value is None else p(value)
-
-    tasks = [_task_tuple([proc(i, v) for i, v in enumerate(r[:_N_TASK])]) for r in sql_rows]
-    first = [proc(i, v) for i, v in enumerate(sql_rows[0])]
+        if p is not None and first[i] is not None:
+            first[i] = p(first[i])
     i = _N_TASK
     inst = InstanceRow(first[i], first[i + 1], first[i + 2], first[i + 3], dict(first[i + 4] or {}),
                        first[i + 5], first[i + 6], from_db_time(first[i + 7]), _aware(first[i + 8]))

@@ -60,7 +60,8 @@ __all__ = ["CODE_ALPHABET", "customer_id_span", "Piece", "SetCoupon", "SetPlan",
            "enter_and_start"]
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # as the coupon codes of the journey paths
-CODE_LENGTH = 10
+CODE_LENGTH = 10  # 3 + 3 + 3 + 1 symbols in SQLite's code expression, 10 bytes of a UUID in PostgreSQL's
+_TRIPLES = bytes("".join(a + b + c for a in CODE_ALPHABET for b in CODE_ALPHABET for c in CODE_ALPHABET), "ascii")
 
 #: Customer columns a template may read here: as Jinja prints them, ``str()``
 #: of the value, which for text and integers is what ``CAST(… AS TEXT)`` gives.
@@ -219,7 +220,11 @@ def _code_sql(dialect: str) -> str:
     """A random code of the coupon alphabet, per row (``:alpha`` bound)."""
     if dialect == "sqlite":
         # random(): SQLite's PRNG, seeded from the operating system's randomness.
-        return " || ".join(["substr(:alpha, 1 + (random() & 31), 1)"] * CODE_LENGTH)
+        # Three symbols per draw from a table of all 32³ triples (bound as a
+        # blob, so substr indexes bytes): 15 random bits each, plus one symbol,
+        # 50 bits in all, at less than half the cost of ten single draws.
+        return " || ".join(["substr(:triples, 1 + 3 * (random() & 32767), 3)"] * 3) \
+            + " || substr(:alpha, 1 + (random() & 31), 1)"
     # gen_random_uuid() draws from the server's strong random source; bytes 6
     # and 8 carry the UUID version and variant, the other fourteen are random.
     return " || ".join(f"substr(:alpha, 1 + (get_byte(r.b, {i}) & 31), 1)" for i in (0, 1, 2, 3, 4, 5, 7, 9, 10, 11))
@@ -241,6 +246,8 @@ def _issue(session: Session, plan: SetPlan, coupon: SetCoupon, plain_sql: str, p
                "AND k.id > :mxc)")
     args = {**params, "pool": coupon.pool_id, "prefix": coupon.prefix, "value": coupon.value, "issued": db_now,
             "expires": coupon.expires_at, "alpha": CODE_ALPHABET}
+    if dialect == "sqlite":
+        args["triples"] = _TRIPLES
     stmt = _typed(base + " ON CONFLICT DO NOTHING")
     done = session.execute(stmt.execution_options(preserve_rowcount=True), args).rowcount
     for _attempt in range(5):

@@ -124,8 +124,24 @@ def _workflow_schemas() -> dict[str, Any]:
                            "counts": {"type": "object", "additionalProperties": {"type": "integer"},
                                       "description": "open, overdue, done"}},
             "required": ["items", "counts"]}
+    bulk = {"type": "object",
+            "properties": {"task_ids": {"type": "array", "items": {"type": "integer", "minimum": 1},
+                                        "minItems": 1, "maxItems": 200},
+                           "action": {"type": "string", "enum": ["approve", "reject"], "default": "approve"},
+                           "comment": {"type": ["string", "null"], "maxLength": 2000}},
+            "required": ["task_ids"], "additionalProperties": False}
+    bulk_result = {"type": "object",
+                   "properties": {"results": {"type": "array", "items": {
+                       "type": "object",
+                       "properties": {"task_id": {"type": "integer"}, "ok": {"type": "boolean"},
+                                      "code": {"type": ["string", "null"]}, "message": {"type": ["string", "null"]},
+                                      "status": {"type": ["string", "null"]},
+                                      "record_id": {"type": ["integer", "null"]}},
+                       "required": ["task_id", "ok"]}},
+                                  "done": {"type": "integer"}, "failed": {"type": "integer"}},
+                   "required": ["results", "done", "failed"]}
     return {"Task": task, "HistoryEntry": history, "WorkflowInstance": instance, "TaskConflict": conflict,
-            "TaskAction": action, "TaskList": page}
+            "TaskAction": action, "TaskList": page, "TaskBulk": bulk, "TaskBulkResult": bulk_result}
 
 
 def _workflow_paths() -> dict[str, Any]:
@@ -151,6 +167,15 @@ def _workflow_paths() -> dict[str, Any]:
                           **_errors(401, 403, 404)},
         }},
     }
+    paths["/tasks/bulk"] = {"post": {
+        "operationId": "act_on_tasks",
+        "summary": "批量审批: approve or reject many of the caller's open tasks in one transaction",
+        "description": "Each task is its own transition; a task that cannot be acted on is reported in its "
+                       "result (`ok: false` with a code) without undoing the others.",
+        "tags": ["approvals"],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("TaskBulk")}}},
+        "responses": {"200": _json(_ref("TaskBulkResult"), "One result per task, in order"), **_errors(400, 401)},
+    }}
     summaries = {"approve": "Approve a task", "reject": "Reject a task",
                  "return": "Return the request to its submitter for edits (退回)",
                  "transfer": "Transfer a task to another user (`target`, 转交)"}
@@ -245,6 +270,17 @@ def openapi_document(forms: Iterable[FormSpec], *, server_url: str, version: str
                           **_errors(400, 401, 403, 404, 409, 413, 422)},
         },
     }
+    paths["/records/{record_id}/files/{field}/{file_id}"] = {"get": {
+        "operationId": "download_file",
+        "summary": "An uploaded file of a record (its readers, submitter and approvers; others get 404)",
+        "parameters": [record_id,
+                       {"name": "field", "in": "path", "required": True, "schema": {"type": "string"}},
+                       {"name": "file_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "The file, as an attachment with its original name",
+                              "content": {"application/octet-stream": {"schema": {
+                                  "type": "string", "contentMediaType": "application/octet-stream"}}}},
+                      **_errors(401, 404)},
+    }}
     schemas.update(_workflow_schemas())
     paths.update(_workflow_paths())
     schemas.update(messages_schemas())

@@ -163,7 +163,10 @@ def test_openapi_lists_the_task_endpoints(flow: Flask) -> None:
         operation = paths[f"/tasks/{{task_id}}/{action}"]["post"]
         assert {"200", "403", "404", "409"} <= set(operation["responses"])
     schemas = doc["components"]["schemas"]
-    for name in ("Task", "HistoryEntry", "WorkflowInstance", "TaskConflict", "TaskAction", "TaskList"):
+    assert {"200", "400", "401"} <= set(paths["/tasks/bulk"]["post"]["responses"])
+    assert "get" in paths["/records/{record_id}/files/{field}/{file_id}"]
+    for name in ("Task", "HistoryEntry", "WorkflowInstance", "TaskConflict", "TaskAction", "TaskList", "TaskBulk",
+                 "TaskBulkResult"):
         Draft202012Validator.check_schema(schemas[name])
     for ref in re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(doc)):
         assert ref in schemas, ref
@@ -179,6 +182,10 @@ def test_bulk_approve_api(flow: Flask, tokens: dict[str, str]) -> None:
     assert bulk.status_code == 200, bulk.text
     body = bulk.get_json()
     assert (body["done"], body["failed"]) == (2, 1)
+    schemas = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
+    Draft202012Validator(schemas["TaskBulkResult"]).validate(body)
+    request_schema = Draft202012Validator(schemas["TaskBulk"])
+    request_schema.validate({"task_ids": ids, "action": "approve", "comment": "同意"})
     assert [(r["task_id"], r["ok"], r["code"]) for r in body["results"]] == [
         (ids[0], True, None), (ids[1], True, None), (424242, False, "task_not_found")]
     records = flow.extensions["promoflow"].records
@@ -190,5 +197,6 @@ def test_bulk_approve_api(flow: Flask, tokens: dict[str, str]) -> None:
     assert refused["results"][0]["code"] == "not_assigned" and records.get(third).status == "in_review"
     for bad in ({}, {"task_ids": []}, {"task_ids": ["1"]}, {"task_ids": [1], "action": "return"},
                 {"task_ids": [1], "extra": 1}, {"task_ids": list(range(1, 300))}, [1, 2]):
+        assert not request_schema.is_valid(bad), bad  # the document refuses what the API refuses
         assert client.post("/api/v1/tasks/bulk", headers=bearer(tok["manager"]), json=bad).status_code == 400, bad
     assert client.post("/api/v1/tasks/bulk", json={"task_ids": [1]}).status_code == 401

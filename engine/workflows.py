@@ -320,9 +320,11 @@ class WorkflowService:
 
     def __init__(
         self, session_factory: sessionmaker[Session], registry: DefinitionRegistry,
-        accounts: AccountService | None = None, *, tz: str = "Asia/Shanghai",
+        accounts: AccountService | None = None, *, tz: str = "Asia/Shanghai", base_url: str = "",
     ):
         self._sf = session_factory
+        #: The installation's public address: notices link to the task and the record.
+        self._base_url = base_url.rstrip("/")
         self._registry = registry
         self._accounts = accounts
         self._tz = tz
@@ -937,6 +939,15 @@ class WorkflowService:
         if submitter is not None:
             ctx["submitter"] = {"username": submitter.username, "name": submitter.display_name or submitter.username}
         ctx["instance"] = {"id": txn.instance_id, "workflow_id": txn.spec.id, "record_id": txn.record_id}
+        ctx["base_url"] = self._base_url
+        ctx["record"] = {**ctx["record"], "url": f"{self._base_url}/records/{txn.record_id}"}
+        task = ctx.get("task")
+        if isinstance(task, Mapping) and task.get("id") is not None:
+            # The machine numbers tasks within the instance; links need the stored task's id.
+            seq = int(task["id"])
+            stored = txn.ids.get(seq)
+            ctx["task"] = {**task, "seq": seq, "id": stored,
+                           "url": f"{self._base_url}/tasks/{stored}" if stored is not None else ctx["record"]["url"]}
         delivery_class = template.delivery_class or "transactional"
         for to in note.to:
             address, customer_id, person = self._address(txn, channel, to, contacts)

@@ -106,7 +106,8 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     hasher = config.get("PASSWORD_HASHER")
     accounts = AccountService(session_factory, hasher=hasher) if hasher else AccountService(session_factory)
     # The approval engine starts a record's flow inside the record's create transaction.
-    workflows = WorkflowService(session_factory, registry, accounts, tz=settings.timezone)
+    workflows = WorkflowService(session_factory, registry, accounts, tz=settings.timezone,
+                                base_url=settings.base_url)
     record_service = RecordService(session_factory, registry, on_created=workflows.start_in)
     app.extensions["promoflow"] = Services(
         settings=settings,

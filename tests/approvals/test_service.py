@@ -42,10 +42,13 @@ def events(sf: sessionmaker[Session], prefix: str = "") -> list[tuple[str, dict]
     return [(n, p) for n, p in rows if n.startswith(prefix)]
 
 
-def outbox(sf: sessionmaker[Session]) -> list[tuple[str, str, str]]:
+def outbox(sf: sessionmaker[Session], template: str | None = None) -> list[tuple[str, str, str]]:
+    """(channel, recipient, body) of the queued messages, of one template if given."""
+    stmt = select(OutboxMessage.channel, OutboxMessage.recipient, OutboxMessage.body).order_by(OutboxMessage.id)
+    if template is not None:
+        stmt = stmt.where(OutboxMessage.template_id == template)
     with sf() as s:
-        return [tuple(r) for r in s.execute(
-            select(OutboxMessage.channel, OutboxMessage.recipient, OutboxMessage.body).order_by(OutboxMessage.id))]
+        return [tuple(r) for r in s.execute(stmt)]
 
 
 def only_task(wf: WorkflowService, user: str) -> int:
@@ -81,8 +84,11 @@ def test_shipped_activity_flow_end_to_end(records: RecordService, workflows: Wor
     assert names.count("task.created") == 3 and names.count("workflow.approved") == 1
     approved = dict(events(published, "workflow.approved"))["workflow.approved"]
     assert approved["record_id"] == rec.id and approved["actor"] == "f2"
-    [(channel, to, body)] = outbox(published)
+    [(channel, to, body)] = outbox(published, "activity_approved")
     assert (channel, to) == ("wecom", "s1") and "春季促销" in body and "全部门店" in body
+    # every approver heard of their task (the shipped workflow_task_assigned notice)
+    assert [(c, to) for c, to, _ in outbox(published, "workflow_task_assigned")] == [
+        ("wecom", "mm"), ("wecom", "f1"), ("wecom", "f2")]
     assert workflows.tasks_for("mm") == [] and len(workflows.tasks_for("mm", status="done")) == 1
 
 
@@ -105,7 +111,7 @@ def test_reject_runs_on_reject_and_reject_to_goes_back(records: RecordService, w
     assert view.status == "rejected"
     record = records.get(rec.id)
     assert record is not None and record.data["status"] == "rejected" and record.status == "rejected"
-    [(channel, to, body)] = outbox(published)
+    [(channel, to, body)] = outbox(published, "activity_rejected")
     assert (channel, to) == ("email", "staff@example.com") and "不做了" in body and "STAFF" in body
     assert [n for n, _ in events(published, "workflow.")] == ["workflow.rejected"]
 
@@ -226,14 +232,7 @@ def test_an_instance_finishes_on_the_version_it_started_with(
 # ------------------------------------------------------------------- tick
 
 def test_tick_reminds_once_escalates_and_is_idempotent(
-        records: RecordService, workflows: WorkflowService, published: sessionmaker[Session], shipped) -> None:
-    # a template for reminders, so they reach the outbox
-    reminder = ("kind: template\nid: workflow_reminder\nchannels: [wecom]\nclass: transactional\n"
-                "body: 请处理「{{ record.name }}」\n")
-    extra = load_texts([("t.yaml", reminder),
-                        *[(f"{d.kind}/{d.id}.json", json.dumps(dict(d.body), ensure_ascii=False, default=str))
-                          for d in shipped.documents]])
-    publish_set(published, extra.raise_for_errors(), now=NOW, by="test")
+        records: RecordService, workflows: WorkflowService, published: sessionmaker[Session]) -> None:
     rec = records.create("activity_request", activity(), actor="staff", now=NOW)
     assert workflows.tick(NOW + timedelta(hours=47)).instances == 0
     report = workflows.tick(NOW + timedelta(hours=48))
@@ -242,8 +241,7 @@ def test_tick_reminds_once_escalates_and_is_idempotent(
     view = workflows.instance_for_record(rec.id)
     assert view is not None
     assert sorted(t.assignee for t in view.tasks if t.status == "open") == ["director", "mm"]
-    bodies = [(c, to) for c, to, _ in outbox(published)]
-    assert bodies == [("wecom", "mm")]
+    assert [(c, to) for c, to, _ in outbox(published, "workflow_reminder")] == [("wecom", "mm")]
     # remind_every 24h: one more reminder a day later, then nothing until the next day
     report = workflows.tick(NOW + timedelta(hours=72))
     assert (report.reminders, report.escalations) == (1, 0)  # mm's second one
@@ -303,3 +301,33 @@ def assert_replays(workflows: WorkflowService, sf: sessionmaker[Session], record
     assert state == stored
     assert {t.id: (t.status, t.assignee, t.action) for t in stored.tasks} == {
         seq: (t.status, t.assignee_name, t.action) for seq, t in tasks.items()}
+
+
+def test_notices_link_to_the_stored_task_and_the_record(published: sessionmaker[Session],
+                                                       registry: DefinitionRegistry) -> None:
+    """The machine numbers tasks per instance; the approver's text card must
+    open the stored task (/tasks/<row id>), under the installation's address."""
+    workflows = WorkflowService(published, registry, base_url="https://promo.example.com/")
+    records = RecordService(published, registry, on_created=[workflows.start_in])
+    records.create("activity_request", activity(budget="3000.00"), actor="staff", now=NOW)  # another instance first
+    rec = records.create("activity_request", activity(), actor="staff2", now=NOW)
+    task_id = next(t.id for t in workflows.tasks_for("mm") if t.record_id == rec.id)
+    with published() as s:
+        cards = [(m.recipient, m.body, m.payload) for m in s.scalars(
+            select(OutboxMessage).where(OutboxMessage.template_id == "workflow_task_assigned")
+            .order_by(OutboxMessage.id))]
+    recipient, body, payload = cards[-1]
+    assert recipient == "mm" and "STAFF2" in body and "春季促销" in body and "市场经理审批" in body
+    params = payload.get("params") or {}
+    link = params.get("url") or (payload.get("options") or {}).get("url")
+    assert link == f"https://promo.example.com/tasks/{task_id}", payload
+    assert task_id != 1  # the instance-local number would have been 1
+
+    workflows.act(task_id, actor="mm", action="return", comment="补充物料清单", now=NOW)
+    with published() as s:
+        returned = s.scalars(select(OutboxMessage)
+                             .where(OutboxMessage.template_id == "workflow_returned")).one()
+    assert returned.recipient == "staff2" and "补充物料清单" in (returned.body or "")
+    params = returned.payload.get("params") or {}
+    assert (params.get("url") or returned.payload.get("options", {}).get("url")) == \
+        f"https://promo.example.com/records/{rec.id}"

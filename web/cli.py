@@ -487,7 +487,7 @@ class _Automation:
     """The published definitions and the automation policy, for one command."""
 
     def __init__(self, obj: Context):
-        from engine.automation.configure import build_policy
+        from engine.automation.configure import policy_from_settings
         from engine.registry import DefinitionRegistry
 
         self.session_factory = obj.session_factory()
@@ -496,8 +496,7 @@ class _Automation:
         if not self.definitions.rules:
             raise click.ClickException("no rules are published: run `promoflow publish` first")
         try:
-            self.policy = build_policy(self.definitions, calendar_id=obj.settings.calendar,
-                                       version_of=lambda rule_id: self.registry.version_of("rule", rule_id))
+            self.policy = policy_from_settings(self.definitions, obj.settings, self.registry)
         except KeyError as exc:
             raise click.ClickException(str(exc.args[0])) from None
 

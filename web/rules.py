@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Blueprint, abort, g, render_template, request
 
-from engine.automation.configure import build_policy
+from engine.automation.configure import policy_from_settings
 from engine.automation.overview import describe_trigger, next_run, recent_activity
 from engine.automation.preview import Preview, preview_rule
 
@@ -34,8 +34,7 @@ def _allowed() -> None:
 
 def _policy(definitions: Any) -> Any:
     svc = services()
-    return build_policy(definitions, calendar_id=svc.settings.calendar,
-                        version_of=lambda rule_id: svc.registry.version_of("rule", rule_id))
+    return policy_from_settings(definitions, svc.settings, svc.registry)
 
 
 @bp.route("/rules")

@@ -22,7 +22,7 @@ def tick_functions(services: Any) -> list[tuple[str, Callable[[datetime], Any]]]
     """The parts of one tick, in order: automation (due rule runs, events,
     journey steps, log deliveries), approval reminders/escalations, then
     delivery of the outbox through the configured connectors."""
-    from engine.automation.configure import build_policy
+    from engine.automation.configure import policy_from_settings
     from engine.automation.versions import StoredRules, tick_versions
     from engine.dispatch import dispatch_tick
 
@@ -30,8 +30,7 @@ def tick_functions(services: Any) -> list[tuple[str, Callable[[datetime], Any]]]
 
     def automation(now: datetime) -> Any:
         definitions = services.registry.current()
-        policy = build_policy(definitions, calendar_id=services.settings.calendar,
-                              version_of=lambda rule_id: services.registry.version_of("rule", rule_id))
+        policy = policy_from_settings(definitions, services.settings, services.registry)
         return tick_versions(services.session_factory, now=now, definitions=definitions, policy=policy,
                              stored=stored)
 

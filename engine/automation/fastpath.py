@@ -34,6 +34,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from engine.automation.facts import Evaluator, _fields, journey_row
+from engine.automation.links import survey_link, unsubscribe_link
 from engine.automation.policy import Counters, FrequencyCap, Policy
 from engine.automation.program import Instruction, compile_program
 from engine.automation.timing import end_of_quiet, in_quiet_hours, next_workday_time, wait_until, zone
@@ -328,7 +329,6 @@ class FastPass:
         exit_when = rule.exit_when
         due_text: dict[datetime, str | None] = {}
         rule_ctx = {"id": rule.id, "title": rule.title}
-        base_url = policy.base_url
         quiet = rule.quiet_hours
         for j in journeys:
             counters.advanced += 1
@@ -444,9 +444,9 @@ class FastPass:
                 if "journey" in top:
                     ctx["journey"] = {"id": j.id, "period": j.period_key}
                 if "unsubscribe_url" in top:
-                    ctx["unsubscribe_url"] = f"{base_url}/u/{j.subject_id}"
+                    ctx["unsubscribe_url"] = unsubscribe_link(policy, j.subject_type, j.subject_id, now)
                 if "survey_url" in top:
-                    ctx["survey_url"] = f"{base_url}/s/{rule.id}/{j.id}"
+                    ctx["survey_url"] = survey_link(policy, rule, j.subject_type, j.subject_id, now)
                 try:
                     message = prepared.renderer(ctx)
                 except TemplateRenderError as exc:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.automation.facts import Evaluator, facts_used, journey_row
 from engine.automation.fastpath import FastPass, RuleLookup
+from engine.automation.links import survey_link, unsubscribe_link
 from engine.automation.policy import Counters, Policy
 from engine.automation.program import Instruction, compile_program
 from engine.automation.timing import (
@@ -273,8 +274,8 @@ class _Advancer:
             "record": {k: _display(v) for k, v in self.records.get(j.subject_id, {}).items()}
             if j.subject_type == "record" else {},
             "journey": {"id": j.id, "period": j.period_key},
-            "unsubscribe_url": f"{self.policy.base_url}/u/{j.subject_id}",
-            "survey_url": f"{self.policy.base_url}/s/{rule.id}/{j.id}",
+            "unsubscribe_url": unsubscribe_link(self.policy, j.subject_type, j.subject_id, self.now),
+            "survey_url": survey_link(self.policy, rule, j.subject_type, j.subject_id, self.now),
         }
         issued = self.coupons.get(j.id)
         if issued:

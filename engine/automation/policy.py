@@ -30,7 +30,8 @@ class Policy:
     ``skip``. ``loop_limit`` journeys of one rule for one subject within
     ``loop_window`` stop an event chain. ``version_of`` gives a rule's
     published version for new journeys. ``base_url`` prefixes the links put in
-    template context (``unsubscribe_url``, ``survey_url``). ``entry_chunk``:
+    template context (``unsubscribe_url``, ``survey_url``), signed with
+    ``link_secret`` (:mod:`engine.automation.links`). ``entry_chunk``:
     customer ids per transaction of a set-based entry (a crash loses at most
     one chunk's work, which the repeated run redoes; memory stays flat
     anyway). Few and large: PostgreSQL hash-joins each chunk's audience
@@ -44,6 +45,8 @@ class Policy:
     loop_limit: int = 3
     loop_window: timedelta = timedelta(hours=1)
     base_url: str = ""
+    #: The instance secret that signs those links (empty: no links).
+    link_secret: str = field(default="", repr=False)
     version_of: Callable[[str], int] = field(default=lambda _rule_id: 1)
     form_version_of: Callable[[str], int] = field(default=lambda _form_id: 1)
     entry_chunk: int = 500_000

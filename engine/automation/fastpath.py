@@ -59,7 +59,7 @@ RuleLookup = Callable[[str, int], "RuleSpec | None"]
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # as engine.automation.journeys
 _B32_TO_CODE = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CODE_ALPHABET.encode())
 _CODE_LENGTH = 10
-_TOP_LEVEL = frozenset({"customer", "coupon", "rule", "journey", "unsubscribe_url", "survey_url"})
+_TOP_LEVEL = frozenset({"customer", "coupon", "rule", "journey", "unsubscribe_url", "survey_url", "base_url"})
 _CUSTOMER_COLUMNS = repo.fast_customer_columns()
 _LOADABLE = frozenset(_CUSTOMER_COLUMNS)
 _END = object()
@@ -447,6 +447,8 @@ class FastPass:
                     ctx["unsubscribe_url"] = unsubscribe_link(policy, j.subject_type, j.subject_id, now)
                 if "survey_url" in top:
                     ctx["survey_url"] = survey_link(policy, rule, j.subject_type, j.subject_id, now)
+                if "base_url" in top:
+                    ctx["base_url"] = policy.base_url
                 try:
                     message = prepared.renderer(ctx)
                 except TemplateRenderError as exc:

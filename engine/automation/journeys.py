@@ -276,6 +276,7 @@ class _Advancer:
             "journey": {"id": j.id, "period": j.period_key},
             "unsubscribe_url": unsubscribe_link(self.policy, j.subject_type, j.subject_id, self.now),
             "survey_url": survey_link(self.policy, rule, j.subject_type, j.subject_id, self.now),
+            "base_url": self.policy.base_url,
         }
         issued = self.coupons.get(j.id)
         if issued:

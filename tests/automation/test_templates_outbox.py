@@ -56,7 +56,8 @@ def test_sms_params_and_wecom_parts(definitions) -> None:
     sms = render(definitions.templates["winback_sms"], ctx, channel="sms")
     assert sms.params["name"] == "王芳" and sms.params["code"] == "WB20X" and sms.params["value"] == "20"
     assert "王芳" in sms.body and "WB20X" in sms.body
-    wecom = render(definitions.templates["renewal_due"], ctx, channel="wecom")
+    wecom = render(definitions.templates["renewal_due"], {**ctx, "base_url": "https://promo.example.com"},
+                   channel="wecom")
     assert wecom.params["url"] == "https://promo.example.com/customers/3"
     assert wecom.params["msgtype"] == "textcard"
 

@@ -34,8 +34,12 @@ class Policy:
     ``link_secret`` (:mod:`engine.automation.links`). ``entry_chunk``:
     customer ids per transaction of a set-based entry (a crash loses at most
     one chunk's work, which the repeated run redoes; memory stays flat
-    anyway). Few and large: PostgreSQL hash-joins each chunk's audience
-    against whole tables (consents, tags), so every chunk costs a scan.
+    anyway). Few and large. ``entry_chunk_postgresql``: the same on
+    PostgreSQL, larger (one chunk up to 2M customer ids): there each chunk's
+    audience is hash-joined against whole tables (consents, tags), so every
+    further chunk costs another scan, and a long entry transaction blocks no
+    other writer (row locks and the rule's advisory lock, not SQLite's
+    database-wide write lock).
     """
 
     caps: tuple[FrequencyCap, ...] = (FrequencyCap(),)
@@ -50,6 +54,7 @@ class Policy:
     version_of: Callable[[str], int] = field(default=lambda _rule_id: 1)
     form_version_of: Callable[[str], int] = field(default=lambda _form_id: 1)
     entry_chunk: int = 500_000
+    entry_chunk_postgresql: int = 2_000_000
 
 
 @dataclass

@@ -264,8 +264,9 @@ def enter_in_chunks(session_factory: sessionmaker[Session], rule: RuleSpec, rule
                     definitions: DefinitionSet, policy: Policy,
                     occurrence: datetime | None = None) -> tuple[int, Counters] | None:
     """:func:`enter_and_start` over the customers ``policy.entry_chunk`` ids
-    at a time, one transaction each; None (nothing done) when the SQL path
-    does not apply, so the caller enters the usual way.
+    (``entry_chunk_postgresql`` on PostgreSQL) at a time, one transaction
+    each; None (nothing done) when the SQL path does not apply, so the caller
+    enters the usual way.
 
     A chunk is idempotent (the journey key, the rolling ``once_per`` window,
     and the id mark of :mod:`engine.storage.entry_sql`), so after a crash the
@@ -275,12 +276,14 @@ def enter_in_chunks(session_factory: sessionmaker[Session], rule: RuleSpec, rule
     with session_factory() as session:
         run = _prepare(session, rule, now=now, definitions=definitions, policy=policy, occurrence=occurrence)
         span = entry_sql.customer_id_span(session) if run is not None else None
+        chunk = policy.entry_chunk_postgresql if session.get_bind().dialect.name == "postgresql" \
+            else policy.entry_chunk
     if run is None:
         return None
     total, entered = Counters(), 0
     if span is None:
         return 0, total
-    step = max(1, policy.entry_chunk) if rule.audience_limit is None else span[1] - span[0] + 1
+    step = max(1, chunk) if rule.audience_limit is None else span[1] - span[0] + 1
     for lo in range(span[0], span[1] + 1, step):
         with transaction(session_factory) as session:
             n, counters = _chunk(session, run, rule, rule_version, now=now, definitions=definitions,

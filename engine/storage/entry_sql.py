@@ -217,7 +217,7 @@ def _enter(session: Session, plan: SetPlan, where: list[ColumnElement[bool]], *,
 
 
 def _code_sql(dialect: str) -> str:
-    """A random code of the coupon alphabet, per row (``:alpha`` bound)."""
+    """A random code of the coupon alphabet, per row (``:alpha`` and ``:triples`` bound)."""
     if dialect == "sqlite":
         # random(): SQLite's PRNG, seeded from the operating system's randomness.
         # Three symbols per draw from a table of all 32³ triples (bound as a
@@ -227,7 +227,14 @@ def _code_sql(dialect: str) -> str:
             + " || substr(:alpha, 1 + (random() & 31), 1)"
     # gen_random_uuid() draws from the server's strong random source; bytes 6
     # and 8 carry the UUID version and variant, the other fourteen are random.
-    return " || ".join(f"substr(:alpha, 1 + (get_byte(r.b, {i}) & 31), 1)" for i in (0, 1, 2, 3, 4, 5, 7, 9, 10, 11))
+    # As on SQLite, three symbols per 15 random bits (bytes 0-5) from the table
+    # of triples, bound as bytea (substr indexes bytes, in constant time), and
+    # the last symbol from byte 9 (the third symbol of triple i is alphabet[i & 31]):
+    # 50 bits, four substr calls instead of ten.
+    triples = [f"substr(:triples, 1 + 3 * (((get_byte(r.b, {i}) << 8) | get_byte(r.b, {i + 1})) & 32767), 3)"
+               for i in (0, 2, 4)]
+    last = "substr(:triples, 3 + 3 * (get_byte(r.b, 9) & 31), 1)"
+    return f"encode({' || '.join([*triples, last])}, 'escape')"
 
 
 def _count(session: Session, sql: str, params: dict[str, Any]) -> int:
@@ -246,8 +253,7 @@ def _issue(session: Session, plan: SetPlan, coupon: SetCoupon, plain_sql: str, p
                "AND k.id > :mxc)")
     args = {**params, "pool": coupon.pool_id, "prefix": coupon.prefix, "value": coupon.value, "issued": db_now,
             "expires": coupon.expires_at, "alpha": CODE_ALPHABET}
-    if dialect == "sqlite":
-        args["triples"] = _TRIPLES
+    args["triples"] = _TRIPLES
     stmt = _typed(base + " ON CONFLICT DO NOTHING")
     done = session.execute(stmt.execution_options(preserve_rowcount=True), args).rowcount
     for _attempt in range(5):

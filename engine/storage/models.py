@@ -377,9 +377,8 @@ class Coupon(Base):
     issued_at: Mapped[datetime] = mapped_column(DateTime())
     expires_at: Mapped[datetime | None] = mapped_column(DateTime())
     redeemed_at: Mapped[datetime | None] = mapped_column(DateTime())
-    journey_id: Mapped[int | None] = mapped_column(
-        ForeignKey("journeys.id", ondelete="SET NULL"), index=True
-    )
+    # No foreign key (migration 0010): written only from journeys of the same transaction; journeys are never deleted.
+    journey_id: Mapped[int | None] = mapped_column(BigId, index=True)
     status: Mapped[str] = mapped_column(String(32), default="issued", server_default="issued")
 
 
@@ -394,8 +393,11 @@ class OutboxMessage(Base):
     __table_args__ = (
         Index("ix_outbox_status_next_attempt", "status", "next_attempt_at"),
         Index("ix_outbox_customer_channel_created", "customer_id", "channel", "created_at"),
-        Index("ix_outbox_connector_provider_id", "connector", "provider_id"),
-        Index("ix_outbox_recipient_claimed", "recipient", "claimed_at"),
+        # Partial (migration 0010): a queued row has neither; their queries imply the predicates.
+        Index("ix_outbox_connector_provider_id", "connector", "provider_id",
+              sqlite_where=text("provider_id IS NOT NULL"), postgresql_where=text("provider_id IS NOT NULL")),
+        Index("ix_outbox_recipient_claimed", "recipient", "claimed_at",
+              sqlite_where=text("claimed_at IS NOT NULL"), postgresql_where=text("claimed_at IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -409,15 +411,14 @@ class OutboxMessage(Base):
     delivery_class: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(32), default="pending", server_default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
-    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(), index=True)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime())
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime())
     provider_id: Mapped[str | None] = mapped_column(String(255))
     last_error: Mapped[str | None] = mapped_column(Text)
     rule_id: Mapped[str | None] = mapped_column(String(128), index=True)
-    journey_id: Mapped[int | None] = mapped_column(
-        ForeignKey("journeys.id", ondelete="SET NULL"), index=True
-    )
+    # No foreign key nor index (migration 0010): see Coupon.journey_id; no query looks rows up by journey.
+    journey_id: Mapped[int | None] = mapped_column(BigId)
     created_at: Mapped[datetime] = mapped_column(DateTime())
     sent_at: Mapped[datetime | None] = mapped_column(DateTime())
     # Migration 0004: the customer a message is about (frequency caps count by

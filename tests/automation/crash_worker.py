@@ -33,7 +33,8 @@ def main() -> None:
     batch = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
     # Entry chunks of 20,000 customers: the run commits several times, so a kill lands between commits.
     report = tick(make_session_factory(engine), now=rules.NOW, definitions=defs, batch=batch,  # type: ignore[attr-defined]
-                  deliver=False, policy=Policy(entry_chunk=20_000))
+                  deliver=False,
+                  policy=Policy(entry_chunk=20_000, entry_chunk_postgresql=20_000))
     print(report.runs, {k: v.sent for k, v in report.advanced.items()}, flush=True)
     engine.dispose()
 

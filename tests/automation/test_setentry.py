@@ -141,3 +141,23 @@ def test_run_rule_twice_issues_once(session_factory: sessionmaker[Session], defi
     assert body == f"客户{cid}，好久不见！送您20元回归券，券码{code}，14天内有效。退订回T"
     payload = payload if isinstance(payload, dict) else __import__("json").loads(payload)
     assert payload["params"] == {"name": f"客户{cid}", "value": "20", "code": code, "sign_name": "促销通"}
+
+
+def test_coupon_code_expression_draws_every_symbol_in_every_position(session: Session) -> None:
+    """The SQL code expression (both backends) yields ten symbols of the
+    alphabet, each position taking every symbol: no position is fixed or
+    biased to a subset (a wrong offset in the table of triples would be)."""
+    from engine.storage import entry_sql
+
+    dialect = session.get_bind().dialect.name
+    expr = entry_sql._code_sql(dialect)
+    if dialect == "postgresql":
+        sql = f"SELECT {expr} FROM (SELECT uuid_send(gen_random_uuid()) AS b FROM generate_series(1, 3000)) r"
+    else:
+        sql = f"WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < 3000) SELECT {expr} FROM seq"
+    codes = [row[0] for row in session.execute(text(sql), {"alpha": entry_sql.CODE_ALPHABET,
+                                                           "triples": entry_sql._TRIPLES})]
+    assert all(len(c) == entry_sql.CODE_LENGTH for c in codes)
+    for position in range(entry_sql.CODE_LENGTH):
+        assert {c[position] for c in codes} == set(entry_sql.CODE_ALPHABET), position
+    assert len(set(codes)) == len(codes)

@@ -124,7 +124,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
 
     csrf = CSRFProtect(app)
 
-    from . import api, auth, context, errors, feedback, inbox, messages, records, rules, unsubscribe
+    from . import api, auth, context, customers, errors, feedback, inbox, messages, records, rules, unsubscribe
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(records.bp)
@@ -133,6 +133,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     app.register_blueprint(rules.bp)
     app.register_blueprint(feedback.bp)
     app.register_blueprint(messages.bp)
+    app.register_blueprint(customers.bp)
     app.register_blueprint(unsubscribe.bp)
     app.register_blueprint(messages.api_bp)
     csrf.exempt(api.bp)  # bearer tokens only; no cookies are honoured there

@@ -1,0 +1,129 @@
+"""The customer pages (客户列表 / 客户详情): ``/customers`` and ``/customers/<id>``.
+
+Why: staff messages (the renewal reminder to account managers, among others)
+link to ``/customers/<id>``; whoever follows the link needs the customer's
+profile, consent, orders, coupons, journeys, messages and feedback on one page.
+
+Who: admin, the marketing roles, account managers and store managers, all
+read-only (nothing here writes). Others get 403, an unknown customer 404.
+
+The list searches name, phone, e-mail and external id (prefix, or exact with
+``exact=1``), filters by tag and by published segment (compiled by the same
+code as rule audiences), and pages in SQL (:mod:`engine.storage.customers_view_repo`):
+there may be a million customers. Phones and e-mails are masked in the list
+like message recipients on the messages page; the detail page, opened for one
+customer, shows them in full.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from flask import Blueprint, abort, g, render_template, request
+
+from engine.conditions.customer_fields import CONSENT_CHANNELS
+from engine.conditions.kinds import ConditionError
+from engine.storage import customers_view_repo as repo
+
+from . import services
+from .auth import login_required
+from .i18n import label, t
+from .messages import MESSAGE_ROLES, STATUSES, mask
+
+bp = Blueprint("customers", __name__)
+
+#: Roles that may read customers (admin always may).
+CUSTOMER_ROLES = ("marketing", "marketing_manager", "marketing_director", "account_manager", "store_manager")
+PAGE_SIZE = 50
+#: Rows per section on the detail page.
+SECTION_LIMIT = 20
+MAX_QUERY = 100
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _allowed() -> None:
+    user = g.get("user")
+    if user is None or not user.has_any(CUSTOMER_ROLES):
+        abort(403)
+
+
+def _text_arg(name: str, limit: int) -> str:
+    """A query argument cleaned for SQL: control characters (PostgreSQL
+    refuses NUL in text) removed, trimmed, cut to ``limit`` characters."""
+    return _CONTROL.sub("", request.args.get(name, ""))[:limit].strip()
+
+
+def _page_arg() -> int:
+    """The page asked for; anything that is not a positive number is page 1
+    (the repository clamps large pages to the last one)."""
+    try:
+        return max(1, int(request.args.get("page", "1")))
+    except ValueError:
+        return 1
+
+
+def _segments() -> dict[str, Any]:
+    return {k: s.condition for k, s in services().registry.current().segments.items()}
+
+
+@bp.route("/customers")
+@login_required
+def index() -> Any:
+    _allowed()
+    svc = services()
+    definitions = svc.registry.current()
+    by = request.args.get("by") or None
+    flt = repo.CustomerFilter(q=_text_arg("q", MAX_QUERY), by=by if by in repo.SEARCH_FIELDS else None,
+                              exact=request.args.get("exact") == "1", tag=_text_arg("tag", 64) or None,
+                              segment=_text_arg("segment", 128) or None)
+    with svc.session_factory() as session:
+        try:
+            found = repo.list_customers(session, flt, page=_page_arg(), per_page=PAGE_SIZE, now=svc.now(),
+                                        segments=_segments())
+        except KeyError:
+            abort(400, t("cust_unknown_segment", segment=flt.segment))
+        except ConditionError as exc:
+            abort(400, str(exc))
+        tags = repo.tag_choices(session)
+    segments = sorted(((k, label(s, "title")) for k, s in definitions.segments.items()), key=lambda p: p[0])
+    args = {k: v for k, v in (("q", flt.q), ("by", flt.by), ("exact", "1" if flt.exact else None),
+                              ("tag", flt.tag), ("segment", flt.segment)) if v}
+    return render_template("customers/index.html", found=found, flt=flt, args=args, tags=tags,
+                           segments=segments, search_fields=repo.SEARCH_FIELDS, mask=mask)
+
+
+@bp.route("/customers/<int:customer_id>")
+@login_required
+def detail(customer_id: int) -> Any:
+    _allowed()
+    svc = services()
+    definitions = svc.registry.current()
+    with svc.session_factory() as session:
+        found = repo.customer_detail(session, customer_id, limit=SECTION_LIMIT)
+        if found is None:
+            abort(404)
+        in_segments = repo.segments_of(session, customer_id, now=svc.now(), segments=_segments())
+    segment_titles = [(k, label(definitions.segments[k], "title")) for k in in_segments]
+    rule_titles = {r: label(definitions.rules[r], "title") for r in {j["rule_id"] for j in found.journeys}
+                   if r in definitions.rules}
+    return render_template("customers/detail.html", c=found.customer, d=found, channels=CONSENT_CHANNELS,
+                           segments=segment_titles, rule_titles=rule_titles, limit=SECTION_LIMIT,
+                           attrs=_attrs(found.customer.get("attrs")),
+                           can_open_messages=g.user.has_any(MESSAGE_ROLES), msg_statuses=STATUSES)
+
+
+def _attrs(raw: Any) -> list[tuple[str, str]]:
+    """Custom attributes as (name, text) pairs; nested values as JSON text."""
+    if not isinstance(raw, dict):
+        return []
+    out = []
+    for key in sorted(raw, key=str):
+        value = raw[key]
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+        out.append((str(key), text))
+    return out
+
+
+__all__ = ["CUSTOMER_ROLES", "bp"]

@@ -9,8 +9,10 @@ never disagree about who is in a segment.
 
 Matching stays collation-free on both backends: exact search is equality
 (served by the ``phone``/``email``/``external_id`` indexes), prefix search is
-``LIKE 'q%'`` with the wildcards in ``q`` escaped, both sides lower-cased so
-SQLite (whose ``LIKE`` ignores ASCII case) and PostgreSQL find the same rows.
+``LIKE 'q%'`` with the wildcards in ``q`` escaped, both sides lower-cased by
+the database's own ``lower`` (SQLite's ``LIKE`` ignores ASCII case,
+PostgreSQL's does not; lower-casing the query in Python would disagree with
+SQLite's ASCII-only ``lower`` on names like "Émile").
 Exact e-mails are compared with the lower-cased query (the import stores
 them lower-cased), exact external ids as written.
 Everything takes and returns naive UTC times (``engine.storage.times``).
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, case, exists, false, func, or_, select
+from sqlalchemy import ColumnElement, Table, and_, case, exists, false, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from engine.conditions.ast import Condition, SegmentRef
@@ -99,6 +101,11 @@ def search_fields(q: str, by: str | None) -> tuple[str, ...]:
     return ("name", "email", "external_id") if q.isascii() else ("name", "external_id")
 
 
+def _like_prefix(value: str) -> str:
+    """``value%`` with LIKE's wildcards (and the escape character) in ``value`` taken literally."""
+    return re.sub(r"([/%_])", r"/\1", value) + "%"
+
+
 def _search(q: str, by: str | None, exact: bool) -> ColumnElement[bool]:
     parts: list[ColumnElement[bool]] = []
     for name in search_fields(q, by):
@@ -110,11 +117,11 @@ def _search(q: str, by: str | None, exact: bool) -> ColumnElement[bool]:
             if name == "email":  # equality on the column keeps the index usable
                 parts.append(or_(col == value, col == value.lower()))
             elif name == "name":
-                parts.append(func.lower(col) == value.lower())
+                parts.append(func.lower(col) == func.lower(literal(value)))
             else:
                 parts.append(col == value)
-        else:  # lower on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not
-            parts.append(func.lower(col).startswith(value.lower(), autoescape=True))
+        else:
+            parts.append(func.lower(col).like(func.lower(literal(_like_prefix(value))), escape="/"))
     return or_(false(), *parts)
 
 

@@ -13,7 +13,7 @@ import logging
 import re
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -135,6 +135,21 @@ class BaseConnector(Connector):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} id={self.id!r}>"
+
+
+def send_each(messages: Sequence[OutgoingMessage],
+              send: Callable[[OutgoingMessage], SendResult]) -> list[SendResult]:
+    """``send`` each message in turn, for providers without a batch API. A
+    :class:`ConfigurationError` stops the batch and carries the results of
+    the messages settled before it (the port's contract: the rest were not sent)."""
+    results: list[SendResult] = []
+    for message in messages:
+        try:
+            results.append(send(message))
+        except ConfigurationError as exc:
+            exc.results = results
+            raise
+    return results
 
 
 class TransportFailure(Exception):

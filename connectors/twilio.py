@@ -46,6 +46,7 @@ from ._base import (
     TransportFailure,
     http_status_result,
     retry_after_seconds,
+    send_each,
 )
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -106,14 +107,7 @@ class TwilioConnector(HttpConnector):
             ConfigurationError: credentials or the sender number rejected
                 (``results``: messages settled before).
         """
-        results: list[SendResult] = []
-        for message in messages:
-            try:
-                results.append(self._send(message))
-            except ConfigurationError as exc:
-                exc.results = results
-                raise
-        return results
+        return send_each(messages, self._send)
 
     def _send(self, message: OutgoingMessage) -> SendResult:
         to = message.recipient.strip()

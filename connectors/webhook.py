@@ -39,6 +39,7 @@ from ._base import (
     TransportFailure,
     http_status_result,
     retry_after_seconds,
+    send_each,
 )
 
 SIGNATURE_HEADER = "X-Promoflow-Signature"
@@ -162,14 +163,7 @@ class WebhookConnector(HttpConnector):
             UnsafeTarget: the URL's host is not public (and not allowed) or
                 does not resolve; nothing was sent.
         """
-        results: list[SendResult] = []
-        for message in messages:
-            try:
-                results.append(self._send(message))
-            except ConfigurationError as exc:
-                exc.results = results
-                raise
-        return results
+        return send_each(messages, self._send)
 
     def _send(self, message: OutgoingMessage) -> SendResult:
         session, url, headers = self._target()

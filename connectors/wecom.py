@@ -50,6 +50,7 @@ from ._base import (
     SlidingWindowLimiter,
     TransportFailure,
     http_status_result,
+    send_each,
 )
 from .wecom_crypto import WecomCrypto, WecomCryptoError, parse_query
 
@@ -222,16 +223,6 @@ def _errcode_result(connector_id: str, message_id: str, errcode: int, errmsg: st
     return SendResult.permanent(message_id, str(errcode), text)
 
 
-def _send_each(connector: Any, messages: Sequence[OutgoingMessage],
-               send: Callable[[OutgoingMessage], SendResult]) -> list[SendResult]:
-    results: list[SendResult] = []
-    for message in messages:
-        try:
-            results.append(send(message))
-        except ConfigurationError as exc:
-            exc.results = results
-            raise
-    return results
 
 
 class WecomAppConnector(_WecomTokenMixin):
@@ -295,7 +286,7 @@ class WecomAppConnector(_WecomTokenMixin):
             ConfigurationError: wrong corp id/secret, no privilege, IP not
                 trusted (``results``: messages settled before).
         """
-        return _send_each(self, messages, self._send)
+        return send_each(messages, self._send)
 
     def _throttle(self, message: OutgoingMessage) -> SendResult | None:
         now = self.now_ts()
@@ -412,7 +403,7 @@ class WecomExternalConnector(_WecomTokenMixin):
         Raises:
             ConfigurationError: secret or privileges rejected.
         """
-        return _send_each(self, messages, self._send)
+        return send_each(messages, self._send)
 
     def _send(self, message: OutgoingMessage) -> SendResult:
         sender = message.options.get("sender") or self.setting("sender")
@@ -463,7 +454,7 @@ class WecomRobotConnector(HttpConnector):
         Raises:
             ConfigurationError: the key is invalid or the robot was removed.
         """
-        return _send_each(self, messages, self._send)
+        return send_each(messages, self._send)
 
     def _send(self, message: OutgoingMessage) -> SendResult:
         msgtype = str(message.options.get("msgtype") or "text")

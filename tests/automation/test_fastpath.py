@@ -58,16 +58,21 @@ RULE = """
 """
 
 
-@pytest.fixture
-def mixed(tmp_path: Path, definitions: DefinitionSet) -> DefinitionSet:
-    (tmp_path / "rule.yaml").write_text(RULE, encoding="utf-8")
+def loose_rule(tmp_path: Path, rule_text: str) -> DefinitionSet:
+    """The shipped library plus ``rule_text`` (rule ``fast_mix``) with its
+    audience stripped of consent, so that the send steps check consent themselves."""
+    (tmp_path / "rule.yaml").write_text(rule_text, encoding="utf-8")
     defs = load_paths([ROOT / "forms", ROOT / "workflows", ROOT / "config" / "roles.yaml",
                        HERE / "connectors.yaml", tmp_path / "rule.yaml"], relative_to=ROOT).raise_for_errors()
-    # Without consent in the audience, so the send steps check it (as test_entry does).
     loose = replace(defs.rules["fast_mix"], audience=Compare("last_purchase_at", "older_than", timedelta(days=90)))
     specs = {k: dict(v) for k, v in defs.specs.items()}
     specs["rule"]["fast_mix"] = loose
     return DefinitionSet(documents=defs.documents, specs=specs)
+
+
+@pytest.fixture
+def mixed(tmp_path: Path, definitions: DefinitionSet) -> DefinitionSet:
+    return loose_rule(tmp_path, RULE)  # as test_entry does
 
 
 def _seed(s: Session) -> None:

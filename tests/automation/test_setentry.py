@@ -22,12 +22,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.automation import Policy, advance_due, enter_audience, run_rule
 from engine.automation.policy import Counters
 from engine.automation.setentry import enter_and_start, plan_segment
-from engine.conditions.ast import Compare
-from engine.definitions.loader import DefinitionSet, load_paths
+from engine.definitions.loader import DefinitionSet
 from engine.storage.database import transaction
 
-from .conftest import HERE, ROOT
-from .test_fastpath import NOW, _caps, _seed, _snapshot
+from .test_fastpath import NOW, _caps, _seed, _snapshot, loose_rule
 
 RULE = """
 - kind: rule
@@ -53,14 +51,7 @@ RULE = """
 
 @pytest.fixture
 def sms_mix(tmp_path: Path) -> DefinitionSet:
-    (tmp_path / "rule.yaml").write_text(RULE, encoding="utf-8")
-    defs = load_paths([ROOT / "forms", ROOT / "workflows", ROOT / "config" / "roles.yaml",
-                       HERE / "connectors.yaml", tmp_path / "rule.yaml"], relative_to=ROOT).raise_for_errors()
-    # Without consent in the audience, so the SQL send checks it.
-    loose = replace(defs.rules["fast_mix"], audience=Compare("last_purchase_at", "older_than", timedelta(days=90)))
-    specs = {k: dict(v) for k, v in defs.specs.items()}
-    specs["rule"]["fast_mix"] = loose
-    return DefinitionSet(documents=defs.documents, specs=specs)
+    return loose_rule(tmp_path, RULE)  # consent checked by the SQL send
 
 
 def _run(session_factory: sessionmaker[Session], defs: DefinitionSet, *, set_based: bool) -> list[object]:

@@ -13,10 +13,11 @@ The service reads no clock: every call that records a time takes ``now``.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -31,6 +32,8 @@ from engine.storage.database import transaction
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
 
 ADMIN = "admin"
 TOKEN_PREFIX = "pf_"
@@ -124,6 +127,22 @@ class AccountService:
         # token digest -> (principal, monotonic time checked, last_used_at as stored)
         self._token_cache: dict[str, tuple[Principal, float, datetime | None]] = {}
         self._cache_lock = threading.Lock()
+        #: Called with no arguments after a change to users, roles or managers
+        #: has committed, so caches of the directory (e.g.
+        #: ``WorkflowService.forget_directory``) drop their answers at once in
+        #: this process. The app wiring registers them; other processes see
+        #: the change within their own staleness bound.
+        self.on_directory_changed: list[Callable[[], None]] = []
+
+    def _directory_changed(self) -> None:
+        """Tell the listeners that users, roles or managers changed (after commit).
+
+        A failing listener is logged and does not undo or hide the committed change."""
+        for listener in list(self.on_directory_changed):
+            try:
+                listener()
+            except Exception:  # noqa: BLE001 - the change is committed; a cache must not fail it
+                log.exception("directory listener %r failed", listener)
 
     # ---------------------------------------------------------------- users
 
@@ -172,6 +191,7 @@ class AccountService:
             row = repo.add_user(session, username=username, password_hash=password_hash, roles=roles,
                                 now=now, display_name=display_name, email=email, manager_id=manager_id,
                                 locale=locale)
+        self._directory_changed()
         return _principal(row)
 
     def get(self, user_id: int) -> Principal | None:

@@ -108,6 +108,8 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     # The approval engine starts a record's flow inside the record's create transaction.
     workflows = WorkflowService(session_factory, registry, accounts, tz=settings.timezone,
                                 base_url=settings.base_url)
+    # A user or role change made here reaches the approval directory at once, not after its cache expires.
+    accounts.on_directory_changed.append(workflows.forget_directory)
     record_service = RecordService(session_factory, registry, on_created=workflows.start_in)
     app.extensions["promoflow"] = Services(
         settings=settings,

@@ -145,8 +145,10 @@ def inbox() -> Any:
             "step": step_title(flows.get(value(task, "form_id")), value(task, "step_id"), value(task, "step_title")),
         })
     counts = wf.task_counts(user.username, now=now)
+    selectable = any(value(row["task"], "status") == "open" for row in rows)
     return render_template("inbox.html", rows=rows, counts=counts, status=status, form_id=form_id,
-                           forms=forms, filters=TASK_FILTERS)
+                           forms=forms, filters=TASK_FILTERS, selectable=selectable,
+                           bulk_limit=wf.BULK_LIMIT, max_comment=MAX_COMMENT)
 
 
 def _summary(record: RecordView | None) -> str:
@@ -158,6 +160,98 @@ def _summary(record: RecordView | None) -> str:
         if isinstance(text, str) and text:
             return text
     return t("record_n", id=record.id)
+
+
+# ------------------------------------------------------------------ 批量审批
+
+#: What the inbox may do to many tasks at once (every approval step allows both).
+BULK_ACTIONS = ("approve", "reject")
+#: Refused task ids the summary lists per reason (then "and k more").
+BULK_IDS_SHOWN = 10
+#: Refusal codes with a message of their own; others show ``wf_bulk_why_other``.
+BULK_REASONS = frozenset({"not_assigned", "task_not_found", "task_closed", "stale_task", "not_running",
+                          "not_allowed"})
+
+
+def _inbox_url(status: str | None, form_id: str | None) -> str:
+    """The inbox with the filters the bulk form was posted from."""
+    args: dict[str, str] = {}
+    if status in TASK_FILTERS and status != "open":
+        args["status"] = status
+    if form_id and len(form_id) <= 100:
+        args["form"] = form_id
+    return url_for("inbox.inbox", **args)
+
+
+def _task_ids(raw: list[str]) -> list[int] | None:
+    """The posted task ids, in order and without repeats; None if one is not an id."""
+    ids: list[int] = []
+    for item in raw:
+        text = item.strip()
+        if not (text.isascii() and text.isdigit()) or len(text) > 18 or not 0 < int(text) < 2**62:
+            return None
+        ids.append(int(text))
+    return list(dict.fromkeys(ids))
+
+
+def _bulk_summary(action: str, results: list[Any]) -> tuple[str, str]:
+    """The flash message and category for the results of ``act_many``:
+    how many were done, then the refused ones grouped by reason."""
+    done = sum(1 for r in results if r.ok)
+    refused: dict[str, list[int]] = {}
+    for r in results:
+        if not r.ok:
+            refused.setdefault(r.code or "", []).append(r.task_id)
+    text = t(f"wf_bulk_done_{action}", n=done)
+    if not refused:
+        return text, "success"
+    reasons = []
+    for code, ids in refused.items():
+        reason = t(f"wf_bulk_why_{code}") if code in BULK_REASONS else t("wf_bulk_why_other", code=code or "?")
+        shown = t("wf_bulk_id_sep").join(f"#{i}" for i in ids[:BULK_IDS_SHOWN])
+        if len(ids) > BULK_IDS_SHOWN:  # the flash travels in the session cookie: keep it short
+            shown += t("wf_bulk_more", k=len(ids) - BULK_IDS_SHOWN)
+        reasons.append(t("wf_bulk_reason", reason=reason, ids=shown))
+    text += t("wf_bulk_refused", m=sum(len(ids) for ids in refused.values()),
+              reasons=t("wf_bulk_reason_sep").join(reasons))
+    return text, ("info" if done else "error")
+
+
+@bp.route("/inbox/bulk", methods=["POST"])
+@login_required
+def bulk_action() -> Any:
+    """批量审批 from the inbox: approve or reject the ticked tasks in one
+    transaction (``WorkflowService.act_many``); each task the user may not act
+    on is refused on its own and reported, the others go through."""
+    wf = workflows()
+    if wf is None:
+        abort(404)
+    back = _inbox_url(request.form.get("back_status"), request.form.get("back_form"))
+    action = request.form.get("action") or ""
+    if action not in BULK_ACTIONS:
+        abort(400)
+    ids = _task_ids(request.form.getlist("task"))
+    if ids is None:
+        flash(t("wf_bulk_bad_ids"), "error")
+        return redirect(back)
+    if not ids:
+        flash(t("wf_bulk_none"), "error")
+        return redirect(back)
+    if len(ids) > wf.BULK_LIMIT:
+        flash(t("wf_bulk_too_many", limit=wf.BULK_LIMIT, n=len(ids)), "error")
+        return redirect(back)
+    comment = (request.form.get("comment") or "").strip()
+    if len(comment) > MAX_COMMENT:
+        flash(t("wf_comment_too_long", n=MAX_COMMENT), "error")
+        return redirect(back)
+    try:
+        results = wf.act_many(ids, actor=g.user.username, action=action, comment=comment or None,
+                              now=services().now())
+    except (ValueError, ActionError):  # over the engine's limit, or too many concurrent changes: nothing done
+        flash(t("wf_bulk_failed"), "error")
+        return redirect(back)
+    flash(*_bulk_summary(action, results))
+    return redirect(back)
 
 
 # ------------------------------------------------------------------ task page
@@ -222,7 +316,7 @@ def task_action(task_id: int, action: str) -> Any:
         return _task_page(task, status_code=422, comment=comment[:MAX_COMMENT],
                           error=t("wf_comment_too_long", n=MAX_COMMENT))
     raw_version = request.form.get("version") or ""
-    expected = int(raw_version) if raw_version.isdigit() and len(raw_version) < 12 else None
+    expected = int(raw_version) if raw_version.isascii() and raw_version.isdigit() and len(raw_version) < 12 else None
     try:
         act(task_id, action, user=g.user, comment=comment, target=target, expected_version=expected)
     except TaskError as exc:

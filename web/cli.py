@@ -321,14 +321,20 @@ def tokens_revoke(obj: Context, user: str, label: str | None) -> None:
     click.echo(f"Revoked {count} token(s) of {user}.")
 
 
-def _serve(settings: Settings, host: str, port: int, threads: int, *, scheduler: bool = False) -> None:
+def _serve(settings: Settings, host: str, port: int, threads: int, *, scheduler: bool = False,
+           write_concurrency: int | None = None) -> None:
     """Run the web app under waitress until interrupted (with the scheduler
-    in-process when asked: the embedded, one-process setup)."""
+    in-process when asked: the embedded, one-process setup). Writing
+    requests pass a :class:`web.write_gate.WriteGate` (``write_concurrency``;
+    None: 1 on SQLite, no gate on PostgreSQL)."""
     from waitress import serve as waitress_serve
 
     from web import create_app
+    from web.write_gate import default_limit, gate
 
     app = create_app(settings=settings)
+    limit = default_limit(settings.database_url) if write_concurrency is None else write_concurrency
+    app.wsgi_app = gate(app.wsgi_app, limit)  # type: ignore[method-assign]
     if scheduler:
         from web.worker import scheduler_init_app
 
@@ -378,10 +384,14 @@ def worker(obj: Context, interval: float, once: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--threads", default=8, show_default=True, type=int)
+@click.option("--write-concurrency", type=click.IntRange(min=0), default=None,
+              envvar="PROMOFLOW_WRITE_CONCURRENCY", show_envvar=True,
+              help="Writing requests (POST/PUT/PATCH/DELETE) let into the app at once; 0: no limit. "
+                   "Default: 1 on SQLite, whose writes are serial anyway; no limit on PostgreSQL.")
 @pass_ctx
-def serve(obj: Context, host: str, port: int, threads: int) -> None:
+def serve(obj: Context, host: str, port: int, threads: int, write_concurrency: int | None) -> None:
     """Serve the web app and API (waitress) on the configured database."""
-    _serve(obj.settings, host, port, threads)
+    _serve(obj.settings, host, port, threads, write_concurrency=write_concurrency)
 
 
 #: Demo users: the role ids of the shipped definitions plus admin; password <name>123.

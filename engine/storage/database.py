@@ -59,6 +59,9 @@ def _make_sqlite_engine(url: URL, **kwargs: Any) -> Engine:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     connect_args = dict(kwargs.pop("connect_args", {}))
     connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
+    # Most recently used connection first: its page cache is the warm one
+    # (SQLite drops a connection's cache whenever another connection wrote).
+    kwargs.setdefault("pool_use_lifo", True)
     engine = create_engine(url, connect_args=connect_args, **kwargs)
 
     @event.listens_for(engine, "connect")

@@ -111,6 +111,17 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+@dataclass(frozen=True)
+class UserInfo:
+    """A user as an administrator sees it (``users list``, the admin methods)."""
+
+    username: str
+    roles: frozenset[str]
+    manager: str | None
+    active: bool
+    display_name: str | None = None
+
+
 def _principal(row: repo.UserRow) -> Principal:
     return Principal(row.id, row.username, row.roles, row.display_name, row.locale)
 
@@ -193,6 +204,111 @@ class AccountService:
                                 locale=locale)
         self._directory_changed()
         return _principal(row)
+
+    def list_users(self) -> list[UserInfo]:
+        """Every user, active or not, by user name."""
+        with self._sessions() as session:
+            rows = repo.list_users(session)
+        names = {r.id: r.username for r in rows}
+        return [UserInfo(r.username, r.roles, names.get(r.manager_id) if r.manager_id else None, r.active,
+                         r.display_name) for r in rows]
+
+    def _info(self, session: Session, row: repo.UserRow) -> UserInfo:
+        manager = repo.get_user(session, row.manager_id) if row.manager_id is not None else None
+        return UserInfo(row.username, row.roles, manager.username if manager else None, row.active, row.display_name)
+
+    @staticmethod
+    def _existing(session: Session, username: str) -> repo.UserRow:
+        row = repo.get_user_by_name(session, username)
+        if row is None:
+            raise AccountError(f"unknown user `{username}`")
+        return row
+
+    def _changed(self) -> None:
+        """After a committed change to a user: drop the cached token principals
+        (they carry roles and stand for active users) and tell the listeners."""
+        self._forget()
+        self._directory_changed()
+
+    def set_roles(self, username: str, roles: Iterable[str], *, now: datetime,
+                  check_roles: bool = True) -> UserInfo:
+        """Make ``roles`` exactly the roles of ``username`` (checked against the
+        published roles unless ``check_roles=False``, as in :meth:`add_user`).
+
+        ``now`` is the time of the change; the users table records none (no
+        audit entry is written for account changes, as for ``add_user``).
+
+        Raises:
+            AccountError: unknown user or role.
+        """
+        del now  # nothing records it yet; kept so the call reads like add_user
+        roles = list(dict.fromkeys(r.strip() for r in roles))
+        if check_roles:
+            self.check_roles(roles)
+        with transaction(self._sessions) as session:
+            row = self._existing(session, username)
+            changed = set(roles) != row.roles
+            if changed:
+                repo.set_roles(session, row.id, roles)
+            info = self._info(session, repo.get_user(session, row.id) or row)
+        if changed:
+            self._changed()
+        return info
+
+    def set_manager(self, username: str, manager: str | None) -> UserInfo:
+        """Make ``manager`` (a user name, or None for nobody) the manager of ``username``.
+
+        Raises:
+            AccountError: unknown user or manager, the user themself, or a
+                manager who is (transitively) managed by the user.
+        """
+        with transaction(self._sessions) as session:
+            repo.lock_managers(session)
+            row = self._existing(session, username)
+            manager_id = None
+            if manager is not None:
+                boss = repo.get_user_by_name(session, manager)
+                if boss is None:
+                    raise AccountError(f"unknown manager `{manager}`")
+                if boss.id == row.id:
+                    raise AccountError(f"`{username}` cannot be their own manager")
+                chain = repo.manager_chain(session, boss.id)
+                if row.id in chain:
+                    names = repo.usernames(session, chain)
+                    path = " → ".join(names[i] for i in chain[:chain.index(row.id) + 1])
+                    raise AccountError(f"`{manager}` cannot manage `{username}`: that would make a cycle, "
+                                       f"`{username}` is already above `{manager}` ({path})")
+                manager_id = boss.id
+            changed = manager_id != row.manager_id
+            if changed:
+                repo.set_manager(session, row.id, manager_id)
+            info = self._info(session, repo.get_user(session, row.id) or row)
+        if changed:
+            self._changed()
+        return info
+
+    def deactivate(self, username: str) -> UserInfo:
+        """Stop ``username`` signing in, using API tokens and getting new tasks.
+
+        Tokens and roles are kept, so :meth:`activate` restores the account as
+        it was. Tasks already assigned stay assigned. Raises AccountError for
+        an unknown user."""
+        return self._set_active(username, False)
+
+    def activate(self, username: str) -> UserInfo:
+        """Undo :meth:`deactivate`. Raises AccountError for an unknown user."""
+        return self._set_active(username, True)
+
+    def _set_active(self, username: str, active: bool) -> UserInfo:
+        with transaction(self._sessions) as session:
+            row = self._existing(session, username)
+            changed = row.active != active
+            if changed:
+                repo.set_active(session, row.id, active)
+            info = self._info(session, repo.get_user(session, row.id) or row)
+        if changed:
+            self._changed()
+        return info
 
     def get(self, user_id: int) -> Principal | None:
         """The active user with this id, or None."""
@@ -302,6 +418,6 @@ class AccountService:
 
 
 __all__ = [
-    "ADMIN", "AccountError", "AccountService", "Principal", "can_edit_record", "can_list",
+    "ADMIN", "AccountError", "AccountService", "Principal", "UserInfo", "can_edit_record", "can_list",
     "can_submit", "can_view_all", "can_view_record", "hash_token",
 ]

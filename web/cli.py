@@ -285,6 +285,74 @@ def users_add(obj: Context, name: str, roles: tuple[str, ...], password: str | N
     click.echo(f"Created user {user.username} (id {user.id}) with roles: {', '.join(sorted(user.roles)) or '-'}")
 
 
+def _account_call(obj: Context, method: str, *args, **kwargs):
+    """Call an AccountService method; an AccountError becomes a click error (exit 1, no traceback)."""
+    from engine.accounts import AccountError
+
+    try:
+        return getattr(_accounts(obj), method)(*args, **kwargs)
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@users.command("roles")
+@click.argument("name")
+@click.option("--role", "roles", multiple=True,
+              help="A role id (repeat for several); replaces all of NAME's roles. None given: no roles.")
+@pass_ctx
+def users_roles(obj: Context, name: str, roles: tuple[str, ...]) -> None:
+    """Set the roles of user NAME (the whole set) and print it."""
+    user = _account_call(obj, "set_roles", name, roles, now=_now())
+    click.echo(f"{user.username} roles: {', '.join(sorted(user.roles)) or '-'}")
+
+
+@users.command("manager")
+@click.argument("name")
+@click.argument("manager", required=False)
+@click.option("--none", "clear", is_flag=True, help="Clear NAME's manager.")
+@pass_ctx
+def users_manager(obj: Context, name: str, manager: str | None, clear: bool) -> None:
+    """Make MANAGER the manager of user NAME (or --none for nobody)."""
+    if clear == (manager is not None):
+        raise click.UsageError("give either MANAGER or --none")
+    user = _account_call(obj, "set_manager", name, None if clear else manager)
+    click.echo(f"{user.username} manager: {user.manager or '-'}")
+
+
+@users.command("deactivate")
+@click.argument("name")
+@pass_ctx
+def users_deactivate(obj: Context, name: str) -> None:
+    """Stop user NAME signing in, using API tokens and getting new tasks."""
+    user = _account_call(obj, "deactivate", name)
+    click.echo(f"{user.username} is inactive (open tasks already assigned stay with them)")
+
+
+@users.command("activate")
+@click.argument("name")
+@pass_ctx
+def users_activate(obj: Context, name: str) -> None:
+    """Let a deactivated user NAME sign in and get tasks again."""
+    user = _account_call(obj, "activate", name)
+    click.echo(f"{user.username} is active")
+
+
+@users.command("list")
+@pass_ctx
+def users_list(obj: Context) -> None:
+    """Every user: name, roles, manager, active."""
+    found = _account_call(obj, "list_users")
+    if not found:
+        click.echo("No users.")
+        return
+    rows = [(u.username, ",".join(sorted(u.roles)) or "-", u.manager or "-", "yes" if u.active else "no")
+            for u in found]
+    header = ("NAME", "ROLES", "MANAGER", "ACTIVE")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+    for r in [header, *rows]:
+        click.echo("  ".join(f"{c:<{w}}" for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3])
+
+
 @main.group()
 def tokens() -> None:
     """API tokens (``Authorization: Bearer <token>``)."""

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, true
+from sqlalchemy import select, text, true
 from sqlalchemy.orm import Session
 
 from engine.storage.models import ApiToken, Definition, User, UserRole
@@ -103,6 +103,58 @@ def set_roles(session: Session, user_id: int, roles: Iterable[str]) -> None:
     for role in sorted(wanted - current):
         session.add(UserRole(user_id=user_id, role=role))
     session.flush()
+
+
+def set_manager(session: Session, user_id: int, manager_id: int | None) -> None:
+    """Make ``manager_id`` (or nobody) the user's manager. No cycle check: the caller's job."""
+    user = session.get(User, user_id)
+    if user is not None:
+        user.manager_id = manager_id
+        session.flush()
+
+
+def set_active(session: Session, user_id: int, active: bool) -> None:
+    """Activate or deactivate a user."""
+    user = session.get(User, user_id)
+    if user is not None:
+        user.active = active
+        session.flush()
+
+
+def lock_managers(session: Session) -> None:
+    """Serialize manager changes until the transaction ends, so two concurrent
+    changes cannot each pass the cycle check and together close a cycle.
+
+    PostgreSQL: a transaction-level advisory lock. SQLite: nothing to do, its
+    writers are serial (``transaction`` holds the engine's writer lock)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": "promoflow.managers"})
+
+
+def manager_chain(session: Session, user_id: int) -> list[int]:
+    """Ids of ``user_id``, its manager, the manager's manager, ... upwards.
+
+    Stops before an id already seen, so a cycle already in the table (written
+    behind the service's back) ends the walk instead of looping."""
+    chain: list[int] = []
+    current: int | None = user_id
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = session.scalar(select(User.manager_id).where(User.id == current))
+    return chain
+
+
+def list_users(session: Session) -> list[UserRow]:
+    """Every user (active or not) with roles, by user name."""
+    roles: dict[int, set[str]] = {}
+    for uid, role in session.execute(select(UserRole.user_id, UserRole.role)):
+        roles.setdefault(uid, set()).add(role)
+    return [
+        UserRow(id=u.id, username=u.username, display_name=u.display_name, email=u.email,
+                password_hash=u.password_hash, manager_id=u.manager_id, active=u.active, locale=u.locale,
+                roles=frozenset(roles.get(u.id, ())))
+        for u in session.scalars(select(User).order_by(User.username))
+    ]
 
 
 def add_token(session: Session, *, user_id: int, name: str, token_hash: str, now: datetime) -> int:

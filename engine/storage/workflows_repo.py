@@ -378,7 +378,7 @@ def active_user(session: Session, username: str) -> bool:
 def account_manager_of(session: Session, customer_id: int) -> str | None:
     return session.connection().execute(
         select(User.username).join(Customer, Customer.account_manager_id == User.id)
-        .where(Customer.id == customer_id)
+        .where(Customer.id == customer_id, User.active.is_(True))
     ).scalar_one_or_none()
 
 
@@ -864,7 +864,7 @@ _P_MANAGER_OF = Prepared(select(_manager.username).join(User, User.manager_id ==
                          .where(User.username == bindparam("username"), _manager.active.is_(True)))
 _P_ACTIVE_USER = Prepared(select(User.id).where(User.username == bindparam("username"), User.active.is_(True)))
 _P_ACCOUNT_MANAGER_OF = Prepared(select(User.username).join(Customer, Customer.account_manager_id == User.id)
-                                 .where(Customer.id == bindparam("cid")))
+                                 .where(Customer.id == bindparam("cid"), User.active.is_(True)))
 _P_CONTACT = Prepared(select(User.username, User.display_name, User.email, User.phone)
                       .where(User.username == bindparam("username")))
 _P_CUSTOMER_CONTACT = Prepared(select(Customer.name, Customer.email, Customer.phone)

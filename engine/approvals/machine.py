@@ -597,8 +597,9 @@ class _Work:
         if to.kind == "role":
             return list(self.directory.users_in_role(str(to.value)))
         if to.kind == "users":
+            # Named people who have left (deactivated) get no more notices.
             values = to.value if isinstance(to.value, tuple) else (to.value,)
-            return [str(u) for u in values]
+            return [str(u) for u in values if self.directory.exists(str(u))]
         if to.kind == "field":
             return [u for u in [self.person_in_field(str(to.value))] if u]
         customer = self.record.get("customer")

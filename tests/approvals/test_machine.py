@@ -296,6 +296,18 @@ def test_send_set_field_and_cc_steps_produce_effects() -> None:
     assert len(keys) == len(set(keys))
 
 
+
+def test_send_to_named_people_skips_those_who_left() -> None:
+    spec = flow(
+        approval("a", role="mgr"),
+        WorkflowStep("tell", SendSpec("wecom", "activity_approved", Recipient("users", ("x1", "gone", "x2")))),
+    )
+    run = Run(spec)
+    run.start()
+    effects = run.act("m1")
+    sends = [e for e in effects if isinstance(e, Notify) and e.kind == "send"]
+    assert [e.to for e in sends] == [("x1", "x2")]
+
 def test_on_reject_actions_run_with_the_comment() -> None:
     spec = flow(approval("a", role="mgr"), on_reject=(SetFieldSpec({"status": "rejected"}),
                                                       SendSpec("email", "activity_rejected", Recipient("submitter"))))

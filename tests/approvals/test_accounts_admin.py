@@ -1,7 +1,7 @@
 """Administering existing users: AccountService.set_roles, set_manager,
 deactivate/activate and list_users, on SQLite and PostgreSQL.
 
-The people and definitions are the approvals suite's (the shipped activity
+The people and definitions are this suite's (tests/approvals/conftest.py) (the shipped activity
 flow: marketing_manager review, then finance co-signing above 50000), so the
 directory tests can check who the next task really goes to.
 """
@@ -17,32 +17,18 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from approvals.conftest import NOW, PEOPLE, activity, add_people
 from engine.accounts import AccountError, AccountService
-from engine.definitions.loader import load_paths
-from engine.publishing import publish_set
 from engine.registry import DefinitionRegistry
 from engine.settings import Settings
 from engine.storage.models import User
 from web import create_app
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import NOW, activity
+
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 #: The directory cache's bound in the app tests: without the listener wiring a
 #: changed role holder would not be seen for an hour.
 STALENESS = 3600.0
-
-
-@pytest.fixture(scope="module")
-def shipped():
-    return load_paths([ROOT / "forms", ROOT / "workflows", ROOT / "config"], relative_to=ROOT).raise_for_errors()
-
-
-@pytest.fixture
-def published(session_factory: sessionmaker[Session], shipped) -> sessionmaker[Session]:
-    publish_set(session_factory, shipped, now=NOW, by="test")
-    add_people(session_factory, PEOPLE)
-    return session_factory
 
 
 @pytest.fixture

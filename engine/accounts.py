@@ -245,15 +245,14 @@ class AccountService:
         roles = list(dict.fromkeys(r.strip() for r in roles))
         if check_roles:
             self.check_roles(roles)
-        with transaction(self._sessions) as session:
-            row = self._existing(session, username)
-            changed = set(roles) != row.roles
-            if changed:
-                repo.set_roles(session, row.id, roles)
-            info = self._info(session, repo.get_user(session, row.id) or row)
-        if changed:
-            self._changed()
-        return info
+
+        def apply(session: Session, row: repo.UserRow) -> bool:
+            if set(roles) == row.roles:
+                return False
+            repo.set_roles(session, row.id, roles)
+            return True
+
+        return self._update(username, apply)
 
     def set_manager(self, username: str, manager: str | None) -> UserInfo:
         """Make ``manager`` (a user name, or None for nobody) the manager of ``username``.
@@ -262,9 +261,8 @@ class AccountService:
             AccountError: unknown user or manager, the user themself, or a
                 manager who is (transitively) managed by the user.
         """
-        with transaction(self._sessions) as session:
-            repo.lock_managers(session)
-            row = self._existing(session, username)
+
+        def apply(session: Session, row: repo.UserRow) -> bool:
             manager_id = None
             if manager is not None:
                 boss = repo.get_user_by_name(session, manager)
@@ -279,13 +277,12 @@ class AccountService:
                     raise AccountError(f"`{manager}` cannot manage `{username}`: that would make a cycle, "
                                        f"`{username}` is already above `{manager}` ({path})")
                 manager_id = boss.id
-            changed = manager_id != row.manager_id
-            if changed:
-                repo.set_manager(session, row.id, manager_id)
-            info = self._info(session, repo.get_user(session, row.id) or row)
-        if changed:
-            self._changed()
-        return info
+            if manager_id == row.manager_id:
+                return False
+            repo.set_manager(session, row.id, manager_id)
+            return True
+
+        return self._update(username, apply, lock=repo.lock_managers)
 
     def deactivate(self, username: str) -> UserInfo:
         """Stop ``username`` signing in, using API tokens and getting new tasks.
@@ -300,11 +297,24 @@ class AccountService:
         return self._set_active(username, True)
 
     def _set_active(self, username: str, active: bool) -> UserInfo:
+        def apply(session: Session, row: repo.UserRow) -> bool:
+            if row.active == active:
+                return False
+            repo.set_active(session, row.id, active)
+            return True
+
+        return self._update(username, apply)
+
+    def _update(self, username: str, apply: Callable[[Session, repo.UserRow], bool], *,
+                lock: Callable[[Session], None] | None = None) -> UserInfo:
+        """One change to an existing user: ``apply`` writes it (or not) and says
+        whether anything changed; caches and listeners hear of it after commit.
+        ``lock`` runs first in the transaction (set_manager's cycle check)."""
         with transaction(self._sessions) as session:
+            if lock is not None:
+                lock(session)
             row = self._existing(session, username)
-            changed = row.active != active
-            if changed:
-                repo.set_active(session, row.id, active)
+            changed = apply(session, row)
             info = self._info(session, repo.get_user(session, row.id) or row)
         if changed:
             self._changed()

@@ -68,7 +68,7 @@ def test_roles(defs: DefinitionSet) -> None:
     assert {r.id: r.title for r in defs.roles.values()} == {
         "staff": "门店员工", "marketing": "市场专员", "marketing_manager": "市场经理",
         "marketing_director": "市场总监", "finance": "财务", "store_manager": "店长",
-        "account_manager": "客户经理",
+        "account_manager": "客户经理", "integration": "系统对接",
     }
     assert all(r.title_en for r in defs.roles.values())
 

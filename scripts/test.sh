@@ -8,4 +8,6 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
 .venv/bin/python -m pip install -q -e '.[test]'
 bash scripts/services.sh
-exec .venv/bin/python -m pytest "$@"
+# Two workers (the machine has two cores): each test has its own SQLite file
+# or PostgreSQL schema and servers bind port 0, so tests are independent.
+exec .venv/bin/python -m pytest -n "${PROMOFLOW_TEST_WORKERS:-2}" "$@"

@@ -42,9 +42,9 @@ import ssl
 from collections.abc import Sequence
 from datetime import timedelta
 from email.errors import MessageError
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import EmailPolicy
-from email.headerregistry import Address
 from email.utils import formatdate, parseaddr
 from typing import Any, ClassVar
 from urllib.parse import quote

@@ -62,14 +62,17 @@ VERBATIM_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
 #: RFC 5322 §2.1.1: a line MUST NOT exceed 998 characters (without CRLF)
 MAX_LINE = 998
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+#: bidi embeddings/overrides/isolates (a name with U+202E shows the header's text reversed)
+_BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
 #: characters a URL keeps when a non-ASCII link is percent-encoded
 _URL_SAFE = ";/?:@&=+$,-_.!~*'()#%[]"
 
 
 def clean_header(value: object) -> str:
     """``value`` fit for one header line: CR, LF, tabs and other control
-    characters (also U+2028/U+2029) become one space; the ends are trimmed."""
-    return " ".join(_CONTROL.sub(" ", str(value)).split())
+    characters (also U+2028/U+2029) become one space, bidi overrides are
+    dropped; the ends are trimmed."""
+    return " ".join(_CONTROL.sub(" ", _BIDI.sub("", str(value))).split())
 
 
 def _ascii_link(link: str) -> str:
@@ -205,7 +208,11 @@ class SmtpConnector(BaseConnector):
         # Address objects, not formataddr strings: the policy re-parses and
         # re-folds a string and drops the quotes around a display name that has
         # both non-ASCII text and specials such as ":" or "@"
-        mail["From"] = Address(display_name=clean_header(self.setting("from_name") or ""), addr_spec=sender)
+        try:
+            mail["From"] = Address(display_name=clean_header(self.setting("from_name") or ""), addr_spec=sender)
+        except (ValueError, MessageError):
+            # let the server judge the configured sender (a refusal is a ConfigurationError)
+            mail["From"] = clean_header(sender)
         written_name, address = parseaddr(clean_header(message.recipient))
         try:
             mail["To"] = Address(display_name=clean_header(message.options.get("recipient_name") or written_name),

@@ -282,6 +282,20 @@ def test_a_cr_lf_in_a_customer_name_is_cleaned_and_fails_no_other_message(server
     assert parsed["Subject"] == "王 Bcc: evil@example.com 的春季礼遇"
 
 
+
+def test_a_written_display_name_and_bidi_overrides(server, clock, certificate) -> None:
+    """A recipient written ``Name <address>`` goes to the address only; a
+    right-to-left override in a name is dropped, not shown reversed."""
+    message = OutgoingMessage(id="m1", channel="email", recipient="王\u202e五 <wang@example.com>",
+                              subject="\u202e春季\u202c会员日", body="满100减20")
+    [result] = smtp(server, clock, certificate[0]).send_batch([message])
+    assert result.outcome is Outcome.ACCEPTED
+    [(_, envelope)] = server.handler_ref.messages
+    assert envelope.rcpt_tos == ["wang@example.com"]
+    parsed = email.message_from_bytes(envelope.content, policy=policy.default)
+    assert (parsed["To"].addresses[0].display_name, parsed["Subject"]) == ("王五", "春季会员日")
+
+
 def test_a_message_the_server_cannot_take_fails_alone(certificate, clock) -> None:
     """A non-ASCII address needs SMTPUTF8, which this server does not offer:
     that message is refused before MAIL FROM, the others go through."""

@@ -178,7 +178,8 @@ def _workflow_paths() -> dict[str, Any]:
     }}
     summaries = {"approve": "Approve a task", "reject": "Reject a task",
                  "return": "Return the request to its submitter for edits (退回)",
-                 "transfer": "Transfer a task to another user (`target`, 转交)"}
+                 "transfer": "Transfer a task to another user (`target`, 转交)",
+                 "add_approver": "Add an approver to the task's step (`target`, 加签)"}
     for action, summary in summaries.items():
         paths[f"/tasks/{{task_id}}/{action}"] = {"post": {
             "operationId": f"{action}_task",

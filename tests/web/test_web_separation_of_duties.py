@@ -32,9 +32,9 @@ def _transfer(client: Any, token: str, task_id: int, target: str, lang: str = "z
                        json={"target": target})
 
 
-def _error_schema(client: Any) -> Draft202012Validator:
+def _error_schema(client: Any, action: str = "transfer") -> Draft202012Validator:
     doc = client.get("/api/v1/openapi.json").get_json()
-    response = doc["paths"]["/tasks/{task_id}/transfer"]["post"]["responses"]["422"]
+    response = doc["paths"][f"/tasks/{{task_id}}/{action}"]["post"]["responses"]["422"]
     schema = {**response["content"]["application/json"]["schema"], "components": doc["components"]}
     return Draft202012Validator(schema)
 
@@ -111,3 +111,74 @@ def test_the_task_page_offers_neither_and_refuses_a_forged_choice(flow: Flask, t
     assert not offered & {"staff", "finance"} and "director" in offered
     forged = post_action(manager2, task2.id, "transfer", target="finance")
     assert forged.status_code == 422 and "已对本申请做过审批决定" in forged.text
+
+
+SOD_DEFS = """
+- kind: form
+  id: sod_request
+  title: 加签测试
+  fields:
+    - {key: name, label: 名称, type: text, required: true}
+  submit_roles: [staff, marketing]
+- kind: workflow
+  id: sod_flow
+  title: 加签测试审批
+  form: sod_request
+  steps:
+    - id: review
+      approval: {role: marketing_manager, mode: all, allow: [add_approver]}
+- kind: form
+  id: sod_open_request
+  title: 可自审
+  fields:
+    - {key: name, label: 名称, type: text, required: true}
+  submit_roles: [staff, marketing]
+- kind: workflow
+  id: sod_open_flow
+  title: 可自审审批
+  form: sod_open_request
+  allow_self_approval: true
+  steps:
+    - id: review
+      approval: {role: marketing_manager, allow: [add_approver]}
+"""
+
+
+def test_api_add_approver_follows_the_same_rule_unless_the_workflow_allows_it(
+        flow: Flask, tokens: dict[str, str], tmp_path: Any, login: Any) -> None:
+    from engine.library import library_paths
+    from engine.publishing import publish_paths
+
+    (tmp_path / "defs").mkdir()
+    (tmp_path / "defs" / "sod.yaml").write_text(SOD_DEFS, encoding="utf-8")
+    services = flow.extensions["promoflow"]
+    publish_paths(services.session_factory, [*library_paths(), tmp_path / "defs"], now=NOW)
+    tok = _tokens(flow, tokens)
+    client = flow.test_client()
+
+    strict = int(services.records.create("sod_request", {"name": "A"}, actor="staff", now=services.now()).id)
+    task = task_of(flow, "manager", strict)
+    refused = client.post(f"/api/v1/tasks/{task.id}/add_approver", headers=bearer(tok["manager"]),
+                          json={"target": "staff"})
+    assert refused.status_code == 422 and refused.get_json()["error"]["code"] == "target_is_submitter"
+    _error_schema(client, "add_approver").validate(refused.get_json())
+    assert client.post(f"/api/v1/tasks/{task_of(flow, 'manager2', strict).id}/approve",
+                       headers=bearer(tok["manager2"]), json={}).status_code == 200
+    refused = client.post(f"/api/v1/tasks/{task.id}/add_approver", headers=bearer(tok["manager"]),
+                          json={"target": "manager2"})
+    assert refused.status_code == 422 and refused.get_json()["error"]["code"] == "target_already_decided"
+    added = client.post(f"/api/v1/tasks/{task.id}/add_approver", headers=bearer(tok["manager"]),
+                        json={"target": "director"})
+    assert added.status_code == 200 and task_of(flow, "director", strict).step_id == "review"
+
+    lenient = int(services.records.create("sod_open_request", {"name": "B"}, actor="staff", now=services.now()).id)
+    task = task_of(flow, "manager", lenient)
+    offered = _offered(login("manager").get(f"/tasks/{task.id}").text)
+    assert "staff" in offered                      # the workflow allows it, so the page offers it
+    added = client.post(f"/api/v1/tasks/{task.id}/add_approver", headers=bearer(tok["manager"]),
+                        json={"target": "staff"})
+    assert added.status_code == 200
+    done = client.post(f"/api/v1/tasks/{task_of(flow, 'staff', lenient).id}/approve",
+                       headers=bearer(tok["staff"]), json={})
+    assert done.status_code == 200 and done.get_json()["status"] == "approved"
+

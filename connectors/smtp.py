@@ -13,6 +13,19 @@ Replies: 4xx → retryable, 5xx → permanent (per recipient: the refused dict /
 a server without STARTTLS when it is required → :class:`ConfigurationError`.
 A connection lost after the message data went out → ``unknown``.
 
+Each message is isolated: header values are cleaned (CR, LF and other control
+characters become spaces, so a customer's name cannot inject a header or make
+``email`` refuse the message), and a message that still cannot be built or
+sent fails alone (``permanent`` ``bad_message``) while the rest of the batch
+goes on and is recorded as the server answered.
+
+``List-Unsubscribe`` and ``List-Unsubscribe-Post`` go on the wire verbatim, on
+one line (folded only at the ", " between ``<…>`` items when the line would pass
+RFC 5322's 998 octets): the ``email`` package's default folding turns a header
+line over 78 characters into RFC 2047 encoded words, and a receiving server
+then finds no ``<https://…>`` and offers no one-click unsubscribe. A link with
+non-ASCII characters is percent-encoded first.
+
 Settings: ``host``, ``port``, ``starttls`` (default true unless ``ssl``),
 ``ssl``, ``username`` (default: no login), ``from_address``, ``from_name``,
 ``reply_to``, ``unsubscribe_url``, ``unsubscribe_days`` (default 90),
@@ -22,12 +35,17 @@ e.g. for a private relay). Secrets: ``password``; optional ``unsubscribe_key``.
 
 from __future__ import annotations
 
+import logging
+import re
 import smtplib
 import ssl
 from collections.abc import Sequence
 from datetime import timedelta
+from email.errors import MessageError
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formataddr, formatdate
+from email.policy import EmailPolicy
+from email.utils import formatdate, parseaddr
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -35,6 +53,65 @@ from engine.ports import Capabilities, ConfigurationError, OutgoingMessage, Send
 
 from ._base import BaseConnector
 from .unsubscribe import sign_unsubscribe
+
+
+log = logging.getLogger("promoflow.connectors.smtp")
+
+#: headers written exactly as set (see the module doc)
+VERBATIM_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
+#: RFC 5322 §2.1.1: a line MUST NOT exceed 998 characters (without CRLF)
+MAX_LINE = 998
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+#: bidi embeddings/overrides/isolates (a name with U+202E shows the header's text reversed)
+_BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
+#: characters a URL keeps when a non-ASCII link is percent-encoded
+_URL_SAFE = ";/?:@&=+$,-_.!~*'()#%[]"
+
+
+def clean_header(value: object) -> str:
+    """``value`` fit for one header line: CR, LF, tabs and other control
+    characters (also U+2028/U+2029) become one space, bidi overrides are
+    dropped; the ends are trimmed."""
+    return " ".join(_CONTROL.sub(" ", _BIDI.sub("", str(value))).split())
+
+
+def _ascii_link(link: str) -> str:
+    """The link as ASCII (an IRI's non-ASCII characters percent-encoded), with
+    no ``<``, ``>``, ``,`` or whitespace that would end the ``<…>`` item."""
+    return quote(clean_header(link), safe=_URL_SAFE).replace(",", "%2C")
+
+
+class _MailPolicy(EmailPolicy):
+    """``email.policy.default`` except that the headers in
+    :data:`VERBATIM_HEADERS` are written as set: one line, or folded at the
+    ", " between ``<…>`` items when it would pass :data:`MAX_LINE`; never as
+    RFC 2047 encoded words."""
+
+    def fold(self, name: str, value: str) -> str:
+        if name.lower() in VERBATIM_HEADERS:
+            return self._verbatim(name, value)
+        return super().fold(name, value)
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        if name.lower() in VERBATIM_HEADERS:
+            return self._verbatim(name, value).encode("ascii")
+        return super().fold_binary(name, value)
+
+    def _verbatim(self, name: str, value: str) -> str:
+        linesep = self.linesep
+        text = clean_header(value)
+        if len(name) + 2 + len(text) <= MAX_LINE:
+            return f"{name}: {text}{linesep}"
+        items = [item.strip() for item in text.split(", ")]
+        lines = [f"{name}: {items[0]}"]
+        for item in items[1:]:
+            lines[-1] += ","
+            lines.append(f" {item}")
+        return linesep.join(lines) + linesep
+
+
+#: the policy of every message this connector builds
+MAIL_POLICY = _MailPolicy()
 
 
 def _reply_result(message_id: str, code: int, text: bytes | str) -> SendResult:
@@ -112,22 +189,47 @@ class SmtpConnector(BaseConnector):
         token = sign_unsubscribe(str(customer), "email", self.secret("unsubscribe_key"), expires)
         return f"{base}{'&' if '?' in str(base) else '?'}token={quote(token)}"
 
+    def envelope_address(self, message: OutgoingMessage) -> str:
+        """The bare address of ``message.recipient`` (which may be written
+        ``Name <address>``)."""
+        return parseaddr(clean_header(message.recipient))[1]
+
     def build(self, message: OutgoingMessage) -> EmailMessage:
-        """The MIME message for ``message``."""
+        """The MIME message for ``message``; every header value is cleaned
+        (:func:`clean_header`). The ``To`` display name is
+        ``options.recipient_name``, else the name written in the recipient.
+
+        Raises:
+            ValueError, MessageError: the message cannot be expressed (the
+                caller fails this one message).
+        """
         sender = str(self.setting("from_address"))
-        mail = EmailMessage()
-        mail["From"] = formataddr((str(self.setting("from_name") or ""), sender)) if self.setting("from_name") else sender
-        mail["To"] = message.recipient
-        mail["Subject"] = message.subject or ""
+        mail = EmailMessage(policy=MAIL_POLICY)
+        # Address objects, not formataddr strings: the policy re-parses and
+        # re-folds a string and drops the quotes around a display name that has
+        # both non-ASCII text and specials such as ":" or "@"
+        try:
+            mail["From"] = Address(display_name=clean_header(self.setting("from_name") or ""), addr_spec=sender)
+        except (ValueError, MessageError):
+            # let the server judge the configured sender (a refusal is a ConfigurationError)
+            mail["From"] = clean_header(sender)
+        written_name, address = parseaddr(clean_header(message.recipient))
+        try:
+            mail["To"] = Address(display_name=clean_header(message.options.get("recipient_name") or written_name),
+                                 addr_spec=address)
+        except (ValueError, MessageError):
+            # an internationalised local part (SMTPUTF8): the bare address, as is
+            mail["To"] = address
+        mail["Subject"] = clean_header(message.subject or "")
         mail["Date"] = formatdate(self.now_ts(), usegmt=True)
-        mail["Message-ID"] = f"<{message.id}@{sender.rpartition('@')[2] or 'promoflow'}>"
+        mail["Message-ID"] = f"<{clean_header(message.id)}@{sender.rpartition('@')[2] or 'promoflow'}>"
         if self.setting("reply_to"):
-            mail["Reply-To"] = str(self.setting("reply_to"))
+            mail["Reply-To"] = clean_header(self.setting("reply_to"))
         link = self.unsubscribe_link(message)
         if link:
-            targets = [f"<{link}>"]
+            targets = [f"<{_ascii_link(link)}>"]
             if self.setting("unsubscribe_mailto"):
-                targets.append(f"<mailto:{self.setting('unsubscribe_mailto')}>")
+                targets.append(f"<mailto:{_ascii_link(str(self.setting('unsubscribe_mailto')))}>")
             mail["List-Unsubscribe"] = ", ".join(targets)
             mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         mail.set_content(message.body or "")
@@ -147,8 +249,15 @@ class SmtpConnector(BaseConnector):
         client: smtplib.SMTP | None = None
         try:
             for index, message in enumerate(messages):
-                if "@" not in message.recipient:
+                if "@" not in self.envelope_address(message):
                     results.append(SendResult.permanent(message.id, "invalid_address", "not an e-mail address"))
+                    continue
+                try:
+                    mail = self.build(message)
+                except (ValueError, TypeError, MessageError) as exc:
+                    # nothing of it went out: this message fails alone
+                    results.append(SendResult.permanent(message.id, "bad_message",
+                                                        f"cannot build the message: {type(exc).__name__}"))
                     continue
                 if client is None:
                     failure = self._open()
@@ -158,7 +267,7 @@ class SmtpConnector(BaseConnector):
                                        for m in messages[index:])
                         break
                     client = failure
-                result, keep = self._send_one(client, message)
+                result, keep = self._send_one(client, message, mail)
                 results.append(result)
                 if not keep:
                     _quietly_close(client)
@@ -191,12 +300,13 @@ class SmtpConnector(BaseConnector):
         except (OSError, smtplib.SMTPException) as exc:
             return SendResult.retryable("", "connection", f"could not connect: {type(exc).__name__}", 30.0)
 
-    def _send_one(self, client: smtplib.SMTP, message: OutgoingMessage) -> tuple[SendResult, bool]:
-        """(result, connection still usable)."""
-        mail = self.build(message)
+    def _send_one(self, client: smtplib.SMTP, message: OutgoingMessage,
+                  mail: EmailMessage) -> tuple[SendResult, bool]:
+        """(result, connection still usable). Whatever goes wrong with this
+        message is its own result; the batch goes on."""
         try:
             refused = client.send_message(mail, from_addr=str(self.setting("from_address")),
-                                          to_addrs=[message.recipient])
+                                          to_addrs=[self.envelope_address(message)])
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()), (550, b"refused"))
             return _reply_result(message.id, code, text), True
@@ -210,12 +320,23 @@ class SmtpConnector(BaseConnector):
         except smtplib.SMTPServerDisconnected:
             # smtplib cannot tell whether the final "." went through
             return SendResult.unknown(message.id, "disconnected", "connection lost during the send"), False
+        # smtplib's exceptions are OSErrors: the SMTP ones are caught before OSError
+        except smtplib.SMTPResponseException as exc:
+            return _reply_result(message.id, exc.smtp_code, exc.smtp_error), True
+        except smtplib.SMTPNotSupportedError as exc:
+            # e.g. a non-ASCII address and a server without SMTPUTF8: refused before MAIL FROM
+            return SendResult.permanent(message.id, "not_supported", str(exc)[:200]), True
+        except smtplib.SMTPException as exc:
+            log.warning("smtp %s: message %s failed: %s", self.id, message.id, type(exc).__name__)
+            return SendResult.unknown(message.id, "smtp_error", type(exc).__name__), False
         except TimeoutError:
             return SendResult.unknown(message.id, "timeout", "no answer during the send"), False
         except OSError as exc:
             return SendResult.unknown(message.id, "connection_lost", type(exc).__name__), False
-        except smtplib.SMTPResponseException as exc:
-            return _reply_result(message.id, exc.smtp_code, exc.smtp_error), True
+        except (ValueError, MessageError) as exc:
+            # smtplib could not serialise it before MAIL FROM; start a fresh
+            # connection all the same, in case the dialogue was left mid-way
+            return SendResult.permanent(message.id, "bad_message", f"cannot send: {type(exc).__name__}"), False
         if refused:
             code, text = next(iter(refused.values()))
             return _reply_result(message.id, code, text), True

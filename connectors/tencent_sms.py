@@ -19,9 +19,22 @@ report it returns is applied: those whose ``SessionContext`` names one of the
 unknown messages (our id, or ``batch:<first id>`` + the number) settle it, the
 rest update sent messages by ``SerialNo``.
 
+**Limits** (``LimitExceeded.*``, per number in ``SendStatusSet`` or for the
+whole request): a frequency or daily cap is not a failure, the message waits
+for the window to reopen (``retryable`` with ``retry_after``; the dispatcher
+gives the attempt back for these codes): a daily cap (``…DailyLimit``) until
+the next midnight in the business time zone (Tencent counts calendar days), a
+one-hour cap an hour, a thirty-second cap 30 s, anything else (e.g.
+``DeliveryFrequencyLimit``, whose window the answer does not say) an hour.
+``LimitExceeded.PhoneNumberCountLimit`` (over 200 numbers in one request) and
+``LimitExceeded.AppCountryOrRegionInBlacklist`` (a destination barred in the
+console) are no windows.
+
 Settings: ``sdk_app_id`` (required), ``sign_name``, ``region`` (default
 ap-guangzhou), ``base_url`` (default ``https://sms.tencentcloudapi.com``),
-timeouts. Secrets: ``secret_id``, ``secret_key``, optional ``receipt_token``.
+``timezone`` (the business time zone for daily windows, default
+Asia/Shanghai), timeouts. Secrets: ``secret_id``, ``secret_key``, optional
+``receipt_token``.
 """
 
 from __future__ import annotations
@@ -30,9 +43,10 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.ports import (
     Capabilities,
@@ -65,14 +79,13 @@ REQUEST_ERRORS: Mapping[str, tuple[str, float | None]] = {
     "FailedOperation.InsufficientBalanceInSmsPackage": ("config", None),
     "FailedOperation.TemplateUnapprovedOrNotExist": ("config", None),
     "RequestLimitExceeded": ("retryable", 1.0),
-    "LimitExceeded.AppDailyLimit": ("retryable", 3600.0),
-    "LimitExceeded.DailyLimit": ("retryable", 3600.0),
     "InternalError.Timeout": ("unknown", None),
     "InternalError.RequestTimeException": ("config", None),
     "InternalError.SendAndRecvFail": ("unknown", None),
     "InternalError.OtherError": ("unknown", None),
     "InternalError": ("unknown", None),
     "LimitExceeded.PhoneNumberCountLimit": ("per_number", None),
+    "LimitExceeded.AppCountryOrRegionInBlacklist": ("permanent", None),
     "InvalidParameterValue.IncorrectPhoneNumber": ("per_number", None),
     "FailedOperation.PhoneNumberInBlacklist": ("per_number", None),
     "InvalidParameterValue.TemplateParameterFormatError": ("permanent", None),
@@ -83,11 +96,7 @@ REQUEST_ERRORS: Mapping[str, tuple[str, float | None]] = {
 #: Per-number codes (``SendStatusSet[].Code``) → (kind, retry_after, suppress).
 NUMBER_CODES: Mapping[str, tuple[str, float | None, bool]] = {
     "Ok": ("accepted", None, False),
-    "LimitExceeded.PhoneNumberThirtySecondLimit": ("retryable", 30.0, False),
-    "LimitExceeded.PhoneNumberOneHourLimit": ("retryable", 3600.0, False),
-    "LimitExceeded.PhoneNumberDailyLimit": ("retryable", 86400.0, False),
-    "LimitExceeded.PhoneNumberSameContentDailyLimit": ("retryable", 86400.0, False),
-    "LimitExceeded.DeliveryFrequencyLimit": ("retryable", 3600.0, False),
+    "LimitExceeded.AppCountryOrRegionInBlacklist": ("permanent", None, False),
     "FailedOperation.MarketingSendTimeConstraint": ("retryable", 3600.0, False),  # marketing only 08:00–22:00
     "FailedOperation.PhoneNumberInBlacklist": ("permanent", None, True),
     "FailedOperation.ContainSensitiveWord": ("permanent", None, False),
@@ -102,6 +111,27 @@ NUMBER_CODES: Mapping[str, tuple[str, float | None, bool]] = {
     "FailedOperation.InsufficientBalanceInSmsPackage": ("config", None, False),
     "InternalError.Timeout": ("unknown", None, False),
 }
+
+
+#: ``LimitExceeded.*`` codes that are not a window to wait for
+NOT_A_WINDOW = frozenset({"LimitExceeded.PhoneNumberCountLimit", "LimitExceeded.AppCountryOrRegionInBlacklist"})
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+
+
+def limit_wait(code: str, now: datetime, zone: ZoneInfo) -> float | None:
+    """Seconds until the window of the frequency or daily cap ``code``
+    reopens (see the module doc), or None when ``code`` is no such cap.
+    ``now`` is aware; a daily window reopens at the next midnight in ``zone``."""
+    if not code.startswith("LimitExceeded.") or code in NOT_A_WINDOW:
+        return None
+    name = code.removeprefix("LimitExceeded.")
+    if "Daily" in name:
+        local = now.astimezone(zone)
+        midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), tzinfo=zone)
+        return max(1.0, (midnight.astimezone(UTC) - now.astimezone(UTC)).total_seconds())
+    if "ThirtySecond" in name:
+        return 30.0
+    return 3600.0  # OneHourLimit, DeliveryFrequencyLimit and caps not listed here
 
 
 def _hmac(key: bytes, msg: str) -> bytes:
@@ -153,6 +183,19 @@ class TencentSmsConnector(HttpConnector):
     default_base_url = "https://sms.tencentcloudapi.com"
     #: how many reports one PullSmsSendStatus asks for (the API's maximum)
     PULL_LIMIT = 100
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        try:
+            self.zone = ZoneInfo(str(self.setting("timezone") or DEFAULT_TIMEZONE))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigurationError(f"connector `{self.id}`: setting `timezone` is not a time zone "
+                                     f"({self.setting('timezone')!r})", code="bad_setting") from None
+
+    def _limited(self, message_id: str, code: str, text: str) -> SendResult | None:
+        """A rate-limited result for a ``LimitExceeded.*`` window, else None."""
+        wait = limit_wait(code, self.clock(), self.zone)
+        return None if wait is None else SendResult.retryable(message_id, code, text or code, wait)
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes,
                        query: Mapping[str, str] | None = None) -> list[FeedbackItem]:
@@ -342,6 +385,10 @@ class TencentSmsConnector(HttpConnector):
                 continue
             code = str(status.get("Code", ""))
             text = str(status.get("Message", ""))[:200]
+            limited = self._limited(message.id, code, text)
+            if limited is not None:
+                results[message.id] = limited
+                continue
             kind, retry_after, suppress = NUMBER_CODES.get(code, ("permanent", None, False))
             if kind == "accepted":
                 results[message.id] = SendResult.accepted(message.id, str(status.get("SerialNo") or "") or None, code)
@@ -361,12 +408,21 @@ class TencentSmsConnector(HttpConnector):
     def _request_error(self, members: list[OutgoingMessage], error: Mapping[str, Any]) -> dict[str, SendResult]:
         code = str(error.get("Code", ""))
         text = str(error.get("Message", ""))[:200]
+        if limit_wait(code, self.clock(), self.zone) is not None:
+            if code.startswith("LimitExceeded.PhoneNumber") and len(members) > 1:
+                # one number's cap refused the whole request: find it, send the rest
+                out: dict[str, SendResult] = {}
+                for message in members:
+                    out.update(self._send([message]))
+                return out
+            return {m.id: self._limited(m.id, code, text) or SendResult.retryable(m.id, code, text)
+                    for m in members}
         kind, retry_after = REQUEST_ERRORS.get(code, ("permanent", None))
         if kind == "config":
             raise ConfigurationError(f"connector `{self.id}`: Tencent refused the request: {code} {text}", code=code)
         if kind == "per_number" and len(members) > 1:
             # the request was refused as a whole: send one by one to find the culprit
-            out: dict[str, SendResult] = {}
+            out = {}
             for message in members:
                 out.update(self._send([message]))
             return out

@@ -7,7 +7,11 @@ message (Twilio has no batch send). The answer's ``sid`` is the provider id.
 
 Status callbacks (``verify_webhook``) are authenticated by ``X-Twilio-Signature``
 = Base64(HMAC-SHA1(AuthToken, URL + the POST parameters sorted by name, each
-name followed by its value)).
+name followed by its value)). As in Twilio's own validators (twilio-python
+``RequestValidator``): a name that appears several times contributes once per
+distinct value, values in sorted order; and the signature is checked over the
+URL both with and without the scheme's default port (``:443``/``:80``), because
+Twilio signs whichever form it called.
 
 **Reconcile**: Twilio has no idempotency key, so a send that timed out is
 looked up in the Messages list filtered by ``To`` and ``DateSent`` (the UTC
@@ -25,11 +29,11 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from engine.ports import (
     Capabilities,
@@ -80,10 +84,48 @@ CODES: Mapping[int, tuple[str, bool]] = {
 }
 
 
-def twilio_signature(auth_token: str, url: str, params: Mapping[str, str]) -> str:
-    """``X-Twilio-Signature`` for a form POST to ``url``."""
-    data = url + "".join(f"{k}{params[k]}" for k in sorted(params))
+#: what a POST body's parameters may be given as: a mapping (a value may be a
+#: list of values) or (name, value) pairs in any order, names repeated
+FormParams = Mapping[str, str | Sequence[str]] | Iterable[tuple[str, str]]
+
+
+def _grouped(params: FormParams) -> dict[str, set[str]]:
+    grouped: dict[str, set[str]] = {}
+    items = params.items() if isinstance(params, Mapping) else params
+    for name, value in items:
+        values = [value] if isinstance(value, str) else list(value)
+        grouped.setdefault(str(name), set()).update(str(v) for v in values)
+    return grouped
+
+
+def twilio_signature(auth_token: str, url: str, params: FormParams) -> str:
+    """``X-Twilio-Signature`` for a form POST to ``url``: names sorted, each
+    followed by its value; a repeated name once per distinct value, values
+    sorted (what Twilio's own validators compute)."""
+    grouped = _grouped(params)
+    data = url + "".join(name + value for name in sorted(grouped) for value in sorted(grouped[name]))
     return base64.b64encode(hmac.new(auth_token.encode(), data.encode("utf-8"), hashlib.sha1).digest()).decode()
+
+
+def url_port_variants(url: str) -> list[str]:
+    """``url`` as configured, plus the same URL with the scheme's default port
+    written out when it has none, or without it when it names the default
+    port; a non-default port is kept as it is."""
+    parts = urlsplit(url)
+    default = {"https": 443, "http": 80}.get(parts.scheme.lower())
+    try:
+        port = parts.port
+    except ValueError:
+        return [url]
+    if default is None or not parts.netloc:
+        return [url]
+    if port is None:
+        other = parts._replace(netloc=f"{parts.netloc}:{default}")
+    elif port == default:
+        other = parts._replace(netloc=parts.netloc.rsplit(":", 1)[0])
+    else:
+        return [url]
+    return [url, other.geturl()]
 
 
 class TwilioConnector(HttpConnector):
@@ -158,10 +200,14 @@ class TwilioConnector(HttpConnector):
         """
         url = str(self.setting("status_callback") or "")
         given = {k.lower(): v for k, v in headers.items()}.get("x-twilio-signature", "")
-        params = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-        expected = twilio_signature(self.secret("auth_token"), url, params)
-        if not url or not hmac.compare_digest(given.encode(), expected.encode()):
+        pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+        token = self.secret("auth_token")
+        # every variant is compared (no early exit), in constant time each
+        matches = [hmac.compare_digest(given.encode(), twilio_signature(token, variant, pairs).encode())
+                   for variant in url_port_variants(url)] if url else []
+        if not any(matches):
             raise WebhookVerificationError("bad X-Twilio-Signature", code="signature")
+        params = dict(pairs)
         raw = str(params.get("MessageStatus") or "")
         data = {"provider_status": raw}
         if params.get("ErrorCode"):

@@ -84,6 +84,9 @@ RATE_LIMIT_CODES = frozenset({
     "RequestLimitExceeded", "LimitExceeded.PhoneNumberThirtySecondLimit",
     "LimitExceeded.PhoneNumberOneHourLimit", "LimitExceeded.PhoneNumberDailyLimit",
     "LimitExceeded.DeliveryFrequencyLimit", "FailedOperation.MarketingSendTimeConstraint",  # Tencent
+    "LimitExceeded.PhoneNumberSameContentDailyLimit", "LimitExceeded.AppDailyLimit", "LimitExceeded.DailyLimit",
+    "LimitExceeded.AppGlobalDailyLimit", "LimitExceeded.AppMainlandChinaDailyLimit",
+    "LimitExceeded.AppCountryOrRegionDailyLimit",                 # Tencent daily caps: wait for the next day
 })
 
 

@@ -20,6 +20,7 @@ from markupsafe import Markup
 
 from engine.accounts import Principal
 from engine.approvals import ActionError
+from engine.approvals.duties import TARGET_ALREADY_DECIDED, TARGET_IS_SUBMITTER, barred_targets
 from engine.definitions.specs import (
     ApprovalSpec,
     BranchSpec,
@@ -138,15 +139,28 @@ def act(task_id: int, action: str, *, user: Principal, comment: str | None, targ
         raise TaskError(409, "task_closed", f"task {task_id} was already acted on",
                         getattr(exc, "current", None)) from None
     except ActionError as exc:  # the step does not allow it, an unknown target, …
+        if exc.code in SEPARATION_CODES:
+            raise TaskError(422, exc.code, t(f"wf_{exc.code}", name=display_name(target))) from None
         raise action_error(exc, task_id) from None
     except LookupError:  # TaskNotFound
         raise TaskError(404, "not_found", f"no task {task_id}") from None
 
 
+#: The machine's separation-of-duties refusals (a ``target`` that may not hold the task).
+SEPARATION_CODES = frozenset({TARGET_IS_SUBMITTER, TARGET_ALREADY_DECIDED})
 #: The machine's refusal codes → HTTP status.
 ACTION_STATUS = {"unknown_task": 404, "not_assigned": 403, "not_submitter": 403, "task_closed": 409,
                  "not_running": 409, "already_acted": 409, "not_allowed": 422, "bad_action": 422,
-                 "bad_target": 422}
+                 "bad_target": 422, TARGET_IS_SUBMITTER: 422, TARGET_ALREADY_DECIDED: 422}
+
+
+def barred_targets_for(instance: Any, spec: WorkflowSpec | None, step_id: str | None) -> frozenset[str]:
+    """Whom a transfer or add-approver on this instance's ``step_id`` may not
+    name (the submitter, whoever already decided), so the page does not offer them."""
+    if instance is None:
+        return frozenset()
+    return barred_targets(spec, step_id, submitter=value(instance, "submitter"),
+                          history=value(instance, "history", None) or ())
 
 
 def action_error(exc: ActionError, task_id: int | None = None) -> TaskError:

@@ -33,4 +33,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "wf_bulk_why_not_running": ("流程已结束", "the request is no longer in approval"),
     "wf_bulk_why_not_allowed": ("此节点不允许该操作", "this step does not allow it"),
     "wf_bulk_why_other": ("无法处理（{code}）", "could not be done ({code})"),
+    # separation of duties (engine/approvals/duties.py): transfer / add approver
+    "wf_target_is_submitter": ("{name} 是本申请的提交人，不能转交或加签给本人审批（职责分离）",
+                               "{name} submitted this request and may not be given its approval "
+                               "(separation of duties)"),
+    "wf_target_already_decided": ("{name} 已对本申请做过审批决定，不能再转交或加签给他（职责分离）",
+                                  "{name} has already decided on this request and may not be given another "
+                                  "of its tasks (separation of duties)"),
 }

@@ -39,6 +39,7 @@ from .approvals import (
     act,
     allowed_actions,
     assigned,
+    barred_targets_for,
     current_steps,
     diagram,
     display_name,
@@ -275,6 +276,9 @@ def _task_page(task: Any, *, status_code: int = 200, comment: str = "", error: s
     is_open = value(task, "status") == "open"
     buttons = allowed_actions(spec, value(task, "step_id")) if is_open else []
     users = _user_choices() if any(b in TARGET_ACTIONS for b in buttons) else []
+    if users:  # separation of duties: never offer the submitter or someone who already decided
+        barred = barred_targets_for(instance, spec, value(task, "step_id"))
+        users = [(name, shown) for name, shown in users if name not in barred]
     return render_template(
         "task.html", task=task, rec=record, spec=form, step=step_title(spec, value(task, "step_id"),
                                                                        value(task, "step_title")),

@@ -178,7 +178,8 @@ def _workflow_paths() -> dict[str, Any]:
     }}
     summaries = {"approve": "Approve a task", "reject": "Reject a task",
                  "return": "Return the request to its submitter for edits (退回)",
-                 "transfer": "Transfer a task to another user (`target`, 转交)"}
+                 "transfer": "Transfer a task to another user (`target`, 转交)",
+                 "add_approver": "Add an approver to the task's step (`target`, 加签)"}
     for action, summary in summaries.items():
         paths[f"/tasks/{{task_id}}/{action}"] = {"post": {
             "operationId": f"{action}_task",
@@ -192,7 +193,9 @@ def _workflow_paths() -> dict[str, Any]:
                 "403": _json(_ref("Error"), "The task is not assigned to the caller"),
                 "404": _json(_ref("Error"), "No such task"),
                 "409": _json(_ref("TaskConflict"), "The task was already acted on or changed; `current` is the state"),
-                "422": _json(_ref("Error"), "The step does not allow this action, or `target` is not a user"),
+                "422": _json(_ref("Error"), "The step does not allow this action, or `target` is not a user, or "
+                                               "`target` may not hold this task (separation of duties: "
+                                               "`target_is_submitter`, `target_already_decided`)"),
             },
         }}
     return paths

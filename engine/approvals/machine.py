@@ -45,6 +45,8 @@ from engine.definitions.specs import (
 )
 from engine.forms.values import condition_row
 
+from .duties import TARGET_IS_SUBMITTER, self_approval_allowed, target_refusal
+
 #: Version of the stored state layout; ``InstanceState.from_json`` migrates older ones.
 FORMAT = 1
 TERMINAL = frozenset({"approved", "rejected", "withdrawn"})
@@ -99,7 +101,8 @@ class StaticDirectory:
 class ActionError(Exception):
     """An event the state cannot take. ``code``: unknown_task, not_assigned,
     task_closed, not_running, not_allowed, bad_action, bad_target,
-    not_submitter, already_acted."""
+    not_submitter, already_acted, target_is_submitter, target_already_decided
+    (separation of duties, :mod:`engine.approvals.duties`)."""
 
     def __init__(self, code: str, message: str):
         self.code = code
@@ -876,6 +879,12 @@ def _act(w: _Work, event: Act) -> None:
         holders = {t.assignee for t in w.step_tasks(active) if t.status == "open"} | set(active.queue)
         if target in holders:
             raise ActionError("bad_target", f"`{target}` already has this step's task")
+        if not self_approval_allowed(w.spec, st.id):
+            refusal = target_refusal(target, submitter=w.submitter, history=w.history)
+            if refusal == TARGET_IS_SUBMITTER:
+                raise ActionError(refusal, f"`{target}` submitted this request and may not approve it")
+            if refusal is not None:
+                raise ActionError(refusal, f"`{target}` already decided on this request")
     if action == "comment":
         w.log("comment", actor=actor, step_id=st.id, comment=comment, task_id=task.id)
         return

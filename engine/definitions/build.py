@@ -174,7 +174,7 @@ def _workflow_action(d: dict) -> s.WorkflowAction:
         a = d["approval"]
         return s.ApprovalSpec(assignees=_assignees(a), mode=a.get("mode", "any"), threshold=a.get("threshold"),
                               allow=tuple(a.get("allow", ("return", "transfer", "add_approver"))),
-                              reject_to=a.get("reject_to"))
+                              reject_to=a.get("reject_to"), allow_self_approval=a.get("allow_self_approval"))
     if "branch" in d:
         b = d["branch"]
         return s.BranchSpec(
@@ -214,6 +214,7 @@ def build_workflow(ctx: Context, d: dict, src: s.Source) -> s.WorkflowSpec:
         id=d["id"], title=d["title"], title_en=d.get("title_en"), description=d.get("description"), form=d["form"],
         steps=_workflow_steps(d["steps"]), on_approve=_actions(d.get("on_approve")),
         on_reject=_actions(d.get("on_reject")), source=src,
+        allow_self_approval=bool(d.get("allow_self_approval", False)),
     )
 
 

@@ -245,6 +245,9 @@ class ApprovalSpec:
     threshold: int | None = None
     allow: tuple[str, ...] = ("return", "transfer", "add_approver")
     reject_to: str | None = None
+    #: may a transfer / add-approver hand this step's task to the submitter or
+    #: to someone who already decided? None: as the workflow says
+    allow_self_approval: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -315,6 +318,8 @@ class WorkflowSpec:
     on_approve: tuple[WorkflowAction, ...] = ()
     on_reject: tuple[WorkflowAction, ...] = ()
     source: Source | None = None
+    #: separation of duties is off for this workflow (see engine.approvals.duties)
+    allow_self_approval: bool = False
 
 
 # ---------------------------------------------------------------- rules

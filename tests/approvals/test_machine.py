@@ -540,3 +540,74 @@ def test_state_format_key_and_newer_formats_are_refused() -> None:
     assert data["format"] == 1
     with pytest.raises(ValueError):
         InstanceState.from_json({**data, "format": 99})
+
+
+# ------------------------------------------------------------------- separation of duties
+
+@pytest.mark.parametrize("action", ["transfer", "add_approver"])
+def test_a_task_is_never_handed_to_the_submitter(action: str) -> None:
+    """The incident: a manager transferred the task to the staff member who
+    submitted the request, and he approved his own request."""
+    run = Run(flow(approval("a", role="mgr"), approval("b", role="fin")))
+    run.start(submitter="bob")
+    before = run.state
+    with pytest.raises(ActionError) as err:
+        run.act("m1", action, target="bob")
+    assert err.value.code == "target_is_submitter" and "bob" in err.value.message
+    assert run.state == before and run.open_users() == ["m1"]
+
+
+@pytest.mark.parametrize("action", ["transfer", "add_approver"])
+def test_nor_to_someone_who_already_decided_on_the_instance(action: str) -> None:
+    run = Run(flow(approval("a", role="mgr"), approval("b", role="fin", mode="all")))
+    run.start(submitter="alice")
+    run.act("m1")                      # m1 decided in step a
+    run.act("f1")                      # f1 decided in this step
+    for decided in ("m1", "f1"):
+        with pytest.raises(ActionError) as err:
+            run.act("f2", action, target=decided)
+        assert err.value.code == "target_already_decided"
+    run.act("f2", action, target="x1")   # someone new is fine
+    assert "x1" in run.open_users()
+
+
+def test_a_decision_in_an_earlier_round_still_counts() -> None:
+    run = Run(flow(approval("a", role="mgr"), approval("b", role="dir")))
+    run.start(submitter="alice")
+    run.act("m1")
+    run.act("d1", "return", comment="补充预算明细")
+    run.send(Resubmit({"budget": "50000.00"}, now=NOW))
+    with pytest.raises(ActionError) as err:
+        run.act("m1", "transfer", target="alice")
+    assert err.value.code == "target_is_submitter"
+    run.act("m1")
+    with pytest.raises(ActionError) as err:
+        run.act("d1", "transfer", target="m1")
+    assert err.value.code == "target_already_decided"
+
+
+def test_a_workflow_or_a_step_may_allow_it_explicitly() -> None:
+    from dataclasses import replace
+
+    permissive = replace(flow(approval("a", role="mgr")), allow_self_approval=True)
+    run = Run(permissive)
+    run.start(submitter="bob")
+    run.act("m1", "transfer", target="bob")
+    run.act("bob")
+    assert run.state.status == "approved"
+
+    step_a = approval("a", role="mgr")
+    allowed_here = replace(step_a, action=replace(step_a.action, allow_self_approval=True))
+    step_b = approval("b", role="dir")
+    strict_here = replace(step_b, action=replace(step_b.action, allow_self_approval=False))
+    run = Run(replace(flow(allowed_here, step_b), allow_self_approval=False))
+    run.start(submitter="bob")
+    run.act("m1", "add_approver", target="bob")          # step a allows it
+    assert sorted(run.open_users()) == ["bob", "m1"]
+    run = Run(replace(flow(approval("a", role="mgr"), strict_here), allow_self_approval=True))
+    run.start(submitter="bob")
+    run.act("m1", "transfer", target="bob")              # the workflow allows it on step a
+    run.act("bob")
+    with pytest.raises(ActionError) as err:              # but step b says no
+        run.act("d1", "transfer", target="bob")
+    assert err.value.code == "target_is_submitter"

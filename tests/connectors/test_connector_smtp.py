@@ -82,16 +82,21 @@ def _auth(server, session, envelope, mechanism, auth_data):
     return AuthResult(success=ok, handled=False)
 
 
-@pytest.fixture
-def server(certificate):
+def _starttls_server(certificate, **options) -> Controller:
     cert, key = certificate
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     handler = Handler()
     controller = Controller(handler, hostname="127.0.0.1", port=_free_port(), tls_context=context,
-                            require_starttls=True, authenticator=_auth, auth_require_tls=True)
+                            require_starttls=True, authenticator=_auth, auth_require_tls=True, **options)
     controller.start()
     controller.handler_ref = handler
+    return controller
+
+
+@pytest.fixture
+def server(certificate):
+    controller = _starttls_server(certificate)
     yield controller
     controller.stop()
 
@@ -201,3 +206,110 @@ def test_unsubscribe_token_round_trip_expiry_and_tampering() -> None:
     for garbage in ("", "abc", "a.b.c", "!!!.???"):
         with pytest.raises(InvalidUnsubscribeToken):
             verify_unsubscribe(garbage, "k", now)
+
+
+# ------------------------------------------------------------ headers on the wire
+
+def _raw_headers(content: bytes) -> list[bytes]:
+    """The header block of a message as received, one entry per header with
+    its continuation lines kept (unfolded neither by us nor by a parser)."""
+    block = content.split(b"\r\n\r\n", 1)[0]
+    headers: list[bytes] = []
+    for line in block.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and headers:
+            headers[-1] += b"\r\n" + line
+        else:
+            headers.append(line)
+    return headers
+
+
+def _raw_header(content: bytes, name: bytes) -> list[bytes]:
+    return [h for h in _raw_headers(content) if h.lower().startswith(name.lower() + b":")]
+
+
+LONG_LINK = ("https://promo.example.com/marketing/preferences/unsubscribe/one-click"
+             "?list=spring-member-day-2026&token=" + "Zm9vYmFy" * 12)
+
+
+def test_list_unsubscribe_is_one_line_on_the_wire_even_for_a_long_link(server, clock, certificate) -> None:
+    message = OutgoingMessage(id="m1", channel="email", recipient="li@example.com", subject="春季会员日",
+                              body="满100减20", options={"unsubscribe_url": LONG_LINK})
+    signed = mail(2)   # the connector's own signed-token link
+    results = smtp(server, clock, certificate[0], unsubscribe_mailto="unsubscribe@promo.example.com").send_batch(
+        [message, signed])
+    assert [r.outcome for r in results] == [Outcome.ACCEPTED] * 2
+    (_, first), (_, second) = server.handler_ref.messages
+    assert len(LONG_LINK) > 78
+    [header] = _raw_header(first.content, b"List-Unsubscribe")
+    assert header == (b"List-Unsubscribe: <" + LONG_LINK.encode() + b">, <mailto:unsubscribe@promo.example.com>")
+    assert _raw_header(first.content, b"List-Unsubscribe-Post") == [b"List-Unsubscribe-Post: List-Unsubscribe=One-Click"]
+    [own] = _raw_header(second.content, b"List-Unsubscribe")
+    assert b"\r\n" not in own and b"=?" not in own and len(own) > 78
+    link = own.split(b"<", 1)[1].split(b">", 1)[0].decode()
+    assert link.startswith("https://promo.example.com/u?token=")
+    token = parse_qs(urlsplit(link).query)["token"][0]
+    assert verify_unsubscribe(token, "unsub-test-key", clock()) == ("42", "email")
+
+
+def test_list_unsubscribe_past_998_octets_folds_between_items_never_encoded_words(
+        server, clock, certificate) -> None:
+    huge = "https://promo.example.com/u?token=" + "x" * 930   # alone it fits in 998, with the mailto not
+    message = OutgoingMessage(id="m1", channel="email", recipient="li@example.com", subject="s", body="b",
+                              options={"unsubscribe_url": huge})
+    [result] = smtp(server, clock, certificate[0], unsubscribe_mailto="u@promo.example.com").send_batch([message])
+    assert result.outcome is Outcome.ACCEPTED
+    [(_, envelope)] = server.handler_ref.messages
+    [header] = _raw_header(envelope.content, b"List-Unsubscribe")
+    assert header == b"List-Unsubscribe: <" + huge.encode() + b">,\r\n <mailto:u@promo.example.com>"
+    assert b"=?" not in header
+
+
+def test_a_cr_lf_in_a_customer_name_is_cleaned_and_fails_no_other_message(server, clock, certificate) -> None:
+    tricky = OutgoingMessage(id="m2", channel="email", recipient="wang@example.com",
+                             subject="王\r\nBcc: evil@example.com 的春季礼遇",
+                             body="满100减20", options={"customer_id": 7,
+                                                       "recipient_name": "王\r\nBcc: evil@example.com\x00"})
+    results = smtp(server, clock, certificate[0]).send_batch([mail(1), tricky, mail(3, "zhao@example.com")])
+    assert [(r.message_id, r.outcome) for r in results] == [
+        ("m1", Outcome.ACCEPTED), ("m2", Outcome.ACCEPTED), ("m3", Outcome.ACCEPTED)]
+    received = {e.rcpt_tos[0]: e for _, e in server.handler_ref.messages}
+    assert set(received) == {"li@example.com", "wang@example.com", "zhao@example.com"}
+    content = received["wang@example.com"].content
+    assert not any(h.lower().startswith(b"bcc:") for h in _raw_headers(content))
+    parsed = email.message_from_bytes(content, policy=policy.default)
+    assert parsed["To"].addresses[0].display_name == "王 Bcc: evil@example.com"
+    assert parsed["To"].addresses[0].addr_spec == "wang@example.com"
+    assert parsed["Subject"] == "王 Bcc: evil@example.com 的春季礼遇"
+
+
+
+def test_a_written_display_name_and_bidi_overrides(server, clock, certificate) -> None:
+    """A recipient written ``Name <address>`` goes to the address only; a
+    right-to-left override in a name is dropped, not shown reversed."""
+    message = OutgoingMessage(id="m1", channel="email", recipient="王\u202e五 <wang@example.com>",
+                              subject="\u202e春季\u202c会员日", body="满100减20")
+    [result] = smtp(server, clock, certificate[0]).send_batch([message])
+    assert result.outcome is Outcome.ACCEPTED
+    [(_, envelope)] = server.handler_ref.messages
+    assert envelope.rcpt_tos == ["wang@example.com"]
+    parsed = email.message_from_bytes(envelope.content, policy=policy.default)
+    assert (parsed["To"].addresses[0].display_name, parsed["Subject"]) == ("王五", "春季会员日")
+
+
+def test_a_message_the_server_cannot_take_fails_alone(certificate, clock) -> None:
+    """A non-ASCII address needs SMTPUTF8, which this server does not offer:
+    that message is refused before MAIL FROM, the others go through."""
+    controller = _starttls_server(certificate, enable_SMTPUTF8=False)
+    try:
+        results = smtp(controller, clock, certificate[0]).send_batch([mail(1), mail(2, "用户@example.com"), mail(3)])
+    finally:
+        controller.stop()
+    assert [(r.outcome, r.code) for r in results] == [
+        (Outcome.ACCEPTED, "250"), (Outcome.PERMANENT, "not_supported"), (Outcome.ACCEPTED, "250")]
+    assert [e.rcpt_tos for _, e in controller.handler_ref.messages] == [["li@example.com"]] * 2
+
+
+def test_an_internationalised_address_goes_to_a_server_with_smtputf8(server, clock, certificate) -> None:
+    [result] = smtp(server, clock, certificate[0]).send_batch([mail(1, "用户@example.com")])
+    assert result.outcome is Outcome.ACCEPTED
+    assert [e.rcpt_tos for _, e in server.handler_ref.messages] == [["用户@example.com"]]

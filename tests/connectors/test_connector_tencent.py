@@ -7,6 +7,7 @@ from connector_support import make_spec
 
 from connectors.registry import load_connector
 from connectors.tencent_sms import TencentSmsConnector, tc3_authorization
+from engine.dispatch_limits import RATE_LIMIT_CODES
 from engine.ports import ConfigurationError, Outcome, OutgoingMessage
 
 ENV = {"TC_ID": "AKIDtest", "TC_KEY": "tencent-test-key"}
@@ -98,3 +99,64 @@ def test_transport_faults(fake_tencent, clock, session, fault, outcome) -> None:
     fake_tencent.inject(fault)
     results = connector(fake_tencent, clock, session).send_batch([sms(1, "+8613800000001"), sms(2, "+8613800000002")])
     assert [r.outcome for r in results] == [outcome, outcome]
+
+
+# ------------------------------------------------------------ LimitExceeded.* windows
+# The fake clock stands at 2026-03-02 10:00 UTC = 18:00 in Shanghai: the next
+# calendar day there starts in 6 hours.
+
+SIX_HOURS = 6 * 3600.0
+
+
+def test_limits_per_number_wait_for_their_window(fake_tencent, clock, session) -> None:
+    codes = {"+8613800000001": "LimitExceeded.PhoneNumberDailyLimit",
+             "+8613800000002": "LimitExceeded.PhoneNumberOneHourLimit",
+             "+8613800000003": "LimitExceeded.PhoneNumberThirtySecondLimit",
+             "+8613800000004": "LimitExceeded.DeliveryFrequencyLimit",
+             "+8613800000005": "LimitExceeded.AppDailyLimit",
+             "+8613800000006": "LimitExceeded.DailyLimit",
+             "+8613800000007": "LimitExceeded.PhoneNumberSameContentDailyLimit"}
+    fake_tencent.number_codes.update(codes)
+    messages = [sms(i, number) for i, number in enumerate([*codes, "+8613800000008"], start=1)]
+    results = connector(fake_tencent, clock, session).send_batch(messages)
+    assert len(fake_tencent.requests) == 1
+    assert [(r.outcome, r.code, r.retry_after) for r in results] == [
+        (Outcome.RETRYABLE, "LimitExceeded.PhoneNumberDailyLimit", SIX_HOURS),
+        (Outcome.RETRYABLE, "LimitExceeded.PhoneNumberOneHourLimit", 3600.0),
+        (Outcome.RETRYABLE, "LimitExceeded.PhoneNumberThirtySecondLimit", 30.0),
+        (Outcome.RETRYABLE, "LimitExceeded.DeliveryFrequencyLimit", 3600.0),
+        (Outcome.RETRYABLE, "LimitExceeded.AppDailyLimit", SIX_HOURS),
+        (Outcome.RETRYABLE, "LimitExceeded.DailyLimit", SIX_HOURS),
+        (Outcome.RETRYABLE, "LimitExceeded.PhoneNumberSameContentDailyLimit", SIX_HOURS),
+        (Outcome.ACCEPTED, "Ok", None)]
+    # the dispatcher gives the attempt back for these codes instead of counting a failure
+    assert {r.code for r in results[:-1]} <= RATE_LIMIT_CODES
+
+
+def test_a_daily_window_reopens_at_midnight_in_the_business_time_zone(fake_tencent, clock, session) -> None:
+    fake_tencent.request_errors.append("LimitExceeded.AppDailyLimit")
+    results = connector(fake_tencent, clock, session, timezone="Europe/Berlin").send_batch(
+        [sms(1, "+8613800000001"), sms(2, "+8613800000002")])
+    # 10:00 UTC = 11:00 in Berlin; midnight there is 23:00 UTC
+    assert [(r.outcome, r.code, r.retry_after) for r in results] == [
+        (Outcome.RETRYABLE, "LimitExceeded.AppDailyLimit", 13 * 3600.0)] * 2
+    clock.advance(13 * 3600 - 1)   # 23:59:59 in Berlin
+    fake_tencent.request_errors.append("LimitExceeded.DailyLimit")
+    [last] = connector(fake_tencent, clock, session, timezone="Europe/Berlin").send_batch([sms(3, "+8613800000003")])
+    assert (last.outcome, last.retry_after) == (Outcome.RETRYABLE, 1.0)
+
+
+def test_a_number_cap_refusing_the_whole_request_holds_only_that_number(fake_tencent, clock, session) -> None:
+    fake_tencent.request_errors.extend(["LimitExceeded.PhoneNumberOneHourLimit"] * 2)
+    results = connector(fake_tencent, clock, session).send_batch([sms(1, "+8613800000001"), sms(2, "+8613800000002")])
+    assert [(r.outcome, r.code, r.retry_after) for r in results] == [
+        (Outcome.RETRYABLE, "LimitExceeded.PhoneNumberOneHourLimit", 3600.0), (Outcome.ACCEPTED, "Ok", None)]
+    assert [d["number"] for d in fake_tencent.delivered] == ["+8613800000002"]
+
+
+def test_caps_that_are_no_window_stay_final(fake_tencent, clock, session) -> None:
+    fake_tencent.number_codes["+8613800000001"] = "LimitExceeded.AppCountryOrRegionInBlacklist"
+    [result] = connector(fake_tencent, clock, session).send_batch([sms(1, "+8613800000001")])
+    assert (result.outcome, result.retry_after) == (Outcome.PERMANENT, None)
+    with pytest.raises(ConfigurationError, match="timezone"):
+        connector(fake_tencent, clock, session, timezone="Mars/Olympus")

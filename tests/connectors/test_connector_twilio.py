@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from urllib.parse import urlencode
 
 import pytest
@@ -76,3 +79,46 @@ def test_status_callback_signature(fake_twilio, clock, session) -> None:
         c.verify_webhook({"X-Twilio-Signature": signature}, urlencode(form | {"MessageStatus": "failed"}).encode())
     with pytest.raises(WebhookVerificationError):
         c.verify_webhook({}, urlencode(form).encode())
+
+
+def documented_signature(token: str, url: str, pairs: list[tuple[str, str]]) -> str:
+    """Twilio's documented algorithm, written out here independently of the
+    connector: the full URL, then each POST parameter sorted by name (a
+    repeated name once per distinct value, values sorted), name then value,
+    no delimiters; HMAC-SHA1 with the auth token; Base64."""
+    text = url
+    for name, value in sorted(set(pairs)):
+        text += name + value
+    return base64.b64encode(hmac.new(token.encode(), text.encode(), hashlib.sha1).digest()).decode()
+
+
+RECEIPT = [("MessageSid", "SM9"), ("MessageStatus", "undelivered"), ("ErrorCode", "30003"), ("To", "+14155550101"),
+           ("ChannelStatusMessage", "b"), ("ChannelStatusMessage", "a"), ("ChannelStatusMessage", "b")]
+
+
+@pytest.mark.parametrize(("configured", "signed"), [
+    (CALLBACK, CALLBACK),
+    (CALLBACK, "https://promo.example.com:443/hooks/twilio/status"),
+    ("https://promo.example.com:443/hooks/twilio/status", CALLBACK),
+    ("http://promo.example.com/hooks/twilio/status?c=1", "http://promo.example.com:80/hooks/twilio/status?c=1"),
+])
+def test_callback_signed_over_either_port_form_with_a_repeated_key_is_accepted(
+        fake_twilio, clock, session, configured, signed) -> None:
+    c = connector(fake_twilio, clock, session, status_callback=configured)
+    signature = documented_signature("twilio-test-token", signed, RECEIPT)
+    [item] = c.verify_webhook({"X-Twilio-Signature": signature}, urlencode(RECEIPT).encode())
+    assert (item.provider_id, item.status, item.data["code"]) == ("SM9", "undelivered", "30003")
+
+
+def test_callback_signature_refused_for_another_port_url_or_values(fake_twilio, clock, session) -> None:
+    c = connector(fake_twilio, clock, session)
+    body = urlencode(RECEIPT).encode()
+    for url, pairs in [("https://promo.example.com:8443/hooks/twilio/status", RECEIPT),
+                       ("https://promo.example.com/hooks/twilio/other", RECEIPT),
+                       ("http://promo.example.com/hooks/twilio/status", RECEIPT),
+                       (CALLBACK, [p for p in RECEIPT if p != ("ChannelStatusMessage", "a")]),
+                       (CALLBACK, [*RECEIPT, ("ChannelStatusMessage", "c")])]:
+        with pytest.raises(WebhookVerificationError):
+            c.verify_webhook({"X-Twilio-Signature": documented_signature("twilio-test-token", url, pairs)}, body)
+    assert twilio_signature("twilio-test-token", CALLBACK, RECEIPT) == documented_signature(
+        "twilio-test-token", CALLBACK, RECEIPT)

@@ -36,6 +36,7 @@ class FakeTencent(FakeProvider):
         self.templates = {"1001": 1, "1002": 0}   # template id → number of parameters
         self.blacklist: set[str] = set()
         self.daily_limited: set[str] = set()
+        self.number_codes: dict[str, str] = {}   # number → the Code its SendStatusSet entry answers
         self.request_errors: list[str] = []
         self.delivered: list[dict] = []
         self.undelivered: set[str] = set()   # numbers whose report says FAIL
@@ -110,6 +111,8 @@ class FakeTencent(FakeProvider):
                 code = "FailedOperation.PhoneNumberInBlacklist"
             elif number in self.daily_limited:
                 code = "LimitExceeded.PhoneNumberDailyLimit"
+            elif number in self.number_codes:
+                code = self.number_codes[number]
             else:
                 code = "Ok"
             serial = f"serial-{next(self._ids)}" if code == "Ok" else ""

@@ -94,7 +94,7 @@ def insert(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
     if not rows:
         return 0
     names = {str(r["assignee"]) for r in rows}
-    ids = dict(session.execute(select(_u.c.username, _u.c.id).where(_u.c.username.in_(names))).tuples().all())
+    ids = dict(session.execute(select(_u.c.username, _u.c.id).where(_u.c.username.in_(names))).all())
     params = [{
         "instance_id": None, "seq": 0, "step_id": r["step_id"], "assignee_id": ids.get(r["assignee"]),
         "assignee_name": r["assignee"], "role": r.get("role"), "kind": KIND, "status": "open",

@@ -130,6 +130,7 @@ class _Advancer:
         self.pool_counts: dict[str, list[Any]] = {}
         self.recent: dict[tuple[int, str], list[datetime]] = {}
         self.role_users: dict[str, list[dict[str, Any]]] = {}
+        self.task_people: dict[tuple[Any, ...], list[str]] = {}
 
     # -- loading -------------------------------------------------------------------
 
@@ -467,11 +468,19 @@ class _Advancer:
         """A follow-up task for staff: one inbox task per assignee (see
         :mod:`engine.rule_tasks`, written at flush), a ``task.created`` event
         and an entry in the journey's state."""
-        assignees = rule_tasks.assignees_for(self.session, spec.to, subject_type=j.subject_type,
-                                             subject_id=j.subject_id, row=row)
         customer_id = j.subject_id if j.subject_type == "customer" else None
         attrs = row.get("attrs") if customer_id is not None else None
         store = attrs.get("store") if isinstance(attrs, Mapping) else None
+        if spec.to.kind == "account_manager":  # loaded with the batch (active users only)
+            manager = self.users.get(row.get("account_manager_id")) if customer_id is not None else None  # type: ignore[arg-type]
+            assignees = [manager["username"]] if manager else []
+        else:  # the same people for every journey of a step and store: asked once per batch
+            named = repr(row.get(str(spec.to.value))) if spec.to.kind == "field" else None
+            key = (spec.to.kind, repr(spec.to.value), store, named)
+            if key not in self.task_people:
+                self.task_people[key] = rule_tasks.assignees_for(self.session, spec.to, subject_type=j.subject_type,
+                                                                 subject_id=j.subject_id, row=row)
+            assignees = self.task_people[key]
         self.out.tasks.extend({**r, "tz": rule.timezone} for r in rule_tasks.new_task_rows(
             spec, assignees, step_id=instr.step_id, rule_id=rule.id, journey_id=j.id, customer_id=customer_id,
             now=self.now, store=str(store) if store not in (None, "") else None))

@@ -355,6 +355,7 @@ class RuleTaskService:
                                     f"comment must be text of at most {MAX_COMMENT} characters", "comment")
             comment = (comment or "").strip() or None
             seconds = max(0, int((now - row.created_at).total_seconds()))
+            repo.lock_group(session, row)
             if not repo.complete(session, task_id, outcome=outcome, comment=comment, now=now,
                                  response_seconds=seconds, expected_version=expected_version):
                 closed = row.status != "open"

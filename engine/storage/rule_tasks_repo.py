@@ -33,6 +33,7 @@ __all__ = [
     "get",
     "ids_of",
     "insert",
+    "lock_group",
     "people",
     "set_tick_state",
     "users_of_role",
@@ -135,6 +136,16 @@ def for_customer(session: Session, customer_id: int, *, limit: int = 100) -> lis
     """The customer's rule tasks, newest first."""
     stmt = _SELECT.where(_t.c.customer_id == customer_id).order_by(_t.c.id.desc()).limit(limit)
     return [_row(r) for r in session.execute(stmt)]
+
+
+def lock_group(session: Session, task: RuleTaskRow) -> None:
+    """Lock the rows of the task's journey step in id order (PostgreSQL ``FOR
+    UPDATE``; SQLite's write lock already serialises): two assignees closing
+    sibling tasks at once then queue instead of deadlocking on each other's rows."""
+    if task.journey_id is None:
+        return
+    session.execute(select(_t.c.id).where(_t.c.kind == KIND, _t.c.journey_id == task.journey_id,
+                                          _t.c.step_id == task.step_id).order_by(_t.c.id).with_for_update())
 
 
 def complete(session: Session, task_id: int, *, outcome: str, comment: str | None, now: datetime,

@@ -64,6 +64,8 @@ def _history(app: Flask) -> None:
                        total_spent=Decimal(0), created_at=stamp, updated_at=stamp))
         s.add(Customer(id=2, name="远航科技", phone="13800000002", timezone="Asia/Shanghai", account_manager_id=am_id,
                        contract_end=date(2025, 5, 30), total_spent=Decimal(0), created_at=stamp, updated_at=stamp))
+        s.add(Customer(id=3, name="李雷", phone="13800000003", timezone="Asia/Shanghai", total_spent=Decimal(0),
+                       created_at=stamp, updated_at=stamp))  # no store known
 
 
 def _host(app: Flask) -> SchedulerHost:
@@ -79,8 +81,9 @@ def _tick(app: Flask) -> Any:
     return result
 
 
-def _answer_survey(app: Flask, score: int) -> None:
-    token = sign_survey("test-secret", customer_id=1, campaign="spring_sale", expires=NOW + timedelta(days=7))
+def _answer_survey(app: Flask, score: int, customer_id: int = 1) -> None:
+    token = sign_survey("test-secret", customer_id=customer_id, campaign="spring_sale",
+                        expires=NOW + timedelta(days=7))
     client = app.test_client()
     page = client.get(f"/survey/{token}")
     assert page.status_code == 200
@@ -297,3 +300,36 @@ def test_a_repeated_journey_batch_writes_each_task_once(world: Flask) -> None:
         assert s.execute(select(func.count()).select_from(Task).where(Task.kind == "rule")).scalar() == before == 1
         assert s.execute(select(func.count()).select_from(OutboxMessage).where(
             OutboxMessage.template_id == "task_assigned")).scalar() == 1
+
+
+def test_without_a_store_every_store_manager_gets_it_and_one_closes_it(world: Flask) -> None:
+    """A customer with no ``store``: each holder of the role gets a task; three
+    of them marking theirs done at the same moment close it exactly once."""
+    import threading
+
+    app = world
+    _answer_survey(app, 4, customer_id=3)
+    _tick(app)
+    names = ("clerk", "mgr_sh", "mgr_bj")
+    mine = {name: _followups(app, name) for name in names}
+    assert all([t["customer_id"] for t in tasks] == [3] for tasks in mine.values()), mine
+    headers = {name: _token(app, name) for name in names}
+    barrier = threading.Barrier(len(names))
+    codes: dict[str, int] = {}
+
+    def close(name: str) -> None:
+        client = app.test_client()
+        barrier.wait()
+        codes[name] = client.post(f"/api/v1/tasks/{mine[name][0]['id']}/done", json={"outcome": "contacted"},
+                                  headers=headers[name]).status_code
+
+    threads = [threading.Thread(target=close, args=(name,)) for name in names]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    assert sorted(codes.values()) == [200, 409, 409], codes
+    statuses = sorted(_followups(app, name, "all")[0]["status"] for name in names)
+    assert statuses == ["cancelled", "cancelled", "done"]
+    with app.extensions["promoflow"].session_factory() as s:
+        assert s.execute(select(func.count()).select_from(Event).where(Event.name == "task.done")).scalar() == 1

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, case, func, select, update
+from sqlalchemy import Table, and_, case, select, update
 from sqlalchemy.orm import Session
 
 from engine.storage.bulk import insert_ignore
@@ -221,7 +221,3 @@ def people(session: Session, *, usernames: Iterable[str] = (), manager_of: str |
             _c.c.id == account_manager_of, _u.c.active.is_(True))).scalars())
     return list(dict.fromkeys(out))
 
-
-def open_count(session: Session, username: str) -> int:
-    return int(session.execute(select(func.count()).where(
-        _t.c.kind == KIND, _t.c.assignee_name == username, _t.c.status == "open")).scalar_one())

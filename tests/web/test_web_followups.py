@@ -26,7 +26,7 @@ from web_support import NOW, PASSWORD, bearer, csrf_from
 
 from engine.feedback.links import sign_survey
 from engine.storage.database import transaction
-from engine.storage.models import AuditEntry, Customer, Event, Journey, OutboxMessage, Task
+from engine.storage.models import AuditEntry, Customer, Event, Journey, OutboxMessage, Task, User
 from engine.storage.times import to_db_time
 from web.scheduler import SchedulerHost
 from web.worker import tick_functions
@@ -55,10 +55,6 @@ def _history(app: Flask) -> None:
     services = app.extensions["promoflow"]
     stamp = to_db_time(NOW - timedelta(days=400))
     with transaction(services.session_factory) as s:
-        am = s.execute(select(func.min(Customer.id))).scalar()  # none yet; keeps ids predictable
-        assert am is None
-        from engine.storage.models import User
-
         am_id = s.execute(select(User.id).where(User.username == "am")).scalar_one()
         s.add(Customer(id=1, name="王芳", phone="13800000001", timezone="Asia/Shanghai", attrs={"store": "SH001"},
                        total_spent=Decimal(0), created_at=stamp, updated_at=stamp))

@@ -329,3 +329,33 @@ def test_without_a_store_every_store_manager_gets_it_and_one_closes_it(world: Fl
     assert statuses == ["cancelled", "cancelled", "done"]
     with app.extensions["promoflow"].session_factory() as s:
         assert s.execute(select(func.count()).select_from(Event).where(Event.name == "task.done")).scalar() == 1
+
+
+def test_task_done_triggers_rules(world: Flask, clock, tmp_path) -> None:
+    """``task.done`` is a catalog event with the customer as subject: a rule
+    can act on the outcome (here: tag customers nobody could reach)."""
+    from engine.library import library_paths
+    from engine.publishing import publish_paths
+    from engine.storage.models import CustomerTag
+
+    app = world
+    (tmp_path / "unreached.yaml").write_text(
+        "kind: rule\nid: unreached_detractor\ntitle: 未接通客户\nclass: transactional\n"
+        "trigger: {event: task.done, when: {outcome: no_answer}}\nsteps:\n  - add_tag: unreached\n",
+        encoding="utf-8")
+    services = app.extensions["promoflow"]
+    publish_paths(services.session_factory, [*library_paths(), tmp_path / "unreached.yaml"], now=NOW, by="test")
+    _answer_survey(app, 2)
+    _tick(app)
+    task = _followups(app, "mgr_sh")[0]
+    refused = app.test_client().post(f"/api/v1/tasks/{task['id']}/done", json={"outcome": 7},
+                                     headers=_token(app, "mgr_sh"))
+    assert refused.status_code == 422
+    _schema(app, "ValidationErrors").validate(refused.get_json())
+    clock.now = NOW + timedelta(hours=2)
+    assert app.test_client().post(f"/api/v1/tasks/{task['id']}/done", json={"outcome": "no_answer"},
+                                  headers=_token(app, "mgr_sh")).status_code == 200
+    _tick(app)
+    with services.session_factory() as s:
+        tags = set(s.execute(select(CustomerTag.tag).where(CustomerTag.customer_id == 1)).scalars())
+    assert {"nps_detractor", "unreached"} <= tags

@@ -254,6 +254,19 @@ class AccountService:
 
         return self._update(username, apply)
 
+    def set_store(self, username: str, store: str | None) -> UserInfo:
+        """Assign ``username`` to ``store`` (a store code as in customers' ``store``
+        attribute; None: no store). Role-addressed follow-up tasks about a
+        customer of that store go to the role's holders assigned there.
+
+        Raises:
+            AccountError: unknown user, or a store code over 64 characters.
+        """
+        store = (store or "").strip() or None
+        if store is not None and len(store) > 64:
+            raise AccountError("a store code has at most 64 characters")
+        return self._update(username, lambda session, row: repo.set_store(session, row.id, store))
+
     def set_manager(self, username: str, manager: str | None) -> UserInfo:
         """Make ``manager`` (a user name, or None for nobody) the manager of ``username``.
 

@@ -140,6 +140,11 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     app.register_blueprint(messages.api_bp)
     csrf.exempt(api.bp)  # bearer tokens only; no cookies are honoured there
     csrf.exempt(messages.api_bp)  # bearer tokens; receipts are verified by signature or token
+    from . import followups  # follow-up tasks from rules (issue 12)
+
+    app.register_blueprint(followups.bp)
+    app.register_blueprint(followups.api_bp)
+    csrf.exempt(followups.api_bp)  # bearer tokens only
     errors.init_app(app)
     context.init_app(app)
     return app

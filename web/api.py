@@ -269,8 +269,11 @@ def list_tasks() -> Any:
     user = _user()
     now = services().now()
     tasks = wf.tasks_for(user.username, status=status, overdue_first=True, form_id=form_id, now=now)
+    from .followups import api_list  # rules' follow-up tasks (no form: left out by a form filter)
+
     return json_response({"items": [task_json(task) for task in tasks],
-                          "counts": wf.task_counts(user.username, now=now)})
+                          "counts": wf.task_counts(user.username, now=now),
+                          "followups": [] if form_id else api_list(user.username, status)})
 
 
 def _action_body() -> tuple[str | None, str | None, int | None]:

@@ -319,6 +319,20 @@ def users_manager(obj: Context, name: str, manager: str | None, clear: bool) -> 
     click.echo(f"{user.username} manager: {user.manager or '-'}")
 
 
+@users.command("store")
+@click.argument("name")
+@click.argument("store", required=False)
+@click.option("--none", "clear", is_flag=True, help="NAME works at no particular store.")
+@pass_ctx
+def users_store(obj: Context, name: str, store: str | None, clear: bool) -> None:
+    """Assign user NAME to STORE (the code customers carry as attribute `store`),
+    so role-addressed follow-up tasks about its customers reach NAME."""
+    if clear == (store is not None):
+        raise click.UsageError("give either STORE or --none")
+    user = _account_call(obj, "set_store", name, None if clear else store)
+    click.echo(f"{user.username} store: {store if not clear else '-'}")
+
+
 @users.command("deactivate")
 @click.argument("name")
 @pass_ctx

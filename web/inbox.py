@@ -302,6 +302,11 @@ def _user_choices() -> list[tuple[str, str]]:
 @bp.route("/tasks/<int:task_id>")
 @login_required
 def task(task_id: int) -> Any:
+    from .followups import page
+
+    followup = page(task_id)  # a rule's follow-up task shares the id space
+    if followup is not None:
+        return followup
     task = _task_or_404(task_id)
     if not assigned(task, g.user):
         abort(403)

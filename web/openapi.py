@@ -14,6 +14,7 @@ from typing import Any
 from engine.definitions.specs import FormSpec
 from engine.forms.schema import form_json_schema
 
+from .openapi_followups import followups_paths, followups_schemas
 from .openapi_messages import messages_paths, messages_schemas
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -122,7 +123,9 @@ def _workflow_schemas() -> dict[str, Any]:
     page = {"type": "object",
             "properties": {"items": {"type": "array", "items": _ref("Task")},
                            "counts": {"type": "object", "additionalProperties": {"type": "integer"},
-                                      "description": "open, overdue, done"}},
+                                      "description": "open, overdue, done"},
+                           "followups": {"type": "array", "items": _ref("RuleTask"),
+                                         "description": "Follow-up tasks from rules (none with `form`)"}},
             "required": ["items", "counts"]}
     bulk = {"type": "object",
             "properties": {"task_ids": {"type": "array", "items": {"type": "integer", "minimum": 1},
@@ -288,6 +291,8 @@ def openapi_document(forms: Iterable[FormSpec], *, server_url: str, version: str
     paths.update(_workflow_paths())
     schemas.update(messages_schemas())
     paths.update(messages_paths(_errors))
+    schemas.update(followups_schemas())
+    paths.update(followups_paths(_errors))
     paths["/openapi.json"] = {
         "get": {"operationId": "openapi", "summary": "This document", "security": [],
                 "responses": {"200": {"description": "OpenAPI 3.1 document",

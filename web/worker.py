@@ -37,6 +37,9 @@ def tick_functions(services: Any) -> list[tuple[str, Callable[[datetime], Any]]]
     ticks: list[tuple[str, Callable[[datetime], Any]]] = [("automation", automation)]
     if getattr(services, "workflows", None) is not None:
         ticks.append(("approvals", services.workflows.tick))
+    from .followups import tick as followups_tick
+
+    ticks.append(("tasks", followups_tick(services)))  # rule tasks: the approvals' overdue rules
     ticks.append(("dispatch", dispatch_tick(services)))
     ticks.append(("feedback", feedback_tick(services)))
     return ticks

@@ -35,6 +35,7 @@ from engine.definitions.specs import (
     Assignees,
     BranchSpec,
     FieldSpec,
+    OverdueSpec,
     ParallelSpec,
     Recipient,
     SendSpec,
@@ -553,10 +554,9 @@ class _Work:
         task_id = max(self.tasks, default=0) + 1
         if kind == "approval" and due_at is None and step.due is not None:
             due_at = self.now + step.due
-        remind = kind == "approval" and due_at is not None and (step.on_overdue is None or step.on_overdue.remind)
         task = TaskState(task_id, step.id, assignee, slot, visit, self.now, kind=kind,
                          status="open" if kind == "approval" else "cc", origin=origin, due_at=due_at,
-                         next_remind_at=due_at if remind else None)
+                         next_remind_at=first_reminder(due_at, step.on_overdue) if kind == "approval" else None)
         self.tasks[task_id] = task
         self.effects.append(CreateTask(task))
         if kind == "approval":
@@ -950,23 +950,15 @@ def _tick(w: _Work) -> None:
             continue
         st = w.idx.pos[task.step_id].step
         overdue = st.on_overdue
-        if task.next_remind_at is not None and now >= task.next_remind_at:
-            nxt: datetime | None = None
-            if st.remind_every is not None and st.remind_every > timedelta(0):
-                periods = (now - task.next_remind_at) // st.remind_every + 1
-                nxt = task.next_remind_at + periods * st.remind_every
-            task = dataclasses.replace(task, next_remind_at=nxt, reminders=task.reminders + 1)
-            w.tasks[task_id] = task
+        task, remind, escalate = overdue_tick(task, st.remind_every, overdue, now)
+        w.tasks[task_id] = task
+        if remind:
             w.log("remind", step_id=task.step_id, task_id=task.id, target=task.assignee)
             w.notify("reminder", (task.assignee,), step_id=task.step_id,
                      extra={"task": {"id": task.id, "step_id": task.step_id, "title": st.title or st.id,
                                      "due_at": _iso(task.due_at), "reminders": task.reminders}})
-        if overdue is None or task.escalated or task.due_at is None or now < task.due_at:
+        if not escalate or overdue is None:
             continue
-        if overdue.escalate_to is None and overdue.auto is None:
-            continue
-        task = dataclasses.replace(task, escalated=True)
-        w.tasks[task_id] = task
         active = w.active.get(task.step_id)
         if active is None or active.visit != task.visit:  # pragma: no cover - defensive
             continue
@@ -989,9 +981,45 @@ def task_wake_at(spec: WorkflowSpec, task: TaskState) -> datetime | None:
     The host stores it on the task row so the tick query is set-based."""
     if task.status != "open" or task.due_at is None:
         return None
+    return overdue_wake_at(task, _index(spec).pos[task.step_id].step.on_overdue)
+
+
+# --- due, remind, escalate: shared by approval tasks and rule tasks (engine.rule_tasks) ---------
+
+def first_reminder(due_at: datetime | None, overdue: OverdueSpec | None) -> datetime | None:
+    """A new task's first reminder: at its due time, unless ``on_overdue.remind`` is false."""
+    return due_at if due_at is not None and (overdue is None or overdue.remind) else None
+
+
+def overdue_tick(task: TaskState, remind_every: timedelta | None, overdue: OverdueSpec | None,
+                 now: datetime) -> tuple[TaskState, bool, bool]:
+    """What a tick at ``now`` does to one open task: (the task with its
+    reminder state moved on, remind now?, escalate now?). A due reminder
+    counts once however late the tick runs, and the next one is the first
+    ``remind_every`` period after ``now``; an escalation (``escalate_to`` or
+    ``auto``) happens once, at the due time."""
+    remind = escalate = False
+    if task.status != "open" or task.due_at is None:
+        return task, remind, escalate
+    if task.next_remind_at is not None and now >= task.next_remind_at:
+        nxt: datetime | None = None
+        if remind_every is not None and remind_every > timedelta(0):
+            periods = (now - task.next_remind_at) // remind_every + 1
+            nxt = task.next_remind_at + periods * remind_every
+        task = dataclasses.replace(task, next_remind_at=nxt, reminders=task.reminders + 1)
+        remind = True
+    if (overdue is not None and not task.escalated and now >= task.due_at
+            and (overdue.escalate_to is not None or overdue.auto is not None)):
+        task = dataclasses.replace(task, escalated=True)
+        escalate = True
+    return task, remind, escalate
+
+
+def overdue_wake_at(task: TaskState, overdue: OverdueSpec | None) -> datetime | None:
+    """When :func:`overdue_tick` next has something to do for an open task (None: never)."""
+    if task.status != "open" or task.due_at is None:
+        return None
     times = [t for t in (task.next_remind_at,) if t is not None]
-    st = _index(spec).pos[task.step_id].step
-    overdue = st.on_overdue
     if overdue is not None and not task.escalated and (overdue.escalate_to is not None or overdue.auto is not None):
         times.append(task.due_at)
     return min(times) if times else None
@@ -1023,6 +1051,9 @@ __all__ = [
     "Withdraw",
     "event_from_json",
     "event_to_json",
+    "first_reminder",
+    "overdue_tick",
+    "overdue_wake_at",
     "step",
     "task_wake_at",
 ]

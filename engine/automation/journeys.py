@@ -50,9 +50,11 @@ from engine.definitions.specs import (
     WaitSpec,
     WebhookSpec,
 )
+from engine import rule_tasks
 from engine.outbox import OutboxError, OutboxItem, pick_connector, row_for
 from engine.storage import automation_repo as repo
 from engine.storage import outbox_repo
+from engine.storage import rule_tasks_repo
 from engine.storage.events_repo import append_event
 from engine.storage.times import from_db_time, to_db_time
 from engine.templates import TemplateRenderError, render, render_string
@@ -97,6 +99,7 @@ class _Batch:
     remove_tags: set[tuple[int, str]] = field(default_factory=set)
     events: list[tuple[str, str, int, dict[str, Any]]] = field(default_factory=list)
     journeys: list[dict[str, Any]] = field(default_factory=list)
+    tasks: list[dict[str, Any]] = field(default_factory=list)  # rule tasks (engine.rule_tasks)
 
 
 def _random_code(length: int = 10) -> str:
@@ -127,6 +130,7 @@ class _Advancer:
         self.pool_counts: dict[str, list[Any]] = {}
         self.recent: dict[tuple[int, str], list[datetime]] = {}
         self.role_users: dict[str, list[dict[str, Any]]] = {}
+        self.task_people: dict[tuple[Any, ...], list[str]] = {}
 
     # -- loading -------------------------------------------------------------------
 
@@ -461,22 +465,33 @@ class _Advancer:
 
     def create_task(self, j: repo.JourneyRow, rule: RuleSpec, instr: Instruction, spec: CreateTaskSpec,
                     row: dict[str, Any], state: dict[str, Any]) -> None:
-        """A follow-up task for staff: a ``task.created`` event (the inbox and
-        notifications pick it up) and an entry in the journey's state."""
-        to = spec.to
-        assignees: list[str] = []
-        if to.kind == "account_manager":
-            manager = self.users.get(row.get("account_manager_id"))  # type: ignore[arg-type]
+        """A follow-up task for staff: one inbox task per assignee (see
+        :mod:`engine.rule_tasks`, written at flush), a ``task.created`` event
+        and an entry in the journey's state."""
+        customer_id = j.subject_id if j.subject_type == "customer" else None
+        attrs = row.get("attrs") if customer_id is not None else None
+        store = attrs.get("store") if isinstance(attrs, Mapping) else None
+        if spec.to.kind == "account_manager":  # loaded with the batch (active users only)
+            manager = self.users.get(row.get("account_manager_id")) if customer_id is not None else None  # type: ignore[arg-type]
             assignees = [manager["username"]] if manager else []
-        elif to.kind == "role":
-            assignees = [f"role:{to.value}"]
-        elif to.kind == "users":
-            assignees = [str(v) for v in (to.value if isinstance(to.value, (list, tuple)) else (to.value,))]
+        else:  # the same people for every journey of a step and store: asked once per batch
+            named = repr(row.get(str(spec.to.value))) if spec.to.kind == "field" else None
+            key = (spec.to.kind, repr(spec.to.value), store, named)
+            if key not in self.task_people:
+                self.task_people[key] = rule_tasks.assignees_for(self.session, spec.to, subject_type=j.subject_type,
+                                                                 subject_id=j.subject_id, row=row)
+            assignees = self.task_people[key]
+        self.out.tasks.extend({**r, "tz": rule.timezone} for r in rule_tasks.new_task_rows(
+            spec, assignees, step_id=instr.step_id, rule_id=rule.id, journey_id=j.id, customer_id=customer_id,
+            now=self.now, store=str(store) if store not in (None, "") else None))
         due = (self.now + spec.due).isoformat() if spec.due else None
         task = {"title": spec.title, "assignees": assignees, "due_at": due, "step": instr.step_id}
         state.setdefault("tasks", []).append(task)
         self.out.events.append(("task.created", j.subject_type, j.subject_id,
                                 {**task, "rule_id": rule.id, "journey_id": j.id}))
+        if not assignees:
+            self.out.events.append(("task.unassigned", j.subject_type, j.subject_id,
+                                    {**task, "rule_id": rule.id, "journey_id": j.id, "to": spec.to.kind}))
 
     def emit(self, name: str, j: repo.JourneyRow, payload: dict[str, Any]) -> None:
         """Record a step's event only when some rule listens for it (the events
@@ -494,7 +509,22 @@ class _Advancer:
         repo.remove_tags(s, out.remove_tags)
         for name, subject_type, subject_id, payload in out.events:
             append_event(s, name, subject_type, subject_id, payload, self.now)
+        if out.tasks:
+            self.flush_tasks()
         repo.update_journeys(s, out.journeys)
+
+    def flush_tasks(self) -> None:
+        """Insert the batch's rule tasks (a repeated batch inserts nothing) and
+        queue the assignees' notices for the ones this batch created."""
+        s, rows = self.session, self.out.tasks
+        keys = {(r["journey_id"], r["step_id"], r["assignee"]) for r in rows}
+        before = rule_tasks_repo.ids_of(s, keys)
+        rule_tasks_repo.insert(s, rows)
+        ids = rule_tasks_repo.ids_of(s, keys)
+        fresh = [(ids[k], r) for r in rows if (k := (r["journey_id"], r["step_id"], r["assignee"])) in ids
+                 and k not in before]
+        rule_tasks.queue_notices(s, self.defs, fresh, kind="assigned", now=self.now, base_url=self.policy.base_url,
+                                 customers=self.customers)
 
 
 def advance_due(session: Session, *, now: datetime, definitions: DefinitionSet, batch: int = 5000,

@@ -189,16 +189,22 @@ def _workflow_action(d: dict) -> s.WorkflowAction:
     raise AssertionError(f"no action in {d}")
 
 
+def _overdue(overdue: dict | None) -> s.OverdueSpec | None:
+    """``on_overdue`` of an approval step or a rule's ``create_task``."""
+    if not overdue:
+        return None
+    return s.OverdueSpec(remind=overdue.get("remind", True),
+                         escalate_to=_assignees(overdue["escalate_to"]) if "escalate_to" in overdue else None,
+                         auto=overdue.get("auto"))
+
+
 def _workflow_steps(steps: list) -> tuple[s.WorkflowStep, ...]:
     out = []
     for d in steps:
-        overdue = d.get("on_overdue")
         out.append(s.WorkflowStep(
             id=d["id"], action=_workflow_action(d), title=d.get("title"), title_en=d.get("title_en"),
             when=_cond(d.get("when")), due=_dur(d.get("due")), remind_every=_dur(d.get("remind_every")),
-            on_overdue=s.OverdueSpec(remind=overdue.get("remind", True),
-                                     escalate_to=_assignees(overdue["escalate_to"]) if "escalate_to" in overdue else None,
-                                     auto=overdue.get("auto")) if overdue else None,
+            on_overdue=_overdue(d.get("on_overdue")),
         ))
     return tuple(out)
 
@@ -270,8 +276,16 @@ def _journey_action(d: dict, sid: str) -> s.JourneyAction:
         return s.CreateRecordSpec(d["create_record"]["form"], _freeze(d["create_record"].get("data", {})))
     if "create_task" in d:
         t = d["create_task"]
-        return s.CreateTaskSpec(t["title"], _recipient(t["to"]), _dur(t.get("due")), t.get("form"))
+        return s.CreateTaskSpec(t["title"], _recipient(t["to"]), _dur(t.get("due")), t.get("form"),
+                                title_en=t.get("title_en"), remind_every=_dur(t.get("remind_every")),
+                                on_overdue=_overdue(t.get("on_overdue")),
+                                outcomes=tuple(_KNOWN_OUTCOMES.get(o, s.TaskOutcomeSpec(o, o)) if isinstance(o, str) else
+                                               s.TaskOutcomeSpec(o["id"], o.get("label", o["id"]), o.get("label_en"))
+                                               for o in t.get("outcomes", ())))
     raise AssertionError(f"no action in {d}")
+
+
+_KNOWN_OUTCOMES = {o.id: o for o in s.DEFAULT_TASK_OUTCOMES}
 
 
 def build_rule(ctx: Context, d: dict, src: s.Source) -> s.RuleSpec:

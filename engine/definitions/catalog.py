@@ -20,7 +20,7 @@ BUILTIN_ROLES: frozenset[str] = frozenset({"admin"})
 #: Events rules can be triggered by. ``custom.<name>`` events are posted through the API.
 EVENTS: frozenset[str] = frozenset({
     "record.created", "record.updated",
-    "workflow.approved", "workflow.rejected", "task.created",
+    "workflow.approved", "workflow.rejected", "task.created", "task.done",
     "customer.registered", "customer.updated", "customer.tagged",
     "order.created", "feedback.received",
     "coupon.issued", "coupon.redeemed",

@@ -487,6 +487,15 @@ def check_rule(ctx: Context, data: dict) -> Problems:
                 problems.extend(_check_role(ctx, to["role"], p + ("to", "role")))
             if "form" in body and body["form"] not in ctx.ids("form"):
                 problems.append(Problem(p + ("form",), "unknown_ref", unknown("form", body["form"], ctx.ids("form"))))
+            escalate = (body.get("on_overdue") or {}).get("escalate_to") or {}
+            if "role" in escalate:
+                problems.extend(_check_role(ctx, escalate["role"], p + ("on_overdue", "escalate_to", "role")))
+            seen: set[str] = set()
+            for n, outcome in enumerate(body.get("outcomes", ())):
+                oid = outcome if isinstance(outcome, str) else outcome.get("id")
+                if oid in seen:
+                    problems.append(Problem(p + ("outcomes", n), "duplicate_outcome", f"outcome `{oid}` is listed twice"))
+                seen.add(oid)
     problems.extend(_check_loop(data, emitted))
     return problems
 

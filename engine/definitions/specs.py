@@ -399,11 +399,36 @@ class CreateRecordSpec:
 
 
 @dataclass(frozen=True)
+class TaskOutcomeSpec:
+    """How a follow-up task can end (``contacted``, ``resolved`` …), with its zh/en labels."""
+
+    id: str
+    label: str
+    label_en: str | None = None
+
+
+#: Outcomes of a follow-up task whose step lists none; a step may list these by id alone.
+DEFAULT_TASK_OUTCOMES: tuple[TaskOutcomeSpec, ...] = (
+    TaskOutcomeSpec("contacted", "已联系", "Contacted"),
+    TaskOutcomeSpec("resolved", "已解决", "Resolved"),
+    TaskOutcomeSpec("no_answer", "未接通", "No answer"),
+    TaskOutcomeSpec("declined", "客户拒绝", "Declined"),
+)
+
+
+@dataclass(frozen=True)
 class CreateTaskSpec:
+    """A follow-up task for staff (engine/rule_tasks.py): due, reminders and
+    escalation as an approval step's; ``outcomes`` empty: the default ones."""
+
     title: str
     to: Recipient
     due: timedelta | None = None
     form: str | None = None
+    title_en: str | None = None
+    remind_every: timedelta | None = None
+    on_overdue: OverdueSpec | None = None
+    outcomes: tuple[TaskOutcomeSpec, ...] = ()
 
 
 JourneyAction = Union[

@@ -113,6 +113,16 @@ def set_manager(session: Session, user_id: int, manager_id: int | None) -> None:
         session.flush()
 
 
+def set_store(session: Session, user_id: int, store: str | None) -> bool:
+    """Assign the user to a store (or none, migration 0014); True when it changed."""
+    user = session.get(User, user_id)
+    if user is None or user.store == store:
+        return False
+    user.store = store
+    session.flush()
+    return True
+
+
 def set_active(session: Session, user_id: int, active: bool) -> None:
     """Activate or deactivate a user."""
     user = session.get(User, user_id)

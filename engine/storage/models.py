@@ -118,6 +118,9 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     locale: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime())
+    # Migration 0014: the store this person works at (a customer's store is its
+    # ``attrs.store``); role-addressed rule tasks go to the role's holders there.
+    store: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class UserRole(Base):
@@ -222,10 +225,13 @@ class Task(Base):
         Index("ix_tasks_assignee_name_status", "assignee_name", "status"),
         Index("ix_tasks_status_wake_at", "status", "wake_at"),
         UniqueConstraint("instance_id", "seq"),
+        # Migration 0014: a journey's create_task writes its rows once.
+        UniqueConstraint("journey_id", "step_id", "assignee_name"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    instance_id: Mapped[int] = mapped_column(ForeignKey("workflow_instances.id", ondelete="CASCADE"))
+    # NULL for a rule task (``kind`` ``rule``, migration 0014).
+    instance_id: Mapped[int | None] = mapped_column(ForeignKey("workflow_instances.id", ondelete="CASCADE"))
     step_id: Mapped[str] = mapped_column(String(128))
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     role: Mapped[str | None] = mapped_column(String(64))
@@ -243,6 +249,16 @@ class Task(Base):
     assignee_name: Mapped[str | None] = mapped_column(String(128))
     kind: Mapped[str] = mapped_column(String(16), default="approval", server_default="approval")
     wake_at: Mapped[datetime | None] = mapped_column(DateTime())
+    # Migration 0014: a rule's create_task (see engine/rule_tasks.py): what,
+    # about whom, from where, how it ended and how long that took; ``detail``
+    # holds the step's policy and the reminder state.
+    title: Mapped[str | None] = mapped_column(String(255))
+    customer_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    rule_id: Mapped[str | None] = mapped_column(String(128))
+    journey_id: Mapped[int | None] = mapped_column(BigInteger)
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    response_seconds: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
 
 # --- customers (fixed contract) ---------------------------------------------

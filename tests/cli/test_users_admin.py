@@ -121,3 +121,27 @@ def test_deactivate_and_activate(cli, accounts: AccountService) -> None:
 
     _refused(cli("users", "deactivate", "ghost"), "unknown user `ghost`")
     _refused(cli("users", "activate", "ghost"), "unknown user `ghost`")
+
+
+def test_store_assigns_and_clears_a_users_store(cli, db_url: str) -> None:
+    """``promoflow users store NAME STORE``: the store whose customers' follow-up
+    tasks for NAME's roles reach NAME (engine/rule_tasks.py)."""
+    from sqlalchemy import select
+
+    from engine.storage.models import User
+
+    def store_of(name: str) -> str | None:
+        engine = make_engine(db_url)
+        try:
+            with engine.connect() as conn:
+                return conn.execute(select(User.store).where(User.username == name)).scalar_one()
+        finally:
+            engine.dispose()
+
+    result = cli("users", "store", "li", "SH001")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "li store: SH001" and store_of("li") == "SH001"
+    result = cli("users", "store", "li", "--none")
+    assert result.output.strip() == "li store: -" and store_of("li") is None
+    _refused(cli("users", "store", "ghost", "SH001"), "unknown user `ghost`")
+    assert cli("users", "store", "li").exit_code == 2  # neither STORE nor --none

@@ -201,7 +201,11 @@ def test_other_rules(defs: DefinitionSet) -> None:
     assert followup.trigger.event == "feedback.received"
     assert (followup.trigger.when.field, followup.trigger.when.op, followup.trigger.when.value) == ("score", "lte", 6)
     task = followup.steps[-1].action
-    assert task == s.CreateTaskSpec("24小时内回访不满意客户", s.Recipient("role", "store_manager"), timedelta(hours=24))
+    assert (task.title, task.to, task.due) == ("24小时内回访不满意客户", s.Recipient("role", "store_manager"),
+                                               timedelta(hours=24))
+    assert task.remind_every == timedelta(hours=4) and task.on_overdue.escalate_to.role == "marketing_manager"
+    assert [o.id for o in task.outcomes] == ["contacted", "resolved", "no_answer", "declined"]
+    assert task.outcomes[2].label == "未接通" and task.outcomes[2].label_en == "No answer"  # known ids keep their labels
     nps = rules["post_campaign_nps"]
     channels = [st.action.channel for st in _journey_steps(nps.steps) if isinstance(st.action, s.SendSpec)]
     assert channels == ["sms", "email"]

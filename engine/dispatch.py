@@ -49,6 +49,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.clicks import ClickLinker, linker_for
 from engine.dispatch_limits import RATE_LIMIT_CODES, RatePolicy, WindowCounter, policy_for, recipient_waits
 from engine.ports import (
     ConfigurationError,
@@ -186,8 +187,11 @@ class Dispatcher:
                  window_classes: Sequence[str] = (MARKETING,),
                  send_windows: Mapping[str, tuple[time, time] | None] | None = None,
                  max_attempts: Mapping[str, int] | None = None,
-                 rate_policies: Mapping[str, RatePolicy] | None = None) -> None:
+                 rate_policies: Mapping[str, RatePolicy] | None = None,
+                 links: ClickLinker | None = None) -> None:
         self.session_factory = session_factory
+        #: Rewrites the template URLs of customer messages into short ``/c/`` links.
+        self.links = links
         self.connectors = dict(connectors)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.tz = ZoneInfo(timezone)
@@ -360,7 +364,7 @@ class Dispatcher:
         connector = self.connectors[cid]
         size = max(1, int(getattr(connector, "max_batch", 1) or 1))
         for start in range(0, len(rows), size):
-            chunk = rows[start:start + size]
+            chunk = self._with_links(rows[start:start + size], now)
             messages: list[OutgoingMessage] = []
             outcomes: list[dict[str, Any]] = []
             for row in chunk:
@@ -396,6 +400,17 @@ class Dispatcher:
             outcomes += self._settle(sendable, {r.message_id: r for r in results}, db_now, report,
                                      missing="unknown", error="no_result")
             self._write(outcomes, report)
+
+    def _with_links(self, rows: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+        """The rows as they are delivered: template URLs as short click links
+        (every render path's messages pass here, with their outbox ids)."""
+        if self.links is None:
+            return rows
+        try:
+            return self.links.apply(self.session_factory, rows, now)
+        except Exception:  # tracking must never stop a delivery
+            log.exception("storing click links failed; sending %d messages with their plain links", len(rows))
+            return rows
 
     def _settle(self, rows: Sequence[dict[str, Any]], results: Mapping[str, SendResult], db_now: datetime,
                 report: DispatchReport, *, missing: str, error: str | None = None) -> list[dict[str, Any]]:
@@ -631,8 +646,12 @@ def dispatch_tick(services: Any, *, loader: Callable[..., Connector] | None = No
                 with transaction(services.session_factory) as session:
                     append_event(session, "connector.misconfigured", "connector", spec.id,
                                  {"connector": spec.id, "code": exc.code, "error": str(exc)[:500]}, now)
-        tz = getattr(getattr(services, "settings", None), "timezone", None) or "Asia/Shanghai"
-        state["key"], state["dispatcher"] = definitions, Dispatcher(services.session_factory, built, timezone=tz)
+        settings = getattr(services, "settings", None)
+        tz = getattr(settings, "timezone", None) or "Asia/Shanghai"
+        links = linker_for(definitions, str(getattr(settings, "base_url", "") or ""),
+                           str(getattr(settings, "secret_key", "") or ""))
+        state["key"], state["dispatcher"] = definitions, Dispatcher(services.session_factory, built, timezone=tz,
+                                                                    links=links)
         return state["dispatcher"]
 
     def tick(now: datetime) -> DispatchReport:

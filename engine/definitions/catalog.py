@@ -24,7 +24,7 @@ EVENTS: frozenset[str] = frozenset({
     "customer.registered", "customer.updated", "customer.tagged",
     "order.created", "feedback.received",
     "coupon.issued", "coupon.redeemed",
-    "message.sent", "message.replied",
+    "message.sent", "message.replied", "message.clicked",
 })
 CUSTOM_EVENT_PREFIX = "custom."
 

@@ -30,7 +30,7 @@ DUE_STATUSES = ("queued", "retry")
 
 #: Columns a claim returns (what :meth:`OutgoingMessage.from_outbox` reads, plus routing).
 CLAIM_COLUMNS = ("id", "channel", "connector", "recipient", "subject", "body", "payload", "idempotency_key",
-                 "delivery_class", "attempts", "customer_id", "claimed_by")
+                 "delivery_class", "attempts", "customer_id", "claimed_by", "rule_id", "template_id")
 
 
 def claim(session: Session, *, worker_id: str, now: datetime, limit: int,

@@ -70,8 +70,8 @@ from engine.storage.times import to_db_time
 
 log = logging.getLogger("promoflow.dispatch")
 
-__all__ = ["Backoff", "DispatchReport", "Dispatcher", "ReconcileReport", "ResendResult", "dispatch_tick",
-           "next_window_open", "window_open"]
+__all__ = ["SANDBOX_TYPE", "Backoff", "DispatchReport", "Dispatcher", "ReconcileReport", "ResendResult",
+           "dispatch_tick", "next_window_open", "sandbox_folder", "sandboxed", "window_open"]
 
 MARKETING = DeliveryClass.MARKETING.value
 
@@ -618,6 +618,24 @@ def _error_text(result: SendResult) -> str | None:
     return (": ".join(parts) or result.outcome.value)[:500]
 
 
+#: The connector type of the built-in sandbox inbox (``connectors.sandbox``).
+SANDBOX_TYPE = "sandbox"
+
+
+def sandbox_folder(settings: Any) -> str:
+    """The sandbox inbox folder of an installation: ``<instance>/sandbox``."""
+    return os.path.join(str(getattr(settings, "instance_path", "instance")), "sandbox")
+
+
+def sandboxed(spec: Any, settings: Any) -> Any:
+    """``spec`` delivering to the sandbox inbox instead of its provider: same
+    id, channel and limits, no secrets needed (setting ``connector_sandbox``)."""
+    from dataclasses import replace
+
+    return replace(spec, type=SANDBOX_TYPE, secrets={},
+                   settings={"folder": sandbox_folder(settings), "instead_of": spec.type})
+
+
 def dispatch_tick(services: Any, *, loader: Callable[..., Connector] | None = None,
                   env: Mapping[str, str] | None = None) -> Callable[[datetime], DispatchReport]:
     """The scheduler's ``dispatch`` tick for the app's services: reap stale
@@ -626,7 +644,7 @@ def dispatch_tick(services: Any, *, loader: Callable[..., Connector] | None = No
     current definitions (``log`` ones are delivered by the automation tick).
     Connectors are built once per definitions version; one that fails to
     build is left out and reported as a ``connector.misconfigured`` event."""
-    state: dict[str, Any] = {"key": None, "dispatcher": None}
+    state: dict[str, Any] = {"key": None, "dispatcher": None, "broken": {}}
 
     def build(now: datetime) -> Dispatcher:
         definitions = services.registry.current()
@@ -637,25 +655,37 @@ def dispatch_tick(services: Any, *, loader: Callable[..., Connector] | None = No
             import importlib
             load = importlib.import_module("connectors.registry").load_connector
         built: dict[str, Connector] = {}
+        broken: dict[str, str] = {}
+        settings = getattr(services, "settings", None)
+        sandbox = bool(getattr(settings, "connector_sandbox", False))
         for spec in definitions.connectors.values():
             if not spec.enabled or spec.type == "log":
                 continue
+            if sandbox:
+                if spec.channel == "feedback":
+                    continue  # receive only: nothing of theirs is dispatched
+                spec = sandboxed(spec, settings)
             try:
                 built[spec.id] = load(spec, env=os.environ if env is None else env)
             except ConfigurationError as exc:
+                broken[spec.id] = f"waiting: connector `{spec.id}` cannot deliver: {exc}"[:500]
                 with transaction(services.session_factory) as session:
                     append_event(session, "connector.misconfigured", "connector", spec.id,
                                  {"connector": spec.id, "code": exc.code, "error": str(exc)[:500]}, now)
-        settings = getattr(services, "settings", None)
         tz = getattr(settings, "timezone", None) or "Asia/Shanghai"
         links = linker_for(definitions, str(getattr(settings, "base_url", "") or ""),
                            str(getattr(settings, "secret_key", "") or ""))
         state["key"], state["dispatcher"] = definitions, Dispatcher(services.session_factory, built, timezone=tz,
                                                                     links=links)
+        state["broken"] = broken
         return state["dispatcher"]
 
     def tick(now: datetime) -> DispatchReport:
         dispatcher = build(now)
+        if state["broken"]:
+            # Their rows are never claimed: say on each why it waits (the /messages list shows it).
+            with transaction(services.session_factory) as session:
+                dispatch_repo.note_waiting(session, state["broken"])
         dispatcher.reap(now)
         report = dispatcher.run_until_idle(now, max_passes=200)
         try:

@@ -39,6 +39,7 @@ from engine.storage.times import to_db_time
 
 from . import api, services
 from .auth import login_required
+from .connector_health import connector_problems, waiting_counts
 from .i18n import t
 
 log = logging.getLogger("promoflow.web.messages")
@@ -124,10 +125,12 @@ def index() -> Any:
                                                           **filters)
         choices = dispatch_repo.filter_choices(session)
     args = {k: v for k, v in request.args.items() if k != "page"}
+    problems = connector_problems(svc.registry.current(), svc.settings)
     return render_template("messages/index.html", rows=rows, total=total, counts=counts, choices=choices,
                            statuses=STATUSES, args=args, page=page,
                            base_args={k: v for k, v in args.items() if k != "status"}, pages=max(1, -(-total // PAGE_SIZE)),
-                           mask=mask)
+                           mask=mask, connector_problems=problems,
+                           waiting=waiting_counts(svc.session_factory, problems))
 
 
 @bp.route("/messages/<int:message_id>")

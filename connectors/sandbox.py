@@ -81,11 +81,12 @@ class SandboxConnector(BaseConnector):
         for message in messages:
             provider_id = f"sandbox-{message.id}-{message.attempt}"
             options = message.options or {}
+            url = options.get("url") or (message.params or {}).get("url")  # a WeCom card's link
             lines.append(json.dumps({
                 "provider_id": provider_id, "message_id": message.id, "connector": self.id,
                 "channel": message.channel, "recipient": message.recipient, "subject": message.subject,
                 "body": message.body, "html": message.html,
-                "url": options.get("url") if isinstance(options.get("url"), str) else None,
+                "url": url if isinstance(url, str) else None,
                 "at": at, "customer_id": options.get("customer_id"),
             }, ensure_ascii=False, default=str))
             results.append(SendResult.accepted(message.id, provider_id, "sandbox"))

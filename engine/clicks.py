@@ -35,7 +35,7 @@ from engine.storage.database import transaction
 from engine.storage.events_repo import append_event
 from engine.storage.times import to_db_time
 
-__all__ = ["CLICK_PATH", "TOKEN_LENGTH", "ClickLinker", "Followed", "LinkPlan", "click_key", "follow",
+__all__ = ["CLICK_PATH", "TOKEN_LENGTH", "URL_PATTERN", "ClickLinker", "Followed", "LinkPlan", "click_key", "follow",
            "linker_for", "make_token", "plan_links", "rewrite", "template_urls", "valid_token_shape"]
 
 #: The web path of a short link (``/c/<token>``).
@@ -45,7 +45,8 @@ _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _PURPOSE = b"promoflow:click-links:v1"
 #: An http(s) URL in text: printable ASCII up to a space, quote, angle bracket
 #: or brace (Jinja), or any non-ASCII character (Chinese punctuation ends it).
-_URL = re.compile(r"https?://[!#-&(-;=?-z|~]+")
+URL_PATTERN = re.compile(r"https?://[!#-&(-;=?-z|~]+")
+_URL = URL_PATTERN
 #: Punctuation that ends a sentence rather than a URL.
 _TRAILING = ".,;:!?)]'"
 _TOKEN = re.compile(rf"[0-9A-Za-z]{{{TOKEN_LENGTH}}}")

@@ -628,11 +628,14 @@ def sandbox_folder(settings: Any) -> str:
 
 
 def sandboxed(spec: Any, settings: Any) -> Any:
-    """``spec`` delivering to the sandbox inbox instead of its provider: same
-    id, channel and limits, no secrets needed (setting ``connector_sandbox``)."""
+    """``spec`` delivering to the sandbox inbox instead of its provider
+    (setting ``connector_sandbox``): same id, channel, send window and
+    attempts; no secrets; no rate limits (they are the provider's, and the
+    sandbox has none)."""
     from dataclasses import replace
 
-    return replace(spec, type=SANDBOX_TYPE, secrets={},
+    return replace(spec, type=SANDBOX_TYPE, secrets={}, per_second=None, per_minute=None,
+                   per_recipient_per_minute=None,
                    settings={"folder": sandbox_folder(settings), "instead_of": spec.type})
 
 

@@ -10,13 +10,13 @@ would (the click is recorded and the journey sees it).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from flask import Blueprint, abort, g, render_template, request
 from markupsafe import Markup, escape
 
 from connectors.sandbox import read_inbox
+from engine.clicks import URL_PATTERN
 from engine.dispatch import sandbox_folder
 
 from . import services
@@ -28,14 +28,13 @@ bp = Blueprint("sandbox", __name__)
 SANDBOX_ROLES = ("marketing", "marketing_manager")
 CHANNELS = ("sms", "email", "wecom")
 LIMIT = 200
-_URL = re.compile(r"https?://[^\s<>\"'，。、；！？）]+")
 
 
 def linkify(text: str | None) -> Markup:
     """``text`` escaped, its http(s) URLs as links (no other scheme can become one)."""
     out, last = [], 0
     source = text or ""
-    for match in _URL.finditer(source):
+    for match in URL_PATTERN.finditer(source):
         out.append(escape(source[last:match.start()]))
         url = escape(match.group(0))
         out.append(Markup(f'<a href="{url}" target="_blank" rel="noopener noreferrer">{url}</a>'))

@@ -92,11 +92,10 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def world(db_engine, db_url, tmp_path):
+def _world(db_url, tmp_path, *, sandbox: bool = False):
     clock = Clock(NOW)
     settings = Settings(instance_path=tmp_path, database_url=db_url, secret_key="click-secret",
-                        timezone="Asia/Shanghai", base_url=BASE)
+                        timezone="Asia/Shanghai", base_url=BASE, connector_sandbox=sandbox)
     app = create_app({"TESTING": True, "MIGRATE": False, "CLOCK": clock}, settings=settings)
     services = app.extensions["promoflow"]
     folder = tmp_path / "defs"
@@ -115,6 +114,11 @@ def world(db_engine, db_url, tmp_path):
         ticks["dispatch"](at)
 
     return app, services, run, clock
+
+
+@pytest.fixture
+def world(db_engine, db_url, tmp_path):
+    return _world(db_url, tmp_path)
 
 
 def _customer_ids(sf) -> dict[str, int]:
@@ -209,3 +213,27 @@ def test_only_urls_written_literally_in_the_template_are_tracked():
         "https://a.cn/x?y=1"}
     assert template_urls(['<a href="https://a.cn/p">go</a>. See https://c.cn/d.']) == {
         "https://a.cn/p", "https://c.cn/d"}
+
+
+def test_the_sandbox_inbox_shows_the_short_link_and_following_it_counts(db_engine, db_url, tmp_path):
+    app, services, run, clock = _world(db_url, tmp_path, sandbox=True)
+    run(NOW + timedelta(hours=1))
+    with services.session_factory() as s:
+        statuses = {st for (st,) in s.execute(select(OutboxMessage.status)
+                                              .where(OutboxMessage.rule_id == "spring_click"))}
+    assert statuses == {"sent"}
+    services.accounts.add_user("mk", roles=["marketing"], password="mk-password-1", now=NOW)
+    client = app.test_client()
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
+    assert client.post("/login", data={"username": "mk", "password": "mk-password-1",
+                                       "csrf_token": token}).status_code == 302
+    inbox = client.get("/sandbox?channel=sms")
+    assert inbox.status_code == 200 and "短信" in inbox.text
+    hrefs = re.findall(rf'<a href="({re.escape(BASE)}/c/[0-9A-Za-z]+)"', inbox.text)
+    assert len(hrefs) == 2  # one per customer, as links
+    assert '<a href="http://evil.example/x"' in inbox.text  # linked like a phone would, but not a tracked link
+    followed = app.test_client().get(hrefs[0].removeprefix(BASE))
+    assert followed.status_code == 302 and followed.headers["Location"] == URL
+    with services.session_factory() as s:
+        assert s.scalar(select(func.count()).select_from(LinkClick)) == 1

@@ -27,4 +27,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "sandbox_channel_wecom": ("企业微信", "WeCom"),
     "sandbox_empty": ("还没有消息", "No messages yet"),
     "sandbox_latest": ("只显示最新的 {n} 条", "Showing the latest {n}"),
+    "msg_click_link": ("短链接", "Short link"),
+    "msg_clicks": ("点击 {n} 次", "{n} click(s)"),
+    "msg_first_click": ("首次点击", "first click"),
 }

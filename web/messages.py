@@ -34,7 +34,7 @@ from flask import Blueprint, Response, abort, current_app, flash, g, redirect, r
 
 from engine.dispatch import Dispatcher, ResendResult, apply_receipts
 from engine.ports import ConnectorError, UnsupportedOperation, WebhookVerificationError
-from engine.storage import dispatch_repo
+from engine.storage import clicks_repo, dispatch_repo
 from engine.storage.times import to_db_time
 
 from . import api, services
@@ -140,9 +140,10 @@ def detail(message_id: int) -> Any:
         abort(403)
     with services().session_factory() as session:
         row = dispatch_repo.message_detail(session, message_id)
+        links = clicks_repo.links_of(session, message_id)
     if row is None:
         abort(404)
-    return render_template("messages/detail.html", m=row, confirm=request.args.get("confirm") == "1")
+    return render_template("messages/detail.html", m=row, confirm=request.args.get("confirm") == "1", links=links)
 
 
 @bp.route("/messages/<int:message_id>/resend", methods=["POST"])

@@ -19,7 +19,7 @@ from engine.storage.models import ClickLink, LinkClick
 _links: Table = ClickLink.__table__  # type: ignore[assignment]
 _clicks: Table = LinkClick.__table__  # type: ignore[assignment]
 
-__all__ = ["StoredLink", "add_links", "click_counts", "clicked_since", "find", "record_click"]
+__all__ = ["StoredLink", "add_links", "clicked_since", "find", "links_of", "record_click"]
 
 _CHUNK = 500
 
@@ -82,14 +82,10 @@ def clicked_since(session: Session, customer_ids: Collection[int],
     return out
 
 
-def click_counts(session: Session, message_ids: Collection[int]) -> dict[int, tuple[int, int]]:
-    """Per message: (links clicked at least once, all clicks)."""
-    out: dict[int, tuple[int, int]] = {}
-    ids = sorted({int(m) for m in message_ids})
-    for start in range(0, len(ids), _CHUNK):
-        stmt = (select(_links.c.message_id, func.count(func.distinct(_links.c.id)), func.count(_clicks.c.id))
-                .join(_clicks, _clicks.c.link_id == _links.c.id)
-                .where(_links.c.message_id.in_(ids[start:start + _CHUNK])).group_by(_links.c.message_id))
-        for mid, links, clicks in session.execute(stmt):
-            out[int(mid)] = (int(links), int(clicks))
-    return out
+def links_of(session: Session, message_id: int) -> list[dict[str, Any]]:
+    """A message's short links with their clicks (``url, token,
+    first_clicked_at, clicks``), in the order they were stored."""
+    stmt = (select(_links.c.url, _links.c.token, _links.c.first_clicked_at, func.count(_clicks.c.id).label("clicks"))
+            .outerjoin(_clicks, _clicks.c.link_id == _links.c.id).where(_links.c.message_id == message_id)
+            .group_by(_links.c.id, _links.c.url, _links.c.token, _links.c.first_clicked_at).order_by(_links.c.id))
+    return [dict(r._mapping) for r in session.execute(stmt)]

@@ -121,6 +121,15 @@ def world(db_engine, db_url, tmp_path):
     return _world(db_url, tmp_path)
 
 
+def _signed_in(app, name: str, password: str):
+    client = app.test_client()
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
+    assert client.post("/login", data={"username": name, "password": password,
+                                       "csrf_token": token}).status_code == 302
+    return client
+
+
 def _customer_ids(sf) -> dict[str, int]:
     with sf() as s:
         return {ext: cid for ext, cid in s.execute(text("SELECT external_id, id FROM customers"))}
@@ -171,6 +180,10 @@ def test_a_click_is_recorded_redirects_to_the_template_url_and_steers_the_journe
     payload = events[0][1]
     assert payload["link"] == URL and payload["rule_id"] == "spring_click" and payload["customer_id"] == ids["c1"]
     assert clicks == 2  # … but every click counts
+    message_id = payload["message_id"]
+    services.accounts.add_user("mk", roles=["marketing"], password="mk-password-1", now=NOW)
+    detail = _signed_in(app, "mk", "mk-password-1").get(f"/messages/{message_id}")
+    assert f'data-token="{links[0]}"' in detail.text and "点击 2 次" in detail.text
 
     run(NOW + timedelta(days=2, hours=1))  # the wait is over: the `if` is decided
     run(NOW + timedelta(days=3, hours=1))
@@ -223,12 +236,7 @@ def test_the_sandbox_inbox_shows_the_short_link_and_following_it_counts(db_engin
                                               .where(OutboxMessage.rule_id == "spring_click"))}
     assert statuses == {"sent"}
     services.accounts.add_user("mk", roles=["marketing"], password="mk-password-1", now=NOW)
-    client = app.test_client()
-    page = client.get("/login")
-    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
-    assert client.post("/login", data={"username": "mk", "password": "mk-password-1",
-                                       "csrf_token": token}).status_code == 302
-    inbox = client.get("/sandbox?channel=sms")
+    inbox = _signed_in(app, "mk", "mk-password-1").get("/sandbox?channel=sms")
     assert inbox.status_code == 200 and "短信" in inbox.text
     hrefs = re.findall(rf'<a href="({re.escape(BASE)}/c/[0-9A-Za-z]+)"', inbox.text)
     assert len(hrefs) == 2  # one per customer, as links

@@ -26,17 +26,18 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-from sqlalchemy.orm import Session, sessionmaker
+from typing import TYPE_CHECKING, Any
 
 from engine.storage import clicks_repo
 from engine.storage.database import transaction
 from engine.storage.events_repo import append_event
 from engine.storage.times import to_db_time
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
 __all__ = ["CLICK_PATH", "TOKEN_LENGTH", "URL_PATTERN", "ClickLinker", "Followed", "LinkPlan", "click_key", "follow",
-           "linker_for", "make_token", "plan_links", "rewrite", "template_urls", "valid_token_shape"]
+           "linker_for", "make_token", "plan_links", "rewrite", "short_tokens", "template_urls", "valid_token_shape"]
 
 #: The web path of a short link (``/c/<token>``).
 CLICK_PATH = "/c/"
@@ -67,6 +68,13 @@ def make_token(key: bytes, message_id: int, url: str) -> str:
         number, rest = divmod(number, 62)
         out.append(_ALPHABET[rest])
     return "".join(out)
+
+
+def short_tokens(text: str | None, base_url: str) -> list[str]:
+    """The tokens of the short links in a delivered text, in order (what a
+    simulated customer — the demo, a test — follows with ``GET /c/<token>``)."""
+    prefix = re.escape(base_url.rstrip("/") + CLICK_PATH)
+    return re.findall(rf"{prefix}([0-9A-Za-z]{{{TOKEN_LENGTH}}})(?![0-9A-Za-z])", text or "")
 
 
 def valid_token_shape(token: str) -> bool:

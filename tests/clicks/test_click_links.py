@@ -25,7 +25,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from connectors.memory import MemoryConnector
-from engine.clicks import TOKEN_LENGTH, template_urls
+from engine.clicks import TOKEN_LENGTH, short_tokens, template_urls
 from engine.customers_import import import_customers
 from engine.library import library_paths
 from engine.publishing import publish_paths
@@ -157,8 +157,9 @@ def test_a_click_is_recorded_redirects_to_the_template_url_and_steers_the_journe
     run(NOW + timedelta(hours=1))  # 10:00 local: the rule runs, the dispatcher delivers
     bodies = {phone[-1]: body for phone, body in _delivered().items() if "春季新品" in body}
     assert set(bodies) == {"1", "2"}
-    links = re.findall(rf"{re.escape(BASE)}/c/([0-9A-Za-z]+)", bodies["1"])
+    links = short_tokens(bodies["1"], BASE)
     assert len(links) == 1 and len(links[0]) == TOKEN_LENGTH
+    assert f"{BASE}/c/{links[0]} " in bodies["1"]
     assert URL not in bodies["1"]
     # The URL from the customer's name is not the template's: left as text, never a short link.
     assert "http://evil.example/x" in bodies["2"]

@@ -56,3 +56,14 @@ def test_the_demo_instance_delivers_to_the_sandbox(runner: CliRunner, tmp_path: 
     assert not by_status.get("queued") and not by_status.get("retry"), by_status
     inbox = read_inbox(folder / "sandbox", limit=100_000)
     assert len(inbox) == by_status["sent"]
+
+
+def test_the_sandbox_setting_reads_true_and_false_and_refuses_anything_else(tmp_path: Path) -> None:
+    from engine.settings import SettingsError
+
+    base = {"instance_path": str(tmp_path)}
+    assert load_settings(overrides=base, environ={}).connector_sandbox is False
+    assert load_settings(overrides=base, environ={"PROMOFLOW_CONNECTOR_SANDBOX": "true"}).connector_sandbox is True
+    assert load_settings(overrides=base, environ={"PROMOFLOW_CONNECTOR_SANDBOX": "0"}).connector_sandbox is False
+    with pytest.raises(SettingsError, match="connector_sandbox: `maybe` is not true or false"):
+        load_settings(overrides=base, environ={"PROMOFLOW_CONNECTOR_SANDBOX": "maybe"})

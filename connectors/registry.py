@@ -27,6 +27,7 @@ GROUP = "promoflow.connectors"
 BUILTIN: Mapping[str, str] = {
     "log": "connectors.log:LogConnector",
     "memory": "connectors.memory:MemoryConnector",
+    "sandbox": "connectors.sandbox:SandboxConnector",
     "smtp": "connectors.smtp:SmtpConnector",
     "aliyun_sms": "connectors.aliyun_sms:AliyunSmsConnector",
     "tencent_sms": "connectors.tencent_sms:TencentSmsConnector",

@@ -49,6 +49,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.clicks import ClickLinker, linker_for
 from engine.dispatch_limits import RATE_LIMIT_CODES, RatePolicy, WindowCounter, policy_for, recipient_waits
 from engine.ports import (
     ConfigurationError,
@@ -69,8 +70,8 @@ from engine.storage.times import to_db_time
 
 log = logging.getLogger("promoflow.dispatch")
 
-__all__ = ["Backoff", "DispatchReport", "Dispatcher", "ReconcileReport", "ResendResult", "dispatch_tick",
-           "next_window_open", "window_open"]
+__all__ = ["SANDBOX_TYPE", "Backoff", "DispatchReport", "Dispatcher", "ReconcileReport", "ResendResult",
+           "dispatch_tick", "next_window_open", "sandbox_folder", "sandboxed", "window_open"]
 
 MARKETING = DeliveryClass.MARKETING.value
 
@@ -186,8 +187,11 @@ class Dispatcher:
                  window_classes: Sequence[str] = (MARKETING,),
                  send_windows: Mapping[str, tuple[time, time] | None] | None = None,
                  max_attempts: Mapping[str, int] | None = None,
-                 rate_policies: Mapping[str, RatePolicy] | None = None) -> None:
+                 rate_policies: Mapping[str, RatePolicy] | None = None,
+                 links: ClickLinker | None = None) -> None:
         self.session_factory = session_factory
+        #: Rewrites the template URLs of customer messages into short ``/c/`` links.
+        self.links = links
         self.connectors = dict(connectors)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.tz = ZoneInfo(timezone)
@@ -360,7 +364,7 @@ class Dispatcher:
         connector = self.connectors[cid]
         size = max(1, int(getattr(connector, "max_batch", 1) or 1))
         for start in range(0, len(rows), size):
-            chunk = rows[start:start + size]
+            chunk = self._with_links(rows[start:start + size], now)
             messages: list[OutgoingMessage] = []
             outcomes: list[dict[str, Any]] = []
             for row in chunk:
@@ -396,6 +400,17 @@ class Dispatcher:
             outcomes += self._settle(sendable, {r.message_id: r for r in results}, db_now, report,
                                      missing="unknown", error="no_result")
             self._write(outcomes, report)
+
+    def _with_links(self, rows: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+        """The rows as they are delivered: template URLs as short click links
+        (every render path's messages pass here, with their outbox ids)."""
+        if self.links is None:
+            return rows
+        try:
+            return self.links.apply(self.session_factory, rows, now)
+        except Exception:  # tracking must never stop a delivery
+            log.exception("storing click links failed; sending %d messages with their plain links", len(rows))
+            return rows
 
     def _settle(self, rows: Sequence[dict[str, Any]], results: Mapping[str, SendResult], db_now: datetime,
                 report: DispatchReport, *, missing: str, error: str | None = None) -> list[dict[str, Any]]:
@@ -603,6 +618,27 @@ def _error_text(result: SendResult) -> str | None:
     return (": ".join(parts) or result.outcome.value)[:500]
 
 
+#: The connector type of the built-in sandbox inbox (``connectors.sandbox``).
+SANDBOX_TYPE = "sandbox"
+
+
+def sandbox_folder(settings: Any) -> str:
+    """The sandbox inbox folder of an installation: ``<instance>/sandbox``."""
+    return os.path.join(str(getattr(settings, "instance_path", "instance")), "sandbox")
+
+
+def sandboxed(spec: Any, settings: Any) -> Any:
+    """``spec`` delivering to the sandbox inbox instead of its provider
+    (setting ``connector_sandbox``): same id, channel, send window and
+    attempts; no secrets; no rate limits (they are the provider's, and the
+    sandbox has none)."""
+    from dataclasses import replace
+
+    return replace(spec, type=SANDBOX_TYPE, secrets={}, per_second=None, per_minute=None,
+                   per_recipient_per_minute=None,
+                   settings={"folder": sandbox_folder(settings), "instead_of": spec.type})
+
+
 def dispatch_tick(services: Any, *, loader: Callable[..., Connector] | None = None,
                   env: Mapping[str, str] | None = None) -> Callable[[datetime], DispatchReport]:
     """The scheduler's ``dispatch`` tick for the app's services: reap stale
@@ -611,7 +647,7 @@ def dispatch_tick(services: Any, *, loader: Callable[..., Connector] | None = No
     current definitions (``log`` ones are delivered by the automation tick).
     Connectors are built once per definitions version; one that fails to
     build is left out and reported as a ``connector.misconfigured`` event."""
-    state: dict[str, Any] = {"key": None, "dispatcher": None}
+    state: dict[str, Any] = {"key": None, "dispatcher": None, "broken": {}}
 
     def build(now: datetime) -> Dispatcher:
         definitions = services.registry.current()
@@ -622,21 +658,37 @@ def dispatch_tick(services: Any, *, loader: Callable[..., Connector] | None = No
             import importlib
             load = importlib.import_module("connectors.registry").load_connector
         built: dict[str, Connector] = {}
+        broken: dict[str, str] = {}
+        settings = getattr(services, "settings", None)
+        sandbox = bool(getattr(settings, "connector_sandbox", False))
         for spec in definitions.connectors.values():
             if not spec.enabled or spec.type == "log":
                 continue
+            if sandbox:
+                if spec.channel == "feedback":
+                    continue  # receive only: nothing of theirs is dispatched
+                spec = sandboxed(spec, settings)
             try:
                 built[spec.id] = load(spec, env=os.environ if env is None else env)
             except ConfigurationError as exc:
+                broken[spec.id] = f"waiting: connector `{spec.id}` cannot deliver: {exc}"[:500]
                 with transaction(services.session_factory) as session:
                     append_event(session, "connector.misconfigured", "connector", spec.id,
                                  {"connector": spec.id, "code": exc.code, "error": str(exc)[:500]}, now)
-        tz = getattr(getattr(services, "settings", None), "timezone", None) or "Asia/Shanghai"
-        state["key"], state["dispatcher"] = definitions, Dispatcher(services.session_factory, built, timezone=tz)
+        tz = getattr(settings, "timezone", None) or "Asia/Shanghai"
+        links = linker_for(definitions, str(getattr(settings, "base_url", "") or ""),
+                           str(getattr(settings, "secret_key", "") or ""))
+        state["key"], state["dispatcher"] = definitions, Dispatcher(services.session_factory, built, timezone=tz,
+                                                                    links=links)
+        state["broken"] = broken
         return state["dispatcher"]
 
     def tick(now: datetime) -> DispatchReport:
         dispatcher = build(now)
+        if state["broken"]:
+            # Their rows are never claimed: say on each why it waits (the /messages list shows it).
+            with transaction(services.session_factory) as session:
+                dispatch_repo.note_waiting(session, state["broken"])
         dispatcher.reap(now)
         report = dispatcher.run_until_idle(now, max_passes=200)
         try:

@@ -46,6 +46,9 @@ class Settings:
     #: The address customers and staff reach this installation at; links put
     #: in messages (survey, unsubscribe, an approval task) start with it.
     base_url: str = "http://127.0.0.1:8000"
+    #: Deliver every sending connector's messages to the built-in sandbox inbox
+    #: (``/sandbox``) instead of the providers: the demo, a trial installation.
+    connector_sandbox: bool = False
     settings_file: Path | None = None
     extra: Mapping[str, object] = field(default_factory=dict)
 
@@ -121,6 +124,8 @@ def load_settings(
             values["sms_price"] = float(values["sms_price"])  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise SettingsError(f"sms_price: `{values['sms_price']}` is not a number") from None
+    if "connector_sandbox" in values:
+        values["connector_sandbox"] = _flag("connector_sandbox", values["connector_sandbox"])
     if "base_url" in values:
         base_url = str(values["base_url"] or "").strip().rstrip("/")
         if not base_url.startswith(("http://", "https://")) or " " in base_url or len(base_url) <= len("https://"):
@@ -130,6 +135,18 @@ def load_settings(
     return Settings(instance_path=instance_path, database_url=url, secret_key=secret,
                     definitions=definitions, settings_file=file_path,
                     **{k: v for k, v in values.items() if k in _KEYS})
+
+
+def _flag(name: str, value: object) -> bool:
+    """A yes/no setting from YAML (a bool) or an environment variable (text)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}: `{value}` is not true or false")
 
 
 def _instance_secret(instance: Path) -> str:

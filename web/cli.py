@@ -440,9 +440,12 @@ def worker(obj: Context, interval: float, once: bool) -> None:
     import threading
 
     from web import create_app
+    from web.connector_health import worker_lines
     from web.worker import scheduler_init_app
 
     app = create_app(settings=obj.settings)
+    for line in worker_lines(app.extensions["promoflow"]):  # a connector that cannot deliver, and why
+        click.secho(line, fg="yellow")
     host = scheduler_init_app(app, interval=interval, start=not once)
     if once:
         result = host.tick()
@@ -487,6 +490,17 @@ def _demo_users(accounts, role_ids: list[str], now: datetime) -> list[tuple[str,
     return made
 
 
+def _demo_sandbox_settings(folder: Path) -> None:
+    """The demo instance's settings file: every connector delivers to the
+    built-in sandbox inbox (/sandbox), so messages go ``sent`` with no provider
+    account; any command run on the instance folder sees the same."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "settings.yaml"
+    if not path.exists():
+        path.write_text("# The demo: messages go to the sandbox inbox (/sandbox), not to SMS/e-mail/WeCom providers.\n"
+                        "connector_sandbox: true\n", encoding="utf-8")
+
+
 @main.command()
 @click.option("--instance", "instance", type=click.Path(file_okay=False), default="promoflow-demo",
               show_default=True, help="The demo's instance folder (created fresh).")
@@ -511,6 +525,7 @@ def demo(instance: str, keep: bool, customers: int, serve_app: bool | None, host
     if folder.exists() and not keep:
         shutil.rmtree(folder)
     existed = (folder / "promoflow.sqlite").exists()
+    _demo_sandbox_settings(folder)
     settings = load_settings(overrides={"instance_path": str(folder), "database_url": ""}, environ={})
     engine = make_engine(settings.database_url)
     upgrade(engine)
@@ -544,6 +559,8 @@ def demo(instance: str, keep: bool, customers: int, serve_app: bool | None, host
     engine.dispose()
     if serve_app is None:
         serve_app = sys.stdin.isatty() and sys.stdout.isatty()
+    click.echo(f"Messages are delivered to the sandbox inbox, not to providers: http://{host}:{port}/sandbox "
+               "(sign in as marketing_manager or admin).")
     if serve_app:
         click.echo("Sign in as staff / staff123 to fill in a promotion activity request.")
         _serve(settings, host, port, threads=8, scheduler=True)

@@ -34,11 +34,12 @@ from flask import Blueprint, Response, abort, current_app, flash, g, redirect, r
 
 from engine.dispatch import Dispatcher, ResendResult, apply_receipts
 from engine.ports import ConnectorError, UnsupportedOperation, WebhookVerificationError
-from engine.storage import dispatch_repo
+from engine.storage import clicks_repo, dispatch_repo
 from engine.storage.times import to_db_time
 
 from . import api, services
 from .auth import login_required
+from .connector_health import connector_problems, waiting_counts
 from .i18n import t
 
 log = logging.getLogger("promoflow.web.messages")
@@ -124,10 +125,12 @@ def index() -> Any:
                                                           **filters)
         choices = dispatch_repo.filter_choices(session)
     args = {k: v for k, v in request.args.items() if k != "page"}
+    problems = connector_problems(svc.registry.current(), svc.settings)
     return render_template("messages/index.html", rows=rows, total=total, counts=counts, choices=choices,
                            statuses=STATUSES, args=args, page=page,
                            base_args={k: v for k, v in args.items() if k != "status"}, pages=max(1, -(-total // PAGE_SIZE)),
-                           mask=mask)
+                           mask=mask, connector_problems=problems,
+                           waiting=waiting_counts(svc.session_factory, problems))
 
 
 @bp.route("/messages/<int:message_id>")
@@ -137,9 +140,10 @@ def detail(message_id: int) -> Any:
         abort(403)
     with services().session_factory() as session:
         row = dispatch_repo.message_detail(session, message_id)
+        links = clicks_repo.links_of(session, message_id)
     if row is None:
         abort(404)
-    return render_template("messages/detail.html", m=row, confirm=request.args.get("confirm") == "1")
+    return render_template("messages/detail.html", m=row, confirm=request.args.get("confirm") == "1", links=links)
 
 
 @bp.route("/messages/<int:message_id>/resend", methods=["POST"])

@@ -10,7 +10,7 @@ so the one shared predicate compiler evaluates everything.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -100,9 +100,12 @@ def facts_used(rule: RuleSpec) -> frozenset[str]:
 
 def journey_row(customer: Mapping[str, Any], *, entered_at: datetime, coupons: list[Mapping[str, Any]],
                 last_order_at: datetime | None, feedback: list[tuple[datetime, int | None]],
-                clicks: list[datetime]) -> dict[str, Any]:
+                clicks: list[datetime], replies: Sequence[datetime] = ()) -> dict[str, Any]:
     """The row conditions see: the customer's fields plus the journey facts
-    (times naive UTC; "since entry" means at or after ``entered_at``)."""
+    (times naive UTC; "since entry" means at or after ``entered_at``).
+    ``clicks``: first clicks of short links in this journey's rule's messages;
+    ``replies``: ``message.replied`` events. A reply is not a click, nor a
+    click a reply."""
     row = dict(customer)
     for c in coupons:
         row[f"coupon_issued:{c['pool_id']}"] = True
@@ -113,6 +116,6 @@ def journey_row(customer: Mapping[str, Any], *, entered_at: datetime, coupons: l
     row["ordered_since_entry"] = last is not None and last > entered_at
     scores = [s for _, s in feedback if s is not None]
     row["feedback.score"] = scores[-1] if scores else None
-    row["message_replied"] = bool(feedback) or bool(clicks)
-    row["message_clicked"] = bool(clicks) or bool(feedback)
+    row["message_replied"] = bool(feedback) or bool(replies)
+    row["message_clicked"] = any(t >= entered_at for t in clicks)
     return row

@@ -53,6 +53,7 @@ from engine.definitions.specs import (
 from engine import rule_tasks
 from engine.outbox import OutboxError, OutboxItem, pick_connector, row_for
 from engine.storage import automation_repo as repo
+from engine.storage import clicks_repo
 from engine.storage import outbox_repo
 from engine.storage import rule_tasks_repo
 from engine.storage.events_repo import append_event
@@ -150,9 +151,10 @@ class _Advancer:
         older = {j.subject_id for j in journeys if j.subject_type == "customer" and j.entered_at < self.db_now}
         since = min((j.entered_at for j in journeys), default=self.db_now)
         self.orders = repo.latest_orders(s, older) if "ordered_since_entry" in needed and older else {}
-        wants_feedback = needed & {"feedback.score", "message_replied", "message_clicked"}
+        wants_feedback = needed & {"feedback.score", "message_replied"}
         self.feedback = repo.feedback_since(s, older, since) if wants_feedback and older else {}
-        self.clicks = repo.clicks_since(s, older, since) if wants_feedback and older else {}
+        self.replies = repo.replies_since(s, older, since) if wants_feedback and older else {}
+        self.clicks = clicks_repo.clicked_since(s, older, since) if "message_clicked" in needed and older else {}
         managers = {c.get("account_manager_id") for c in self.customers.values()} - {None}
         self.users = repo.users_by_id(s, managers) if managers else {}  # type: ignore[arg-type]
         caps = self.policy.caps
@@ -182,7 +184,9 @@ class _Advancer:
                                last_order_at=None, feedback=[], clicks=[])
         return journey_row(self.customers.get(j.subject_id, {}), entered_at=j.entered_at,
                            coupons=self.coupons.get(j.id, []), last_order_at=self.orders.get(j.subject_id),
-                           feedback=self.feedback.get(j.subject_id, []), clicks=self.clicks.get(j.subject_id, []))
+                           feedback=self.feedback.get(j.subject_id, []),
+                           clicks=self.clicks.get((j.subject_id, j.rule_id), []),
+                           replies=self.replies.get(j.subject_id, []))
 
     def run(self, j: repo.JourneyRow) -> None:
         state = dict(j.state or {})

@@ -24,7 +24,7 @@ EVENTS: frozenset[str] = frozenset({
     "customer.registered", "customer.updated", "customer.tagged",
     "order.created", "feedback.received",
     "coupon.issued", "coupon.redeemed",
-    "message.sent", "message.replied",
+    "message.sent", "message.replied", "message.clicked",
 })
 CUSTOM_EVENT_PREFIX = "custom."
 
@@ -76,6 +76,7 @@ class ConnectorType:
 CONNECTOR_TYPES: Mapping[str, ConnectorType] = MappingProxyType({
     "log": ConnectorType(None),
     "memory": ConnectorType(None),
+    "sandbox": ConnectorType(None),  # the built-in inbox of the demo (/sandbox)
     "smtp": ConnectorType("email", secrets=("password",), settings=("host", "from_address")),
     "aliyun_sms": ConnectorType("sms", secrets=("access_key_id", "access_key_secret")),
     "tencent_sms": ConnectorType("sms", secrets=("secret_id", "secret_key"), settings=("sdk_app_id",)),

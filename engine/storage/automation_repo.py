@@ -76,7 +76,7 @@ __all__ = [
     "add_tags",
     "claim_due",
     "claim_occurrence",
-    "clicks_since",
+    "replies_since",
     "coupons_of_journeys",
     "customers_with_zone",
     "enter_customers",
@@ -409,13 +409,14 @@ def feedback_since(session: Session, customer_ids: Collection[int], since: datet
     return out
 
 
-def clicks_since(session: Session, customer_ids: Collection[int], since: datetime) -> dict[int, list[datetime]]:
-    """Times of ``message.clicked`` / ``message.replied`` events per customer since ``since``."""
+def replies_since(session: Session, customer_ids: Collection[int], since: datetime) -> dict[int, list[datetime]]:
+    """Times of ``message.replied`` events per customer since ``since`` (clicks
+    are counted from the short links: ``clicks_repo.clicked_since``)."""
     out: dict[int, list[datetime]] = {}
     keys = [str(c) for c in customer_ids]
     for chunk in _chunks(keys):
         stmt = (select(_events.c.subject_id, _events.c.created_at)
-                .where(_events.c.name.in_(["message.clicked", "message.replied"]),
+                .where(_events.c.name == "message.replied",
                        _events.c.subject_type == "customer", _events.c.subject_id.in_(chunk),
                        _events.c.created_at >= since))
         for sid, at in session.execute(stmt):

@@ -30,7 +30,7 @@ DUE_STATUSES = ("queued", "retry")
 
 #: Columns a claim returns (what :meth:`OutgoingMessage.from_outbox` reads, plus routing).
 CLAIM_COLUMNS = ("id", "channel", "connector", "recipient", "subject", "body", "payload", "idempotency_key",
-                 "delivery_class", "attempts", "customer_id", "claimed_by")
+                 "delivery_class", "attempts", "customer_id", "claimed_by", "rule_id", "template_id")
 
 
 def claim(session: Session, *, worker_id: str, now: datetime, limit: int,
@@ -391,3 +391,26 @@ __all__ = ["CLAIM_COLUMNS", "DUE_STATUSES", "LIST_COLUMNS", "apply_receipt", "at
            "filter_choices", "list_messages", "mark_checked", "message_detail",
            "opted_out", "reap", "receipts_of", "recent_claims", "release", "resend", "settle", "status_counts",
            "unknown_rows"]
+
+
+def waiting_counts(session: Session, connectors: Collection[str]) -> dict[str, int]:
+    """Messages due to be sent (queued or retry) per connector of ``connectors``."""
+    if not connectors:
+        return {}
+    stmt = (select(_c.connector, func.count()).where(_c.status.in_(DUE_STATUSES), _c.connector.in_(sorted(connectors)))
+            .group_by(_c.connector))
+    return {str(c): int(n) for c, n in session.execute(stmt)}
+
+
+def note_waiting(session: Session, reasons: Mapping[str, str]) -> int:
+    """Say on each waiting row (queued or retry) of a connector that cannot
+    be built why it waits (``last_error``); rows that say so already are
+    left alone. Returns rows updated."""
+    done = 0
+    for connector, reason in sorted(reasons.items()):
+        result = session.connection().execute(
+            update(_outbox).where(_c.connector == connector, _c.status.in_(DUE_STATUSES),
+                                  or_(_c.last_error.is_(None), _c.last_error != reason))
+            .values(last_error=reason).execution_options(preserve_rowcount=True))
+        done += max(0, int(result.rowcount or 0))
+    return done

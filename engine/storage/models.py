@@ -612,3 +612,40 @@ class RuleRun(Base):
     completed: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     errors: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+# --- issue 12, part 4: click tracking (migration 0015) ---------------------------------
+
+class ClickLink(Base):
+    """A URL of a delivered message, rewritten into ``/c/<token>`` by the
+    dispatcher. ``(message_id, url)`` is unique so a retried delivery reuses
+    its links; ``first_clicked_at`` is set once (the ``message.clicked``
+    event is written with it)."""
+
+    __tablename__ = "click_links"
+    __table_args__ = (
+        UniqueConstraint("message_id", "url"),
+        Index("ix_click_links_customer_clicked", "customer_id", "first_clicked_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token: Mapped[str] = mapped_column(String(16), unique=True)
+    # No foreign key: like Coupon.journey_id, the outbox is pruned independently.
+    message_id: Mapped[int] = mapped_column(BigInteger)
+    url: Mapped[str] = mapped_column(Text)
+    customer_id: Mapped[int | None] = mapped_column(BigInteger)
+    rule_id: Mapped[str | None] = mapped_column(String(128))
+    template_id: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime())
+    first_clicked_at: Mapped[datetime | None] = mapped_column(DateTime())
+
+
+class LinkClick(Base):
+    """One click on a :class:`ClickLink` (every click counts, repeats too)."""
+
+    __tablename__ = "link_clicks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    link_id: Mapped[int] = mapped_column(BigId, ForeignKey("click_links.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime())
+    user_agent: Mapped[str | None] = mapped_column(String(255))

@@ -48,9 +48,10 @@ def detect_encoding(path: str | Path, encoding: str | None = None) -> Detected:
     """
     if encoding:
         try:
-            return Detected(codecs.lookup(encoding).name, False)
+            name = codecs.lookup(encoding).name
         except LookupError:
             raise CsvEncodingError(f"unknown encoding `{encoding}` (use utf-8 or gb18030)") from None
+        return Detected("utf-8-sig" if name == "utf-8" else name, False)
     with open(path, "rb") as fh:
         sample = fh.read(SAMPLE_BYTES)
         more = bool(fh.read(1))

@@ -279,7 +279,7 @@ def import_customers(session_factory: sessionmaker[Session], path: str | Path, *
             if progress and seen:
                 progress(seen)
     except UnicodeDecodeError:
-        raise ImportError_(f"after line {line}: the file is not {detected.label} throughout; save it as UTF-8 "
+        raise ImportError_(f"near line {line + 1}: the file is not {detected.label} throughout; save it as UTF-8 "
                            f"(Excel: “CSV UTF-8”) or pass --encoding gb18030") from None
     with transaction(session_factory) as session:
         repo.recompute_aggregates(session, db_now=db_now)

@@ -778,5 +778,54 @@ def customers_import(obj: Context, file: str, progress: bool | None, batch: int,
                + (" History: no events emitted." if history else ""))
 
 
+
+@main.group()
+def events() -> None:
+    """Custom events (custom.*) for customers."""
+
+
+@events.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--progress/--no-progress", default=None,
+              help="Show a progress bar (default: only when stderr is a terminal).")
+@click.option("--history", is_flag=True, help="A back-fill: store the events as handled; no rule acts, nothing is sent.")
+@click.option("--encoding", default=None, help="The file's encoding (default: detected; UTF-8 or GB18030/GBK).")
+@pass_ctx
+def events_import(obj: Context, file: str, progress: bool | None, history: bool, encoding: str | None) -> None:
+    """Import custom events from a CSV FILE: columns name, customer_id or an
+    identity (external_id, member_no, wecom_userid, phone, email),
+    idempotency_key, occurred_at; other columns are the event's data."""
+    from tqdm import tqdm
+
+    from engine.customers_import import ImportError_
+    from engine.events_import import import_events
+    from engine.events_in import listened_events
+    from engine.registry import DefinitionRegistry
+
+    if progress is None:
+        progress = sys.stderr.isatty()
+    sf = obj.session_factory()
+    listened = listened_events(DefinitionRegistry(sf).current().rules.values())
+    with open(file, "rb") as fh:
+        total = max(sum(1 for _ in fh) - 1, 0)
+    bar = tqdm(total=total, unit="row", desc="Importing", disable=not progress, file=sys.stderr)
+    try:
+        report = import_events(sf, file, now=_now(), listened=listened, timezone=obj.settings.timezone,
+                               history=history, encoding=encoding, progress=bar.update)
+    except ImportError_ as exc:
+        raise click.ClickException(f"{file}: {exc}") from None
+    finally:
+        bar.close()
+    for error in report.errors:
+        click.echo(f"{file}:{error.line}: {error.reason}", err=True)
+    for warning in sorted(report.warnings):
+        click.echo(f"warning: {warning}", err=True)
+    if report.encoding != "UTF-8":
+        click.echo(f"Read as {report.encoding}.")
+    click.echo(f"Imported {report.created} event(s) of {report.rows} row(s)"
+               f"{f', {report.duplicates} already stored' if report.duplicates else ''}; "
+               f"{len(report.errors)} row(s) skipped."
+               + (" History: stored as handled, no rule acts." if history else ""))
+
 if __name__ == "__main__":  # pragma: no cover
     main()

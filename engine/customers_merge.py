@@ -41,9 +41,10 @@ _FILL = (*PROFILE_FIELDS, "account_manager_id")
 class MergeError(ValueError):
     """The merge cannot be done; ``code`` is ``not_found`` or ``same_customer``."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, customer_id: int | None = None):
         super().__init__(message)
         self.code = code
+        self.customer_id = customer_id
 
 
 @dataclass
@@ -68,7 +69,7 @@ def merge_customers(session: Session, survivor: int, loser: int, *, now: datetim
     rows = merge_repo.lock_customers(session, [survivor, loser])
     for cid in (survivor, loser):
         if cid not in rows:
-            raise MergeError("not_found", f"no customer {cid}")
+            raise MergeError("not_found", f"no customer {cid}", cid)
     keep, gone = rows[survivor], rows[loser]
     report = MergeReport(survivor, loser)
     report.moved.update(merge_repo.move_rows(session, survivor, loser))

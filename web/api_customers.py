@@ -218,6 +218,10 @@ __all__ = ["BATCH_LIMIT", "INGEST_ROLES", "MERGE_ROLES", "bp", "init_app"]
 
 
 def init_app(app: Any, csrf: Any) -> None:
-    """Register the blueprint; bearer tokens only, so no CSRF (like ``web.api``)."""
+    """Register the API blueprint (bearer tokens only, so no CSRF, like
+    ``web.api``) and the customer page's merge action (CSRF-protected)."""
+    from . import customer_actions
+
     app.register_blueprint(bp)
     csrf.exempt(bp)
+    app.register_blueprint(customer_actions.bp)

@@ -58,6 +58,8 @@ _PHONE = re.compile(r"\+?[0-9]{6,20}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 MAX_TAGS = 100
+#: The attribute WeCom sends (journeys) and replies (feedback) address a customer by.
+WECOM_ATTR = "wecom_external_userid"
 EVENT_REGISTERED = "customer.registered"
 
 
@@ -388,9 +390,11 @@ def upsert_customers(session: Session, items: Sequence[CustomerInput | None], *,
         row = {f: g["fields"].get(f) for f in PROFILE_FIELDS}
         if row["registered_at"] is None and not history:
             row["registered_at"] = db_now
+        attrs = dict(g["attrs"]) if g["has_attrs"] else None
+        if "wecom_userid" in g["identity"]:  # where WeCom sends and replies look for it
+            attrs = {WECOM_ATTR: g["identity"]["wecom_userid"], **(attrs or {})}
         row.update(external_id=g["identity"].get("external_id"), phone=g["identity"].get("phone"),
-                   email=g["identity"].get("email"), attrs=g["attrs"] if g["has_attrs"] else None,
-                   created_at=db_now, updated_at=db_now)
+                   email=g["identity"].get("email"), attrs=attrs, created_at=db_now, updated_at=db_now)
         inserts.append(row)
     real: dict[int | str, int] = {k: k for k in groups if isinstance(k, int)}  # type: ignore[misc]
     real.update(zip(new_keys, customers_repo.insert_customers(session, inserts)))
@@ -403,8 +407,11 @@ def upsert_customers(session: Session, items: Sequence[CustomerInput | None], *,
         for kind in ("external_id", "phone", "email"):
             if kind in g["identity"] and g["identity"][kind] != stored[k].get(kind):
                 row[kind] = g["identity"][kind]
+        stored_attrs = stored[k].get("attrs") or {}
         if g["has_attrs"]:
-            row["attrs"] = {**(stored[k].get("attrs") or {}), **g["attrs"]}
+            row["attrs"] = {**stored_attrs, **g["attrs"]}
+        if "wecom_userid" in g["identity"] and not stored_attrs.get(WECOM_ATTR):
+            row["attrs"] = {**row.get("attrs", stored_attrs), WECOM_ATTR: g["identity"]["wecom_userid"]}
         updates.append(row)
     identity_repo.set_customer_values(session, updates, db_now)
     identity_repo.add_identities(session, [(_STORE_KIND[kind], value, real[k]) for k, g in groups.items()

@@ -69,6 +69,14 @@ def find_identities(session: Session, wanted: Mapping[str, Collection[str]]) -> 
             stmt = select(_ids.c.value, _ids.c.customer_id).where(_ids.c.kind == kind, _ids.c.value.in_(chunk))
             for value, cid in session.execute(stmt):
                 out[(kind, value)] = int(cid)
+    # Customers stored before identities existed (imports, the demo) carry their
+    # WeCom id only in ``attrs.wecom_external_userid``, where sends look for it.
+    missing = sorted(v for v in wanted.get("wecom", ()) if ("wecom", v) not in out)
+    attr = _cust.c.attrs["wecom_external_userid"].as_string()
+    for start in range(0, len(missing), CHUNK):
+        stmt = select(attr, _cust.c.id).where(attr.in_(missing[start:start + CHUNK])).order_by(_cust.c.id)
+        for value, cid in session.execute(stmt):
+            out.setdefault(("wecom", str(value)), int(cid))
     return out
 
 

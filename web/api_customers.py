@@ -101,7 +101,7 @@ def upsert() -> Any:
     problems: list[Any] = []
     for entry in raw:
         try:
-            parsed.append(parse_customer(entry, timezone=svc.tz, source="api"))
+            parsed.append(parse_customer(entry, timezone=svc.tz, source=f"api:{actor}"))
             problems.append(None)
         except InvalidCustomer as exc:
             parsed.append(None)

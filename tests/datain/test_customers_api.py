@@ -18,7 +18,7 @@ def test_upsert_creates_then_updates_by_any_identity(api, app) -> None:
     body = first.get_json()
     cid = body["id"]
     assert (body["status"], body["phone"], body["member_no"], body["tags"]) == ("created", "13800000001", "M001", ["vip"])
-    assert body["consent"]["sms"]["source"] == "pos" and body["consent"]["email"]["granted"] is True
+    assert body["consent"]["sms"]["source"] == "pos" and body["consent"]["email"] == {**body["consent"]["email"], "granted": True, "source": "api:pos"}
     assert body["registered_at"] == NOW.replace(tzinfo=None).isoformat() + "Z"
     assert first.headers["Location"].endswith(f"/api/v1/customers/{cid}")
 

@@ -82,3 +82,22 @@ def test_contact_added_and_group_joined_become_customers_and_events(app, api, ho
                              .where(OutboxMessage.template_id == "community_welcome")).all()
     assert tagged == {known, new["id"]}
     assert welcomed == [(known, "wmKNOWN")]  # only the customer who consented to WeCom messages
+
+
+def test_feedback_moves_with_a_merge(app, api, hook) -> None:
+    """A reply stored as feedback of the WeCom customer belongs to the survivor after a merge."""
+    from feedback.support import wecom_text_xml
+
+    from engine.storage.models import Feedback
+
+    a = api("POST", "/customers", json={"phone": "13800000007", "name": "甲"}).get_json()["id"]
+    b = api("POST", "/customers", json={"wecom_userid": "wmREPLY"}).get_json()["id"]
+    assert hook(wecom_text_xml("wmREPLY", "券什么时候到期？", "20001", int(NOW.timestamp()))) == 200
+    sf = app.extensions["promoflow"].session_factory
+    with sf() as s:
+        assert s.scalars(select(Feedback.customer_id)).all() == [b]
+    assert api("POST", f"/customers/{a}/merge", json={"from": b}).get_json()["moved"]["feedback"] == 1
+    with sf() as s:
+        assert s.scalars(select(Feedback.customer_id)).all() == [a]
+    # The WeCom id now names the survivor, for the next reply or contact event.
+    assert api("POST", "/customers", json={"wecom_userid": "wmREPLY"}).get_json()["id"] == a

@@ -39,7 +39,8 @@ _FILL = (*PROFILE_FIELDS, "account_manager_id")
 
 
 class MergeError(ValueError):
-    """The merge cannot be done; ``code`` is ``not_found`` or ``same_customer``."""
+    """The merge cannot be done; ``code`` is ``not_found``, ``same_customer`` or
+    ``conflict`` (rows that exist once per customer on both sides)."""
 
     def __init__(self, code: str, message: str, customer_id: int | None = None):
         super().__init__(message)
@@ -72,7 +73,11 @@ def merge_customers(session: Session, survivor: int, loser: int, *, now: datetim
             raise MergeError("not_found", f"no customer {cid}", cid)
     keep, gone = rows[survivor], rows[loser]
     report = MergeReport(survivor, loser)
-    report.moved.update(merge_repo.move_rows(session, survivor, loser))
+    try:
+        report.moved.update(merge_repo.move_rows(session, survivor, loser))
+    except merge_repo.MoveConflict as exc:
+        raise MergeError("conflict", f"both customers have rows in `{exc.table}` that may exist once per "
+                         f"customer; resolve them first") from None
     report.moved["journeys"], report.moved["journeys_exited"] = merge_repo.move_journeys(session, survivor, loser)
     report.moved["consents"] = merge_repo.move_consents(session, survivor, loser)
     report.moved["tags"] = merge_repo.move_tags(session, survivor, loser)
@@ -93,11 +98,7 @@ def merge_customers(session: Session, survivor: int, loser: int, *, now: datetim
         elif theirs != keep[kind]:
             aliases.append((kind, theirs.lower() if kind == "email" else theirs, survivor))
     # The loser's row goes first: external_id is unique, and the survivor may take it over.
-    from sqlalchemy import delete
-
-    from engine.storage.models import Customer
-
-    session.execute(delete(Customer.__table__).where(Customer.__table__.c.id == loser))
+    merge_repo.delete_customer(session, loser)
     if values:
         identity_repo.set_customer_values(session, [{"cid": survivor, **values}], db_now)
     identity_repo.add_identities(session, aliases, db_now)

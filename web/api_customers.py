@@ -173,6 +173,8 @@ def merge(customer_id: int) -> Any:
     except MergeError as exc:
         if exc.code == "not_found":
             raise api.ApiError(404, str(exc), "not_found") from None
+        if exc.code == "conflict":
+            raise api.ApiError(409, str(exc), "merge_conflict") from None
         return api.json_response({"errors": [{"field": "from", "code": exc.code, "message": str(exc)}]}, 422)
     return api.json_response({**report.to_json(), "customer": found})
 

@@ -60,6 +60,8 @@ def merge(customer_id: int) -> Any:
             if exc.customer_id == customer_id:
                 abort(404)
             flash(t("merge_not_found", id=other), "error")
+        elif exc.code == "conflict":
+            flash(t("merge_conflict", detail=str(exc)), "error")
         else:
             flash(t("merge_same"), "error")
         return back

@@ -12,5 +12,6 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "merge_need_confirm": ("请先勾选确认", "Tick the confirmation first"),
     "merge_bad_id": ("请输入另一位客户的编号", "Enter the other customer's id"),
     "merge_not_found": ("没有编号为 #{id} 的客户", "There is no customer #{id}"),
+    "merge_conflict": ("无法合并：{detail}", "Cannot merge: {detail}"),
     "merge_same": ("不能把客户合并到自己", "A customer cannot be merged into itself"),
 }

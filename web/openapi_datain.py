@@ -175,7 +175,9 @@ def datain_paths(errors: Any) -> dict[str, Any]:
             "summary": "Merge another customer into this one (orders, coupons, journeys, messages, feedback, "
                        "consents, tags move; audited)",
             "tags": ["customers"], "parameters": [customer_id], "requestBody": body("CustomerMerge"),
-            "responses": {"200": _json(_ref("CustomerMerged"), "Merged"), **errors(400, 401, 403, 404, 422)},
+            "responses": {"200": _json(_ref("CustomerMerged"), "Merged"), **errors(400, 401, 403, 404, 422),
+                          "409": _json(_ref("Error"), "`merge_conflict`: both have a row that exists once per "
+                                                      "customer")},
         }},
         "/events": {"post": {
             "operationId": "post_events",

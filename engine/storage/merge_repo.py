@@ -10,20 +10,18 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Integer, Table, and_, cast, delete, exists, func, literal, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from engine.storage.bulk import insert_ignore_from_select
 from engine.storage.models import (
+    Base,
     Consent,
-    Coupon,
     Customer,
-    CustomerIdentity,
     CustomerTag,
     Event,
-    Feedback,
     Journey,
     Order,
-    OutboxMessage,
     SegmentMemory,
 )
 
@@ -31,10 +29,9 @@ _cust: Table = Customer.__table__  # type: ignore[assignment]
 _j: Table = Journey.__table__  # type: ignore[assignment]
 _consents: Table = Consent.__table__  # type: ignore[assignment]
 _tags: Table = CustomerTag.__table__  # type: ignore[assignment]
-_ids: Table = CustomerIdentity.__table__  # type: ignore[assignment]
 _seg: Table = SegmentMemory.__table__  # type: ignore[assignment]
 
-__all__ = ["lock_customers", "move_consents", "move_journeys", "move_rows", "move_segment_memory", "move_tags",
+__all__ = ["MoveConflict", "customer_columns", "delete_customer", "lock_customers", "move_consents", "move_journeys", "move_rows", "move_segment_memory", "move_tags",
            "recount_orders"]
 
 
@@ -44,16 +41,58 @@ def lock_customers(session: Session, ids: list[int]) -> dict[int, dict[str, Any]
     return {int(r.id): dict(r._mapping) for r in session.execute(stmt)}
 
 
+#: Tables moved by their own rules (per-channel consents, tag sets), not by a plain UPDATE.
+_SPECIAL = frozenset({"consents", "customer_tags"})
+#: Customer columns without a foreign key (high-volume tables skip it), moved like the others.
+_UNCONSTRAINED = (("outbox", "customer_id"),)
+#: Names in the merge report.
+_NAMES = {"outbox": "messages", "customer_identities": "identities"}
+
+
+class MoveConflict(Exception):
+    """Moving a table's rows would break one of its unique keys (both
+    customers hold a row the table allows once per customer)."""
+
+    def __init__(self, table: str):
+        super().__init__(table)
+        self.table = table
+
+
+def delete_customer(session: Session, customer_id: int) -> None:
+    session.execute(delete(_cust).where(_cust.c.id == customer_id))
+
+
+def customer_columns() -> list[tuple[Table, str]]:
+    """Every (table, column) that points at a customer: the foreign keys to
+    ``customers.id`` found in the schema (so tables added later — order lines,
+    redemptions, tasks — move too, without editing this list) plus
+    :data:`_UNCONSTRAINED`."""
+    out: list[tuple[Table, str]] = []
+    for table in Base.metadata.sorted_tables:
+        if table.name in _SPECIAL or table is _cust:
+            continue
+        for fk in table.foreign_keys:
+            if fk.column.table is _cust and fk.column.name == "id":
+                out.append((table, fk.parent.name))
+    for name, column in _UNCONSTRAINED:
+        out.append((Base.metadata.tables[name], column))
+    return out
+
+
 def move_rows(session: Session, survivor: int, loser: int) -> dict[str, int]:
-    """Orders, coupons, messages, feedback, identities and events move wholesale."""
-    moved = {}
-    for name, table, column in (("orders", Order.__table__, "customer_id"),
-                                ("coupons", Coupon.__table__, "customer_id"),
-                                ("messages", OutboxMessage.__table__, "customer_id"),
-                                ("feedback", Feedback.__table__, "customer_id"),
-                                ("identities", _ids, "customer_id")):
-        col = table.c[column]  # type: ignore[attr-defined]
-        moved[name] = session.execute(update(table).where(col == loser).values({column: survivor})).rowcount
+    """Every row pointing at the loser (orders, coupons, messages, feedback,
+    identities, …, see :func:`customer_columns`) and the loser's events move
+    to the survivor, one UPDATE per column."""
+    moved: dict[str, int] = {}
+    for table, column in customer_columns():
+        name = _NAMES.get(table.name, table.name)
+        try:
+            with session.begin_nested():
+                count = session.execute(update(table).where(table.c[column] == loser)
+                                        .values({column: survivor})).rowcount
+        except IntegrityError:
+            raise MoveConflict(table.name) from None
+        moved[name] = moved.get(name, 0) + count
     events: Table = Event.__table__  # type: ignore[assignment]
     moved["events"] = session.execute(update(events).where(events.c.subject_type == "customer",
                                                            events.c.subject_id == str(loser))

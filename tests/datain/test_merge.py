@@ -118,3 +118,16 @@ def test_page_merge_is_for_marketing_and_admin(api, app) -> None:
     token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', client.get("/").text).group(1)
     assert client.post(f"/customers/{a}/merge", data={"from_id": "1", "confirm": "1",
                                                       "csrf_token": token}).status_code == 403
+
+
+def test_every_table_pointing_at_customers_moves() -> None:
+    """Tables with a foreign key to customers are found in the schema, so a
+    table added later moves without editing the merge."""
+    from engine.storage.merge_repo import customer_columns
+    from engine.storage.models import Base
+
+    found = {(t.name, c) for t, c in customer_columns()}
+    expected = {(t.name, fk.parent.name) for t in Base.metadata.sorted_tables for fk in t.foreign_keys
+                if fk.column.table.name == "customers" and t.name not in ("consents", "customer_tags")}
+    assert expected <= found and ("outbox", "customer_id") in found
+    assert {"orders", "coupons", "feedback", "customer_identities"} <= {t for t, _ in found}

@@ -1,5 +1,5 @@
 """Actions on a customer's page (``/customers/<id>``) that change data:
-merging another customer into this one.
+merging another customer into this one; and the identities shown there.
 
 Why a page action next to ``POST /api/v1/customers/<id>/merge``: duplicates
 are usually found by a person looking at a customer, not by a system. Who:
@@ -32,9 +32,18 @@ def can_merge() -> bool:
     return user is not None and user.has_any(PAGE_MERGE_ROLES)
 
 
+def customer_identities(customer_id: int) -> list[tuple[str, str]]:
+    """The identities of a customer kept outside its columns (member number,
+    WeCom ids, aliases left by merges), for the profile on its page."""
+    from engine.storage.identity_repo import identities_of
+
+    with services().session_factory() as session:
+        return identities_of(session, customer_id)
+
+
 @bp.app_context_processor
 def _helpers() -> dict[str, Any]:
-    return {"can_merge_customers": can_merge}
+    return {"can_merge_customers": can_merge, "customer_identities": customer_identities}
 
 
 @bp.post("/customers/<int:customer_id>/merge")

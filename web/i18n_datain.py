@@ -1,6 +1,11 @@
 """Labels of the data-in pages (the merge action on a customer's page)."""
 
 MESSAGES: dict[str, tuple[str, str]] = {
+    "ident_member_no": ("会员号", "Member number"),
+    "ident_wecom": ("企业微信外部联系人", "WeCom external userid"),
+    "ident_phone": ("其他手机（合并）", "Other phone (merged)"),
+    "ident_email": ("其他邮箱（合并）", "Other e-mail (merged)"),
+    "ident_external_id": ("其他外部编号（合并）", "Other external id (merged)"),
     "merge_title": ("合并客户", "Merge customers"),
     "merge_hint": ("同一个人被录入了两次？把另一位客户合并到当前客户：订单、优惠券、旅程、消息、反馈、授权和标签都归入当前客户，另一位客户被删除。",
                    "The same person came in twice? Merge the other customer into this one: orders, coupons, "

@@ -116,3 +116,16 @@ def test_wrong_encoding_is_a_clear_error(tmp_path: Path, run) -> None:
     assert "is not UTF-8 throughout" in result.output and "--encoding gb18030" in result.output
     assert "Traceback" not in result.output
     assert "unknown encoding `klingon`" in run("customers", "import", str(path), "--encoding", "klingon").output
+
+
+def test_a_row_naming_two_customers_is_refused_not_merged(tmp_path: Path, run, app, api) -> None:
+    a = api("POST", "/customers", json={"phone": "13800000001"}).get_json()["id"]
+    b = api("POST", "/customers", json={"email": "b@example.com"}).get_json()["id"]
+    path = tmp_path / "both.csv"
+    path.write_text("phone,email,name,member_no\n13800000001,b@example.com,混合,\n13800000001,,甲,M1\n",
+                    encoding="utf-8")
+    result = run("customers", "import", str(path))
+    assert f"{path}:2: email: this email belongs to customer {b}, not to customer {a}" in result.output
+    assert "Imported 1 of 2 row(s): 0 new customer(s), 1 updated" in result.output
+    got = api("GET", f"/customers/{a}").get_json()
+    assert (got["name"], got["email"], got["member_no"]) == ("甲", None, "M1")

@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IDENTITY_KINDS", "PROFILE_FIELDS", "CustomerInput", "FieldProblem", "InvalidCustomer", "Outcome",
-    "customer_json", "normalize_identity", "parse_customer", "resolve_customer", "upsert_customers",
+    "customer_json", "normalize_identity", "parse_customer", "resolve_customer", "unstorable_text",
+    "upsert_customers",
 ]
 
 #: Identity kinds, strongest first.
@@ -57,6 +58,8 @@ _KEYS = (*IDENTITY_KINDS, *PROFILE_FIELDS, "tags", "remove_tags", "consent", "at
 _PHONE = re.compile(r"\+?[0-9]{6,20}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# NUL cannot be stored in PostgreSQL text or jsonb; lone surrogates are not UTF-8.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 MAX_TAGS = 100
 #: The attribute WeCom sends (journeys) and replies (feedback) address a customer by.
 WECOM_ATTR = "wecom_external_userid"
@@ -113,6 +116,28 @@ class Outcome:
 
 
 # ------------------------------------------------------------------ parsing
+
+def unstorable_text(value: Any, path: str = "", depth: int = 0) -> list[str]:
+    """Paths of strings (values or keys) a database cannot store: NUL or a
+    lone surrogate. Checked before anything is written, so hostile text is a
+    422 on the field, never a driver error."""
+    if depth > 32:
+        return [path]
+    if isinstance(value, str):
+        return [path] if _UNSTORABLE.search(value) else []
+    out: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and _UNSTORABLE.search(key):
+                out.append(path or "")
+            else:
+                out.extend(unstorable_text(item, where, depth + 1))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            out.extend(unstorable_text(item, f"{path}[{i}]", depth + 1))
+    return out
+
 
 def normalize_identity(kind: str, value: Any) -> str:
     """One identity value as stored and compared.
@@ -224,6 +249,10 @@ def parse_customer(payload: Any, *, timezone: str, source: str = "api", partial:
     problems: list[FieldProblem] = []
     if not isinstance(payload, dict):
         raise InvalidCustomer([FieldProblem("", "type", "a customer is a JSON object")])
+    bad = unstorable_text(payload)
+    if bad:
+        raise InvalidCustomer([FieldProblem(p[:64], "invalid_text", "contains NUL or an invalid (surrogate) character")
+                               for p in bad[:20]])
     tz = ZoneInfo(timezone)
     item = CustomerInput()
     for key in payload:

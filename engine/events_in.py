@@ -34,7 +34,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from engine.customers_in import FieldProblem, resolve_customer
+from engine.customers_in import FieldProblem, resolve_customer, unstorable_text
 from engine.definitions.catalog import CUSTOM_EVENT_PREFIX, EVENTS
 from engine.definitions.errors import did_you_mean
 from engine.storage import identity_repo
@@ -48,6 +48,8 @@ __all__ = ["EventInput", "EventOutcome", "InvalidEvent", "listened_events", "par
 _NAME = re.compile(r"custom\.[a-z0-9_\-]+(\.[a-z0-9_\-]+)*")
 _KEYS = ("name", "customer_id", "customer", "idempotency_key", "data", "occurred_at")
 MAX_KEY = 200
+#: A larger number names nobody (and would overflow the SQL parameter).
+MAX_CUSTOMER_ID = 2**63 - 1
 MAX_DATA_BYTES = 16 * 1024
 #: Where the engine's own events come from, for the refusal message.
 _EMITTED_BY = {"customer.registered": "POST /api/v1/customers", "order.created": "POST /api/v1/orders",
@@ -130,6 +132,10 @@ def parse_event(payload: Any, *, listened: Collection[str], timezone: str,
     """
     if not isinstance(payload, dict):
         raise InvalidEvent([FieldProblem("", "type", "an event is a JSON object")])
+    bad = unstorable_text(payload)
+    if bad:
+        raise InvalidEvent([FieldProblem(p[:64], "invalid_text", "contains NUL or an invalid (surrogate) character")
+                            for p in bad[:20]])
     problems: list[FieldProblem] = []
     for key in payload:
         if key not in _KEYS:
@@ -140,7 +146,7 @@ def parse_event(payload: Any, *, listened: Collection[str], timezone: str,
     if problem:
         problems.append(problem)
     cid, identity = payload.get("customer_id"), payload.get("customer")
-    if cid is not None and (isinstance(cid, bool) or not isinstance(cid, int) or cid < 1):
+    if cid is not None and (isinstance(cid, bool) or not isinstance(cid, int) or not 1 <= cid <= MAX_CUSTOMER_ID):
         problems.append(FieldProblem("customer_id", "type", "must be a customer id (a positive whole number)"))
     if identity is not None and (not isinstance(identity, dict) or not identity):
         problems.append(FieldProblem("customer", "type", 'must be an identity object like {"phone": "13800000000"}'))

@@ -26,6 +26,7 @@ from flask import Blueprint, g, request, url_for
 from engine.customers_in import InvalidCustomer, customer_json, parse_customer, upsert_customers
 from engine.customers_merge import MergeError, merge_customers
 from engine.events_in import InvalidEvent, listened_events, parse_event, post_events
+from engine.storage.customers_view_repo import MAX_ID
 from engine.storage.database import transaction
 
 from . import api, services
@@ -60,6 +61,13 @@ def _require(roles: tuple[str, ...]) -> str:
     if not user.has_any(roles):
         raise api.ApiError(403, f"this needs one of the roles: {', '.join(roles)} (or admin)", "forbidden")
     return str(user.username)
+
+
+def _in_range(customer_id: int) -> int:
+    """A path id a customer can have, else 404 before any SQL (no 64-bit overflow)."""
+    if not 1 <= customer_id <= MAX_ID:
+        raise api.ApiError(404, f"no customer {customer_id}", "not_found")
+    return customer_id
 
 
 def _items(body: Any) -> list[Any] | None:
@@ -141,6 +149,7 @@ def get_customer(customer_id: int) -> Any:
 @bp.patch("/customers/<int:customer_id>")
 def patch_customer(customer_id: int) -> Any:
     actor = _require(INGEST_ROLES)
+    _in_range(customer_id)
     svc = services()
     body = api._body()
     try:
@@ -160,9 +169,10 @@ def patch_customer(customer_id: int) -> Any:
 @bp.post("/customers/<int:customer_id>/merge")
 def merge(customer_id: int) -> Any:
     actor = _require(MERGE_ROLES)
+    _in_range(customer_id)
     body = api._body()
     other = body.get("from") if isinstance(body, dict) else None
-    if isinstance(other, bool) or not isinstance(other, int) or other < 1:
+    if isinstance(other, bool) or not isinstance(other, int) or not 1 <= other <= MAX_ID:
         return api.json_response({"errors": [{"field": "from", "code": "required",
                                               "message": "the id of the customer to merge into this one"}]}, 422)
     svc = services()

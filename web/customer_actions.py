@@ -53,7 +53,7 @@ def merge(customer_id: int) -> Any:
         abort(403)
     back = redirect(url_for("customers.detail", customer_id=customer_id) + "#merge")
     raw = (request.form.get("from_id") or "").strip()
-    if not raw.isdigit() or len(raw) > 12:
+    if not raw.isdigit() or len(raw) > 12 or int(raw) < 1:
         flash(t("merge_bad_id"), "error")
         return back
     if request.form.get("confirm") != "1":

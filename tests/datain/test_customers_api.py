@@ -95,3 +95,25 @@ def test_consent_change_keeps_source(api, app) -> None:
     with app.extensions["promoflow"].session_factory() as s:
         row = s.scalars(select(Consent).where(Consent.customer_id == cid)).one()
     assert (row.granted, row.source) == (False, "call_center")
+
+
+def test_hostile_text_is_a_field_error_not_a_crash(api) -> None:
+    body = '{"phone": "13800000077", "name": "a\\u0000b", "attrs": {"k": "\\ud800"}, "tags": ["x\\udfff"]}'
+    response = api("POST", "/customers", data=body, content_type="application/json")
+    assert response.status_code == 422
+    assert {e["field"] for e in response.get_json()["errors"]} == {"name", "attrs.k", "tags[0]"}
+    event = '{"name": "custom.x", "customer_id": 1, "idempotency_key": "k\\u0000", "data": {"\\ud800": 1}}'
+    response = api("POST", "/events", data=event, content_type="application/json")
+    assert response.status_code == 422
+    assert {e["code"] for e in response.get_json()["errors"]} == {"invalid_text"}
+    assert api("GET", "/customers/99999999999999999999").status_code == 404
+
+
+def test_ids_out_of_range_are_not_found(api) -> None:
+    huge = 2**70
+    assert api("PATCH", f"/customers/{huge}", json={"city": "x"}).status_code == 404
+    assert api("POST", f"/customers/{huge}/merge", json={"from": 1}).status_code == 404
+    cid = api("POST", "/customers", json={"phone": "13800000078"}).get_json()["id"]
+    assert api("POST", f"/customers/{cid}/merge", json={"from": huge}).status_code == 422
+    event = {"name": "custom.x", "customer_id": huge, "idempotency_key": "big"}
+    assert api("POST", "/events", json=event).get_json()["errors"][0]["field"] == "customer_id"

@@ -154,6 +154,8 @@ def normalize_identity(kind: str, value: Any) -> str:
     text = _CONTROL.sub("", str(value)).strip()
     if not text:
         raise ValueError("must not be empty")
+    if _UNSTORABLE.search(text):
+        raise ValueError("contains an invalid (surrogate) character")
     if kind == "phone":
         try:
             return normalize_phone(text)

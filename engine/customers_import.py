@@ -8,8 +8,8 @@ member_no           membership number; wecom_userid: WeCom external userid
                     (matched next, see :mod:`engine.customers_in`)
 name, gender, city, level
 phone               mainland mobile or +country number; spaces/dashes ignored,
-                    ``+86`` dropped (matched second)
-email               matched third, case-insensitive
+                    ``+86`` dropped (matched after the ids above)
+email               matched last, case-insensitive
 birthday            2025-01-31 (or 2025/01/31)
 registered_at       2025-01-31 09:30 (local time of the installation's zone,
                     or with an offset); a date alone is midnight
@@ -32,7 +32,9 @@ is a ``history`` back-fill. Rows are written through the same upsert as the
 REST API (:func:`engine.customers_in.upsert_customers`). Rows of one customer
 (several orders) and rows matching a stored customer by external id, phone or
 email are merged into that customer: given values replace stored ones, empty
-cells keep them. A bad row is reported with its line number and reason and
+cells keep them. A row whose identities belong to two different stored
+customers is refused (merge them first) rather than moving a phone or e-mail
+from one to the other. A bad row is reported with its line number and reason and
 skipped; good rows are kept. Rows are written in batches (one transaction and
 one executemany per table each), then order counts, totals, last purchase and
 RFM scores are recomputed for everyone in SQL.

@@ -140,7 +140,9 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     app.register_blueprint(messages.api_bp)
     csrf.exempt(api.bp)  # bearer tokens only; no cookies are honoured there
     csrf.exempt(messages.api_bp)  # bearer tokens; receipts are verified by signature or token
-    __import__("web.api_customers", fromlist=["init_app"]).init_app(app, csrf)  # data in: customers, events
+    from . import api_customers  # data in (issue 12): customers, events, merge
+
+    api_customers.init_app(app, csrf)
     errors.init_app(app)
     context.init_app(app)
     return app

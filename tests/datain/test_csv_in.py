@@ -129,3 +129,13 @@ def test_a_row_naming_two_customers_is_refused_not_merged(tmp_path: Path, run, a
     assert "Imported 1 of 2 row(s): 0 new customer(s), 1 updated" in result.output
     got = api("GET", f"/customers/{a}").get_json()
     assert (got["name"], got["email"], got["member_no"]) == ("甲", None, "M1")
+
+
+def test_events_import_progress_bar(tmp_path: Path, run, api) -> None:
+    api("POST", "/customers", json={"phone": "13800000008"})
+    path = tmp_path / "e.csv"
+    path.write_text("name,phone,streak\ncustom.community.signin,13800000008,3\ncustom.community.signin,13800000008,4\n",
+                    encoding="utf-8")
+    result = run("events", "import", str(path), "--progress")
+    assert result.exit_code == 0, result.output
+    assert "Importing" in result.output and "2/2" in result.output and "Imported 2 event(s)" in result.output

@@ -78,4 +78,6 @@ class WecomCallbackConnector(BaseConnector):
         return [FeedbackItem(kind, provider_id=provider_id, sender=fields.get("FromUserName"),
                              text=fields.get("Content") if kind == "reply" else None,
                              status=fields.get("Event"),
-                             data={"MsgType": msg_type, "AgentID": fields.get("AgentID", "")})]
+                             data={"MsgType": msg_type, "AgentID": fields.get("AgentID", ""),
+                                   # Events keep every field: contact and group changes carry their ids there.
+                                   **(dict(fields) if kind == "event" else {})})]

@@ -171,7 +171,9 @@ def _xml_fields(xml: bytes | str) -> dict[str, str]:
         root = ElementTree.fromstring(xml)
     except (ElementTree.ParseError, DefusedXmlException, ValueError):
         raise WecomCryptoError("body is not acceptable XML", code="-40002") from None
-    return {child.tag: (child.text or "") for child in root}
+    # A list element (``<MemChangeList><Item>…</Item>…``) becomes its items' texts joined by commas.
+    return {child.tag: (",".join((item.text or "").strip() for item in child) if len(child) else (child.text or ""))
+            for child in root}
 
 
 def parse_query(query: Mapping[str, str]) -> tuple[str, str, str]:

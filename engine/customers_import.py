@@ -4,10 +4,12 @@ Columns (a header row names them; any order; only the identity is required):
 
 ==================  ==============================================================
 external_id         your customer id (matched first)
+member_no           membership number; wecom_userid: WeCom external userid
+                    (matched next, see :mod:`engine.customers_in`)
 name, gender, city, level
 phone               mainland mobile or +country number; spaces/dashes ignored,
-                    ``+86`` dropped (matched second)
-email               matched third, case-insensitive
+                    ``+86`` dropped (matched after the ids above)
+email               matched last, case-insensitive
 birthday            2025-01-31 (or 2025/01/31)
 registered_at       2025-01-31 09:30 (local time of the installation's zone,
                     or with an offset); a date alone is midnight
@@ -22,10 +24,17 @@ order_id, order_amount, order_placed_at
 order_channel, order_campaign, order_status (default ``paid``)
 ==================  ==============================================================
 
-Each row needs ``external_id``, ``phone`` or ``email``. Rows of one customer
+Each row needs ``external_id``, ``member_no``, ``wecom_userid``, ``phone`` or
+``email``. The file is UTF-8 (a BOM is fine) or GBK/GB18030 as Chinese Excel
+saves it (detected; :mod:`engine.csv_text`). New customers emit
+``customer.registered``, so the welcome journey greets them, unless the import
+is a ``history`` back-fill. Rows are written through the same upsert as the
+REST API (:func:`engine.customers_in.upsert_customers`). Rows of one customer
 (several orders) and rows matching a stored customer by external id, phone or
 email are merged into that customer: given values replace stored ones, empty
-cells keep them. A bad row is reported with its line number and reason and
+cells keep them. A row whose identities belong to two different stored
+customers is refused (merge them first) rather than moving a phone or e-mail
+from one to the other. A bad row is reported with its line number and reason and
 skipped; good rows are kept. Rows are written in batches (one transaction and
 one executemany per table each), then order counts, totals, last purchase and
 RFM scores are recomputed for everyone in SQL.
@@ -43,6 +52,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from engine.csv_text import CsvEncodingError, detect_encoding
+from engine.customers_in import IDENTITY_KINDS, CustomerInput, upsert_customers
 from engine.definitions.errors import did_you_mean
 from engine.storage import customers_repo as repo
 from engine.storage.database import transaction
@@ -53,7 +64,7 @@ if TYPE_CHECKING:
 
 __all__ = ["COLUMNS", "ImportError_", "ImportReport", "RowError", "import_customers", "parse_row"]
 
-CUSTOMER_COLUMNS = ("external_id", "name", "phone", "email", "gender", "city", "level", "birthday", "registered_at",
+CUSTOMER_COLUMNS = ("external_id", "member_no", "wecom_userid", "name", "phone", "email", "gender", "city", "level", "birthday", "registered_at",
                     "contract_end", "timezone", "tags", "consent_sms", "consent_email", "consent_wecom")
 ORDER_COLUMNS = ("order_id", "order_amount", "order_placed_at", "order_channel", "order_campaign", "order_status")
 COLUMNS = CUSTOMER_COLUMNS + ORDER_COLUMNS
@@ -65,7 +76,7 @@ _FALSE = {"0", "false", "no", "n", "否", "f"}
 _PHONE = re.compile(r"\+?[0-9]{6,20}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _TAG_SPLIT = re.compile(r"[;,|]")
-_LIMITS = {"external_id": 128, "name": 255, "gender": 16, "city": 128, "level": 32, "order_id": 128,
+_LIMITS = {"external_id": 128, "member_no": 64, "wecom_userid": 128, "name": 255, "gender": 16, "city": 128, "level": 32, "order_id": 128,
            "order_channel": 32, "order_campaign": 128, "order_status": 32}
 
 
@@ -92,6 +103,8 @@ class ImportReport:
     orders_known: int = 0
     tags_added: int = 0
     errors: list[RowError] = field(default_factory=list)
+    #: The encoding the file was read in (``UTF-8``, ``GB18030/GBK`` …).
+    encoding: str = "UTF-8"
 
 
 class _Bad(Exception):
@@ -164,7 +177,7 @@ def parse_row(raw: dict[str, str | None], tz: ZoneInfo) -> dict[str, Any]:
     if email and not _EMAIL.fullmatch(email):
         raise _Bad(f"email `{email}` is not an email address")
     out["email"] = email.lower() if email else None
-    if not (out["external_id"] or out["phone"] or out["email"]):
+    if not any(out[k] for k in ("external_id", "member_no", "wecom_userid", "phone", "email")):
         raise _Bad("no external_id, phone or email to identify the customer")
     out["birthday"] = _date(cell["birthday"], "birthday") if cell.get("birthday") else None
     out["contract_end"] = _date(cell["contract_end"], "contract_end") if cell.get("contract_end") else None
@@ -213,8 +226,8 @@ def _rows(stream: IO[str]) -> Iterator[tuple[int, dict[str, str | None]]]:
     if unknown:
         raise ImportError_("; ".join(f"unknown column `{n}`{did_you_mean(n, COLUMNS)}" for n in unknown)
                            + f" (columns: {', '.join(COLUMNS)})")
-    if not {"external_id", "phone", "email"} & set(names):
-        raise ImportError_("no identity column: add external_id, phone or email")
+    if not {"external_id", "member_no", "wecom_userid", "phone", "email"} & set(names):
+        raise ImportError_("no identity column: add external_id, phone or email (or member_no, wecom_userid)")
     reader.fieldnames = names
     line = reader.line_num
     for raw in reader:
@@ -225,89 +238,88 @@ def _rows(stream: IO[str]) -> Iterator[tuple[int, dict[str, str | None]]]:
 
 def import_customers(session_factory: sessionmaker[Session], path: str | Path, *, now: datetime,
                      timezone: str = "Asia/Shanghai", batch: int = BATCH, source: str = "import",
-                     progress: Callable[[int], None] | None = None) -> ImportReport:
-    """Import ``path`` (UTF-8 CSV, a BOM is fine); see the module notes.
+                     progress: Callable[[int], None] | None = None, history: bool = False,
+                     encoding: str | None = None) -> ImportReport:
+    """Import ``path`` (UTF-8 with or without a BOM, or GBK/GB18030 as Chinese
+    Excel writes it: detected, or ``encoding``); see the module notes.
     ``progress(n)`` is called after each batch with the rows it covered.
+    New customers emit ``customer.registered`` (the welcome journey acts on
+    them) unless ``history``: a back-fill of past customers emits nothing.
 
     Raises:
-        ImportError_: the header is unusable (nothing was imported).
+        ImportError_: the header or the encoding is unusable (nothing was imported,
+        or, for a bad byte further down, the batches before it).
     """
     tz = ZoneInfo(timezone)
     report = ImportReport()
     db_now = to_db_time(now)
-    with open(path, encoding="utf-8-sig", newline="") as stream:
-        pending: list[tuple[int, dict[str, Any]]] = []
-        seen = 0
-        for line, raw in _rows(stream):
-            report.rows += 1
-            seen += 1
-            try:
-                pending.append((line, parse_row(raw, tz)))
-            except _Bad as exc:
-                report.errors.append(RowError(line, str(exc)))
-            if len(pending) >= batch:
-                _write_batch(session_factory, pending, report, db_now, source)
-                pending = []
-                if progress:
-                    progress(seen)
-                seen = 0
-        if pending:
-            _write_batch(session_factory, pending, report, db_now, source)
-        if progress and seen:
-            progress(seen)
+    try:
+        detected = detect_encoding(path, encoding)
+    except CsvEncodingError as exc:
+        raise ImportError_(str(exc)) from None
+    report.encoding = detected.label
+    line = 0
+    try:
+        with open(path, encoding=detected.encoding, newline="") as stream:
+            pending: list[tuple[int, dict[str, Any]]] = []
+            seen = 0
+            for line, raw in _rows(stream):
+                report.rows += 1
+                seen += 1
+                try:
+                    pending.append((line, parse_row(raw, tz)))
+                except _Bad as exc:
+                    report.errors.append(RowError(line, str(exc)))
+                if len(pending) >= batch:
+                    _write_batch(session_factory, pending, report, now, source, history)
+                    pending = []
+                    if progress:
+                        progress(seen)
+                    seen = 0
+            if pending:
+                _write_batch(session_factory, pending, report, now, source, history)
+            if progress and seen:
+                progress(seen)
+    except UnicodeDecodeError:
+        raise ImportError_(f"near line {line + 1}: the file is not {detected.label} throughout; save it as UTF-8 "
+                           f"(Excel: “CSV UTF-8”) or pass --encoding gb18030") from None
     with transaction(session_factory) as session:
         repo.recompute_aggregates(session, db_now=db_now)
     return report
 
 
+def _customer_input(row: dict[str, Any], source: str) -> CustomerInput:
+    """A parsed row as the shared upsert's item: given values replace, empty cells keep."""
+    identity = {k: row[k] for k in IDENTITY_KINDS if row.get(k)}
+    fields = {f: row[f] for f in repo.IMPORT_FIELDS if row.get(f) is not None}
+    return CustomerInput(identity=identity, fields=fields, tags=tuple(row["tags"]),
+                         consents={ch: (granted, source) for ch, granted in row["consents"].items()})
+
+
 def _write_batch(session_factory: sessionmaker[Session], rows: list[tuple[int, dict[str, Any]]],
-                 report: ImportReport, db_now: datetime, source: str) -> None:
-    fields = ("external_id", "phone", "email", *repo.IMPORT_FIELDS)
+                 report: ImportReport, now: datetime, source: str, history: bool) -> None:
+    db_now = to_db_time(now)
     with transaction(session_factory) as session:
-        by_ext, by_phone, by_email = repo.find_customers(
-            session, external_ids={r["external_id"] for _, r in rows if r["external_id"]},
-            phones={r["phone"] for _, r in rows if r["phone"]}, emails={r["email"] for _, r in rows if r["email"]})
-        # Keys point at a stored customer id (int) or a new customer of this batch ("n<k>").
-        keys: dict[tuple[str, str], int | str] = {}
-        keys.update({("ext", k): v for k, v in by_ext.items()})
-        keys.update({("phone", k): v for k, v in by_phone.items()})
-        keys.update({("email", k): v for k, v in by_email.items()})
-        merged: dict[int | str, dict[str, Any]] = {}
-        owner: list[int | str] = []
-        for _, row in rows:
-            ident = [("ext", row["external_id"]), ("phone", row["phone"]), ("email", row["email"])]
-            target = next((keys[k] for k in ident if k[1] and k in keys), None)
-            if target is None:
-                target = f"n{len(merged)}"
-            for k in ident:
-                if k[1]:
-                    keys.setdefault(k, target)
-            into = merged.setdefault(target, {f: None for f in fields} | {"tags": set(), "consents": {}})
-            for f in fields:
-                if row.get(f) is not None and not (f == "external_id" and into["external_id"] is not None):
-                    into[f] = row[f]
-            into["tags"].update(row["tags"])
-            into["consents"].update(row["consents"])
-            owner.append(target)
-        new_keys = [k for k in merged if isinstance(k, str)]
-        ids = repo.insert_customers(session, [
-            {**{f: merged[k][f] for f in fields}, "created_at": db_now, "updated_at": db_now} for k in new_keys])
-        real: dict[int | str, int] = {k: k for k in merged if isinstance(k, int)}  # type: ignore[misc]
-        real.update(zip(new_keys, ids))
-        existing = [k for k in merged if isinstance(k, int)]
-        repo.update_customers(session, [{"cid": k, **{f: merged[k][f] for f in fields}} for k in existing], db_now)
-        report.tags_added += repo.upsert_tags(session, {(real[k], t) for k, m in merged.items() for t in m["tags"]})
-        repo.upsert_consents(session, [
-            {"customer_id": real[k], "channel": ch, "granted": granted, "source": source, "updated_at": db_now}
-            for k, m in merged.items() for ch, granted in sorted(m["consents"].items())])
+        counts: dict[str, int] = {}
+        outcomes = upsert_customers(session, [_customer_input(r, source) for _, r in rows], now=now,
+                                    source=source, history=history, counts=counts)
         orders = {}
-        for (_, row), target in zip(rows, owner):
+        created = {o.customer_id for o in outcomes if o.status == "created"}
+        updated: set[int] = set()
+        for (line, row), outcome in zip(rows, outcomes):
+            if outcome.status == "error":
+                report.errors.append(RowError(line, "; ".join(f"{p.field}: {p.message}" if p.field else p.message
+                                                              for p in outcome.problems)))
+                continue
+            report.imported += 1
+            if outcome.customer_id not in created:
+                updated.add(outcome.customer_id)  # type: ignore[arg-type]
             if row["order"] is not None:
-                orders[row["order"]["external_id"]] = {**row["order"], "customer_id": real[target],
+                orders[row["order"]["external_id"]] = {**row["order"], "customer_id": outcome.customer_id,
                                                        "created_at": db_now}
         n = repo.insert_orders(session, list(orders.values()))
         report.orders_new += n
         report.orders_known += len(orders) - n
-        report.customers_new += len(new_keys)
-        report.customers_updated += len(existing)
-        report.imported += len(rows)
+        report.customers_new += len(created)
+        report.customers_updated += len(updated)
+        report.tags_added += counts.get("tags_added", 0)

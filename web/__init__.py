@@ -146,6 +146,9 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     app.register_blueprint(followups.bp)
     app.register_blueprint(followups.api_bp)
     csrf.exempt(followups.api_bp)  # bearer tokens only
+    from . import api_customers  # data in (issue 12): customers, events, merge
+
+    api_customers.init_app(app, csrf)
     errors.init_app(app)
     context.init_app(app)
     return app

@@ -767,11 +767,15 @@ def customers() -> None:
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress bar (default: only when stderr is a terminal).")
 @click.option("--batch", default=2000, show_default=True, type=click.IntRange(1, 100_000), hidden=True)
+@click.option("--history", is_flag=True,
+              help="A back-fill of past customers: no customer.registered events, so no rule acts and nothing is sent.")
+@click.option("--encoding", default=None, help="The file's encoding (default: detected; UTF-8 or GB18030/GBK).")
 @pass_ctx
-def customers_import(obj: Context, file: str, progress: bool | None, batch: int) -> None:
-    """Import customers and orders from a CSV FILE (UTF-8, header row).
+def customers_import(obj: Context, file: str, progress: bool | None, batch: int, history: bool,
+                     encoding: str | None) -> None:
+    """Import customers and orders from a CSV FILE (UTF-8 or GBK, header row).
 
-    Columns: external_id, name, phone, email, gender, city, level, birthday,
+    Columns: external_id, member_no, wecom_userid, name, phone, email, gender, city, level, birthday,
     registered_at, contract_end, timezone, tags, consent_sms, consent_email,
     consent_wecom, order_id, order_amount, order_placed_at, order_channel,
     order_campaign, order_status. Rows are merged into customers by
@@ -789,18 +793,70 @@ def customers_import(obj: Context, file: str, progress: bool | None, batch: int)
     bar = tqdm(total=total, unit="row", desc="Importing", disable=not progress, file=sys.stderr)
     try:
         report = import_customers(obj.session_factory(), file, now=_now(), timezone=obj.settings.timezone,
-                                  batch=batch, progress=bar.update)
+                                  batch=batch, progress=bar.update, history=history, encoding=encoding)
     except ImportError_ as exc:
         raise click.ClickException(f"{file}: {exc}") from None
     finally:
         bar.close()
     for error in report.errors:
         click.echo(f"{file}:{error.line}: {error.reason}", err=True)
+    if report.encoding != "UTF-8":
+        click.echo(f"Read as {report.encoding}.")
     click.echo(f"Imported {report.imported} of {report.rows} row(s): {report.customers_new} new customer(s), "
                f"{report.customers_updated} updated, {report.orders_new} new order(s)"
                f"{f' ({report.orders_known} already stored)' if report.orders_known else ''}, "
-               f"{report.tags_added} tag(s) added; {len(report.errors)} row(s) skipped.")
+               f"{report.tags_added} tag(s) added; {len(report.errors)} row(s) skipped."
+               + (" History: no events emitted." if history else ""))
 
+
+
+@main.group()
+def events() -> None:
+    """Custom events (custom.*) for customers."""
+
+
+@events.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--progress/--no-progress", default=None,
+              help="Show a progress bar (default: only when stderr is a terminal).")
+@click.option("--history", is_flag=True, help="A back-fill: store the events as handled; no rule acts, nothing is sent.")
+@click.option("--encoding", default=None, help="The file's encoding (default: detected; UTF-8 or GB18030/GBK).")
+@pass_ctx
+def events_import(obj: Context, file: str, progress: bool | None, history: bool, encoding: str | None) -> None:
+    """Import custom events from a CSV FILE: columns name, customer_id or an
+    identity (external_id, member_no, wecom_userid, phone, email),
+    idempotency_key, occurred_at; other columns are the event's data."""
+    from tqdm import tqdm
+
+    from engine.customers_import import ImportError_
+    from engine.events_import import import_events
+    from engine.events_in import listened_events
+    from engine.registry import DefinitionRegistry
+
+    if progress is None:
+        progress = sys.stderr.isatty()
+    sf = obj.session_factory()
+    listened = listened_events(DefinitionRegistry(sf).current().rules.values())
+    with open(file, "rb") as fh:
+        total = max(sum(1 for _ in fh) - 1, 0)
+    bar = tqdm(total=total, unit="row", desc="Importing", disable=not progress, file=sys.stderr)
+    try:
+        report = import_events(sf, file, now=_now(), listened=listened, timezone=obj.settings.timezone,
+                               history=history, encoding=encoding, progress=bar.update)
+    except ImportError_ as exc:
+        raise click.ClickException(f"{file}: {exc}") from None
+    finally:
+        bar.close()
+    for error in report.errors:
+        click.echo(f"{file}:{error.line}: {error.reason}", err=True)
+    for warning in sorted(report.warnings):
+        click.echo(f"warning: {warning}", err=True)
+    if report.encoding != "UTF-8":
+        click.echo(f"Read as {report.encoding}.")
+    click.echo(f"Imported {report.created} event(s) of {report.rows} row(s)"
+               f"{f', {report.duplicates} already stored' if report.duplicates else ''}; "
+               f"{len(report.errors)} row(s) skipped."
+               + (" History: stored as handled, no rule acts." if history else ""))
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -17,7 +17,9 @@ WeCom callback, and the staff feedback list.
 * ``/hooks/wecom/<connector>``: the WeCom callback (``wecom_callback`` or a
   ``wecom_app`` with callback secrets): GET answers the URL check, POST stores
   text replies as feedback and opts the customer out on an opt-out word
-  (``feedback_tags`` definitions), retried deliveries stored once by MsgId.
+  (``feedback_tags`` definitions), retried deliveries stored once by MsgId;
+  customer-contact events (contact added, joined a customer group) become
+  customers, WeCom identities and events (:mod:`engine.wecom_in`).
 * ``/feedback``: staff list with filters (campaign, tag, score) and the NPS.
 
 Both hooks are exempt from CSRF (they carry their own signatures) and take
@@ -298,6 +300,14 @@ def wecom_hook(connector_id: str) -> Any:
     replies = [item for item in answer if item.kind in ("reply", "opt_out")]
     if replies:
         _store_items(replies, source=f"wecom:{connector_id}", channel="wecom")
+    contact_events = [item for item in answer if item.kind == "event"]
+    if contact_events:  # contact added / joined a customer group: customers, identities, events (issue 12)
+        from engine.wecom_in import apply_wecom_event
+
+        svc = services()
+        with transaction(svc.session_factory) as session:
+            for item in contact_events:
+                apply_wecom_event(session, item.data, connector_id=connector_id, now=svc.now())
     # WeCom retries unless it gets an answer within 5 s; an empty 200 means "received".
     return Response("", mimetype="text/plain")
 

@@ -311,6 +311,21 @@ class CustomerTag(Base):
     tag: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
+class CustomerIdentity(Base):
+    """An identity a customer is found by (migration 0011): ``member_no`` and
+    ``wecom`` (WeCom external userid), and merged-away phones, e-mails and
+    external ids. ``(kind, value)`` is unique: one identity, one customer."""
+
+    __tablename__ = "customer_identities"
+    __table_args__ = (UniqueConstraint("kind", "value"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    value: Mapped[str] = mapped_column(String(255))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime())
+
+
 class Consent(Base):
     """Whether a customer agreed to be contacted on a channel (one row per channel)."""
 
@@ -501,6 +516,8 @@ class Event(Base):
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(DateTime())
     processed_at: Mapped[datetime | None] = mapped_column(DateTime())
+    # Migration 0011: a client's idempotency key (custom events, callbacks); unique, so a repeat stores nothing.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), index=True, unique=True)
 
 
 class Feedback(Base):

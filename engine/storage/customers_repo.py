@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from engine.storage.bulk import _dialect_name, _insert, insert_ignore
-from engine.storage.models import Consent, Customer, CustomerTag, Order
+from engine.storage.models import COUNTED_ORDER_STATUSES, Consent, Customer, CustomerTag, Order
 
 _cust: Table = Customer.__table__  # type: ignore[assignment]
 _orders: Table = Order.__table__  # type: ignore[assignment]
@@ -108,20 +108,38 @@ def insert_orders(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
     return insert_ignore(session, _orders, rows)
 
 
-def recompute_aggregates(session: Session, *, db_now: datetime) -> None:
-    """Recompute every customer's ``order_count``, ``total_spent``,
-    ``last_purchase_at`` (paid orders), ``rfm_recency_days`` and the RFM
-    scores 1–5 by quintiles (NTILE over customers with orders; 5 is best:
-    most recent, most frequent, highest spend) and ``rfm_segment``, in four
-    set-based statements."""
-    paid = _orders.c.status == "paid"
-    agg = (select(_orders.c.customer_id.label("cid"), func.count().label("n"),
-                  func.coalesce(func.sum(_orders.c.amount), 0).label("total"),
-                  func.max(_orders.c.placed_at).label("last"))
-           .where(paid).group_by(_orders.c.customer_id).subquery())
-    session.execute(update(_cust).values(order_count=0, total_spent=0, last_purchase_at=None, rfm_recency_days=None,
-                                         rfm_r=None, rfm_f=None, rfm_m=None, rfm_segment="prospect")
-                    .where(~_cust.c.id.in_(select(agg.c.cid))))
+def recompute_aggregates(session: Session, *, db_now: datetime, customer_ids: Collection[int] | None = None) -> None:
+    """Recompute ``order_count``, ``total_spent`` (the ``net_amount`` of
+    counted orders: paid and partially refunded), ``last_purchase_at``,
+    ``rfm_recency_days``, the RFM scores 1–5 by quintiles (NTILE over
+    customers with orders; 5 is best: most recent, most frequent, highest
+    spend) and ``rfm_segment``, in four set-based statements.
+
+    ``customer_ids`` limits the writes to those customers (an order batch
+    updates the customers it touched): their aggregates are recomputed from
+    their orders and their scores are ranked against everyone, with this
+    same formula. The other customers keep their scores until the next full
+    recompute (``customer_ids=None``, e.g. after a CSV import)."""
+    counted = _orders.c.status.in_(COUNTED_ORDER_STATUSES)
+    ids = sorted(set(customer_ids)) if customer_ids is not None else None
+    agg_q = (select(_orders.c.customer_id.label("cid"), func.count().label("n"),
+                    func.coalesce(func.sum(_orders.c.net_amount), 0).label("total"),
+                    func.max(_orders.c.placed_at).label("last"))
+             .where(counted).group_by(_orders.c.customer_id))
+    mine = _cust.c.id.in_(ids) if ids is not None else None
+    if ids is not None:
+        if not ids:
+            return
+        agg_q = agg_q.where(_orders.c.customer_id.in_(ids))
+    agg = agg_q.subquery()
+
+    def scoped(stmt: Any) -> Any:
+        return stmt.where(mine) if mine is not None else stmt
+
+    session.execute(scoped(update(_cust).values(order_count=0, total_spent=0, last_purchase_at=None,
+                                                rfm_recency_days=None, rfm_r=None, rfm_f=None, rfm_m=None,
+                                                rfm_segment="prospect")
+                           .where(~_cust.c.id.in_(select(agg.c.cid)))))
     session.execute(update(_cust).values(order_count=agg.c.n, total_spent=agg.c.total, last_purchase_at=agg.c.last)
                     .where(_cust.c.id == agg.c.cid))
     if _dialect_name(session) == "sqlite":
@@ -135,10 +153,10 @@ def recompute_aggregates(session: Session, *, db_now: datetime) -> None:
                      func.ntile(5).over(order_by=(_cust.c.order_count, _cust.c.id)).label("f"),
                      func.ntile(5).over(order_by=(func.cast(_cust.c.total_spent, Float), _cust.c.id)).label("m"))
               .where(_cust.c.order_count > 0).subquery())
-    session.execute(update(_cust).values(rfm_recency_days=scores.c.days, rfm_r=scores.c.r, rfm_f=scores.c.f,
-                                         rfm_m=scores.c.m).where(_cust.c.id == scores.c.cid))
+    session.execute(scoped(update(_cust).values(rfm_recency_days=scores.c.days, rfm_r=scores.c.r, rfm_f=scores.c.f,
+                                                rfm_m=scores.c.m).where(_cust.c.id == scores.c.cid)))
     r, f, m = _cust.c.rfm_r, _cust.c.rfm_f, _cust.c.rfm_m
     segment = case(
         ((r >= 4) & (f >= 4) & (m >= 4), "champion"), ((r >= 4) & (f <= 2), "new"), ((r >= 3) & (f >= 3), "loyal"),
         ((r <= 2) & (f >= 3), "at_risk"), (r <= 1, "hibernating"), else_="needs_attention")
-    session.execute(update(_cust).values(rfm_segment=segment).where(_cust.c.order_count > 0))
+    session.execute(scoped(update(_cust).values(rfm_segment=segment).where(_cust.c.order_count > 0)))

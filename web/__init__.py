@@ -138,6 +138,9 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     app.register_blueprint(customers.bp)
     app.register_blueprint(unsubscribe.bp)
     app.register_blueprint(messages.api_bp)
+    from . import api_orders
+
+    app.register_blueprint(api_orders.bp)  # orders in (integration tokens; exempts itself from CSRF)
     csrf.exempt(api.bp)  # bearer tokens only; no cookies are honoured there
     csrf.exempt(messages.api_bp)  # bearer tokens; receipts are verified by signature or token
     errors.init_app(app)

@@ -15,6 +15,7 @@ from engine.definitions.specs import FormSpec
 from engine.forms.schema import form_json_schema
 
 from .openapi_messages import messages_paths, messages_schemas
+from .openapi_orders import orders_paths, orders_schemas
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -285,6 +286,7 @@ def openapi_document(forms: Iterable[FormSpec], *, server_url: str, version: str
     paths.update(_workflow_paths())
     schemas.update(messages_schemas())
     paths.update(messages_paths(_errors))
+    schemas.update(orders_schemas()), paths.update(orders_paths(_errors))
     paths["/openapi.json"] = {
         "get": {"operationId": "openapi", "summary": "This document", "security": [],
                 "responses": {"200": {"description": "OpenAPI 3.1 document",

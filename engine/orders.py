@@ -117,23 +117,29 @@ class OrderIn:
     def body_hash(self) -> str:
         """The order's content, normalized (``100`` and ``"100.00"`` are the same
         amount; a time in any offset is the same instant): what a repeat is compared on."""
-        body = {"customer": [self.customer.id, self.customer.external_id, self.customer.phone, self.customer.email],
-                "amount": str(self.amount), "discount": str(self.discount), "lines": list(self.lines),
-                "placed_at": to_db_time(self.placed_at).isoformat(), "store": self.store, "channel": self.channel,
-                "campaign": self.campaign, "coupon_code": self.coupon_code, "status": self.status,
-                "refunded_amount": str(self.refunded_amount)}
-        return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+        c = self.customer
+        lines = tuple((ln["sku"], ln["name"], ln["quantity"], ln["unit_price"]) for ln in self.lines)
+        body = (c.id, c.external_id, c.phone, c.email, str(self.amount), str(self.discount), lines,
+                to_db_time(self.placed_at).isoformat(), self.store, self.channel, self.campaign, self.coupon_code,
+                self.status, str(self.refunded_amount))
+        return hashlib.sha256(repr(body).encode()).hexdigest()  # repr of str/int/None/tuple: stable across runs
 
 
 @dataclass
 class ItemResult:
     """What became of one order of a batch: ``created``, ``existing`` (the same
-    order again), ``conflict`` (the key with another content) or ``invalid``."""
+    order again), ``conflict`` (the key with another content) or ``invalid``.
+    ``row`` is the stored order (for all but ``invalid``)."""
 
     index: int
     outcome: str
-    order: dict[str, Any] | None = None
+    row: dict[str, Any] | None = None
     errors: list[FieldError] = field(default_factory=list)
+
+    @property
+    def order(self) -> dict[str, Any] | None:
+        """The stored order as the API answers it."""
+        return None if self.row is None else order_json(self.row)
 
 
 @dataclass
@@ -147,7 +153,15 @@ class OrderChange:
 
 # ----------------------------------------------------------------- parsing
 
+_PLAIN_MONEY = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,2})?")
+_CENT = Decimal("0.01")
+
+
 def parse_money(value: Any, name: str, errors: list[FieldError], *, required: bool = False) -> Decimal | None:
+    """An amount ≥ 0 with at most 2 decimals (text or a JSON number), or None
+    with the error appended."""
+    if type(value) is str and _PLAIN_MONEY.fullmatch(value):  # the common case, checked once
+        return Decimal(value).quantize(_CENT)
     if value is None or value == "":
         if required:
             errors.append(FieldError(name, "required"))
@@ -177,6 +191,12 @@ def parse_money(value: Any, name: str, errors: list[FieldError], *, required: bo
 
 def parse_text(value: Any, name: str, limit: int, errors: list[FieldError], *, required: bool = False,
           pattern: re.Pattern[str] | None = None) -> str | None:
+    """Stripped text of at most ``limit`` characters (matching ``pattern``), or
+    None (empty, or with the error appended)."""
+    if type(value) is str:
+        value = value.strip()
+        if value and len(value) <= limit and (pattern is None or pattern.fullmatch(value)):
+            return value
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
             errors.append(FieldError(name, "required"))
@@ -448,11 +468,11 @@ class OrderService:
                 key = item.key
                 if key in created and key not in answered:
                     answered.add(key)
-                    results[i] = ItemResult(i, "created", order_json(created[key]))
+                    results[i] = ItemResult(i, "created", created[key])
                     continue
                 row = created.get(key) or stored[key]
                 same = row["body_hash"] == digest
-                results[i] = ItemResult(i, "existing" if same else "conflict", order_json(row))
+                results[i] = ItemResult(i, "existing" if same else "conflict", row)
             if created:
                 customers_repo.recompute_aggregates(
                     session, db_now=db_now, customer_ids={r["customer_id"] for r in created.values()})

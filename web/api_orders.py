@@ -72,8 +72,10 @@ def _invalid(errors: list[FieldError]) -> Any:
 
 def _item_json(result: ItemResult) -> dict[str, Any]:
     out: dict[str, Any] = {"index": result.index, "status": result.outcome}
-    if result.order is not None:
-        out["order"] = result.order
+    if result.row is not None:
+        out["id"] = int(result.row["id"])
+    if result.outcome == "conflict":
+        out["order"] = result.order  # what is stored under the key
     if result.errors:
         out["errors"] = to_json(result.errors, get_locale())
     return out

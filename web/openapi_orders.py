@@ -84,7 +84,8 @@ def orders_schemas() -> dict[str, Any]:
     item = {"type": "object", "required": ["index", "status"], "properties": {
         "index": {"type": "integer"},
         "status": {"type": "string", "enum": ["created", "existing", "conflict", "invalid"]},
-        "order": _ref("Order"),
+        "id": {"type": "integer", "description": "the stored order (created, existing or conflicting)"},
+        "order": {**_ref("Order"), "description": "for a conflict: the order stored under the key"},
         "errors": {"type": "array", "items": {"type": "object", "required": ["field", "code", "message"],
                                               "properties": {"field": {"type": "string"}, "code": {"type": "string"},
                                                              "message": {"type": "string"}}}}}}

@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    Float,
     Integer,
     Table,
     bindparam,
@@ -38,7 +37,7 @@ CHUNK = 900
 IMPORT_FIELDS = ("name", "gender", "city", "level", "birthday", "registered_at", "contract_end", "timezone")
 
 __all__ = [
-    "IMPORT_FIELDS", "find_customers", "insert_customers", "insert_orders", "recompute_aggregates",
+    "IMPORT_FIELDS", "find_customers", "insert_customers", "insert_orders", "quintile_ends", "recompute_aggregates",
     "update_customers", "upsert_consents", "upsert_tags",
 ]
 
@@ -108,12 +107,45 @@ def insert_orders(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
     return insert_ignore(session, _orders, rows)
 
 
+def quintile_ends(n: int) -> list[int]:
+    """The last rank (1-based) of each of the first four quintiles of ``n``
+    ranked rows, as SQL's ``NTILE(5)`` deals them: the first ``n % 5``
+    buckets get one row more."""
+    q, r = divmod(n, 5)
+    ends, total = [], 0
+    for bucket in range(1, 5):
+        total += q + (1 if bucket <= r else 0)
+        ends.append(total)
+    return ends
+
+
+def _score(session: Session, key: Any, population: Any, n: int) -> Any:
+    """The quintile score 1–5 of each customer by ``key`` (ties broken by id,
+    ascending: 5 is the top fifth), exactly ``NTILE(5) OVER (ORDER BY key,
+    id)`` over ``population``, as ``1 + the number of quintile boundaries the
+    customer's (key, id) is above``. The four boundary rows are read with
+    ``ORDER BY key, id LIMIT 1 OFFSET end-1`` (index walks over
+    ``ix_customers_rfm_*``), so scoring a thousand customers does not rank
+    everyone again."""
+    score: Any = literal(1)
+    for end in quintile_ends(n):
+        if end < 1:
+            continue
+        row = session.execute(select(key, _cust.c.id).where(population).order_by(key, _cust.c.id)
+                              .limit(1).offset(end - 1)).first()
+        if row is None:
+            continue
+        above = (key > row[0]) | ((key == row[0]) & (_cust.c.id > row[1]))
+        score = score + case((above, 1), else_=0)
+    return score
+
+
 def recompute_aggregates(session: Session, *, db_now: datetime, customer_ids: Collection[int] | None = None) -> None:
     """Recompute ``order_count``, ``total_spent`` (the ``net_amount`` of
     counted orders: paid and partially refunded), ``last_purchase_at``,
-    ``rfm_recency_days``, the RFM scores 1–5 by quintiles (NTILE over
+    ``rfm_recency_days``, the RFM scores 1–5 by quintiles (``NTILE(5)`` over
     customers with orders; 5 is best: most recent, most frequent, highest
-    spend) and ``rfm_segment``, in four set-based statements.
+    spend; see :func:`_score`) and ``rfm_segment``, set-based.
 
     ``customer_ids`` limits the writes to those customers (an order batch
     updates the customers it touched): their aggregates are recomputed from
@@ -148,15 +180,16 @@ def recompute_aggregates(session: Session, *, db_now: datetime, customer_ids: Co
     else:
         days = func.cast(func.floor(func.extract("epoch", literal(db_now) - _cust.c.last_purchase_at) / 86400),
                          Integer)
-    scores = (select(_cust.c.id.label("cid"), days.label("days"),
-                     func.ntile(5).over(order_by=(_cust.c.last_purchase_at, _cust.c.id)).label("r"),
-                     func.ntile(5).over(order_by=(_cust.c.order_count, _cust.c.id)).label("f"),
-                     func.ntile(5).over(order_by=(func.cast(_cust.c.total_spent, Float), _cust.c.id)).label("m"))
-              .where(_cust.c.order_count > 0).subquery())
-    session.execute(scoped(update(_cust).values(rfm_recency_days=scores.c.days, rfm_r=scores.c.r, rfm_f=scores.c.f,
-                                                rfm_m=scores.c.m).where(_cust.c.id == scores.c.cid)))
+    buyers = _cust.c.order_count > 0
+    n = int(session.scalar(select(func.count()).select_from(_cust).where(buyers)) or 0)
+    # Recency ranks by last purchase (its index; buyers are exactly those with one), frequency by order
+    # count, monetary by total spent (NUMERIC orders as the float it once was cast to).
+    r = _score(session, _cust.c.last_purchase_at, _cust.c.last_purchase_at.is_not(None), n)
+    f = _score(session, _cust.c.order_count, buyers, n)
+    m = _score(session, _cust.c.total_spent, buyers, n)
+    session.execute(scoped(update(_cust).values(rfm_recency_days=days, rfm_r=r, rfm_f=f, rfm_m=m).where(buyers)))
     r, f, m = _cust.c.rfm_r, _cust.c.rfm_f, _cust.c.rfm_m
     segment = case(
         ((r >= 4) & (f >= 4) & (m >= 4), "champion"), ((r >= 4) & (f <= 2), "new"), ((r >= 3) & (f >= 3), "loyal"),
         ((r <= 2) & (f >= 3), "at_risk"), (r <= 1, "hibernating"), else_="needs_attention")
-    session.execute(scoped(update(_cust).values(rfm_segment=segment).where(_cust.c.order_count > 0)))
+    session.execute(scoped(update(_cust).values(rfm_segment=segment).where(buyers)))

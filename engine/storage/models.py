@@ -252,6 +252,9 @@ class Customer(Base):
     """A customer, audience of rules. FIXED CONTRACT: the condition compiler relies on it."""
 
     __tablename__ = "customers"
+    # Quintile boundaries of frequency and monetary scores (migration 0012); recency walks ix_..._last_purchase_at.
+    __table_args__ = (Index("ix_customers_rfm_f", "order_count", "id"),
+                      Index("ix_customers_rfm_m", "total_spent", "id", "order_count"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     external_id: Mapped[str | None] = mapped_column(String(128), unique=True)

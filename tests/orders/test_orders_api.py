@@ -138,7 +138,8 @@ def test_batch_with_bad_items(app: Flask, tokens, services) -> None:
     assert body["counts"] == {"created": 5, "existing": 2, "conflict": 2, "invalid": 2}
     assert body["results"][2]["errors"][0]["code"] == "customer_not_found"
     assert {e["field"] for e in body["results"][3]["errors"]} == {"customer_id", "amount"}
-    assert body["results"][9]["order"]["id"] == body["results"][0]["order"]["id"]
+    assert body["results"][9]["id"] == body["results"][0]["id"]
+    assert body["results"][8]["order"]["amount"] == "88.00"  # a conflict shows what is stored
     assert len(events(services.session_factory, "order.created")) == 6
     # Amounts 10, 20, 50, 60, 70 for M002, M003, M001(K5 → M001), M002(K6), M003(K7).
     assert customer(services.session_factory, "M002").total_spent == Decimal("70.00")

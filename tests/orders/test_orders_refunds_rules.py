@@ -112,3 +112,43 @@ def test_rules_on_order_events_act(app: Flask, tokens, services) -> None:
     assert tags(sf, zhang.id) == {"big_spender"}             # order.created with amount > 100
     assert tags(sf, li.id) == {"refunded_once"}              # small order: no tag; its refund: tagged
     assert all(e.processed_at is not None for e in events(sf, "order.created"))
+
+
+def test_incremental_scores_equal_ntile_over_everyone(app: Flask, tokens, services) -> None:
+    """The scores written for a batch's customers are exactly NTILE(5) over all
+    buyers (read here with the window query the full recompute once used),
+    ties on count and spend included."""
+    from sqlalchemy import Float, cast, func, select
+
+    from engine.storage.models import Customer
+
+    client = app.test_client()
+    auth = bearer(tokens["till"])
+    plan = [("M001", "30"), ("M002", "30"), ("M003", "30"), ("M004", "10"), ("M002", "5"), ("M005", "30"),
+            ("M003", "0"), ("M001", "12.5")]
+    for i, (who, amount) in enumerate(plan):
+        body = order(f"N{i}", customer={"external_id": who}, amount=amount, lines=None,
+                     placed_at=f"2025-02-{10 + i % 4:02d} 09:00")
+        assert client.post("/api/v1/orders", json=body, headers=auth).status_code == 201
+    c = Customer
+    window = (select(c.external_id,
+                     func.ntile(5).over(order_by=(c.last_purchase_at, c.id)),
+                     func.ntile(5).over(order_by=(c.order_count, c.id)),
+                     func.ntile(5).over(order_by=(cast(c.total_spent, Float), c.id)))
+              .where(c.order_count > 0))
+    with services.session_factory() as s:
+        expected = {row[0]: tuple(row[1:]) for row in s.execute(window)}
+        # The last order's customer was scored just now against everyone.
+        got = s.execute(select(c.rfm_r, c.rfm_f, c.rfm_m).where(c.external_id == "M001")).one()
+    assert tuple(got) == expected["M001"]
+    # A full recompute (what the customer import runs) gives NTILE for everyone.
+    from engine.storage import customers_repo
+    from engine.storage.database import transaction
+    from engine.storage.times import to_db_time
+
+    with transaction(services.session_factory) as s:
+        customers_repo.recompute_aggregates(s, db_now=to_db_time(NOW))
+    with services.session_factory() as s:
+        stored = {row[0]: tuple(row[1:]) for row in s.execute(
+            select(c.external_id, c.rfm_r, c.rfm_f, c.rfm_m).where(c.order_count > 0))}
+    assert stored == expected and len(stored) == 5

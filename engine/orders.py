@@ -279,6 +279,15 @@ def _lines(raw: Any, errors: list[FieldError]) -> tuple[dict[str, Any], ...]:
         return ()
     out = []
     for i, line in enumerate(raw):
+        if type(line) is dict and line.keys() <= LINE_FIELDS:  # the common, well-formed line, checked in one go
+            sku, name, qty, price = line.get("sku"), line.get("name"), line.get("quantity", 1), line.get("unit_price")
+            if (type(sku) is str and _KEY.fullmatch(sku) and len(sku) <= 64
+                    and (name is None or (type(name) is str and len(name) <= 255))
+                    and type(qty) is int and 1 <= qty <= 1_000_000
+                    and type(price) is str and _PLAIN_MONEY.fullmatch(price)):
+                out.append({"sku": sku, "name": (name.strip() or None) if name else None, "quantity": qty,
+                            "unit_price": str(Decimal(price).quantize(_CENT))})
+                continue
         where = f"lines[{i}]"
         if not isinstance(line, Mapping):
             errors.append(FieldError(where, "object_type"))
@@ -423,7 +432,7 @@ class OrderService:
         return self.ingest_parsed(self.parse(raws, now=now), now=now, history=history)
 
     def ingest_parsed(self, items: Sequence[OrderIn | list[FieldError]], *, now: datetime,
-                      history: bool = False, on_created: Callable[[int], None] | None = None) -> list[ItemResult]:
+                      history: bool = False) -> list[ItemResult]:
         """Store already parsed orders (an item that is a list is its errors).
         ``history``: a back-fill; aggregates are updated but no event is
         appended and no coupon redeemed, so nothing is sent."""
@@ -434,6 +443,17 @@ class OrderService:
         valid = [(i, item) for i, item in enumerate(items) if isinstance(item, OrderIn)]
         if not valid:
             return results
+        for attempt in range(3):
+            try:
+                return self._ingest_once(results, valid, now=now, history=history)
+            except orders_repo.InsertRaced:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _ingest_once(self, results: list[ItemResult], valid: list[tuple[int, OrderIn]], *, now: datetime,
+                     history: bool) -> list[ItemResult]:
+        results = list(results)
         db_now = to_db_time(now)
         with transaction(self.session_factory) as session:
             owners = resolve_customers(session, list({item.customer for _, item in valid}))
@@ -457,12 +477,11 @@ class OrderService:
                     "refunded_amount": item.refunded_amount, "lines": list(item.lines) or None,
                     "placed_at": to_db_time(item.placed_at), "channel": item.channel, "store": item.store,
                     "campaign": item.campaign, "coupon_code": item.coupon_code, "status": item.status,
-                    "body_hash": digest, "refunds": None, "created_at": db_now, "updated_at": None}
+                    "body_hash": digest, "created_at": db_now}  # refunds, updated_at: NULL (no JSON null to encode)
+            # Keys stored by a concurrent request since our SELECT raise InsertRaced: the batch is
+            # rolled back and read again, and they are then a repeat or a conflict like any other.
             new_ids = orders_repo.insert_new_orders(session, list(rows.values()))
-            raced = [k for k in rows if k not in new_ids]
-            if raced:  # stored by a concurrent request since our SELECT: a repeat or a conflict like any other
-                stored.update(orders_repo.find_orders(session, raced))
-            created = {k: {**rows[k], "id": oid} for k, oid in new_ids.items()}
+            created = {k: {**rows[k], "id": oid, "refunds": None, "updated_at": None} for k, oid in new_ids.items()}
             answered: set[tuple[str, str]] = set()
             for i, item, digest in pending:
                 key = item.key
@@ -477,12 +496,11 @@ class OrderService:
                 customers_repo.recompute_aggregates(
                     session, db_now=db_now, customer_ids={r["customer_id"] for r in created.values()})
                 if not history:
-                    orders_repo.append_events(session, [_event("order.created", r, db_now) for r in created.values()])
+                    orders_repo.append_order_events(session, "order.created", [r["id"] for r in created.values()],
+                                                    db_now)
                     with_codes = [r for r in created.values() if r["coupon_code"]]
                     if with_codes:
                         redeem_order_coupons(session, with_codes, now=now)
-        if on_created is not None:
-            on_created(len(created))
         return results
 
     def get(self, source: str, external_id: str) -> dict[str, Any]:
@@ -564,7 +582,6 @@ def _event(name: str, row: Mapping[str, Any], db_now: datetime, extra: Mapping[s
     payload = {"customer_id": int(row["customer_id"]), "order_id": int(row["id"]), "source": row["source"],
                "external_id": row["external_id"], "amount": float(row["amount"]),
                "net_amount": float(row["net_amount"]), "status": row["status"], "store": row["store"],
-               "channel": row["channel"], "coupon_code": row["coupon_code"],
-               "placed_at": _iso(row["placed_at"]), **(extra or {})}
+               "channel": row["channel"], "coupon_code": row["coupon_code"], **(extra or {})}
     return {"name": name, "subject_type": "order", "subject_id": str(row["id"]), "payload": payload,
             "created_at": db_now}

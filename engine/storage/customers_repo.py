@@ -37,7 +37,7 @@ CHUNK = 900
 IMPORT_FIELDS = ("name", "gender", "city", "level", "birthday", "registered_at", "contract_end", "timezone")
 
 __all__ = [
-    "IMPORT_FIELDS", "find_customers", "insert_customers", "insert_orders", "quintile_ends", "recompute_aggregates",
+    "IMPORT_FIELDS", "find_customers", "insert_customers", "insert_orders", "quintile_ends", "recompute_aggregates", "rfm_segment",
     "update_customers", "upsert_consents", "upsert_tags",
 ]
 
@@ -158,22 +158,32 @@ def recompute_aggregates(session: Session, *, db_now: datetime, customer_ids: Co
                     func.coalesce(func.sum(_orders.c.net_amount), 0).label("total"),
                     func.max(_orders.c.placed_at).label("last"))
              .where(counted).group_by(_orders.c.customer_id))
-    mine = _cust.c.id.in_(ids) if ids is not None else None
-    if ids is not None:
+    none_yet = {"order_count": 0, "total_spent": 0, "last_purchase_at": None, "rfm_recency_days": None,
+                "rfm_r": None, "rfm_f": None, "rfm_m": None, "rfm_segment": "prospect"}
+    if ids is None:
+        agg = agg_q.subquery()
+        session.execute(update(_cust).values(**none_yet).where(~_cust.c.id.in_(select(agg.c.cid))))
+        session.execute(update(_cust).values(order_count=agg.c.n, total_spent=agg.c.total,
+                                             last_purchase_at=agg.c.last).where(_cust.c.id == agg.c.cid))
+        scope = None
+    else:
         if not ids:
             return
-        agg_q = agg_q.where(_orders.c.customer_id.in_(ids))
-    agg = agg_q.subquery()
-
-    def scoped(stmt: Any) -> Any:
-        return stmt.where(mine) if mine is not None else stmt
-
-    session.execute(scoped(update(_cust).values(order_count=0, total_spent=0, last_purchase_at=None,
-                                                rfm_recency_days=None, rfm_r=None, rfm_f=None, rfm_m=None,
-                                                rfm_segment="prospect")
-                           .where(~_cust.c.id.in_(select(agg.c.cid)))))
-    session.execute(update(_cust).values(order_count=agg.c.n, total_spent=agg.c.total, last_purchase_at=agg.c.last)
-                    .where(_cust.c.id == agg.c.cid))
+        # A batch's customers: their sums read in one SELECT and written in one executemany
+        # (an UPDATE … FROM would aggregate their orders twice).
+        found = {int(cid): (n, total, last) for cid, n, total, last
+                 in session.execute(agg_q.where(_orders.c.customer_id.in_(ids)))}
+        rows = [{"cid": cid, "n": found[cid][0], "total": found[cid][1], "last": found[cid][2]}
+                if cid in found else {"cid": cid, "n": 0, "total": 0, "last": None} for cid in ids]
+        session.connection().execute(
+            update(_cust).where(_cust.c.id == bindparam("cid"))
+            .values(order_count=bindparam("n"), total_spent=bindparam("total"), last_purchase_at=bindparam("last")),
+            rows)
+        if len(found) < len(ids):
+            session.execute(update(_cust).values(**none_yet).where(_cust.c.id.in_([c for c in ids if c not in found])))
+        scope = _cust.c.id.in_(sorted(found))
+        if not found:
+            return
     if _dialect_name(session) == "sqlite":
         days = func.cast(func.julianday(literal(db_now.isoformat(sep=" "))) - func.julianday(_cust.c.last_purchase_at),
                          Integer)
@@ -187,9 +197,13 @@ def recompute_aggregates(session: Session, *, db_now: datetime, customer_ids: Co
     r = _score(session, _cust.c.last_purchase_at, _cust.c.last_purchase_at.is_not(None), n)
     f = _score(session, _cust.c.order_count, buyers, n)
     m = _score(session, _cust.c.total_spent, buyers, n)
-    session.execute(scoped(update(_cust).values(rfm_recency_days=days, rfm_r=r, rfm_f=f, rfm_m=m).where(buyers)))
-    r, f, m = _cust.c.rfm_r, _cust.c.rfm_f, _cust.c.rfm_m
-    segment = case(
+    # One UPDATE: the segment is computed from the new scores' expressions, not the old columns.
+    stmt = update(_cust).values(rfm_recency_days=days, rfm_r=r, rfm_f=f, rfm_m=m, rfm_segment=rfm_segment(r, f, m))
+    session.execute(stmt.where(buyers) if scope is None else stmt.where(scope))
+
+
+def rfm_segment(r: Any, f: Any, m: Any) -> Any:
+    """The segment of RFM scores 1–5 (SQL expressions), the one place it is defined."""
+    return case(
         ((r >= 4) & (f >= 4) & (m >= 4), "champion"), ((r >= 4) & (f <= 2), "new"), ((r >= 3) & (f >= 3), "loyal"),
         ((r <= 2) & (f >= 3), "at_risk"), (r <= 1, "hibernating"), else_="needs_attention")
-    session.execute(scoped(update(_cust).values(rfm_segment=segment).where(buyers)))

@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import DateTime, Float, String, Table, cast, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from engine.storage.bulk import _dialect_name, _insert
@@ -33,7 +33,7 @@ ORDER_COLUMNS = ("id", "source", "external_id", "customer_id", "amount", "discou
                  "lines", "placed_at", "channel", "store", "campaign", "coupon_code", "status", "body_hash", "refunds",
                  "created_at", "updated_at")
 
-__all__ = ["ORDER_COLUMNS", "OrderKey", "append_events", "apply_change", "existing_customer_ids", "find_orders",
+__all__ = ["ORDER_COLUMNS", "InsertRaced", "OrderKey", "append_events", "append_order_events", "apply_change", "existing_customer_ids", "find_orders",
            "get_order", "insert_new_orders"]
 
 
@@ -68,17 +68,36 @@ def existing_customer_ids(session: Session, ids: Collection[int]) -> set[int]:
     return {int(i) for i in session.scalars(select(_cust.c.id).where(_cust.c.id.in_(sorted(set(ids)))))}
 
 
+class InsertRaced(Exception):
+    """Some orders of the batch were stored by a concurrent request between
+    our read and our insert; the caller retries the batch, which then sees them."""
+
+
 def insert_new_orders(session: Session, rows: Sequence[Mapping[str, Any]]) -> dict[OrderKey, int]:
-    """Insert ``rows`` (one multi-row statement), skipping any whose (source,
-    external id) is already stored, e.g. by a concurrent request; the ids of
-    the rows really inserted, by key."""
+    """Insert ``rows`` (one executemany, skipping keys already stored) and
+    return their ids by key (one SELECT).
+
+    A plain executemany is what a bare bulk insert costs; RETURNING would
+    make SQLAlchemy render and unpack multi-row VALUES itself. Which rows
+    went in is then told by the count: all of them, or :class:`InsertRaced`
+    (roll back and retry), so an order stored concurrently is never taken
+    for one of ours.
+    """
     if not rows:
         return {}
-    stmt = (_insert(_dialect_name(session), _orders)
-            .on_conflict_do_nothing(index_elements=["source", "external_id"])
-            .returning(_orders.c.id, _orders.c.source, _orders.c.external_id))
-    result = session.connection().execute(stmt, [dict(r) for r in rows])
-    return {(source, ext): int(oid) for oid, source, ext in result}
+    stmt = _insert(_dialect_name(session), _orders).on_conflict_do_nothing(index_elements=["source", "external_id"])
+    result = session.connection().execute(stmt.execution_options(preserve_rowcount=True), [dict(r) for r in rows])
+    if result.rowcount != len(rows):
+        raise InsertRaced(f"{len(rows) - result.rowcount} order(s) stored concurrently")
+    by_source: dict[str, list[str]] = defaultdict(list)
+    for r in rows:
+        by_source[r["source"]].append(r["external_id"])
+    out: dict[OrderKey, int] = {}
+    for source, ids in by_source.items():
+        stmt2 = select(_orders.c.id, _orders.c.external_id).where(_orders.c.source == source,
+                                                                  _orders.c.external_id.in_(ids))
+        out.update({(source, ext): int(oid) for oid, ext in session.execute(stmt2)})
+    return out
 
 
 def append_events(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -86,6 +105,25 @@ def append_events(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     ``created_at``) in one multi-row INSERT; the rules pick them up as any other."""
     if rows:
         session.connection().execute(insert(_events), [dict(r) for r in rows])
+
+
+def append_order_events(session: Session, name: str, order_ids: Collection[int], db_now: Any) -> None:
+    """Append one ``name`` event per order in one INSERT … SELECT: the payload
+    (customer, order, amounts, store, channel, coupon code) is built by the
+    database from the stored rows, so a batch costs no per-order work here.
+    The customer in the payload is whom rules triggered by the event enter."""
+    if not order_ids:
+        return
+    o = _orders.c
+    build = func.jsonb_build_object if _dialect_name(session) == "postgresql" else func.json_object
+    payload = build("customer_id", o.customer_id, "order_id", o.id, "source", o.source,
+                    "external_id", o.external_id, "amount", cast(o.amount, Float),
+                    "net_amount", cast(o.net_amount, Float), "status", o.status, "store", o.store,
+                    "channel", o.channel, "coupon_code", o.coupon_code)
+    rows = select(literal(name), literal("order"), cast(o.id, String), payload, literal(db_now, DateTime())).where(
+        o.id.in_(sorted(order_ids)))
+    session.connection().execute(
+        insert(_events).from_select(["name", "subject_type", "subject_id", "payload", "created_at"], rows))
 
 
 def apply_change(session: Session, order_id: int, *, expect_status: str, expect_net: Any,

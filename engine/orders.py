@@ -493,8 +493,12 @@ class OrderService:
                 same = row["body_hash"] == digest
                 results[i] = ItemResult(i, "existing" if same else "conflict", row)
             if created:
-                customers_repo.recompute_aggregates(
-                    session, db_now=db_now, customer_ids={r["customer_id"] for r in created.values()})
+                sums: dict[int, tuple[int, Decimal, datetime]] = {}
+                for r in created.values():
+                    if r["status"] in COUNTED_ORDER_STATUSES:
+                        n, total, last = sums.get(r["customer_id"], (0, Decimal("0.00"), r["placed_at"]))
+                        sums[r["customer_id"]] = (n + 1, total + r["net_amount"], max(last, r["placed_at"]))
+                customers_repo.add_orders(session, sums, db_now=db_now)
                 if not history:
                     orders_repo.append_order_events(session, "order.created", [r["id"] for r in created.values()],
                                                     db_now)

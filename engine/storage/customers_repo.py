@@ -37,7 +37,7 @@ CHUNK = 900
 IMPORT_FIELDS = ("name", "gender", "city", "level", "birthday", "registered_at", "contract_end", "timezone")
 
 __all__ = [
-    "IMPORT_FIELDS", "find_customers", "insert_customers", "insert_orders", "quintile_ends", "recompute_aggregates", "rfm_segment",
+    "IMPORT_FIELDS", "find_customers", "insert_customers", "insert_orders", "add_orders", "quintile_ends", "recompute_aggregates", "rescore", "rfm_segment",
     "update_customers", "upsert_consents", "upsert_tags",
 ]
 
@@ -160,12 +160,12 @@ def recompute_aggregates(session: Session, *, db_now: datetime, customer_ids: Co
              .where(counted).group_by(_orders.c.customer_id))
     none_yet = {"order_count": 0, "total_spent": 0, "last_purchase_at": None, "rfm_recency_days": None,
                 "rfm_r": None, "rfm_f": None, "rfm_m": None, "rfm_segment": "prospect"}
+    scope: list[int] | None = None
     if ids is None:
         agg = agg_q.subquery()
         session.execute(update(_cust).values(**none_yet).where(~_cust.c.id.in_(select(agg.c.cid))))
         session.execute(update(_cust).values(order_count=agg.c.n, total_spent=agg.c.total,
                                              last_purchase_at=agg.c.last).where(_cust.c.id == agg.c.cid))
-        scope = None
     else:
         if not ids:
             return
@@ -181,9 +181,37 @@ def recompute_aggregates(session: Session, *, db_now: datetime, customer_ids: Co
             rows)
         if len(found) < len(ids):
             session.execute(update(_cust).values(**none_yet).where(_cust.c.id.in_([c for c in ids if c not in found])))
-        scope = _cust.c.id.in_(sorted(found))
         if not found:
             return
+        scope = sorted(found)
+    rescore(session, db_now=db_now, customer_ids=scope)
+
+
+def add_orders(session: Session, sums: Mapping[int, tuple[int, Any, datetime]], *, db_now: datetime) -> None:
+    """Add new counted orders to their customers: ``sums`` maps a customer id to
+    (number of orders, their net amount, their latest ``placed_at``). One
+    executemany adds them to the stored aggregates (no read of past orders),
+    then :func:`rescore` scores those customers. The stored aggregates are
+    those of the counted orders already stored, as every writer keeps them
+    (:func:`recompute_aggregates` rebuilds them from the orders)."""
+    if not sums:
+        return
+    last = bindparam("last", type_=_cust.c.last_purchase_at.type)
+    session.connection().execute(
+        update(_cust).where(_cust.c.id == bindparam("cid"))
+        .values(order_count=_cust.c.order_count + bindparam("n"),
+                total_spent=_cust.c.total_spent + bindparam("total", type_=_cust.c.total_spent.type),
+                last_purchase_at=case((_cust.c.last_purchase_at.is_(None) | (_cust.c.last_purchase_at < last), last),
+                                      else_=_cust.c.last_purchase_at)),
+        [{"cid": cid, "n": n, "total": total, "last": at} for cid, (n, total, at) in sorted(sums.items())])
+    rescore(session, db_now=db_now, customer_ids=sorted(sums))
+
+
+def rescore(session: Session, *, db_now: datetime, customer_ids: Sequence[int] | None) -> None:
+    """``rfm_recency_days``, the RFM quintile scores and ``rfm_segment`` of
+    ``customer_ids`` (everyone with orders when None), ranked against every
+    customer with orders."""
+    scope = None if customer_ids is None else _cust.c.id.in_(customer_ids)
     if _dialect_name(session) == "sqlite":
         days = func.cast(func.julianday(literal(db_now.isoformat(sep=" "))) - func.julianday(_cust.c.last_purchase_at),
                          Integer)

@@ -45,7 +45,7 @@ from engine.library import library_paths
 from engine.publishing import publish_paths
 from engine.settings import Settings
 from engine.storage import customers_repo
-from engine.storage.database import make_engine, make_session_factory, transaction
+from engine.storage.database import make_engine, transaction
 from engine.storage.models import Customer, Event, Order
 from engine.storage.migrate import upgrade
 from web import create_app

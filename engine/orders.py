@@ -27,7 +27,6 @@ stored order (``existing``); with another content it is a ``conflict``.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field

@@ -21,6 +21,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from engine.storage.bulk import _dialect_name, _insert, insert_ignore
@@ -196,14 +197,22 @@ def add_orders(session: Session, sums: Mapping[int, tuple[int, Any, datetime]], 
     (:func:`recompute_aggregates` rebuilds them from the orders)."""
     if not sums:
         return
-    last = bindparam("last", type_=_cust.c.last_purchase_at.type)
-    session.connection().execute(
-        update(_cust).where(_cust.c.id == bindparam("cid"))
-        .values(order_count=_cust.c.order_count + bindparam("n"),
-                total_spent=_cust.c.total_spent + bindparam("total", type_=_cust.c.total_spent.type),
-                last_purchase_at=case((_cust.c.last_purchase_at.is_(None) | (_cust.c.last_purchase_at < last), last),
-                                      else_=_cust.c.last_purchase_at)),
-        [{"cid": cid, "n": n, "total": total, "last": at} for cid, (n, total, at) in sorted(sums.items())])
+    rows = [{"cid": cid, "n": n, "total": total, "last": at} for cid, (n, total, at) in sorted(sums.items())]
+    if _dialect_name(session) == "postgresql":
+        # One statement over arrays: psycopg would otherwise send a thousand UPDATEs.
+        v = select(*(func.unnest(bindparam(k, [r[k] for r in rows], type_=ARRAY(t))).label(k) for k, t in
+                     (("cid", Integer()), ("n", Integer()), ("total", _cust.c.total_spent.type),
+                      ("last", _cust.c.last_purchase_at.type)))).subquery()
+        cid, n, total, last = v.c.cid, v.c.n, v.c.total, v.c.last
+        stmt, params = update(_cust).where(_cust.c.id == cid), None
+    else:  # SQLite runs an executemany in C
+        cid, n, last = bindparam("cid"), bindparam("n"), bindparam("last", type_=_cust.c.last_purchase_at.type)
+        total = bindparam("total", type_=_cust.c.total_spent.type)
+        stmt, params = update(_cust).where(_cust.c.id == cid), rows
+    stmt = stmt.values(order_count=_cust.c.order_count + n, total_spent=_cust.c.total_spent + total,
+                       last_purchase_at=case((_cust.c.last_purchase_at.is_(None) | (_cust.c.last_purchase_at < last),
+                                              last), else_=_cust.c.last_purchase_at))
+    session.connection().execute(stmt, params)
     rescore(session, db_now=db_now, customer_ids=sorted(sums))
 
 

@@ -141,13 +141,16 @@ def test_incremental_scores_equal_ntile_over_everyone(app: Flask, tokens, servic
         # The last order's customer was scored just now against everyone.
         got = s.execute(select(c.rfm_r, c.rfm_f, c.rfm_m).where(c.external_id == "M001")).one()
     assert tuple(got) == expected["M001"]
-    # A full recompute (what the customer import runs) gives NTILE for everyone.
-    from engine.storage import customers_repo
-    from engine.storage.database import transaction
-    from engine.storage.times import to_db_time
+    # A full recompute (which every customer import ends with, here of an empty file) gives NTILE for everyone.
+    import tempfile
+    from pathlib import Path
 
-    with transaction(services.session_factory) as s:
-        customers_repo.recompute_aggregates(s, db_now=to_db_time(NOW))
+    from engine.customers_import import import_customers
+
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = Path(tmp) / "empty.csv"
+        empty.write_text("external_id\n", encoding="utf-8")
+        import_customers(services.session_factory, empty, now=NOW, timezone="Asia/Shanghai")
     with services.session_factory() as s:
         stored = {row[0]: tuple(row[1:]) for row in s.execute(
             select(c.external_id, c.rfm_r, c.rfm_f, c.rfm_m).where(c.order_count > 0))}

@@ -125,17 +125,26 @@ def _score(session: Session, key: Any, population: Any, n: int) -> Any:
     ascending: 5 is the top fifth), exactly ``NTILE(5) OVER (ORDER BY key,
     id)`` over ``population``, as ``1 + the number of quintile boundaries the
     customer's (key, id) is above``. The four boundary rows are read with
-    ``ORDER BY key, id LIMIT 1 OFFSET end-1`` (index walks over
-    ``ix_customers_rfm_*``), so scoring a thousand customers does not rank
-    everyone again."""
+    ``ORDER BY key, id LIMIT 1 OFFSET end-1`` on SQLite (index walks over
+    ``ix_customers_rfm_*``) and one ``row_number()`` pass on PostgreSQL, so
+    scoring a thousand customers writes only them."""
     score: Any = literal(1)
-    for end in quintile_ends(n):
-        if end < 1:
-            continue
-        row = session.execute(select(key, _cust.c.id).where(population).order_by(key, _cust.c.id)
-                              .limit(1).offset(end - 1)).first()
-        if row is None:
-            continue
+    ends = sorted({e for e in quintile_ends(n) if e >= 1})
+    if _dialect_name(session) == "postgresql":
+        # PostgreSQL often plans each OFFSET query as a scan and sort of its own;
+        # one ranked pass returns the four rows.
+        ranked = select(key.label("k"), _cust.c.id.label("cid"),
+                        func.row_number().over(order_by=(key, _cust.c.id)).label("rn")).where(population).subquery()
+        rows = [(k, cid) for k, cid in session.execute(
+            select(ranked.c.k, ranked.c.cid).where(ranked.c.rn.in_(ends)).order_by(ranked.c.rn))]
+    else:
+        rows = []
+        for end in ends:
+            found = session.execute(select(key, _cust.c.id).where(population).order_by(key, _cust.c.id)
+                                    .limit(1).offset(end - 1)).first()
+            if found is not None:
+                rows.append((found[0], found[1]))
+    for row in rows:
         above = (key > row[0]) | ((key == row[0]) & (_cust.c.id > row[1]))
         score = score + case((above, 1), else_=0)
     return score

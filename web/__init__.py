@@ -139,6 +139,9 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     app.register_blueprint(unsubscribe.bp)
     app.register_blueprint(messages.api_bp)
     from . import clicks, sandbox; app.register_blueprint(clicks.bp); app.register_blueprint(sandbox.bp)  # noqa: E401,E702 (issue 12)
+    from . import api_orders
+
+    app.register_blueprint(api_orders.bp)  # orders in (integration tokens; exempts itself from CSRF)
     csrf.exempt(api.bp)  # bearer tokens only; no cookies are honoured there
     csrf.exempt(messages.api_bp)  # bearer tokens; receipts are verified by signature or token
     from . import followups  # follow-up tasks from rules (issue 12)

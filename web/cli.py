@@ -858,5 +858,47 @@ def events_import(obj: Context, file: str, progress: bool | None, history: bool,
                f"{len(report.errors)} row(s) skipped."
                + (" History: stored as handled, no rule acts." if history else ""))
 
+@main.group()
+def orders() -> None:
+    """Orders (also pushed through /api/v1/orders)."""
+
+
+@orders.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--history", is_flag=True,
+              help="A back-fill of past orders: aggregates and RFM are updated, no event is emitted, nothing is sent.")
+@click.option("--source", default="import", show_default=True, help="Source of rows without a `source` cell.")
+@click.option("--progress/--no-progress", default=None,
+              help="Show a progress bar (default: only when stderr is a terminal).")
+@pass_ctx
+def orders_import(obj: Context, file: str, history: bool, source: str, progress: bool | None) -> None:
+    """Import orders from a CSV FILE (UTF-8 or GBK/GB18030, header row); the
+    columns are listed in engine/orders_import.py (order_id, placed_at, a
+    customer column, amount or line columns …). Bad rows are listed with their
+    line number and skipped; the good ones are kept."""
+    from tqdm import tqdm
+
+    from engine.customers_import import ImportError_
+    from engine.orders_import import import_orders
+
+    if progress is None:
+        progress = sys.stderr.isatty()
+    with open(file, "rb") as fh:
+        total = max(sum(1 for _ in fh) - 1, 0)
+    bar = tqdm(total=total, unit="row", desc="Importing", disable=not progress, file=sys.stderr)
+    try:
+        report = import_orders(obj.session_factory(), file, now=_now(), timezone=obj.settings.timezone,
+                               history=history, source=source, locale=obj.settings.locale, progress=bar.update)
+    except ImportError_ as exc:
+        raise click.ClickException(f"{file}: {exc}") from None
+    finally:
+        bar.close()
+    for error in report.errors:
+        click.echo(f"{file}:{error.line}: {error.reason}", err=True)
+    click.echo(f"Imported {report.created} new order(s) of {report.orders} in {report.rows} row(s) "
+               f"({report.encoding}){f', {report.existing} already stored' if report.existing else ''}"
+               f"{', history: no events' if history else ''}; {len(report.errors)} row(s) skipped.")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

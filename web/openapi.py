@@ -17,6 +17,7 @@ from engine.forms.schema import form_json_schema
 from .openapi_followups import followups_paths, followups_schemas
 from .openapi_datain import datain_paths, datain_schemas
 from .openapi_messages import messages_paths, messages_schemas
+from .openapi_orders import orders_paths, orders_schemas
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -296,6 +297,7 @@ def openapi_document(forms: Iterable[FormSpec], *, server_url: str, version: str
     paths.update(followups_paths(_errors))
     schemas.update(datain_schemas())
     paths.update(datain_paths(_errors))
+    schemas.update(orders_schemas()), paths.update(orders_paths(_errors))
     paths["/openapi.json"] = {
         "get": {"operationId": "openapi", "summary": "This document", "security": [],
                 "responses": {"200": {"description": "OpenAPI 3.1 document",

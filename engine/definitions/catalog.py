@@ -22,7 +22,7 @@ EVENTS: frozenset[str] = frozenset({
     "record.created", "record.updated",
     "workflow.approved", "workflow.rejected", "task.created", "task.done",
     "customer.registered", "customer.updated", "customer.tagged",
-    "order.created", "feedback.received",
+    "order.created", "order.refunded", "feedback.received",
     "coupon.issued", "coupon.redeemed",
     "message.sent", "message.replied", "message.clicked",
 })

@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    Float,
     Integer,
     Table,
     bindparam,
@@ -22,10 +21,11 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from engine.storage.bulk import _dialect_name, _insert, insert_ignore
-from engine.storage.models import Consent, Customer, CustomerTag, Order
+from engine.storage.models import COUNTED_ORDER_STATUSES, Consent, Customer, CustomerTag, Order
 
 _cust: Table = Customer.__table__  # type: ignore[assignment]
 _orders: Table = Order.__table__  # type: ignore[assignment]
@@ -38,7 +38,7 @@ CHUNK = 900
 IMPORT_FIELDS = ("name", "gender", "city", "level", "birthday", "registered_at", "contract_end", "timezone")
 
 __all__ = [
-    "IMPORT_FIELDS", "find_customers", "insert_customers", "insert_orders", "recompute_aggregates",
+    "IMPORT_FIELDS", "find_customers", "insert_customers", "insert_orders", "add_orders", "quintile_ends", "recompute_aggregates", "rescore", "rfm_segment",
     "update_customers", "upsert_consents", "upsert_tags",
 ]
 
@@ -108,37 +108,148 @@ def insert_orders(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
     return insert_ignore(session, _orders, rows)
 
 
-def recompute_aggregates(session: Session, *, db_now: datetime) -> None:
-    """Recompute every customer's ``order_count``, ``total_spent``,
-    ``last_purchase_at`` (paid orders), ``rfm_recency_days`` and the RFM
-    scores 1–5 by quintiles (NTILE over customers with orders; 5 is best:
-    most recent, most frequent, highest spend) and ``rfm_segment``, in four
-    set-based statements."""
-    paid = _orders.c.status == "paid"
-    agg = (select(_orders.c.customer_id.label("cid"), func.count().label("n"),
-                  func.coalesce(func.sum(_orders.c.amount), 0).label("total"),
-                  func.max(_orders.c.placed_at).label("last"))
-           .where(paid).group_by(_orders.c.customer_id).subquery())
-    session.execute(update(_cust).values(order_count=0, total_spent=0, last_purchase_at=None, rfm_recency_days=None,
-                                         rfm_r=None, rfm_f=None, rfm_m=None, rfm_segment="prospect")
-                    .where(~_cust.c.id.in_(select(agg.c.cid))))
-    session.execute(update(_cust).values(order_count=agg.c.n, total_spent=agg.c.total, last_purchase_at=agg.c.last)
-                    .where(_cust.c.id == agg.c.cid))
+def quintile_ends(n: int) -> list[int]:
+    """The last rank (1-based) of each of the first four quintiles of ``n``
+    ranked rows, as SQL's ``NTILE(5)`` deals them: the first ``n % 5``
+    buckets get one row more."""
+    q, r = divmod(n, 5)
+    ends, total = [], 0
+    for bucket in range(1, 5):
+        total += q + (1 if bucket <= r else 0)
+        ends.append(total)
+    return ends
+
+
+def _score(session: Session, key: Any, population: Any, n: int) -> Any:
+    """The quintile score 1–5 of each customer by ``key`` (ties broken by id,
+    ascending: 5 is the top fifth), exactly ``NTILE(5) OVER (ORDER BY key,
+    id)`` over ``population``, as ``1 + the number of quintile boundaries the
+    customer's (key, id) is above``. The four boundary rows are read with
+    ``ORDER BY key, id LIMIT 1 OFFSET end-1`` on SQLite (index walks over
+    ``ix_customers_rfm_*``) and one ``row_number()`` pass on PostgreSQL, so
+    scoring a thousand customers writes only them."""
+    score: Any = literal(1)
+    ends = sorted({e for e in quintile_ends(n) if e >= 1})
+    if _dialect_name(session) == "postgresql":
+        # PostgreSQL often plans each OFFSET query as a scan and sort of its own;
+        # one ranked pass returns the four rows.
+        ranked = select(key.label("k"), _cust.c.id.label("cid"),
+                        func.row_number().over(order_by=(key, _cust.c.id)).label("rn")).where(population).subquery()
+        rows = [(k, cid) for k, cid in session.execute(
+            select(ranked.c.k, ranked.c.cid).where(ranked.c.rn.in_(ends)).order_by(ranked.c.rn))]
+    else:
+        rows = []
+        for end in ends:
+            found = session.execute(select(key, _cust.c.id).where(population).order_by(key, _cust.c.id)
+                                    .limit(1).offset(end - 1)).first()
+            if found is not None:
+                rows.append((found[0], found[1]))
+    for row in rows:
+        above = (key > row[0]) | ((key == row[0]) & (_cust.c.id > row[1]))
+        score = score + case((above, 1), else_=0)
+    return score
+
+
+def recompute_aggregates(session: Session, *, db_now: datetime, customer_ids: Collection[int] | None = None) -> None:
+    """Recompute ``order_count``, ``total_spent`` (the ``net_amount`` of
+    counted orders: paid and partially refunded), ``last_purchase_at``,
+    ``rfm_recency_days``, the RFM scores 1–5 by quintiles (``NTILE(5)`` over
+    customers with orders; 5 is best: most recent, most frequent, highest
+    spend; see :func:`_score`) and ``rfm_segment``, set-based.
+
+    ``customer_ids`` limits the writes to those customers (an order batch
+    updates the customers it touched): their aggregates are recomputed from
+    their orders and their scores are ranked against everyone, with this
+    same formula. The other customers keep their scores until the next full
+    recompute (``customer_ids=None``, e.g. after a CSV import)."""
+    counted = _orders.c.status.in_(COUNTED_ORDER_STATUSES)
+    ids = sorted(set(customer_ids)) if customer_ids is not None else None
+    agg_q = (select(_orders.c.customer_id.label("cid"), func.count().label("n"),
+                    func.coalesce(func.sum(_orders.c.net_amount), 0).label("total"),
+                    func.max(_orders.c.placed_at).label("last"))
+             .where(counted).group_by(_orders.c.customer_id))
+    none_yet = {"order_count": 0, "total_spent": 0, "last_purchase_at": None, "rfm_recency_days": None,
+                "rfm_r": None, "rfm_f": None, "rfm_m": None, "rfm_segment": "prospect"}
+    scope: list[int] | None = None
+    if ids is None:
+        agg = agg_q.subquery()
+        session.execute(update(_cust).values(**none_yet).where(~_cust.c.id.in_(select(agg.c.cid))))
+        session.execute(update(_cust).values(order_count=agg.c.n, total_spent=agg.c.total,
+                                             last_purchase_at=agg.c.last).where(_cust.c.id == agg.c.cid))
+    else:
+        if not ids:
+            return
+        # A batch's customers: their sums read in one SELECT and written in one executemany
+        # (an UPDATE … FROM would aggregate their orders twice).
+        found = {int(cid): (n, total, last) for cid, n, total, last
+                 in session.execute(agg_q.where(_orders.c.customer_id.in_(ids)))}
+        rows = [{"cid": cid, "n": found[cid][0], "total": found[cid][1], "last": found[cid][2]}
+                if cid in found else {"cid": cid, "n": 0, "total": 0, "last": None} for cid in ids]
+        session.connection().execute(
+            update(_cust).where(_cust.c.id == bindparam("cid"))
+            .values(order_count=bindparam("n"), total_spent=bindparam("total"), last_purchase_at=bindparam("last")),
+            rows)
+        if len(found) < len(ids):
+            session.execute(update(_cust).values(**none_yet).where(_cust.c.id.in_([c for c in ids if c not in found])))
+        if not found:
+            return
+        scope = sorted(found)
+    rescore(session, db_now=db_now, customer_ids=scope)
+
+
+def add_orders(session: Session, sums: Mapping[int, tuple[int, Any, datetime]], *, db_now: datetime) -> None:
+    """Add new counted orders to their customers: ``sums`` maps a customer id to
+    (number of orders, their net amount, their latest ``placed_at``). One
+    executemany adds them to the stored aggregates (no read of past orders),
+    then :func:`rescore` scores those customers. The stored aggregates are
+    those of the counted orders already stored, as every writer keeps them
+    (:func:`recompute_aggregates` rebuilds them from the orders)."""
+    if not sums:
+        return
+    rows = [{"cid": cid, "n": n, "total": total, "last": at} for cid, (n, total, at) in sorted(sums.items())]
+    if _dialect_name(session) == "postgresql":
+        # One statement over arrays: psycopg would otherwise send a thousand UPDATEs.
+        v = select(*(func.unnest(bindparam(k, [r[k] for r in rows], type_=ARRAY(t))).label(k) for k, t in
+                     (("cid", Integer()), ("n", Integer()), ("total", _cust.c.total_spent.type),
+                      ("last", _cust.c.last_purchase_at.type)))).subquery()
+        cid, n, total, last = v.c.cid, v.c.n, v.c.total, v.c.last
+        stmt, params = update(_cust).where(_cust.c.id == cid), None
+    else:  # SQLite runs an executemany in C
+        cid, n, last = bindparam("cid"), bindparam("n"), bindparam("last", type_=_cust.c.last_purchase_at.type)
+        total = bindparam("total", type_=_cust.c.total_spent.type)
+        stmt, params = update(_cust).where(_cust.c.id == cid), rows
+    stmt = stmt.values(order_count=_cust.c.order_count + n, total_spent=_cust.c.total_spent + total,
+                       last_purchase_at=case((_cust.c.last_purchase_at.is_(None) | (_cust.c.last_purchase_at < last),
+                                              last), else_=_cust.c.last_purchase_at))
+    session.connection().execute(stmt, params)
+    rescore(session, db_now=db_now, customer_ids=sorted(sums))
+
+
+def rescore(session: Session, *, db_now: datetime, customer_ids: Sequence[int] | None) -> None:
+    """``rfm_recency_days``, the RFM quintile scores and ``rfm_segment`` of
+    ``customer_ids`` (everyone with orders when None), ranked against every
+    customer with orders."""
+    scope = None if customer_ids is None else _cust.c.id.in_(customer_ids)
     if _dialect_name(session) == "sqlite":
         days = func.cast(func.julianday(literal(db_now.isoformat(sep=" "))) - func.julianday(_cust.c.last_purchase_at),
                          Integer)
     else:
         days = func.cast(func.floor(func.extract("epoch", literal(db_now) - _cust.c.last_purchase_at) / 86400),
                          Integer)
-    scores = (select(_cust.c.id.label("cid"), days.label("days"),
-                     func.ntile(5).over(order_by=(_cust.c.last_purchase_at, _cust.c.id)).label("r"),
-                     func.ntile(5).over(order_by=(_cust.c.order_count, _cust.c.id)).label("f"),
-                     func.ntile(5).over(order_by=(func.cast(_cust.c.total_spent, Float), _cust.c.id)).label("m"))
-              .where(_cust.c.order_count > 0).subquery())
-    session.execute(update(_cust).values(rfm_recency_days=scores.c.days, rfm_r=scores.c.r, rfm_f=scores.c.f,
-                                         rfm_m=scores.c.m).where(_cust.c.id == scores.c.cid))
-    r, f, m = _cust.c.rfm_r, _cust.c.rfm_f, _cust.c.rfm_m
-    segment = case(
+    buyers = _cust.c.order_count > 0
+    n = int(session.scalar(select(func.count()).select_from(_cust).where(buyers)) or 0)
+    # Recency ranks by last purchase (its index; buyers are exactly those with one), frequency by order
+    # count, monetary by total spent (NUMERIC orders as the float it once was cast to).
+    r = _score(session, _cust.c.last_purchase_at, _cust.c.last_purchase_at.is_not(None), n)
+    f = _score(session, _cust.c.order_count, buyers, n)
+    m = _score(session, _cust.c.total_spent, buyers, n)
+    # One UPDATE: the segment is computed from the new scores' expressions, not the old columns.
+    stmt = update(_cust).values(rfm_recency_days=days, rfm_r=r, rfm_f=f, rfm_m=m, rfm_segment=rfm_segment(r, f, m))
+    session.execute(stmt.where(buyers) if scope is None else stmt.where(scope))
+
+
+def rfm_segment(r: Any, f: Any, m: Any) -> Any:
+    """The segment of RFM scores 1–5 (SQL expressions), the one place it is defined."""
+    return case(
         ((r >= 4) & (f >= 4) & (m >= 4), "champion"), ((r >= 4) & (f <= 2), "new"), ((r >= 3) & (f >= 3), "loyal"),
         ((r <= 2) & (f >= 3), "at_risk"), (r <= 1, "hibernating"), else_="needs_attention")
-    session.execute(update(_cust).values(rfm_segment=segment).where(_cust.c.order_count > 0))

@@ -268,6 +268,9 @@ class Customer(Base):
     """A customer, audience of rules. FIXED CONTRACT: the condition compiler relies on it."""
 
     __tablename__ = "customers"
+    # Quintile boundaries of frequency and monetary scores (migration 0012); recency walks ix_..._last_purchase_at.
+    __table_args__ = (Index("ix_customers_rfm_f", "order_count", "id"),
+                      Index("ix_customers_rfm_m", "total_spent", "id", "order_count"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     external_id: Mapped[str | None] = mapped_column(String(128), unique=True)
@@ -340,21 +343,48 @@ class Consent(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime())
 
 
+#: Order statuses. ``paid`` and ``partially_refunded`` orders count as purchases
+#: (RFM, order windows) with their ``net_amount``; ``refunded`` and
+#: ``cancelled`` ones do not.
+ORDER_STATUSES = ("paid", "partially_refunded", "refunded", "cancelled")
+COUNTED_ORDER_STATUSES = ("paid", "partially_refunded")
+
+
+def _default_net_amount(context: Any) -> Any:
+    """A writer that gives no ``net_amount`` (the customer import, the demo
+    seed) stores the amount for a counted order and 0 otherwise."""
+    params = context.get_current_parameters()
+    counted = params.get("status", "paid") in COUNTED_ORDER_STATUSES
+    return params.get("amount") if counted else 0
+
+
 class Order(Base):
-    """A purchase; source of revenue, repurchase and RFM figures."""
+    """A purchase; source of revenue, repurchase and RFM figures (migration 0012
+    for source, lines, refunds and net amount)."""
 
     __tablename__ = "orders"
-    __table_args__ = (Index("ix_orders_customer_placed", "customer_id", "placed_at"),)
+    __table_args__ = (Index("ix_orders_customer_placed", "customer_id", "placed_at"),
+                      UniqueConstraint("source", "external_id"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
-    external_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    source: Mapped[str] = mapped_column(String(64), default="import", server_default="import")
+    external_id: Mapped[str | None] = mapped_column(String(128))
     amount: Mapped[Decimal] = mapped_column(Money)
+    discount: Mapped[Decimal] = mapped_column(Money, default=0, server_default="0")
+    net_amount: Mapped[Decimal] = mapped_column(Money, default=_default_net_amount, server_default="0")
+    refunded_amount: Mapped[Decimal] = mapped_column(Money, default=0, server_default="0")
+    lines: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
     placed_at: Mapped[datetime] = mapped_column(DateTime(), index=True)
     channel: Mapped[str | None] = mapped_column(String(32))
+    store: Mapped[str | None] = mapped_column(String(64))
+    coupon_code: Mapped[str | None] = mapped_column(String(64))
     campaign: Mapped[str | None] = mapped_column(String(128), index=True)
     status: Mapped[str] = mapped_column(String(32), default="paid", server_default="paid")
+    body_hash: Mapped[str | None] = mapped_column(String(64))
+    refunds: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(DateTime())
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime())
 
 
 # --- automation ----------------------------------------------------------------

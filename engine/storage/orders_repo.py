@@ -1,0 +1,136 @@
+"""SQL of orders coming in: lookups by (source, external id), the batch
+insert that skips orders already stored, the bulk append of their events and
+the conditional update of a refund or cancellation.
+
+One statement per table per batch: a batch of 1,000 orders is one SELECT of
+the keys already stored, one multi-row INSERT … ON CONFLICT DO NOTHING, one
+multi-row INSERT of events; the customers' aggregates are then recomputed by
+:func:`engine.storage.customers_repo.recompute_aggregates` for the customers
+the batch touched. Everything runs in the caller's transaction with naive UTC
+times.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import DateTime, Float, String, Table, cast, func, insert, literal, select, update
+from sqlalchemy.orm import Session
+
+from engine.storage.bulk import _dialect_name, _insert
+from engine.storage.models import Customer, Event, Order
+
+_orders: Table = Order.__table__  # type: ignore[assignment]
+_cust: Table = Customer.__table__  # type: ignore[assignment]
+_events: Table = Event.__table__  # type: ignore[assignment]
+
+OrderKey = tuple[str, str]
+
+#: Columns an order is answered with (and compared on for idempotency).
+ORDER_COLUMNS = ("id", "source", "external_id", "customer_id", "amount", "discount", "net_amount", "refunded_amount",
+                 "lines", "placed_at", "channel", "store", "campaign", "coupon_code", "status", "body_hash", "refunds",
+                 "created_at", "updated_at")
+
+__all__ = ["ORDER_COLUMNS", "InsertRaced", "OrderKey", "append_events", "append_order_events", "apply_change", "existing_customer_ids", "find_orders",
+           "get_order", "insert_new_orders"]
+
+
+def _select() -> Any:
+    return select(*(_orders.c[c] for c in ORDER_COLUMNS))
+
+
+def find_orders(session: Session, keys: Collection[OrderKey]) -> dict[OrderKey, dict[str, Any]]:
+    """Stored orders by (source, external id): one SELECT per source (a batch
+    usually comes from one)."""
+    by_source: dict[str, list[str]] = defaultdict(list)
+    for source, external_id in keys:
+        by_source[source].append(external_id)
+    out: dict[OrderKey, dict[str, Any]] = {}
+    for source, ids in by_source.items():
+        stmt = _select().where(_orders.c.source == source, _orders.c.external_id.in_(sorted(set(ids))))
+        for row in session.execute(stmt).mappings():
+            out[(row["source"], row["external_id"])] = dict(row)
+    return out
+
+
+def get_order(session: Session, source: str, external_id: str) -> dict[str, Any] | None:
+    row = session.execute(_select().where(_orders.c.source == source,
+                                          _orders.c.external_id == external_id)).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def existing_customer_ids(session: Session, ids: Collection[int]) -> set[int]:
+    """Which of ``ids`` are stored customers (one SELECT)."""
+    if not ids:
+        return set()
+    return {int(i) for i in session.scalars(select(_cust.c.id).where(_cust.c.id.in_(sorted(set(ids)))))}
+
+
+class InsertRaced(Exception):
+    """Some orders of the batch were stored by a concurrent request between
+    our read and our insert; the caller retries the batch, which then sees them."""
+
+
+def insert_new_orders(session: Session, rows: Sequence[Mapping[str, Any]]) -> dict[OrderKey, int]:
+    """Insert ``rows`` (one executemany, skipping keys already stored) and
+    return their ids by key (one SELECT).
+
+    A plain executemany is what a bare bulk insert costs; RETURNING would
+    make SQLAlchemy render and unpack multi-row VALUES itself. Which rows
+    went in is then told by the count: all of them, or :class:`InsertRaced`
+    (roll back and retry), so an order stored concurrently is never taken
+    for one of ours.
+    """
+    if not rows:
+        return {}
+    stmt = _insert(_dialect_name(session), _orders).on_conflict_do_nothing(index_elements=["source", "external_id"])
+    result = session.connection().execute(stmt.execution_options(preserve_rowcount=True), [dict(r) for r in rows])
+    if result.rowcount != len(rows):
+        raise InsertRaced(f"{len(rows) - result.rowcount} order(s) stored concurrently")
+    by_source: dict[str, list[str]] = defaultdict(list)
+    for r in rows:
+        by_source[r["source"]].append(r["external_id"])
+    out: dict[OrderKey, int] = {}
+    for source, ids in by_source.items():
+        stmt2 = select(_orders.c.id, _orders.c.external_id).where(_orders.c.source == source,
+                                                                  _orders.c.external_id.in_(ids))
+        out.update({(source, ext): int(oid) for oid, ext in session.execute(stmt2)})
+    return out
+
+
+def append_events(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Append events (``name``, ``subject_type``, ``subject_id``, ``payload``,
+    ``created_at``) in one multi-row INSERT; the rules pick them up as any other."""
+    if rows:
+        session.connection().execute(insert(_events), [dict(r) for r in rows])
+
+
+def append_order_events(session: Session, name: str, order_ids: Collection[int], db_now: Any) -> None:
+    """Append one ``name`` event per order in one INSERT … SELECT: the payload
+    (customer, order, amounts, store, channel, coupon code) is built by the
+    database from the stored rows, so a batch costs no per-order work here.
+    The customer in the payload is whom rules triggered by the event enter."""
+    if not order_ids:
+        return
+    o = _orders.c
+    build = func.jsonb_build_object if _dialect_name(session) == "postgresql" else func.json_object
+    payload = build("customer_id", o.customer_id, "order_id", o.id, "source", o.source,
+                    "external_id", o.external_id, "amount", cast(o.amount, Float),
+                    "net_amount", cast(o.net_amount, Float), "status", o.status, "store", o.store,
+                    "channel", o.channel, "coupon_code", o.coupon_code)
+    rows = select(literal(name), literal("order"), cast(o.id, String), payload, literal(db_now, DateTime())).where(
+        o.id.in_(sorted(order_ids)))
+    session.connection().execute(
+        insert(_events).from_select(["name", "subject_type", "subject_id", "payload", "created_at"], rows))
+
+
+def apply_change(session: Session, order_id: int, *, expect_status: str, expect_net: Any,
+                 values: Mapping[str, Any]) -> bool:
+    """Write a refund or cancellation only if the order is still as read
+    (status and net amount): a concurrent change makes this return False and
+    the caller reads again, so two refunds never both spend the same money."""
+    stmt = (update(_orders).where(_orders.c.id == order_id, _orders.c.status == expect_status,
+                                  _orders.c.net_amount == expect_net).values(**values))
+    return session.connection().execute(stmt).rowcount == 1

@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo
 
 from engine.customers_import import normalize_phone
 from engine.forms.errors import FieldError, ValidationFailed
-from engine.storage import customers_repo, orders_repo
+from engine.storage import customers_repo, identity_repo, orders_repo
 from engine.storage.database import transaction
 from engine.storage.models import COUNTED_ORDER_STATUSES, ORDER_STATUSES
 from engine.storage.times import from_db_time, to_db_time
@@ -376,23 +376,23 @@ def order_json(row: Mapping[str, Any]) -> dict[str, Any]:
 def resolve_customers(session: Session, refs: Sequence[CustomerRef]) -> dict[CustomerRef, int]:
     """The stored customer each reference names (references naming nobody are
     left out): by our id, else external id, phone, e-mail, in that order.
-    Set-based: one SELECT per kind of identity for the whole batch.
-
-    This is the one place orders look customers up; the identity service
-    (``resolve_customer`` of the customers API) can replace it here."""
+    Set-based: the identity lookup of the customers API
+    (:func:`engine.storage.identity_repo.find_identities`) for the whole
+    batch, so the aliases a merge leaves behind find the survivor here too."""
     ids = orders_repo.existing_customer_ids(session, {r.id for r in refs if r.id is not None})
-    by_ext, by_phone, by_email = customers_repo.find_customers(
-        session, external_ids={r.external_id for r in refs if r.external_id and r.id is None},
-        phones={r.phone for r in refs if r.phone and r.id is None},
-        emails={r.email for r in refs if r.email and r.id is None})
+    named = [r for r in refs if r.id is None]
+    found_by = identity_repo.find_identities(session, {
+        "external_id": {r.external_id for r in named if r.external_id},
+        "phone": {r.phone for r in named if r.phone},
+        "email": {r.email for r in named if r.email}})
     out: dict[CustomerRef, int] = {}
     for ref in refs:
         if ref.id is not None:
             found: int | None = ref.id if ref.id in ids else None
         else:
-            found = ((by_ext.get(ref.external_id) if ref.external_id else None)
-                     or (by_phone.get(ref.phone) if ref.phone else None)
-                     or (by_email.get(ref.email) if ref.email else None))
+            found = ((found_by.get(("external_id", ref.external_id)) if ref.external_id else None)
+                     or (found_by.get(("phone", ref.phone)) if ref.phone else None)
+                     or (found_by.get(("email", ref.email)) if ref.email else None))
         if found is not None:
             out[ref] = found
     return out

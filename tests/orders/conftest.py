@@ -42,7 +42,8 @@ def app(db_engine: Engine, db_url: str, tmp_path: Path, clock: Clock) -> Flask:
     # Customers come in through the product's CSV import (no orders yet).
     csv_path = tmp_path / "customers.csv"
     csv_path.write_text(CUSTOMERS_CSV, encoding="utf-8")
-    import_customers(services.session_factory, csv_path, now=NOW, timezone="Asia/Shanghai")
+    # Existing members, seeded as a history back-fill: no `customer.registered`, no welcome journey.
+    import_customers(services.session_factory, csv_path, now=NOW, timezone="Asia/Shanghai", history=True)
     return app
 
 

@@ -78,7 +78,9 @@ def parse_order_window(value: Mapping[Any, Any], key_path: Path, problems: list[
     for key in value:
         if key not in WINDOW_KEYS and key not in MEASURES:
             problems.append(Problem(key_path + (str(key),), "unknown_key",
-                                    unknown("key of `orders`", key, WINDOW_KEYS + MEASURES), at_key=True))
+                                    f"unknown key `{key}` in `orders`" + (did_you_mean(str(key), WINDOW_KEYS + MEASURES)
+                                    or "; it takes a window (" + ", ".join(f"`{k}`" for k in WINDOW_KEYS)
+                                    + ") and `count` and/or `amount`"), at_key=True))
     if not windows:
         problems.append(Problem(key_path, _SHAPE,
                                 "`orders` needs a window: `within: 90d`, `in: this_quarter` or "

@@ -21,6 +21,7 @@ from croniter import croniter
 from sqlalchemy import Table, func, select
 
 from engine.automation.entry import enter_audience
+from engine.automation.facts import business_now
 from engine.automation.journeys import advance_due
 from engine.automation.policy import Policy
 from engine.automation.timing import schedule_of, zone

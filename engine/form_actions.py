@@ -42,9 +42,9 @@ def bound_customer(session: Session, form: FormSpec, data: Mapping[str, Any]) ->
     not bound (``customer:`` absent) or the field is empty.
 
     Raises:
-        ValidationFailed: the phone matches no customer (``customer_not_found``
-            on that field), or the customer id does not exist: a bound record
-            must be about a real customer.
+        ValidationFailed: the phone matches no customer (``no_customer_with_phone``
+            on that field), or the customer id does not exist (``customer_not_found``):
+            a bound record must be about a real customer.
     """
     key = form.customer_field
     if key is None:
@@ -60,7 +60,8 @@ def bound_customer(session: Session, form: FormSpec, data: Mapping[str, Any]) ->
     else:
         found = int(value) if repo.customer_exists(session, int(value)) else None
     if found is None:
-        raise ValidationFailed([FieldError(key, "customer_not_found", {"id": value})])
+        code = "no_customer_with_phone" if form.field(key).type == "phone" else "customer_not_found"
+        raise ValidationFailed([FieldError(key, code, {"id": value})])
     return found
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -47,7 +48,7 @@ from engine.conditions.ast import All, Compare, Condition, Not, OrderWindow, Seg
 from engine.conditions.ast import Any as AnyCond
 from engine.conditions.customer_fields import CONSENT_CHANNELS, CUSTOMER_FIELDS
 from engine.conditions.kinds import DURATION_OPS, NEGATED, ConditionError, FieldKind
-from engine.conditions.order_windows import PURCHASE_STATUSES, window_bounds
+from engine.conditions.order_windows import PURCHASE_STATUSES, compare_measure, window_bounds
 from engine.conditions.resolve import SegmentResolver
 from engine.conditions.values import duration_bounds, iso_datetime, to_operand
 from engine.storage.models import Consent, Customer, CustomerTag, Order, Record
@@ -230,41 +231,50 @@ class _CustomerCompiler(_Compiler):
         return super().leaf(node)
 
     def order_window(self, node: OrderWindow) -> ColumnElement[bool]:
-        """A correlated subquery per customer over ``ix_orders_customer_placed``
-        (customer_id, placed_at): the planner probes the index once per
-        candidate, so the audience stays one set-based statement. Amounts are
-        summed in whole cents (exact on SQLite, whose NUMERIC is a float)."""
+        """One grouped subquery over the window's orders (``placed_at`` index),
+        not a probe per customer: ``id IN (customers whose figure passes)``,
+        or, when a customer without orders passes too (``count: 0``,
+        ``amount: {lt: 100}``), ``id NOT IN (customers with orders whose
+        figure fails)``. Either is computed once per statement (PostgreSQL:
+        a hashed subplan; SQLite: a temporary index), so an audience over a
+        million customers stays one set-based statement. Amounts are summed in
+        whole cents (exact on SQLite, whose NUMERIC is a float)."""
         low, high, strict = window_bounds(node.period, self.now)
         where = [
-            _orders.c.customer_id == _customers.c.id,
+            _orders.c.customer_id.is_not(None),
             _orders.c.placed_at >= low,
             _orders.c.placed_at < high if strict else _orders.c.placed_at <= high,
             _orders.c.status.in_(PURCHASE_STATUSES),
         ]
-        op, value = node.op, node.value
+        zero_passes = compare_measure(node, Decimal(0))
+        buyers = select(_orders.c.customer_id).where(*where)
+        if node.measure == "count" and not zero_passes and node.op in ("gte", "gt") \
+                and compare_measure(node, Decimal(1)):
+            return _customers.c.id.in_(buyers)  # any purchase will do: no counting
         if node.measure == "count":
-            any_order = exists().where(*where).correlate(_customers)
-            # The common tests need no count at all.
-            if (op == "gte" and value == 1) or (op == "gt" and value == 0):
-                return any_order
-            if (op in ("eq", "lte") and value == 0) or (op == "lt" and value == 1):
-                return not_(any_order)
             figure: ColumnElement[Any] = func.count()
             scale = 1
         else:
-            figure = func.coalesce(func.sum(cast(func.round(_orders.c.amount * 100), BigInteger)), 0)
+            figure = func.sum(cast(func.round(_orders.c.amount * 100), BigInteger))
             scale = 100
-        sub = select(figure).where(*where).correlate(_customers).scalar_subquery()
 
         def bound(v: Any) -> Any:
             return bindparam(None, v * scale, type_=Numeric(asdecimal=True))
 
+        op, value = node.op, node.value
         if op == "between":
             lo, hi = value  # type: ignore[misc]
-            return and_(sub >= bound(lo), sub <= bound(hi))
-        compare = {"eq": sub.__eq__, "ne": sub.__ne__, "gt": sub.__gt__, "gte": sub.__ge__,
-                   "lt": sub.__lt__, "lte": sub.__le__}[op]
-        return compare(bound(value))
+            passes = and_(figure >= bound(lo), figure <= bound(hi))
+        else:
+            passes = {"eq": figure.__eq__, "ne": figure.__ne__, "gt": figure.__gt__, "gte": figure.__ge__,
+                      "lt": figure.__lt__, "lte": figure.__le__}[op](bound(value))
+        grouped = buyers.group_by(_orders.c.customer_id)
+        if zero_passes:
+            # NOT EXISTS over the grouped rows, not NOT IN: PostgreSQL plans it as
+            # a hash anti join (NOT IN is hashed only while it fits in work_mem).
+            failing = grouped.having(not_(passes)).subquery()
+            return not_(exists().where(failing.c.customer_id == _customers.c.id).correlate(_customers))
+        return _customers.c.id.in_(grouped.having(passes))
 
 
 def customer_rows(session: Session, customer_ids: Iterable[int], *,

@@ -109,3 +109,37 @@ def test_an_event_audience_reads_this_months_orders(session_factory, tmp_path: P
         sim.event("custom.checkin", cid, t0)
     sim.tick(local(date(2026, 4, 20), time(8, 30)))
     assert "month_spender" in sim.tags(ids["M"]) and "month_spender" not in sim.tags(ids["N"])
+
+
+EXIT_RULE = """\
+kind: rule
+id: nudge_until_ordered
+title: 下单前提醒
+trigger: {schedule: "0 10 * * *", timezone: Asia/Shanghai}
+audience:
+  customer: {tags: {contains: lead}}
+once_per: ever
+exit_when: {orders: {within: 2d, count: {gte: 1}}}
+steps:
+  - wait: 1d
+  - add_tag: nudged
+"""
+
+
+def test_exit_when_reads_orders_placed_during_the_wait(session_factory, tmp_path: Path) -> None:
+    definitions = load_texts([("rule.yaml", EXIT_RULE)]).definitions
+    day = date(2026, 5, 11)
+    t0 = local(day, time(8))
+    (tmp_path / "leads.csv").write_text("external_id,name,tags,timezone\nX,甲,lead,Asia/Shanghai\n"
+                                        "Y,乙,lead,Asia/Shanghai\n", encoding="utf-8")
+    assert import_customers(session_factory, tmp_path / "leads.csv", now=t0).errors == []
+    with session_factory() as s:
+        ids = {c.external_id: c.id for c in s.scalars(select(Customer))}
+    sim = Sim(session_factory, definitions)
+    ordered = local(day, time(15))
+    (tmp_path / "order.csv").write_text("external_id,order_id,order_amount,order_placed_at\n"
+                                        "X,X1,10,2026-05-11 14:00\n", encoding="utf-8")
+    sim.at(ordered, lambda: import_customers(session_factory, tmp_path / "order.csv", now=ordered))
+    sim.days(day, 3, times=(time(10), time(16)))
+    assert "nudged" not in sim.tags(ids["X"])  # ordered during the wait: left the journey
+    assert "nudged" in sim.tags(ids["Y"])

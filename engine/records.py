@@ -22,6 +22,7 @@ from engine.conditions.check import check_condition
 from engine.conditions.kinds import ConditionError
 from engine.conditions.parse import parse_condition
 from engine.definitions.specs import FieldSpec, FormSpec
+from engine.form_actions import bound_customer, run_on_submit
 from engine.forms.errors import FieldError, ValidationFailed
 from engine.forms.validate import validate_submission
 from engine.registry import DefinitionRegistry, UnknownForm
@@ -224,7 +225,9 @@ class RecordService:
         """Validate and store a new record of the latest version of ``form_id``.
 
         One transaction: record, unique claims, audit entry (action
-        ``record.created``, diff of every value), ``record.created`` event.
+        ``record.created``, diff of every value), ``record.created`` event
+        (with ``customer_id`` when the form binds its records to a customer),
+        the form's ``on_submit`` steps (:mod:`engine.form_actions`).
 
         Raises:
             UnknownForm: no published form ``form_id``.
@@ -236,13 +239,16 @@ class RecordService:
             row = repo.insert_record(session, form_id=form_id, form_version=version, data=clean, actor=actor, now=now)
             if self._has_unique(form):
                 self._claim(session, form, row.id, {}, clean)
+            customer_id = bound_customer(session, form, clean) if form.customer_field else None
+            event = {"record_id": row.id, "form_id": form_id, "form_version": version, "actor": actor}
+            if customer_id is not None:
+                event["customer_id"] = customer_id  # rules on record.created act on the customer
             # Queued, not inserted: a hook that accepts pending rows (the
             # workflow start) inserts them with its own, one INSERT per table.
             wf_repo.queue_audit(session, at=now, actor=actor, action="record.created", entity_type="record",
                                 entity_id=row.id, diff=_diff({}, clean))
-            wf_repo.queue_event(session, "record.created", "record", row.id,
-                                {"record_id": row.id, "form_id": form_id, "form_version": version, "actor": actor},
-                                now)
+            wf_repo.queue_event(session, "record.created", "record", row.id, event, now)
+            run_on_submit(session, form, record_id=row.id, customer_id=customer_id, now=now)
             for hook in self._on_created:
                 if not getattr(hook, "accepts_pending", False):
                     wf_repo.flush_pending(session)  # other hooks may read what was written
@@ -265,6 +271,7 @@ class RecordService:
         writes only through ``workflows_repo.Db`` (``accepts_pending``)."""
         engine = self._sf.kw.get("bind")
         if (hasattr(engine, "raw_connection") and hasattr(engine, "dialect") and not self._has_unique(form)
+                and form.customer_field is None
                 and all(getattr(h, "accepts_pending", False) for h in self._on_created)):
             return wf_repo.lean_transaction(engine)
         return transaction(self._sf)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, abort, g, render_template, request
@@ -80,7 +81,7 @@ def index() -> Any:
                               segment=_text_arg("segment", 128) or None)
     with svc.session_factory() as session:
         try:
-            found = repo.list_customers(session, flt, page=_page_arg(), per_page=PAGE_SIZE, now=svc.now(),
+            found = repo.list_customers(session, flt, page=_page_arg(), per_page=PAGE_SIZE, now=_business_now(svc),
                                         segments=_segments())
         except KeyError:
             abort(400, t("cust_unknown_segment", segment=flt.segment))
@@ -104,7 +105,7 @@ def detail(customer_id: int) -> Any:
         found = repo.customer_detail(session, customer_id, limit=SECTION_LIMIT)
         if found is None:
             abort(404)
-        in_segments = repo.segments_of(session, customer_id, now=svc.now(), segments=_segments())
+        in_segments = repo.segments_of(session, customer_id, now=_business_now(svc), segments=_segments())
     segment_titles = [(k, label(definitions.segments[k], "title")) for k in in_segments]
     rule_titles = {r: label(definitions.rules[r], "title") for r in {j["rule_id"] for j in found.journeys}
                    if r in definitions.rules}
@@ -127,3 +128,11 @@ def _attrs(raw: Any) -> list[tuple[str, str]]:
 
 
 __all__ = ["CUSTOMER_ROLES", "bp"]
+
+
+def _business_now(svc: Any) -> datetime:
+    """Now in the installation's time zone: segments with calendar order
+    windows (``orders: {in: this_quarter, …}``) read their quarter there."""
+    from engine.automation.timing import zone
+
+    return svc.now().astimezone(zone(svc.tz))

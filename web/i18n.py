@@ -22,6 +22,7 @@ CATALOG: dict[str, tuple[str, str]] = {
     "rules_none": ("尚未发布规则", "No rules are published yet"),
     "rules_disabled": ("已停用", "disabled"),
     "rules_trigger": ("触发", "Trigger"),
+    "rules_audience": ("对象", "Audience"),
     "rules_next_run": ("下次运行", "Next run"),
     "rules_no_next_run": ("由事件触发", "when events arrive"),
     "rules_last_runs": ("最近运行", "Last runs"),

@@ -13,6 +13,7 @@ from flask import Blueprint, abort, g, render_template, request
 
 from engine.automation.configure import policy_from_settings
 from engine.automation.overview import describe_trigger, next_run, recent_activity
+from engine.conditions.describe import describe_condition
 from engine.automation.preview import Preview, preview_rule
 
 from . import services
@@ -46,11 +47,14 @@ def rules() -> Any:
     now = svc.now()
     locale = get_locale()
     rows = []
+    titles = {k: label(seg, "title") for k, seg in definitions.segments.items()}
     with svc.session_factory() as session:
         for rule in sorted(definitions.rules.values(), key=lambda r: r.id):
             rows.append({
                 "rule": rule, "title": label(rule, "title"), "version": svc.registry.version_of("rule", rule.id),
                 "trigger": describe_trigger(rule, locale), "next_run": next_run(rule, now),
+                "audience": describe_condition(rule.audience, locale, segment_titles=titles)
+                if rule.audience is not None else None,
                 "activity": recent_activity(session, rule.id, now=now, tz=svc.tz),
             })
     return render_template("rules.html", rows=rows, tz=svc.tz)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from engine.automation.facts import Evaluator
+from engine.automation.facts import Evaluator, business_now, orders_since
 from engine.automation.policy import Policy
 from engine.automation.program import compile_program
 from engine.automation.timing import date_trigger_days, period_key
@@ -49,6 +49,7 @@ def enter_audience(session: Session, rule: RuleSpec, rule_version: int, *, now: 
     segments since the rule's last run (see ``automation_repo.enter_segment_movers``).
     """
     occurrence = occurrence or now
+    now = business_now(now, rule)  # the same instant; calendar order windows read its zone
     program = compile_program(rule)
     first = program.at(program.start)
     date_filter = None
@@ -153,8 +154,10 @@ def handle_events(session: Session, *, now: datetime, definitions: DefinitionSet
             if subject is not None and _matches(rule, event, now):
                 candidates[rule.id].append((event, subject))
     customer_ids = {s[1] for pairs in candidates.values() for _, s in pairs if s[0] == "customer"}
-    customers = repo.customers_with_zone(session, customer_ids) if customer_ids else {}
-    evaluate = Evaluator(_segments(definitions))
+    segments = _segments(definitions)
+    since = orders_since([definitions.rules[r] for r in candidates], now, segments, audience=True)
+    customers = repo.customers_with_zone(session, customer_ids, orders_since=since) if customer_ids else {}
+    evaluate = Evaluator(segments)
     for rule_id, pairs in candidates.items():
         rule = definitions.rules[rule_id]
         program = compile_program(rule)
@@ -173,7 +176,7 @@ def handle_events(session: Session, *, now: datetime, definitions: DefinitionSet
                 customer = customers.get(sid)
                 if customer is None:
                     continue
-                if rule.audience is not None and not evaluate(rule.audience, customer, now):
+                if rule.audience is not None and not evaluate(rule.audience, customer, business_now(now, rule)):
                     continue
             if within.get(stype, {}).get(sid):
                 continue

@@ -10,19 +10,21 @@ so the one shared predicate compiler evaluates everything.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from engine.conditions.ast import All, Compare, Condition, Not, SegmentRef
+from engine.automation.timing import zone
+from engine.conditions.ast import All, Compare, Condition, Not, OrderWindow, SegmentRef
 from engine.conditions.ast import Any as AnyOf
 from engine.conditions.customer_fields import CUSTOMER_DEFAULTS, CUSTOMER_FIELDS
 from engine.conditions.kinds import FieldKind
+from engine.conditions.order_windows import ORDERS_KEY, earliest_order_needed
 from engine.conditions.predicate import compile_predicate
 from engine.definitions.catalog import JOURNEY_FACTS, POOL_FACTS
 from engine.definitions.specs import IfSpec, RuleSpec
 
-__all__ = ["Evaluator", "facts_used", "journey_row"]
+__all__ = ["Evaluator", "business_now", "facts_used", "journey_row", "orders_since", "rule_conditions"]
 
 Row = Mapping[str, object]
 
@@ -51,6 +53,8 @@ class Evaluator:
 
     def __init__(self, segments: Mapping[str, Condition]):
         self._segments = segments
+        #: the segments conditions may refer to (loaders follow them to find order windows)
+        self.segments = segments
         self._compiled: dict[int, tuple[Condition, Callable[[Row, datetime], bool]]] = {}
 
     def __call__(self, cond: Condition, row: Row, now: datetime,
@@ -78,6 +82,47 @@ def _fields(node: Condition, out: set[str]) -> None:
         _fields(node.item, out)
     elif isinstance(node, SegmentRef):
         out.add("segment:" + node.segment_id)
+    elif isinstance(node, OrderWindow):
+        out.add(ORDERS_KEY)
+
+
+def business_now(now: datetime, rule: RuleSpec) -> datetime:
+    """``now`` in the rule's time zone: the instant is the same, but calendar
+    order windows (``in: this_quarter``, ``between`` days) are read in the
+    zone of the ``now`` they get."""
+    return now.astimezone(zone(rule.timezone))
+
+
+def rule_conditions(rule: RuleSpec, *, audience: bool = True) -> list[Condition]:
+    """The conditions of ``rule``: its customer audience (when ``audience``),
+    ``exit_when`` and every ``if``."""
+    found: list[Condition] = []
+    if audience and rule.audience is not None:
+        found.append(rule.audience)
+    if rule.exit_when is not None:
+        found.append(rule.exit_when)
+
+    def walk(steps: tuple[Any, ...]) -> None:
+        for step in steps:
+            if isinstance(step.action, IfSpec):
+                found.append(step.action.condition)
+                walk(step.action.then)
+                walk(step.action.else_)
+
+    walk(rule.steps)
+    return found
+
+
+def orders_since(rules: Iterable[RuleSpec], now: datetime, segments: Mapping[str, Condition], *,
+                 audience: bool = False) -> datetime | None:
+    """How far back a loader must read orders for the conditions of ``rules``
+    (naive UTC; each rule's calendar windows in its own zone), or None when
+    none of them (nor the segments they use) tests orders. ``audience``: count
+    the audiences too (event entry checks them per customer)."""
+    lows = [low for rule in rules
+            if (low := earliest_order_needed(rule_conditions(rule, audience=audience),
+                                             business_now(now, rule), segments)) is not None]
+    return min(lows) if lows else None
 
 
 def facts_used(rule: RuleSpec) -> frozenset[str]:
@@ -95,7 +140,7 @@ def facts_used(rule: RuleSpec) -> frozenset[str]:
                 walk(step.action.else_)
 
     walk(rule.steps)
-    return frozenset(found & set(JOURNEY_FACTS))
+    return frozenset(found & (set(JOURNEY_FACTS) | {ORDERS_KEY}))
 
 
 def journey_row(customer: Mapping[str, Any], *, entered_at: datetime, coupons: list[Mapping[str, Any]],

@@ -25,7 +25,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from engine.automation.facts import Evaluator, facts_used, journey_row
+from engine.automation.facts import Evaluator, business_now, facts_used, journey_row, orders_since
 from engine.automation.fastpath import FastPass, RuleLookup
 from engine.automation.links import survey_link, unsubscribe_link
 from engine.automation.policy import Counters, Policy
@@ -138,7 +138,10 @@ class _Advancer:
     def load(self, journeys: list[repo.JourneyRow]) -> None:
         s = self.session
         customer_ids = {j.subject_id for j in journeys if j.subject_type == "customer"}
-        self.customers = repo.customers_with_zone(s, customer_ids)
+        rules = [r for key in {(j.rule_id, j.rule_version) for j in journeys if j.subject_type == "customer"}
+                 if (r := self.rule_of(*key)) is not None]
+        since = orders_since(rules, self.now, self.evaluate.segments)
+        self.customers = repo.customers_with_zone(s, customer_ids, orders_since=since)
         record_ids = {j.subject_id for j in journeys if j.subject_type == "record"}
         self.records = repo.records_data(s, record_ids) if record_ids else {}
         self.coupons = repo.coupons_of_journeys(s, [j.id for j in journeys])
@@ -213,7 +216,8 @@ class _Advancer:
             counters.exited += 1
             return
         row = self.row_of(j)
-        if rule.exit_when is not None and self.evaluate(rule.exit_when, row, self.now, self.fields_of(rule)):
+        if rule.exit_when is not None and self.evaluate(rule.exit_when, row, business_now(self.now, rule),
+                                                        self.fields_of(rule)):
             update.update(status="exited")
             state["exit"] = "exit_when"
             counters.exited += 1
@@ -246,7 +250,7 @@ class _Advancer:
         action = instr.action
         tz = zone(str(row.get("timezone") or ""), rule.timezone)
         if isinstance(action, IfSpec):
-            hit = self.evaluate(action.condition, row, self.now, self.fields_of(rule))
+            hit = self.evaluate(action.condition, row, business_now(self.now, rule), self.fields_of(rule))
             return instr.next if hit else instr.else_next
         if isinstance(action, WaitSpec):
             if state.get("waiting") == pc:

@@ -21,6 +21,7 @@ from croniter import croniter
 from sqlalchemy import Table, func, select
 
 from engine.automation.entry import enter_audience
+from engine.automation.facts import business_now
 from engine.automation.journeys import advance_due
 from engine.automation.policy import Policy
 from engine.automation.timing import schedule_of, zone
@@ -97,7 +98,7 @@ def _segments(definitions: DefinitionSet) -> dict[str, Any]:
 def audience(session: Session, rule: RuleSpec, *, now: datetime, definitions: DefinitionSet,
              sample: int = 10) -> tuple[int, list[dict[str, Any]]]:
     """How many customers the rule's audience holds now, and the first ``sample`` of them."""
-    where = [customer_where(rule.audience, now=now, segments=_segments(definitions))] if rule.audience else []
+    where = [customer_where(rule.audience, now=business_now(now, rule), segments=_segments(definitions))] if rule.audience else []
     count = session.execute(select(func.count()).select_from(_cust).where(*where)).scalar_one()
     rows = session.execute(select(_cust.c.id, _cust.c.name, _cust.c.phone, _cust.c.email, _cust.c.city,
                                   _cust.c.last_purchase_at).where(*where).order_by(_cust.c.id).limit(sample))

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.conditions.ast import All, Compare, Condition
 from engine.automation.entry import _segments, enter_audience
-from engine.automation.facts import Evaluator, _fields, journey_row
+from engine.automation.facts import Evaluator, _fields, business_now, journey_row
 from engine.automation.fastpath import _END, FastPass, _Coupon, _Send
 from engine.automation.policy import Counters, Policy
 from engine.automation.program import compile_program
@@ -237,7 +237,7 @@ def _chunk(session: Session, run: _Run, rule: RuleSpec, rule_version: int, *, no
            definitions: DefinitionSet, id_range: tuple[int, int] | None) -> tuple[int, Counters]:
     result = entry_sql.enter_and_start(
         session, run.plan, rule_version=rule_version, audience=rule.audience, segments=_segments(definitions),
-        now=now, db_now=to_db_time(now), period_key=run.key, rolling_since=run.rolling, date_filter=run.date_filter,
+        now=business_now(now, rule), db_now=to_db_time(now), period_key=run.key, rolling_since=run.rolling, date_filter=run.date_filter,
         limit=rule.audience_limit, id_range=id_range)
     counters = Counters(advanced=result.plain, sent=result.sent, skipped_consent=result.skipped_consent,
                         skipped_other=result.skipped_other,

@@ -3,7 +3,7 @@
 Conditions are data, never code: nothing here evaluates strings.
 """
 
-from .ast import All, Any, Compare, Condition, Not, SegmentRef
+from .ast import All, Any, Compare, Condition, Not, OrderWindow, SegmentRef
 from .check import (
     check_condition,
     referenced_fields,
@@ -28,6 +28,7 @@ __all__ = [
     "ConditionError",
     "FieldKind",
     "Not",
+    "OrderWindow",
     "SegmentRef",
     "check_condition",
     "compile_predicate",

@@ -62,4 +62,25 @@ class SegmentRef:
     path: Path = _field(default=(), compare=False)
 
 
-Condition = All | Any | Not | Compare | SegmentRef
+@dataclass(frozen=True)
+class OrderWindow:
+    """``orders: {within: 90d, count: {gte: 2}}``: a test on the customer's
+    purchases in a window (see :mod:`.order_windows`).
+
+    ``period`` is a ``timedelta`` (``within``: the last N days up to ``now``),
+    a calendar period name (``in: this_quarter``) or a ``(first, last)`` pair of
+    dates (``between``, both days included). ``measure`` is ``count`` or
+    ``amount`` (the sum of the orders' amounts); ``op`` one of
+    :data:`.order_windows.MEASURE_OPS`; ``value`` a ``Decimal`` (a pair for
+    ``between``).
+    """
+
+    period: object
+    measure: str
+    op: str
+    value: object
+    path: Path = _field(default=(), compare=False)
+    key_path: Path = _field(default=(), compare=False)
+
+
+Condition = All | Any | Not | Compare | SegmentRef | OrderWindow

@@ -6,7 +6,8 @@ from collections.abc import Collection, Iterator, Mapping
 
 from engine.definitions.errors import Problem, unknown
 
-from .ast import All, Any, Compare, Condition, Not, SegmentRef
+from .ast import All, Any, Compare, Condition, Not, OrderWindow, SegmentRef
+from .customer_fields import CUSTOMER_FIELDS
 from .kinds import ALLOWED_OPS, DURATION_OPS, FieldKind, describe_kinds, kinds_for_op
 from .values import expected, to_operand
 
@@ -23,11 +24,21 @@ def check_condition(
     Reports unknown fields (with "did you mean" among ``fields``; ``what`` names
     them in messages, e.g. "customer field"), operators that do not apply to a
     field's kind, operands of the wrong type, and references to segments not in
-    ``segments``. Select option values are not checked here.
+    ``segments``. Select option values are not checked here. Order windows
+    (``orders: {...}``) are about a customer, so they are allowed only where
+    ``fields`` holds the customer fields (audiences, segments, a customer
+    journey's ``if`` / ``exit_when``).
     """
     problems: list[Problem] = []
+    about_customer = all(f in fields for f in CUSTOMER_FIELDS)
     for node in _walk(cond):
-        if isinstance(node, SegmentRef):
+        if isinstance(node, OrderWindow):
+            if not about_customer:
+                problems.append(Problem(node.key_path, "operator_not_allowed",
+                                        "`orders` tests a customer's purchases: it belongs in a rule's "
+                                        "`audience.customer`, a segment, or the `if`/`exit_when` of a rule "
+                                        "whose subjects are customers", at_key=True))
+        elif isinstance(node, SegmentRef):
             if node.segment_id not in segments:
                 problems.append(
                     Problem(node.path, "unknown_segment", unknown("segment", node.segment_id, segments))
@@ -39,6 +50,10 @@ def check_condition(
 
 def _check_compare(node: Compare, fields: Mapping[str, FieldKind], what: str) -> list[Problem]:
     kind = fields.get(node.field)
+    if kind is None and node.field == "orders" and all(f in fields for f in CUSTOMER_FIELDS):
+        return [Problem(node.key_path or node.path, "condition_shape",
+                        "`orders` needs `count` or `amount` next to its window, e.g. "
+                        "`orders: {within: 90d, count: {gte: 2}}`", at_key=True)]
     if kind is None:
         return [Problem(node.key_path or node.path, "unknown_field", unknown(what, node.field, fields), at_key=True)]
     if node.op not in ALLOWED_OPS[kind]:

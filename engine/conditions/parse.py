@@ -14,6 +14,7 @@ from engine.durations import DurationError, parse_duration
 
 from .ast import All, Any, Compare, Condition, Not, Path, SegmentRef
 from .kinds import DURATION_OPS, LIST_VALUE_OPS, OPERATORS
+from .order_windows import is_order_window, parse_order_window
 
 KEYWORDS = ("all", "any", "not", "segment")
 
@@ -82,6 +83,8 @@ def _parse_pair(key: object, value: object, path: Path, problems: list[Problem])
             )
             return None
         return SegmentRef(value, path=here)
+    if is_order_window(key, value):
+        return parse_order_window(value, path + (str(key),), problems)  # type: ignore[arg-type]
     if not isinstance(key, str) or not key.strip():
         problems.append(
             Problem(

@@ -13,8 +13,9 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any as AnyType
 
-from .ast import All, Any, Compare, Condition, Not, SegmentRef
+from .ast import All, Any, Compare, Condition, Not, OrderWindow, SegmentRef
 from .kinds import DURATION_OPS, ConditionError, FieldKind
+from .order_windows import ORDERS_KEY, compare_measure, measure_orders
 from .resolve import SegmentResolver
 from .values import (
     duration_bounds,
@@ -48,7 +49,10 @@ def compile_predicate(
     Decimal). ``now`` is an aware datetime; date fields compare with its UTC
     date. ``kinds`` gives each field's kind (operands are converted once, here);
     without it the kind is inferred from the operand. ``defaults`` gives the
-    value of a field when the row lacks it (consents: ``False``).
+    value of a field when the row lacks it (consents: ``False``). Order
+    windows read ``row["orders"]``: the customer's orders (``placed_at``,
+    ``amount``, ``status``) at least as far back as the windows reach; their
+    calendar periods are in ``now``'s zone.
 
     Raises:
         ConditionError: unknown segment, segment cycle, or an operand that does
@@ -74,10 +78,23 @@ def compile_predicate(
             return lambda row, now: not inner(row, now)
         if isinstance(node, SegmentRef):
             return resolver.get(node.segment_id)
+        if isinstance(node, OrderWindow):
+            return _compile_order_window(node)
         raise ConditionError(f"not a condition: {node!r}")
 
     resolver: SegmentResolver[Predicate] = SegmentResolver(segments, build)
     return build(cond)
+
+
+def _compile_order_window(node: OrderWindow) -> Predicate:
+    def test(row: Row, now: datetime) -> bool:
+        orders = row.get(ORDERS_KEY)
+        if orders is None:
+            # A loader that forgot the orders would silently read "no purchases".
+            raise ConditionError("this condition tests orders but the row has none loaded (`orders`)")
+        return compare_measure(node, measure_orders(orders, node, now))  # type: ignore[arg-type]
+
+    return test
 
 
 def _getter(field: str, default: object) -> Callable[[Row], object]:

@@ -91,6 +91,9 @@ def build_form(ctx: Context, d: dict, src: s.Source) -> s.FormSpec:
         fields=fields, submit_roles=tuple(d.get("submit_roles", ())), view_roles=tuple(d.get("view_roles", ())),
         edit_by=edit.get("by", "submitter"), edit_until=edit.get("until", "workflow_started"),
         public=d.get("public", False), source=src,
+        customer_field=(d.get("customer") or {}).get("field"),
+        on_submit=tuple(s.TagSpec(step["add_tag"]) if "add_tag" in step else s.EmitSpec(step["emit"])
+                        for step in d.get("on_submit", ())),
     )
 
 

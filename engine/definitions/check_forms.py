@@ -80,10 +80,36 @@ def check_form(ctx: Context, data: dict, *, kind: str = "form") -> Problems:
     for i, f in enumerate(data["fields"]):
         if isinstance(f, dict) and "include" not in f:
             problems.extend(check_field(f, ("fields", i), by_key, kinds))
+    if kind == "form":
+        problems.extend(_check_binding(data, by_key))
     for key in ("submit_roles", "view_roles"):
         for j, role in enumerate(data.get(key, ())):
             if role not in ctx.ids("role") and role not in BUILTIN_ROLES:
                 problems.append(Problem((key, j), "unknown_ref", unknown("role", role, ctx.ids("role") | BUILTIN_ROLES)))
+    return problems
+
+
+#: Field types that can say whose record it is (``customer: {field: …}``).
+CUSTOMER_BINDING_TYPES = ("customer", "phone")
+
+
+def _check_binding(data: dict, by_key: dict[str, dict]) -> Problems:
+    """``customer: {field}`` names a customer or phone field; ``on_submit``
+    needs it (its steps act on that customer)."""
+    problems: Problems = []
+    binding = data.get("customer")
+    if binding is not None:
+        key = binding.get("field")
+        target = by_key.get(key)
+        if target is None:
+            problems.append(Problem(("customer", "field"), "unknown_field", unknown("field", key, by_key)))
+        elif target.get("type") not in CUSTOMER_BINDING_TYPES:
+            problems.append(Problem(("customer", "field"), "bad_binding",
+                                    f"`customer` takes a customer or phone field; `{key}` is a {target.get('type')} field"))
+    if data.get("on_submit") and binding is None:
+        problems.append(Problem(("on_submit",), "missing_binding",
+                                "`on_submit` acts on the record's customer: add `customer: {field: KEY}` "
+                                "naming the form's customer or phone field", at_key=True))
     return problems
 
 

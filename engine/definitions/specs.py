@@ -102,6 +102,10 @@ class FormSpec:
     edit_until: str = "workflow_started"
     public: bool = False
     source: Source | None = None
+    #: The field whose customer a record is about (a ``customer`` or ``phone`` field), or None.
+    customer_field: str | None = None
+    #: Steps run in the submission's transaction for that customer: ``TagSpec`` and ``EmitSpec``.
+    on_submit: tuple[TagSpec | EmitSpec, ...] = ()
 
     def field(self, key: str) -> FieldSpec:
         for f in self.fields:
@@ -370,6 +374,13 @@ class IssueCouponSpec:
 class TagSpec:
     tag: str
     remove: bool = False
+
+
+@dataclass(frozen=True)
+class EmitSpec:
+    """A form's ``on_submit: [{emit: custom.NAME}]``: append that event about the record's customer."""
+
+    event: str
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ MESSAGES: Mapping[str, tuple[str, str]] = MappingProxyType({
     "url": ("网址格式不正确（需以 http:// 或 https:// 开头）", "Not a valid URL (http:// or https:// only)"),
     "customer": ("应为顾客编号", "Expected a customer id"),
     "customer_not_found": ("顾客不存在", "No such customer"),
+    "no_customer_with_phone": ("没有使用这个手机号的顾客", "No customer has this phone number"),
     "user": ("应为用户名", "Expected a user name"),
     "user_not_found": ("用户不存在", "No such user"),
     "file": ("文件引用无效", "Not a valid file reference"),

@@ -365,10 +365,12 @@ def journeys_of(session: Session, rule_id: str) -> list[JourneyRow]:
 # --- subjects and facts -----------------------------------------------------------
 
 
-def customers_with_zone(session: Session, ids: Collection[int]) -> dict[int, dict[str, Any]]:
-    """Customers in the predicate row shape (fields, ``tags``, ``consent``) plus
+def customers_with_zone(session: Session, ids: Collection[int], *,
+                        orders_since: datetime | None = None) -> dict[int, dict[str, Any]]:
+    """Customers in the predicate row shape (fields, ``tags``, ``consent``,
+    and ``orders`` placed since ``orders_since`` when given) plus
     ``timezone``, ``external_id`` and ``attrs``."""
-    rows = customer_rows(session, ids)
+    rows = customer_rows(session, ids, orders_since=orders_since)
     for chunk in _chunks(list(rows)):
         stmt = select(_cust.c.id, _cust.c.timezone, _cust.c.external_id, _cust.c.attrs).where(_cust.c.id.in_(chunk))
         for cid, tz, ext, attrs in session.execute(stmt):

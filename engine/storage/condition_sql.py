@@ -20,17 +20,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     ColumnElement,
     Numeric,
     String,
     and_,
     bindparam,
+    cast,
     exists,
     false,
+    func,
     not_,
     or_,
     select,
@@ -40,13 +44,14 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
-from engine.conditions.ast import All, Compare, Condition, Not, SegmentRef
+from engine.conditions.ast import All, Compare, Condition, Not, OrderWindow, SegmentRef
 from engine.conditions.ast import Any as AnyCond
 from engine.conditions.customer_fields import CONSENT_CHANNELS, CUSTOMER_FIELDS
 from engine.conditions.kinds import DURATION_OPS, NEGATED, ConditionError, FieldKind
+from engine.conditions.order_windows import PURCHASE_STATUSES, compare_measure, window_bounds
 from engine.conditions.resolve import SegmentResolver
 from engine.conditions.values import duration_bounds, iso_datetime, to_operand
-from engine.storage.models import Consent, Customer, CustomerTag, Record
+from engine.storage.models import Consent, Customer, CustomerTag, Order, Record
 
 __all__ = ["customer_row", "customer_rows", "customer_where", "record_where"]
 
@@ -54,6 +59,7 @@ _customers = Customer.__table__
 _tags = CustomerTag.__table__
 _consents = Consent.__table__
 _records = Record.__table__
+_orders = Order.__table__
 
 
 def customer_where(
@@ -111,7 +117,12 @@ class _Compiler:
             return not_(self.compile(node.item))
         if isinstance(node, SegmentRef):
             return self.resolver.get(node.segment_id)
+        if isinstance(node, OrderWindow):
+            return self.order_window(node)
         raise ConditionError(f"not a condition: {node!r}")
+
+    def order_window(self, node: OrderWindow) -> ColumnElement[bool]:
+        raise ConditionError("`orders` tests a customer's purchases; this condition is not about a customer")
 
     def kind(self, node: Compare) -> FieldKind:
         try:
@@ -219,12 +230,63 @@ class _CustomerCompiler(_Compiler):
             return granted if wanted == (node.op == "eq") else not_(granted)
         return super().leaf(node)
 
+    def order_window(self, node: OrderWindow) -> ColumnElement[bool]:
+        """One grouped subquery over the window's orders (``placed_at`` index),
+        not a probe per customer: ``id IN (customers whose figure passes)``,
+        or, when a customer without orders passes too (``count: 0``,
+        ``amount: {lt: 100}``), ``id NOT IN (customers with orders whose
+        figure fails)``. Either is computed once per statement (PostgreSQL:
+        a hashed subplan; SQLite: a temporary index), so an audience over a
+        million customers stays one set-based statement. Amounts are summed in
+        whole cents (exact on SQLite, whose NUMERIC is a float)."""
+        low, high, strict = window_bounds(node.period, self.now)
+        where = [
+            _orders.c.customer_id.is_not(None),
+            _orders.c.placed_at >= low,
+            _orders.c.placed_at < high if strict else _orders.c.placed_at <= high,
+            _orders.c.status.in_(PURCHASE_STATUSES),
+        ]
+        zero_passes = compare_measure(node, Decimal(0))
+        buyers = select(_orders.c.customer_id).where(*where)
+        if node.measure == "count" and not zero_passes and node.op in ("gte", "gt") \
+                and compare_measure(node, Decimal(1)):
+            return _customers.c.id.in_(buyers)  # any purchase will do: no counting
+        if node.measure == "count":
+            figure: ColumnElement[Any] = func.count()
+            scale = 1
+        else:
+            figure = func.sum(cast(func.round(_orders.c.amount * 100), BigInteger))
+            scale = 100
 
-def customer_rows(session: Session, customer_ids: Iterable[int]) -> dict[int, dict[str, object]]:
+        def bound(v: Any) -> Any:
+            return bindparam(None, v * scale, type_=Numeric(asdecimal=True))
+
+        op, value = node.op, node.value
+        if op == "between":
+            lo, hi = value  # type: ignore[misc]
+            passes = and_(figure >= bound(lo), figure <= bound(hi))
+        else:
+            passes = {"eq": figure.__eq__, "ne": figure.__ne__, "gt": figure.__gt__, "gte": figure.__ge__,
+                      "lt": figure.__lt__, "lte": figure.__le__}[op](bound(value))
+        grouped = buyers.group_by(_orders.c.customer_id)
+        if zero_passes:
+            # NOT EXISTS over the grouped rows, not NOT IN: PostgreSQL plans it as
+            # a hash anti join (NOT IN is hashed only while it fits in work_mem).
+            failing = grouped.having(not_(passes)).subquery()
+            return not_(exists().where(failing.c.customer_id == _customers.c.id).correlate(_customers))
+        return _customers.c.id.in_(grouped.having(passes))
+
+
+def customer_rows(session: Session, customer_ids: Iterable[int], *,
+                  orders_since: datetime | None = None) -> dict[int, dict[str, object]]:
     """Load customers in the row shape predicates expect, keyed by id.
 
     Each row has the scalar fields, ``tags`` (a list) and ``consent`` (a dict
-    with every channel in ``CONSENT_CHANNELS``; no row means ``False``).
+    with every channel in ``CONSENT_CHANNELS``; no row means ``False``). With
+    ``orders_since`` (naive UTC; ``datetime.min`` for all), also ``orders``:
+    the customer's orders placed since then (``placed_at``, ``amount``,
+    ``status``, whatever the status: the predicate picks the purchases), for
+    order windows (see :func:`engine.conditions.order_windows.earliest_order_needed`).
     """
     ids = list(customer_ids)
     if not ids:
@@ -247,16 +309,24 @@ def customer_rows(session: Session, customer_ids: Iterable[int]) -> dict[int, di
         )
         for cid, channel, granted in session.execute(granted_rows):
             consents[cid][channel] = bool(granted) or consents[cid].get(channel, False)
+        if orders_since is not None:
+            for cid in chunk:
+                if cid in rows:
+                    rows[cid]["orders"] = []
+            placed = select(_orders.c.customer_id, _orders.c.placed_at, _orders.c.amount, _orders.c.status).where(
+                _orders.c.customer_id.in_(chunk), _orders.c.placed_at >= orders_since)
+            for cid, at, amount, status in session.execute(placed):
+                rows[cid]["orders"].append({"placed_at": at, "amount": amount, "status": status})  # type: ignore[union-attr]
     return rows
 
 
-def customer_row(session: Session, customer_id: int) -> dict[str, object]:
+def customer_row(session: Session, customer_id: int, *, orders_since: datetime | None = None) -> dict[str, object]:
     """One customer in the row shape predicates expect (see :func:`customer_rows`).
 
     Raises:
         LookupError: no customer has this id.
     """
-    rows = customer_rows(session, [customer_id])
+    rows = customer_rows(session, [customer_id], orders_since=orders_since)
     if customer_id not in rows:
         raise LookupError(f"no customer with id {customer_id}")
     return rows[customer_id]

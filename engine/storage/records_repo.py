@@ -321,3 +321,8 @@ def definitions_fingerprint(session: Session) -> tuple[int, int]:
 
     count, highest = session.execute(select(func.count(), func.coalesce(func.max(Definition.id), 0))).one()
     return int(count), int(highest)
+
+
+def customer_by_phone(session: Session, phone: str) -> int | None:
+    """The customer with this (normalised) phone; the oldest when several share it."""
+    return session.execute(select(func.min(Customer.id)).where(Customer.phone == phone)).scalar_one_or_none()

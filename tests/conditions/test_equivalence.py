@@ -1,7 +1,8 @@
 """THE property: SQL and Python select exactly the same rows, on both backends.
 
 A fixed random population (NULLs, tags, consents, money, unicode text, dates
-on the boundaries of ``now ± duration``) is inserted once per backend; hypothesis
+on the boundaries of ``now ± duration``, orders of every status on the edges of
+each order window in the business zone) is inserted once per backend; hypothesis
 then generates well-typed conditions (nested all/any/not, every operator,
 segment references) and compares ``customer_where`` / ``record_where`` with the
 Python predicate over the rows read back from the database.
@@ -13,10 +14,11 @@ import os
 import random
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from engine.conditions import (
     ALLOWED_OPS,
@@ -29,9 +31,9 @@ from engine.conditions import (
 )
 from engine.conditions.values import iso_datetime
 from engine.storage.condition_sql import customer_rows, customer_where, record_where
-from engine.storage.models import Customer, Record
+from engine.storage.models import Customer, Order, Record
 
-from .conftest import NOW, insert_customers, insert_records
+from .conftest import EPOCH, NOW, insert_customers, insert_records
 
 NAIVE_NOW = NOW.replace(tzinfo=None)
 # Raise for a longer hunt: PROMOFLOW_CONDITION_EXAMPLES=5000 pytest tests/conditions
@@ -61,6 +63,75 @@ def datetime_pool() -> list[datetime]:
 
 DATES = date_pool()
 DATETIMES = datetime_pool()
+
+# --- order windows: purchases placed on the edges of every window -------------------
+SH = ZoneInfo("Asia/Shanghai")
+# Calendar windows are read in the zone of `now`: the business zone, Beijing here.
+LOCAL_NOW = NOW.astimezone(SH)
+STATUSES = ["paid", "paid", "partially_refunded", "refunded", "cancelled"]
+ORDER_AMOUNTS = [Decimal(v) for v in ("0.01", "0.02", "99.99", "100", "100.01", "1200.50", "49999.99", "50000")]
+
+
+def _local_midnight(y: int, m: int, d: int) -> datetime:
+    return datetime(y, m, d, tzinfo=SH).astimezone(UTC).replace(tzinfo=None)
+
+
+def order_time_pool() -> list[datetime]:
+    edges = [_local_midnight(*ymd) for ymd in (
+        (2023, 12, 1), (2024, 1, 1), (2024, 12, 31), (2025, 1, 1), (2025, 3, 31), (2025, 4, 1), (2025, 5, 1),
+        (2025, 6, 1), (2025, 6, 15), (2025, 6, 16), (2025, 7, 1), (2026, 1, 1))]
+    edges += [datetime(2025, 4, 1), datetime(2025, 6, 1), datetime(2025, 1, 1)]  # UTC midnights: not local ones
+    edges += [NAIVE_NOW - d for d in DURATIONS.values()] + [NAIVE_NOW]
+    out = []
+    for edge in edges:
+        out += [edge, edge - timedelta(microseconds=1), edge + timedelta(seconds=1)]
+    return out
+
+
+ORDER_TIMES = order_time_pool()
+ORDER_PERIODS = ["this_month", "previous_month", "this_quarter", "previous_quarter", "this_year", "previous_year"]
+ORDER_DAYS = [date(2024, 12, 31), date(2025, 1, 1), date(2025, 3, 31), date(2025, 4, 1), date(2025, 6, 15),
+              date(2025, 6, 30)]
+
+
+def make_orders(customer_ids: list[int], seed: int = 41) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for cid in customer_ids:
+        for _ in range(rng.choice([0, 0, 1, 2, 3, 5])):
+            rows.append({"customer_id": cid, "amount": rng.choice(ORDER_AMOUNTS), "placed_at": rng.choice(ORDER_TIMES),
+                         "status": rng.choice(STATUSES), "created_at": EPOCH})
+    return rows
+
+
+def order_leaf() -> st.SearchStrategy:
+    """`orders: {<window>, count|amount: <number test>}` over every window shape."""
+
+    @st.composite
+    def build(draw):
+        kind = draw(st.sampled_from(["within", "in", "between"]))
+        if kind == "within":
+            window = {"within": draw(st.sampled_from(sorted(DURATIONS)))}
+        elif kind == "in":
+            window = {"in": draw(st.sampled_from(ORDER_PERIODS))}
+        else:
+            a, b = sorted([draw(st.sampled_from(ORDER_DAYS)), draw(st.sampled_from(ORDER_DAYS))])
+            window = {"between": [a, b] if draw(st.booleans()) else [a.isoformat(), b.isoformat()]}
+        tests = {}
+        for measure in draw(st.sampled_from([["count"], ["amount"], ["count", "amount"]])):
+            values = st.sampled_from([0, 1, 2, 3]) if measure == "count" else st.one_of(
+                st.sampled_from(ORDER_AMOUNTS), st.sampled_from([0, Decimal("100.00"), Decimal("200.01"), 100.01]))
+            op = draw(st.sampled_from(["eq", "ne", "gt", "gte", "lt", "lte", "between", "bare"]))
+            if op == "bare":
+                tests[measure] = draw(values)
+            elif op == "between":
+                lo, hi = sorted([draw(values), draw(values)])
+                tests[measure] = {"between": [lo, hi]}
+            else:
+                tests[measure] = {op: draw(values)}
+        return {"orders": {**window, **tests}}
+
+    return build()
 
 
 def maybe(rng: random.Random, pool: list, none_rate: float = 0.25):
@@ -145,8 +216,10 @@ def leaf(fields: dict[str, FieldKind]) -> st.SearchStrategy:
     return build()
 
 
-def conditions(fields: dict[str, FieldKind], segment_ids: list[str]) -> st.SearchStrategy:
+def conditions(fields: dict[str, FieldKind], segment_ids: list[str], orders: bool = False) -> st.SearchStrategy:
     base = leaf(fields)
+    if orders:
+        base = st.one_of(base, base, order_leaf())
     if segment_ids:
         base = st.one_of(base, base, base, st.sampled_from(segment_ids).map(lambda s: {"segment": s}))
     return st.recursive(
@@ -171,25 +244,30 @@ SEGMENTS_RAW = {
     "vip": {"tags": {"contains": "vip"}},
     "spenders": {"all": [{"total_spent": {"gte": 100}}, {"segment": "vip"}]},
     "reachable": {"any": [{"consent.sms": True}, {"consent.wecom": True}]},
+    "quarter_buyers": {"orders": {"in": "this_quarter", "count": {"gte": 1}}},
+    "big_last_quarter": {"any": [{"orders": {"in": "previous_quarter", "amount": {"gte": 100}}}, {"segment": "vip"}]},
 }
 
 
 def test_customer_sql_matches_python(session):
-    insert_customers(session, make_customers())
-    rows = customer_rows(session, session.scalars(select(Customer.id)))
+    ids = insert_customers(session, make_customers())
+    # History seeding for the compiler test (no product path writes arbitrary past orders).
+    session.execute(insert(Order.__table__), make_orders(ids))
+    session.flush()
+    rows = customer_rows(session, session.scalars(select(Customer.id)), orders_since=datetime(2000, 1, 1))
     segments = {k: parsed_checked(v, CUSTOMER_FIELDS, SEGMENTS_RAW)[0] for k, v in SEGMENTS_RAW.items()}
     stats = {"nonempty": 0, "partial": 0}
 
     @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-    @given(raw=conditions(dict(CUSTOMER_FIELDS), sorted(SEGMENTS_RAW)))
+    @given(raw=conditions(dict(CUSTOMER_FIELDS), sorted(SEGMENTS_RAW), orders=True))
     def check(raw):
         cond, problems = parsed_checked(raw, CUSTOMER_FIELDS, SEGMENTS_RAW)
         if any(p.code == "bad_value" and "between" in p.message for p in problems):
             return  # low above high: the checker rejects it, nothing to compile
         assert problems == [], (raw, problems)
         predicate = compile_predicate(cond, segments=segments, kinds=CUSTOMER_FIELDS, defaults=CUSTOMER_DEFAULTS)
-        expected = {cid for cid, row in rows.items() if predicate(row, NOW)}
-        where = customer_where(cond, now=NOW, segments=segments)
+        expected = {cid for cid, row in rows.items() if predicate(row, LOCAL_NOW)}
+        where = customer_where(cond, now=LOCAL_NOW, segments=segments)
         got = set(session.scalars(select(Customer.id).where(where)))
         assert got == expected, (raw, sorted(got - expected), sorted(expected - got))
         stats["nonempty"] += bool(got)
@@ -198,6 +276,19 @@ def test_customer_sql_matches_python(session):
     check()
     # the generator is not degenerate: most conditions split the population
     assert stats["partial"] > 50, stats
+
+
+def test_order_windows_split_the_population(session):
+    """The order population is not degenerate: every window shape selects some
+    customers and not all, on the edges the generator draws."""
+    ids = insert_customers(session, make_customers())
+    session.execute(insert(Order.__table__), make_orders(ids))  # history seeding, as above
+    session.flush()
+    for raw in ({"orders": {"in": p, "count": {"gte": 1}}} for p in ORDER_PERIODS):
+        cond, problems = parsed_checked(raw, CUSTOMER_FIELDS)
+        assert problems == []
+        got = set(session.scalars(select(Customer.id).where(customer_where(cond, now=LOCAL_NOW))))
+        assert 0 < len(got) < len(ids), raw
 
 
 FORM = {

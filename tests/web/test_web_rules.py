@@ -80,3 +80,18 @@ def test_preview_of_event_rule_and_unknown_rule(login) -> None:
     client = login("admin")
     assert "no forecast" in client.get("/rules/welcome_journey/preview?lang=en").text
     assert client.get("/rules/no_such_rule/preview").status_code == 404
+
+
+def test_list_shows_each_audience_in_words_zh_and_en(login) -> None:
+    def audience(lang: str, rule: str) -> str:
+        page = login("manager", lang).get("/rules").text
+        section = page[page.index(f'data-rule="{rule}"'):]
+        section = section[:section.index("</section>")]
+        found = re.search(r'<dd class="audience">(.*?)</dd>', section)
+        assert found, rule
+        return found.group(1)
+
+    assert audience("zh", "dealer_quarterly_rebate") == "属于客群「经销商」"
+    assert audience("en", "dealer_quarterly_rebate") == "in segment “Dealers”"
+    assert audience("zh", "launch_early_bird") == "标签包含 launch_reserved 且 短信同意 = 是"
+    assert audience("en", "launch_early_bird") == "tags contain launch_reserved and SMS consent = yes"

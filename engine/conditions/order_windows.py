@@ -244,7 +244,7 @@ def _midnight(day: date, now: datetime) -> datetime:
 
 def measure_orders(orders: Iterable[Any], node: OrderWindow, now: datetime) -> Decimal:
     """The measure of ``node`` over a customer's orders: items with
-    ``placed_at`` (naive UTC), ``amount`` and ``status`` (mappings or objects)."""
+    ``placed_at`` (naive UTC), ``amount`` (net of refunds, as loaded) and ``status`` (mappings or objects)."""
     low, high, strict = window_bounds(node.period, now)
     count = 0
     total = Decimal(0)

@@ -255,7 +255,8 @@ class _CustomerCompiler(_Compiler):
             figure: ColumnElement[Any] = func.count()
             scale = 1
         else:
-            figure = func.sum(cast(func.round(_orders.c.amount * 100), BigInteger))
+            # What the customer kept: the amount less refunds (``net_amount``, kept by engine.orders).
+            figure = func.sum(cast(func.round(_orders.c.net_amount * 100), BigInteger))
             scale = 100
 
         def bound(v: Any) -> Any:
@@ -313,7 +314,7 @@ def customer_rows(session: Session, customer_ids: Iterable[int], *,
             for cid in chunk:
                 if cid in rows:
                     rows[cid]["orders"] = []
-            placed = select(_orders.c.customer_id, _orders.c.placed_at, _orders.c.amount, _orders.c.status).where(
+            placed = select(_orders.c.customer_id, _orders.c.placed_at, _orders.c.net_amount, _orders.c.status).where(
                 _orders.c.customer_id.in_(chunk), _orders.c.placed_at >= orders_since)
             for cid, at, amount, status in session.execute(placed):
                 rows[cid]["orders"].append({"placed_at": at, "amount": amount, "status": status})  # type: ignore[union-attr]

@@ -43,7 +43,7 @@ D3,,,,,D3-Q4,1000000,2026-10-01 08:00,paid
 
 def _import(session_factory, path: Path, text: str, now: datetime) -> None:
     path.write_text(text, encoding="utf-8")
-    report = import_customers(session_factory, path, now=now, timezone="Asia/Shanghai")
+    report = import_customers(session_factory, path, now=now, timezone="Asia/Shanghai", history=True)  # a back-fill
     assert report.errors == []
 
 

@@ -32,7 +32,7 @@ RESERVE = "/api/v1/forms/launch_reservation/records"
 def test_early_bird_and_referrals(session_factory, definitions, db_url: str, tmp_path: Path) -> None:
     t0 = local(START, time(8))
     (tmp_path / "customers.csv").write_text(CUSTOMERS, encoding="utf-8")
-    assert import_customers(session_factory, tmp_path / "customers.csv", now=t0).errors == []
+    assert import_customers(session_factory, tmp_path / "customers.csv", now=t0, history=True).errors == []  # existing members: a back-fill
     with session_factory() as s:
         ids = {c.external_id: c.id for c in s.scalars(select(Customer))}
     c1, c2, c3, c4, c5 = (ids[f"L{n}"] for n in range(1, 6))

@@ -454,7 +454,7 @@ class AccountService:
         frees = [policy.account_free] + ([policy.address_free] if address else [])
         lock_until: datetime | None = None
         with transaction(self._sessions) as session:
-            counts = {}
+            counts: dict[str, int] = {}
             for key, free in zip(keys, frees, strict=True):
                 failures = throttle_repo.record_failure(session, key, now, now - policy.forget_after)
                 counts[key.split(":", 1)[0]] = failures

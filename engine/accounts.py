@@ -6,6 +6,12 @@
   stored: a database leak leaks no usable token.
 * Roles come from the published definitions (``submit_roles``/``view_roles``
   of a form); the built-in ``admin`` role may do everything.
+* Sign-ins (:meth:`AccountService.login`) are throttled per account and per
+  address in the database (:mod:`engine.login_throttle`), refused before any
+  password is verified while locked, and audited.
+* Every user has a session version; logout, a password change and an admin
+  reset increment it, ending every session of the user in every process.
+* Passwords a person chooses pass :class:`engine.passwords.PasswordPolicy`.
 
 The service reads no clock: every call that records a time takes ``now``.
 """

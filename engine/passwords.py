@@ -24,7 +24,7 @@ MAX_LENGTH = 1024
 class PasswordProblem:
     """One reason a password is refused: ``code`` for translation, ``message`` in English."""
 
-    code: str  # too_short | too_long | common | contains_username
+    code: str  # too_short | too_long | common | contains_username | unchanged (a change to the same)
     message: str
 
 

@@ -7,8 +7,8 @@ server processes; the app's CLOCK is the fake clock the locks run on."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
@@ -38,10 +38,7 @@ class CountingHasher(PasswordHasher):
 
 
 def _settings(app: Flask, **changes: object) -> Settings:
-    base: Settings = app.extensions["promoflow"].settings
-    from dataclasses import replace
-
-    return replace(base, **changes)
+    return replace(app.extensions["promoflow"].settings, **changes)
 
 
 def other_process(app: Flask, clock: Clock, **config: object) -> Flask:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass, field, fields, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Mapping
 
 from .definitions.errors import DefinitionError, did_you_mean
 from .definitions.source import read_source
+from .durations import DurationError, parse_duration
 from .library import library_root
 
 ENV_PREFIX = "PROMOFLOW_"
@@ -49,6 +51,11 @@ class Settings:
     #: Deliver every sending connector's messages to the built-in sandbox inbox
     #: (``/sandbox``) instead of the providers: the demo, a trial installation.
     connector_sandbox: bool = False
+    #: How long a sign-in lasts at most (from the moment of sign-in); the
+    #: session cookie ends then even if used all along. Written like ``12h``.
+    session_lifetime: timedelta = timedelta(hours=12)
+    #: The shortest password a person may choose (the password policy).
+    password_min_length: int = 8
     settings_file: Path | None = None
     extra: Mapping[str, object] = field(default_factory=dict)
 
@@ -132,6 +139,7 @@ def load_settings(
             raise SettingsError(f"base_url: `{values['base_url']}` must be an http:// or https:// address, "
                                 "e.g. https://promo.example.com")
         values["base_url"] = base_url
+    _account_settings(values)
     return Settings(instance_path=instance_path, database_url=url, secret_key=secret,
                     definitions=definitions, settings_file=file_path,
                     **{k: v for k, v in values.items() if k in _KEYS})
@@ -147,6 +155,26 @@ def _flag(name: str, value: object) -> bool:
     if text in ("", "0", "false", "no", "off"):
         return False
     raise SettingsError(f"{name}: `{value}` is not true or false")
+def _account_settings(values: dict[str, object]) -> None:
+    """Parse ``session_lifetime`` (a duration, 5m to 31d) and
+    ``password_min_length`` (an integer, 8 to 128) in place."""
+    if "session_lifetime" in values and not isinstance(values["session_lifetime"], timedelta):
+        try:
+            lifetime = parse_duration(str(values["session_lifetime"]).strip())
+        except DurationError as exc:
+            raise SettingsError(f"session_lifetime: {exc}") from None
+        if not timedelta(minutes=5) <= lifetime <= timedelta(days=31):
+            raise SettingsError(f"session_lifetime: `{values['session_lifetime']}` must be between 5m and 31d")
+        values["session_lifetime"] = lifetime
+    if "password_min_length" in values:
+        raw = values["password_min_length"]
+        try:
+            length = int(str(raw).strip())
+        except ValueError:
+            raise SettingsError(f"password_min_length: `{raw}` is not a whole number") from None
+        if not 8 <= length <= 128:
+            raise SettingsError(f"password_min_length: `{raw}` must be between 8 and 128")
+        values["password_min_length"] = length
 
 
 def _instance_secret(instance: Path) -> str:

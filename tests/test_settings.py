@@ -63,3 +63,20 @@ def test_base_url_is_an_http_address_without_trailing_slash(tmp_path: Path) -> N
     for bad in ("promo.example.com", "ftp://promo.example.com", "https://", "https://a b"):
         with pytest.raises(SettingsError, match="base_url"):
             load_settings({"PROMOFLOW_BASE_URL": bad}, cwd=tmp_path)
+
+
+def test_session_lifetime_and_password_length_settings(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    defaults = load_settings({}, cwd=tmp_path)
+    assert defaults.session_lifetime == timedelta(hours=12) and defaults.password_min_length == 8
+    env = {"PROMOFLOW_SESSION_LIFETIME": "30m", "PROMOFLOW_PASSWORD_MIN_LENGTH": "12"}
+    custom = load_settings(env, cwd=tmp_path)
+    assert custom.session_lifetime == timedelta(minutes=30) and custom.password_min_length == 12
+    for name, bad, says in (("SESSION_LIFETIME", "forever", "is not a duration"),
+                            ("SESSION_LIFETIME", "1m", "between 5m and 31d"),
+                            ("SESSION_LIFETIME", "60d", "between 5m and 31d"),
+                            ("PASSWORD_MIN_LENGTH", "six", "not a whole number"),
+                            ("PASSWORD_MIN_LENGTH", "4", "between 8 and 128")):
+        with pytest.raises(SettingsError, match=says):
+            load_settings({f"PROMOFLOW_{name}": bad}, cwd=tmp_path)

@@ -63,9 +63,12 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     ``settings`` defaults to :func:`load_settings`; ``test_config`` overrides
     Flask config and may carry ``DATABASE_URL`` (a database to use instead of
     the settings'), ``MIGRATE`` (default True: upgrade the schema on start),
-    ``CLOCK`` (a callable returning an aware ``now``) and ``PASSWORD_HASHER``
-    (an argon2 ``PasswordHasher``, e.g. a cheap one in tests).
+    ``CLOCK`` (a callable returning an aware ``now``), ``PASSWORD_HASHER``
+    (an argon2 ``PasswordHasher``, e.g. a cheap one in tests),
+    ``LOGIN_THROTTLE`` (an ``engine.login_throttle.ThrottlePolicy``) and
+    ``TOKEN_CACHE_SECONDS`` (see :func:`web.auth.account_options`).
     """
+    from .auth import account_options
     from engine.accounts import AccountService
     from engine.records import RecordService
     from engine.registry import DefinitionRegistry
@@ -93,6 +96,10 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
         JSON_SORT_KEYS=False,
         MIGRATE=True,
         UPLOAD_FOLDER=str(settings.instance_path / "uploads"),
+        # Accounts (issue 16): sign-ins last session_lifetime at most; the
+        # cookie is only sent over https when the public address is https.
+        PERMANENT_SESSION_LIFETIME=settings.session_lifetime,
+        SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
     )
     app.config.from_mapping(config)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
@@ -103,8 +110,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
         upgrade(db_engine)
     session_factory = make_session_factory(db_engine)
     registry = DefinitionRegistry(session_factory)
-    hasher = config.get("PASSWORD_HASHER")
-    accounts = AccountService(session_factory, hasher=hasher) if hasher else AccountService(session_factory)
+    accounts = AccountService(session_factory, **account_options(settings, config))
     # The approval engine starts a record's flow inside the record's create transaction.
     workflows = WorkflowService(session_factory, registry, accounts, tz=settings.timezone,
                                 base_url=settings.base_url)

@@ -88,6 +88,13 @@ def _authenticate() -> Any:
                          "unauthorized")
     user = services().accounts.user_for_token(token.strip(), now=services().now())
     if user is None:
+        # Invalid tokens are throttled per address (429 + Retry-After); valid ones never wait for it.
+        wait = services().accounts.token_refused(request.remote_addr, now=services().now())
+        if wait is not None:
+            response = api_error(429, f"too many invalid tokens from this address; retry in {wait} s",
+                                 "too_many_attempts")
+            response.headers["Retry-After"] = str(wait)
+            return response
         response = api_error(401, "the token is invalid or revoked", "invalid_token")
         response.headers["WWW-Authenticate"] = 'Bearer realm="promoflow", error="invalid_token"'
         return response

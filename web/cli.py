@@ -245,8 +245,9 @@ def init(directory: str, force: bool) -> None:
 
 def _accounts(obj: Context):
     from engine.accounts import AccountService
+    from engine.passwords import PasswordPolicy
 
-    return AccountService(obj.session_factory())
+    return AccountService(obj.session_factory(), policy=PasswordPolicy(min_length=obj.settings.password_min_length))
 
 
 @main.group()
@@ -279,7 +280,8 @@ def users_add(obj: Context, name: str, roles: tuple[str, ...], password: str | N
         raise click.ClickException("the password is empty")
     try:
         user = accounts.add_user(name, roles=roles, password=password, now=_now(), display_name=display_name,
-                                 email=email, manager=manager, locale=locale, check_roles=False)
+                                 email=email, manager=manager, locale=locale, check_roles=False,
+                                 check_password=True)
     except AccountError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Created user {user.username} (id {user.id}) with roles: {', '.join(sorted(user.roles)) or '-'}")
@@ -365,6 +367,35 @@ def users_list(obj: Context) -> None:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
     for r in [header, *rows]:
         click.echo("  ".join(f"{c:<{w}}" for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3])
+
+
+@users.command("password")
+@click.argument("name")
+@pass_ctx
+def users_password(obj: Context, name: str) -> None:
+    """Set a new password for user NAME (prompted twice, hidden; the password policy applies).
+
+    For the operator of the installation, who has the database anyway, so the
+    current password is not asked (people change their own on the web page).
+    Every session of NAME ends and a lock-out of NAME is lifted."""
+    if name not in {u.username for u in _account_call(obj, "list_users")}:
+        raise click.ClickException(f"unknown user `{name}`")  # before asking for a password
+    password = click.prompt(f"New password for {name}", hide_input=True, confirmation_prompt=True)
+    _account_call(obj, "set_password", name, password, now=_now(), actor="cli")
+    click.echo(f"Password of {name} changed; every session of {name} has ended.")
+
+
+@users.command("reset-password")
+@click.argument("name")
+@pass_ctx
+def users_reset_password(obj: Context, name: str) -> None:
+    """Reset the password of user NAME (an administrator's action) and print a
+    one-time password: it signs in once, then NAME must choose a new password.
+    Every session of NAME ends and a lock-out of NAME is lifted."""
+    password = _account_call(obj, "reset_password", name, now=_now(), actor="cli")
+    click.echo(password)
+    click.echo(f"One-time password for {name}; hand it over privately. {name} must choose a new password "
+               "at the next sign-in.", err=True)
 
 
 @main.group()

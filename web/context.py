@@ -35,9 +35,10 @@ def init_app(app: Flask) -> None:
     """Register the hooks and template globals."""
 
     @app.before_request
-    def _before() -> None:
+    def _before() -> Any:
         if request.blueprint != "api":
-            load_user()
+            return load_user()  # a redirect when the password must be changed first
+        return None
 
     app.after_request(remember_locale)
     app.after_request(_security_headers)

@@ -34,9 +34,11 @@ def _errors(*codes: int) -> dict[str, Any]:
     texts = {400: "Malformed request (JSON, filter, sort)", 401: "Missing or invalid bearer token",
              403: "The token's user lacks the role", 404: "Unknown form or record",
              409: "The record changed since the given version", 413: "Body too large",
-             422: "Invalid data: field-level errors"}
+             422: "Invalid data: field-level errors",
+             429: "Too many invalid tokens from this address: wait the seconds in Retry-After"}
     out: dict[str, Any] = {}
-    for code in codes:
+    # Every route that checks a token may answer 429 (the address throttle, web/api.py).
+    for code in (*codes, 429) if 401 in codes else codes:
         out[str(code)] = _json(_ref("ValidationErrors" if code == 422 else "Error"), texts[code])
     return out
 

@@ -11,7 +11,7 @@ it back while the others pile up behind the lock. Measured with
 writing request at a time, +10-20 % submissions per second.
 
 The gate lets at most ``limit`` POST/PUT/PATCH/DELETE requests into the
-app at once; reads (pages, lists, exports, files) are never held up by it,
+app at once (sign-in and password posts excepted, see ``UNGATED_PATHS``); reads (pages, lists, exports, files) are never held up by it,
 and waitress has read the whole request body before the app is called, so a
 slow client does not hold a place either. PostgreSQL writes in parallel for
 real, so there the default is no gate. It is a server concern: the app
@@ -25,6 +25,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: Posts that never wait for (or hold) the gate: signing in and changing a
+#: password spend most of their time in argon2 (tens of ms of CPU by design),
+#: which would keep every form submission waiting behind a login flood; their
+#: own writes are one short transaction each (the throttle row, the audit
+#: entry), queued on the SQLite writer lock like any other.
+UNGATED_PATHS = frozenset({"/login", "/account/password"})
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -45,7 +51,8 @@ class WriteGate:
         self._slots = threading.BoundedSemaphore(limit)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD", "GET").upper() not in WRITE_METHODS:
+        if (environ.get("REQUEST_METHOD", "GET").upper() not in WRITE_METHODS
+                or environ.get("PATH_INFO", "") in UNGATED_PATHS):
             return self.app(environ, start_response)
         with self._slots:
             # The view runs inside ``app(...)``; a streamed body (none of our

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, text, true
+from sqlalchemy import func, select, text, true, update
 from sqlalchemy.orm import Session
 
 from engine.storage.models import ApiToken, Definition, User, UserRole
@@ -31,6 +31,10 @@ class UserRow:
     active: bool
     locale: str | None
     roles: frozenset[str]
+    #: Sessions carry this; logout, password change and reset increment it.
+    session_version: int = 0
+    #: After an admin reset: the user must choose a new password first.
+    must_change_password: bool = False
 
 
 def _roles_of(session: Session, user_id: int) -> frozenset[str]:
@@ -42,6 +46,7 @@ def _row(session: Session, user: User) -> UserRow:
         id=user.id, username=user.username, display_name=user.display_name, email=user.email,
         password_hash=user.password_hash, manager_id=user.manager_id, active=user.active,
         locale=user.locale, roles=_roles_of(session, user.id),
+        session_version=user.session_version or 0, must_change_password=bool(user.must_change_password),
     )
 
 
@@ -90,6 +95,31 @@ def set_password_hash(session: Session, user_id: int, password_hash: str) -> Non
     if user is not None:
         user.password_hash = password_hash
         session.flush()
+
+
+def replace_password(session: Session, user_id: int, password_hash: str, *, now: datetime,
+                     must_change: bool) -> int:
+    """Set a new password chosen by a person (change or admin reset): the hash,
+    whether it must be changed at next sign-in, when it was set, and a new
+    session version (every existing session of the user ends). Returns the
+    new session version."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise LookupError(user_id)
+    user.password_hash = password_hash
+    user.must_change_password = must_change
+    user.password_changed_at = to_db_time(now)
+    user.session_version = (user.session_version or 0) + 1
+    session.flush()
+    return user.session_version
+
+
+def bump_session_version(session: Session, user_id: int) -> int:
+    """End every session of the user (logout); returns the new version. One
+    UPDATE, so two concurrent logouts both count."""
+    session.execute(update(User).where(User.id == user_id)
+                    .values(session_version=func.coalesce(User.session_version, 0) + 1))
+    return int(session.scalar(select(User.session_version).where(User.id == user_id)) or 0)
 
 
 def set_roles(session: Session, user_id: int, roles: Iterable[str]) -> None:
@@ -162,7 +192,8 @@ def list_users(session: Session) -> list[UserRow]:
     return [
         UserRow(id=u.id, username=u.username, display_name=u.display_name, email=u.email,
                 password_hash=u.password_hash, manager_id=u.manager_id, active=u.active, locale=u.locale,
-                roles=frozenset(roles.get(u.id, ())))
+                roles=frozenset(roles.get(u.id, ())), session_version=u.session_version or 0,
+                must_change_password=bool(u.must_change_password))
         for u in session.scalars(select(User).order_by(User.username))
     ]
 

@@ -34,6 +34,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
     true,
 )
@@ -121,6 +122,23 @@ class User(Base):
     # Migration 0014: the store this person works at (a customer's store is its
     # ``attrs.store``); role-addressed rule tasks go to the role's holders there.
     store: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Accounts hardening (migration 0017): the session cookie carries
+    # ``session_version``; logout, password change and reset increment it.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    password_changed_at: Mapped[datetime | None] = mapped_column(DateTime())
+
+
+class LoginThrottle(Base):
+    """Failed sign-ins per key (``account:<name>``, ``address:<ip>``) and the
+    lock they earned; shared by every process (migration 0017)."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failure_at: Mapped[datetime] = mapped_column(DateTime())
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime())
 
 
 class UserRole(Base):

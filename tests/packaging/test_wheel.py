@@ -20,6 +20,7 @@ def test_wheel_contains_code_schemas_migrations_and_library(tmp_path: Path) -> N
     assert "engine/definitions/schemas/form.schema.json" in names
     assert "engine/storage/migrations/versions/0001_initial.py" in names
     assert "engine/storage/migrations/env.py" in names
+    assert "engine/data/common_passwords.txt" in names  # the password policy reads it
     assert "web/cli.py" in names
     # The web app's pages and assets, or an installed app answers every page with a 500.
     web_files = {p.relative_to(ROOT).as_posix() for folder in ("web/templates", "web/static")

@@ -33,17 +33,17 @@ def _published(runner: CliRunner, url: str) -> None:
 def test_users_add_and_tokens_create(runner: CliRunner, db_url: str) -> None:
     _published(runner, db_url)
     added = runner.invoke(main, ["--database-url", db_url, "users", "add", "lin", "--role", "staff",
-                                 "--role", "marketing", "--password", "pw-123", "--display-name", "林"])
+                                 "--role", "marketing", "--password", "pw-123-kept", "--display-name", "林"])
     assert added.exit_code == 0, added.output
     assert "Created user lin" in added.output and "marketing, staff" in added.output
     boss = runner.invoke(main, ["--database-url", db_url, "users", "add", "boss", "--role", "admin",
-                                "--manager", "lin"], input="s3cret\ns3cret\n")
+                                "--manager", "lin"], input="s3cret-Ok9\ns3cret-Ok9\n")
     assert boss.exit_code == 0, boss.output
     engine = make_engine(db_url)
     try:
         accounts = AccountService(make_session_factory(engine))
-        assert accounts.authenticate("boss", "s3cret") is not None
-        assert accounts.authenticate("lin", "pw-123").roles == frozenset({"staff", "marketing"})
+        assert accounts.authenticate("boss", "s3cret-Ok9") is not None
+        assert accounts.authenticate("lin", "pw-123-kept").roles == frozenset({"staff", "marketing"})
         created = runner.invoke(main, ["--database-url", db_url, "tokens", "create", "lin", "--name", "ci"])
         assert created.exit_code == 0, created.output
         token = created.stdout.strip()
@@ -53,7 +53,7 @@ def test_users_add_and_tokens_create(runner: CliRunner, db_url: str) -> None:
             assert stored.token_hash == hash_token(token) and token not in stored.token_hash
             assert stored.name == "ci"
             password_hash = session.scalars(select(User.password_hash).where(User.username == "lin")).one()
-            assert password_hash.startswith("$argon2id$") and "pw-123" not in password_hash
+            assert password_hash.startswith("$argon2id$") and "pw-123-kept" not in password_hash
         assert accounts.user_for_token(token, now=accounts_now()).username == "lin"
     finally:
         engine.dispose()
@@ -68,14 +68,14 @@ def accounts_now():
 def test_users_add_unknown_role_did_you_mean(runner: CliRunner, db_url: str) -> None:
     _published(runner, db_url)
     result = runner.invoke(main, ["--database-url", db_url, "users", "add", "x", "--role", "staf",
-                                  "--role", "admn", "--password", "p"])
+                                  "--role", "admn", "--password", "p-long-enough"])
     assert result.exit_code == 1
     assert "unknown role `staf`; did you mean `staff`?" in result.output
     assert "unknown role `admn`; did you mean `admin`?" in result.output
     assert "known roles: account_manager, admin, finance" in result.output
-    duplicate = runner.invoke(main, ["--database-url", db_url, "users", "add", "y", "--password", "p"])
+    duplicate = runner.invoke(main, ["--database-url", db_url, "users", "add", "y", "--password", "p-long-enough"])
     assert duplicate.exit_code == 0
-    again = runner.invoke(main, ["--database-url", db_url, "users", "add", "y", "--password", "p"])
+    again = runner.invoke(main, ["--database-url", db_url, "users", "add", "y", "--password", "p-long-enough"])
     assert again.exit_code == 1 and "user `y` already exists" in again.output
 
 

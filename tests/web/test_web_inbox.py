@@ -94,8 +94,8 @@ def test_inbox_filters_by_status_and_form_and_puts_overdue_first(flow: Flask, lo
     early = submit(flow, name="早的")
     clock.now = NOW + timedelta(hours=30)
     late = submit(flow, name="晚的")
-    manager = login("manager")
     clock.now = NOW + timedelta(hours=50)  # the first task (due 48 h) is overdue, the second not
+    manager = login("manager")  # after the jump: a sign-in lasts session_lifetime (12 h) on the app's clock
     listing = login("manager2").get("/inbox").text
     rows = re.findall(r'<tr class="task-row( overdue)?" data-task="(\d+)"', listing)
     assert [(flag, int(tid)) for flag, tid in rows] == [(" overdue", task_of(flow, "manager2", early).id),

@@ -118,3 +118,21 @@ def test_serve_puts_the_gate_in_front_of_the_app(tmp_path, monkeypatch, given, e
     else:
         assert not isinstance(wsgi, WriteGate)
     assert seen["threads"] == 4
+
+
+def test_sign_in_posts_never_wait_for_the_gate():
+    """A login flood spends its time in argon2; it must not hold up (or be held
+    up by) the form submissions queued at the gate."""
+    probe = _Probe()
+    held = WriteGate(probe, 1)
+    with held._slots:  # a slow submission is inside
+        for path in ("/login", "/account/password"):
+            answer = b"".join(held({"REQUEST_METHOD": "POST", "PATH_INFO": path}, lambda *a: None))
+            assert answer == b"POST"
+        waiting = threading.Thread(target=lambda: b"".join(
+            held({"REQUEST_METHOD": "POST", "PATH_INFO": "/forms/x/new"}, lambda *a: None)))
+        waiting.start()
+        waiting.join(timeout=0.3)
+        assert waiting.is_alive()  # any other post still waits for the slot
+    waiting.join(timeout=5)
+    assert not waiting.is_alive()

@@ -19,6 +19,7 @@ from .catalog import CONNECTOR_TYPES, ConnectorType
 from .check_calendar import check_calendar
 from .check_flows import check_rule, check_workflow
 from .check_forms import check_form, expand_fields
+from .check_coupons import check_coupon_pool
 from .check_misc import check_connector, check_segment, check_template, segment_cycles
 from .context import Context
 from .errors import DefinitionError, DefinitionsInvalid, did_you_mean
@@ -185,6 +186,8 @@ def _cross_check(ctx: Context, kind: str, raw: RawDefinition, types: Mapping[str
         return check_rule(ctx, raw.data)
     if kind == "calendar":
         return check_calendar(ctx, raw.data)
+    if kind == "coupon_pool":
+        return check_coupon_pool(ctx, raw.data)
     return []
 
 

@@ -140,6 +140,11 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     app.register_blueprint(messages.api_bp)
     csrf.exempt(api.bp)  # bearer tokens only; no cookies are honoured there
     csrf.exempt(messages.api_bp)  # bearer tokens; receipts are verified by signature or token
+    from . import api_coupons, till  # coupon redemption (核销): the API and the store till page
+
+    app.register_blueprint(api_coupons.bp)
+    csrf.exempt(api_coupons.bp)  # bearer tokens only, like the rest of the API
+    app.register_blueprint(till.bp)
     errors.init_app(app)
     context.init_app(app)
     return app

@@ -14,6 +14,7 @@ from typing import Any
 from engine.definitions.specs import FormSpec
 from engine.forms.schema import form_json_schema
 
+from .openapi_coupons import coupons_paths, coupons_schemas
 from .openapi_messages import messages_paths, messages_schemas
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -285,6 +286,8 @@ def openapi_document(forms: Iterable[FormSpec], *, server_url: str, version: str
     paths.update(_workflow_paths())
     schemas.update(messages_schemas())
     paths.update(messages_paths(_errors))
+    schemas.update(coupons_schemas())
+    paths.update(coupons_paths(_errors))
     paths["/openapi.json"] = {
         "get": {"operationId": "openapi", "summary": "This document", "security": [],
                 "responses": {"200": {"description": "OpenAPI 3.1 document",

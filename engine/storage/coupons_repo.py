@@ -1,0 +1,176 @@
+"""Coupon redemption storage: the coupon a code names, the counts the limits
+read, the conditional state changes and the attempt log.
+
+Core statements only (compiled once, cached by SQLAlchemy): a till redeems
+one code per request and the statements are the whole cost. Times are naive
+UTC (``engine.storage.times``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Table, and_, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from engine.storage.models import Coupon, Customer, Order, RedemptionAttempt
+
+_c: Table = Coupon.__table__  # type: ignore[assignment]
+_cu: Table = Customer.__table__  # type: ignore[assignment]
+_o: Table = Order.__table__  # type: ignore[assignment]
+_a: Table = RedemptionAttempt.__table__  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class CouponRow:
+    """A coupon with its owner's name and phone (as stored)."""
+
+    id: int
+    code: str
+    pool_id: str
+    customer_id: int | None
+    customer_name: str | None
+    customer_phone: str | None
+    status: str
+    value: Decimal
+    issued_at: datetime
+    expires_at: datetime | None
+    redeemed_at: datetime | None
+    redeemed_order: str | None
+    redeemed_amount: Decimal | None
+    redeemed_store: str | None
+    redeemed_device: str | None
+
+
+_COLS = (_c.c.id, _c.c.code, _c.c.pool_id, _c.c.customer_id, _cu.c.name, _cu.c.phone, _c.c.status, _c.c.value,
+         _c.c.issued_at, _c.c.expires_at, _c.c.redeemed_at, _c.c.redeemed_order, _c.c.redeemed_amount,
+         _c.c.redeemed_store, _c.c.redeemed_device)
+_FROM = _c.outerjoin(_cu, _cu.c.id == _c.c.customer_id)
+
+
+def find_coupon(session: Session, code: str) -> CouponRow | None:
+    """The coupon issued with ``code`` (exact, as issued), or None."""
+    row = session.execute(select(*_COLS).select_from(_FROM).where(_c.c.code == code)).first()
+    return CouponRow(*row) if row is not None else None
+
+
+def coupons_of_customer(session: Session, customer_id: int, *, limit: int = 50) -> list[CouponRow]:
+    """A customer's coupons, newest first (the till shows which are still usable)."""
+    rows = session.execute(select(*_COLS).select_from(_FROM).where(_c.c.customer_id == customer_id)
+                           .order_by(_c.c.issued_at.desc(), _c.c.id.desc()).limit(limit))
+    return [CouponRow(*r) for r in rows]
+
+
+def count_redeemed(session: Session, pool_id: str, *, customer_id: int | None = None, phone: str | None = None,
+                   store: str | None = None, device: str | None = None, since: datetime | None = None) -> int:
+    """Coupons of ``pool_id`` redeemed by a customer, a phone, at a store or a device
+    (since a time): one indexed count (the partial ``ix_coupons_redeemed_*``)."""
+    where = [_c.c.pool_id == pool_id, _c.c.redeemed_at.is_not(None)]
+    if customer_id is not None:
+        where.append(_c.c.customer_id == customer_id)
+    if phone is not None:
+        where.append(_c.c.redeemed_phone == phone)
+    if store is not None:
+        where.append(_c.c.redeemed_store == store)
+    if device is not None:
+        where.append(_c.c.redeemed_device == device)
+    if since is not None:
+        where.append(_c.c.redeemed_at > since)
+    return int(session.execute(select(func.count()).select_from(_c).where(*where)).scalar_one())
+
+
+def earlier_paid_orders(session: Session, customer_id: int, *, except_order: str | None) -> int:
+    """The customer's paid orders other than ``except_order`` (its external id)."""
+    where = [_o.c.customer_id == customer_id, _o.c.status == "paid"]
+    if except_order is not None:
+        where.append(or_(_o.c.external_id.is_(None), _o.c.external_id != except_order))
+    return int(session.execute(select(func.count()).select_from(_o).where(*where)).scalar_one())
+
+
+def pools_on_order(session: Session, order_id: str, *, except_coupon: int) -> list[str]:
+    """Pools of the other coupons redeemed on an order (stacking)."""
+    rows = session.execute(select(_c.c.pool_id).where(_c.c.redeemed_order == order_id,
+                                                      _c.c.redeemed_at.is_not(None), _c.c.id != except_coupon))
+    return [r[0] for r in rows]
+
+
+def mark_redeemed(session: Session, coupon_id: int, *, order_id: str, amount: Decimal | None, store: str | None,
+                  device: str | None, phone: str | None, at: datetime) -> bool:
+    """``UPDATE coupons SET status='redeemed' … WHERE id=? AND status='issued'``:
+    True when this call redeemed it. Two tills at once: one row changes, the
+    other statement (waiting for the first's lock on PostgreSQL, or after it on
+    SQLite) matches no row."""
+    result = session.connection().execute(
+        update(_c).where(_c.c.id == coupon_id, _c.c.status == "issued")
+        .values(status="redeemed", redeemed_at=at, redeemed_order=order_id, redeemed_amount=amount,
+                redeemed_store=store, redeemed_device=device, redeemed_phone=phone))
+    return result.rowcount == 1
+
+
+def unredeem(session: Session, coupon_id: int, *, order_id: str, cancel: bool) -> bool:
+    """Undo the redemption of ``order_id`` (a refund): back to ``issued`` (usable
+    again) or, with ``cancel``, ``void`` (never usable). True when this call changed it."""
+    values: dict[str, Any] = {"status": "void" if cancel else "issued", "redeemed_at": None, "redeemed_order": None,
+                              "redeemed_amount": None, "redeemed_store": None, "redeemed_device": None,
+                              "redeemed_phone": None}
+    result = session.connection().execute(
+        update(_c).where(_c.c.id == coupon_id, _c.c.status == "redeemed", _c.c.redeemed_order == order_id)
+        .values(**values))
+    return result.rowcount == 1
+
+
+def record_attempt(session: Session, *, code: str, coupon_id: int | None, pool_id: str | None,
+                   customer_id: int | None, phone: str | None, order_id: str | None, order_amount: Decimal | None,
+                   store: str | None, device: str | None, actor: str | None, result: str, reason: str | None,
+                   at: datetime) -> None:
+    """Append one attempt (redeemed, refused, replayed or voided) to the log."""
+    session.connection().execute(insert(_a), {
+        "code": code[:64], "coupon_id": coupon_id, "pool_id": pool_id, "customer_id": customer_id,
+        "phone": phone, "order_id": order_id, "order_amount": order_amount, "store": store, "device": device,
+        "actor": actor, "result": result, "reason": reason, "created_at": at})
+
+
+def attempts_for(session: Session, code: str, *, limit: int = 50) -> list[dict[str, Any]]:
+    """The attempts on a code, newest first."""
+    rows = session.execute(select(_a).where(_a.c.code == code).order_by(_a.c.id.desc()).limit(limit))
+    return [dict(r._mapping) for r in rows]
+
+
+@dataclass(frozen=True)
+class CustomerHit:
+    """A customer the till found."""
+
+    id: int
+    name: str | None
+    phone: str | None
+
+
+def find_customers(session: Session, *, phone: str | None = None, last4: str | None = None,
+                   name: str | None = None, limit: int = 10) -> list[CustomerHit]:
+    """Customers by full phone, or by the last four digits together with (part of) the name."""
+    cols = (_cu.c.id, _cu.c.name, _cu.c.phone)
+    if phone:
+        query = select(*cols).where(_cu.c.phone == phone)
+    elif last4 and name:
+        query = select(*cols).where(_cu.c.phone.like(f"%{last4}"), _cu.c.name.contains(name, autoescape=True))
+    else:
+        return []
+    return [CustomerHit(*r) for r in session.execute(query.order_by(_cu.c.id).limit(limit))]
+
+
+def paid_order_count(session: Session, customer_ids: Sequence[int]) -> dict[int, int]:
+    """Paid orders per customer (the till shows whether a customer is new)."""
+    if not customer_ids:
+        return {}
+    rows = session.execute(select(_o.c.customer_id, func.count()).where(
+        and_(_o.c.customer_id.in_(list(customer_ids)), _o.c.status == "paid")).group_by(_o.c.customer_id))
+    return {int(c): int(n) for c, n in rows}
+
+
+__all__ = ["CouponRow", "CustomerHit", "attempts_for", "count_redeemed", "coupons_of_customer",
+           "earlier_paid_orders", "find_coupon", "find_customers", "mark_redeemed", "paid_order_count",
+           "pools_on_order", "record_attempt", "unredeem"]

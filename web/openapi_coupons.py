@@ -95,7 +95,7 @@ def coupons_paths(errors: Any) -> dict[str, Any]:
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("RedeemRequest")}}},
             "responses": {
                 "200": _json(_ref("RedeemResult"), "Redeemed (or the same order's earlier redemption: `replayed`)"),
-                "422": _json({"oneOf": [_ref("RedeemResult"), _ref("ValidationErrors")]},
+                "422": _json({"anyOf": [_ref("RedeemResult"), _ref("ValidationErrors")]},
                              "Refused (`status: refused`, `reason`, zh/en `message`, `errors`) or invalid data"),
                 **errors(400, 401, 403, 413),
             },

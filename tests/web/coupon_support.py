@@ -53,6 +53,18 @@ GUARDED = """\
     - issue_coupon: {pool: till_guarded}
     - issue_coupon: {pool: till_guarded}
     - issue_coupon: {pool: till_plain}
+- kind: rule
+  id: till_exit
+  title: 未核销则打标签
+  trigger: {schedule: "0 10 * * *", timezone: Asia/Shanghai}
+  audience:
+    customer: {tags: {contains: till_exit_test}}
+  once_per: 365d
+  exit_when: {coupon_redeemed: till_plain}
+  steps:
+    - issue_coupon: {pool: till_plain}
+    - wait: 3d
+    - add_tag: till_not_redeemed
 """
 
 

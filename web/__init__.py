@@ -110,7 +110,10 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
                                 base_url=settings.base_url)
     # A user or role change made here reaches the approval directory at once, not after its cache expires.
     accounts.on_directory_changed.append(workflows.forget_directory)
-    record_service = RecordService(session_factory, registry, on_created=workflows.start_in)
+    from engine.coupons.form_redemption import FormRedemption  # a form with `redeems_coupon` redeems on submit
+
+    record_service = RecordService(session_factory, registry,
+                                   on_created=(FormRedemption(registry, tz=settings.timezone), workflows.start_in))
     app.extensions["promoflow"] = Services(
         settings=settings,
         db_engine=db_engine,

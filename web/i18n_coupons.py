@@ -4,26 +4,17 @@ a refusal (``message: {zh, en}``), the pages with the reader's language."""
 
 from __future__ import annotations
 
-#: Why a redemption is refused, by reason code (``engine.coupons.decision.REASONS``).
+from engine.coupons.decision import REASONS
+from engine.forms.errors import MESSAGES as FORM_MESSAGES
+
+#: Why a redemption is refused, by reason code (``engine.coupons.decision.REASONS``): the
+#: texts live with the form errors (``coupon_<reason>``), so a refusal reads the same on
+#: the till, in the API and as a form field error.
 REASON_TEXTS: dict[str, tuple[str, str]] = {
-    "unknown": ("券码不存在，请核对后重试", "No coupon has this code; check it and try again"),
-    "not_yours": ("该券不属于此顾客", "This coupon belongs to another customer"),
-    "expired": ("该券已过期", "This coupon has expired"),
-    "not_yet_valid": ("该券尚未到可用时间", "This coupon is not valid yet"),
-    "already_redeemed": ("该券已核销，不能重复使用", "This coupon was already redeemed"),
-    "voided": ("该券已作废", "This coupon was cancelled"),
-    "below_min_order": ("订单金额未达到最低消费 {min_order} 元", "The order is below the minimum of {min_order}"),
-    "limit_per_customer": ("该顾客使用本类券已达上限", "This customer has reached the limit for this coupon"),
-    "limit_per_phone": ("该手机号使用本类券已达上限", "This phone number has reached the limit for this coupon"),
-    "velocity": ("本门店或设备一小时内核销过多，请稍后再试",
-                 "Too many redemptions at this store or device in the last hour; try again later"),
-    "blacklisted": ("该手机号或设备不能使用本券", "This phone or device may not redeem this coupon"),
-    "not_new_customer": ("本券仅限新顾客（首单）使用", "This coupon is for new customers (a first order) only"),
-    "not_stackable": ("本券不能与同一订单的其他优惠券叠加", "This coupon cannot be combined with another on the same order"),
+    reason: FORM_MESSAGES[f"coupon_{reason}"] for reason in REASONS
 }
 
 MESSAGES: dict[str, tuple[str, str]] = {
-    **{f"coupon_reason_{k}": v for k, v in REASON_TEXTS.items()},
     "till_nav": ("核销", "Till"),
     "till_title": ("门店核销", "Redeem at the till"),
     "till_find": ("查找顾客", "Find the customer"),

@@ -92,6 +92,7 @@ def build_form(ctx: Context, d: dict, src: s.Source) -> s.FormSpec:
         fields=fields, submit_roles=tuple(d.get("submit_roles", ())), view_roles=tuple(d.get("view_roles", ())),
         edit_by=edit.get("by", "submitter"), edit_until=edit.get("until", "workflow_started"),
         public=d.get("public", False), source=src,
+        redeems_coupon=MappingProxyType(dict(d["redeems_coupon"])) if d.get("redeems_coupon") else None,
     )
 
 

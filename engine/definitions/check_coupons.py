@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from .context import Context, Problems
-from .errors import Problem
+from .errors import Problem, unknown
 
 #: A phone as tills and customers' records write it: digits, an optional leading +.
 PHONE = re.compile(r"^\+?[0-9]{5,20}$")
@@ -71,4 +71,33 @@ def check_coupon_pool(ctx: Context, data: dict) -> Problems:
     return problems
 
 
-__all__ = ["PHONE", "check_coupon_pool", "local_time"]
+#: What each role of a form's ``redeems_coupon`` must point at: field types.
+REDEEM_FIELD_TYPES = {"code": ("text",), "customer": ("customer",), "phone": ("phone", "text"),
+                      "amount": ("money", "number", "integer"), "store": ("select", "text")}
+
+
+def check_form_redemption(data: dict, fields: list) -> Problems:
+    """A form's ``redeems_coupon`` names fields of the form, of fitting types, and
+    says who presents the coupon (a ``customer`` or a ``phone`` field)."""
+    spec = data.get("redeems_coupon")
+    if not isinstance(spec, dict):
+        return []
+    types = {f.get("key"): f.get("type") for f in fields if isinstance(f, dict)}
+    problems: Problems = []
+    for role, key in spec.items():
+        allowed = REDEEM_FIELD_TYPES.get(role)
+        if allowed is None or not isinstance(key, str):
+            continue
+        if key not in types:
+            problems.append(Problem(("redeems_coupon", role), "unknown_ref",
+                                    unknown("field", key, [k for k in types if isinstance(k, str)])))
+        elif types[key] not in allowed:
+            problems.append(Problem(("redeems_coupon", role), "wrong_type",
+                                    f"`{role}` must name a {' or '.join(allowed)} field; `{key}` is {types[key]}"))
+    if "customer" not in spec and "phone" not in spec:
+        problems.append(Problem(("redeems_coupon",), "missing", "`redeems_coupon` needs `customer` or `phone`: "
+                                "who presents the coupon", at_key=True))
+    return problems
+
+
+__all__ = ["PHONE", "REDEEM_FIELD_TYPES", "check_coupon_pool", "check_form_redemption", "local_time"]

@@ -102,6 +102,8 @@ class FormSpec:
     edit_until: str = "workflow_started"
     public: bool = False
     source: Source | None = None
+    #: ``redeems_coupon``: role (code, customer, phone, amount, store) → field key; submitting redeems.
+    redeems_coupon: Mapping[str, str] | None = None
 
     def field(self, key: str) -> FieldSpec:
         for f in self.fields:

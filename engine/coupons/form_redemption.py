@@ -1,0 +1,58 @@
+"""Forms that redeem (``redeems_coupon``): submitting the shipped store
+redemption form redeems its coupon through the same service as the till and
+the API, in the record's own transaction. A code the engine never issued, or
+one it refuses, is a field error on the code's field (422), and nothing of the
+submission is stored, so no form accepts a code that does not exist.
+
+The record's id is the order id (``record:<id>``), unless the form names an
+order field: one record redeems at most once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from engine.coupons.redeem import redeem
+from engine.coupons.decision import RedeemRequest
+from engine.definitions.specs import FormSpec
+from engine.forms.errors import FieldError, ValidationFailed
+
+
+class FormRedemption:
+    """An ``on_created`` hook of :class:`engine.records.RecordService`."""
+
+    def __init__(self, registry: Any, *, tz: str = "Asia/Shanghai"):
+        self._registry = registry
+        self._tz = tz
+
+    def __call__(self, session: Session, row: Any, form: FormSpec, now: datetime) -> None:
+        roles = form.redeems_coupon
+        if not roles:
+            return
+        data = row.data or {}
+
+        def value(role: str) -> Any:
+            key = roles.get(role)
+            return data.get(key) if key else None
+
+        amount = value("amount")
+        try:
+            amount = None if amount is None else Decimal(str(amount))
+        except InvalidOperation:
+            amount = None
+        customer = value("customer")
+        request = RedeemRequest(code=str(value("code") or ""), order_id=f"record:{row.id}", order_amount=amount,
+                                customer_id=customer if isinstance(customer, int) else None,
+                                phone=value("phone"), store=value("store"), device=f"form:{form.id}",
+                                actor=row.created_by)
+        result = redeem(session, request, pools=self._registry.current().coupon_pools, now=now, tz=self._tz)
+        if not result.ok:
+            ctx = {"min_order": f"{result.min_order:.2f}" if result.min_order is not None else ""}
+            raise ValidationFailed([FieldError(roles["code"], f"coupon_{result.reason}", ctx)])
+
+
+__all__ = ["FormRedemption"]

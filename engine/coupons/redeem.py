@@ -95,22 +95,30 @@ def _facts(row: repo.CouponRow) -> CouponFacts:
 
 
 def _counts(session: Session, row: repo.CouponRow, rules: RedemptionRules, request: RedeemRequest,
-            phone: str | None, now_db: datetime, pools: Mapping[str, CouponPoolSpec]) -> Facts:
-    """Only the counts the pool's declared rules need (most pools declare none)."""
+            phone: str | None, now_db: datetime, pools: Mapping[str, CouponPoolSpec],
+            read: repo.RedemptionCounts | None = None) -> Facts:
+    """Only the counts the pool's declared rules need (most pools declare none);
+    ``read``: the counts already read with the coupon (the redeem path)."""
     since = now_db - HOUR
     others: tuple[bool, ...] = ()
-    if request.order_id:
+    if request.order_id and (read is None or read.other_on_order):
         other_pools = repo.pools_on_order(session, request.order_id, except_coupon=row.id)
         others = tuple((p.redemption.stackable if (p := pools.get(pid)) is not None else True) for pid in other_pools)
+
+    def count(by: str, value: Any, wanted: bool, window: bool = False) -> int | None:
+        # the phone read with the coupon is the request's; an owner's stored phone is normalized here first
+        if not wanted or value is None:
+            return None
+        if read is not None and (by != "phone" or normalize_phone(request.phone) is not None):
+            return int(getattr(read, {"customer": "customer_redeemed", "phone": "phone_redeemed",
+                                      "store": "store_last_hour", "device": "device_last_hour"}[by]))
+        return repo.count_redeemed(session, row.pool_id, by=by, value=value, since=since if window else None)
+
     return Facts(
-        customer_redeemed=(repo.count_redeemed(session, row.pool_id, customer_id=row.customer_id)
-                           if rules.per_customer is not None and row.customer_id is not None else None),
-        phone_redeemed=(repo.count_redeemed(session, row.pool_id, phone=phone)
-                        if rules.per_phone is not None and phone else None),
-        store_last_hour=(repo.count_redeemed(session, row.pool_id, store=request.store, since=since)
-                         if rules.per_store_per_hour is not None and request.store else None),
-        device_last_hour=(repo.count_redeemed(session, row.pool_id, device=request.device, since=since)
-                          if rules.per_device_per_hour is not None and request.device else None),
+        customer_redeemed=count("customer", row.customer_id, rules.per_customer is not None),
+        phone_redeemed=count("phone", phone, rules.per_phone is not None),
+        store_last_hour=count("store", request.store, rules.per_store_per_hour is not None, True),
+        device_last_hour=count("device", request.device, rules.per_device_per_hour is not None, True),
         earlier_orders=(repo.earlier_paid_orders(session, row.customer_id, except_order=request.order_id)
                         if rules.new_customers_only and row.customer_id is not None else None),
         others_on_order=others,
@@ -118,7 +126,8 @@ def _counts(session: Session, row: repo.CouponRow, rules: RedemptionRules, reque
 
 
 def _decide(session: Session, row: repo.CouponRow | None, request: RedeemRequest, *,
-            pools: Mapping[str, CouponPoolSpec], now: datetime, tz: str) -> tuple[str | None, CouponPoolSpec | None]:
+            pools: Mapping[str, CouponPoolSpec], now: datetime, tz: str,
+            read: repo.RedemptionCounts | None = None) -> tuple[str | None, CouponPoolSpec | None]:
     pool = pools.get(row.pool_id) if row is not None else None
     rules = pool.redemption if pool is not None else _NO_RULES
     now_db = to_db_time(now)
@@ -126,7 +135,7 @@ def _decide(session: Session, row: repo.CouponRow | None, request: RedeemRequest
     if row is None:
         return "unknown", None
     phone = normalize_phone(request.phone) or normalize_phone(row.customer_phone)
-    facts = _counts(session, row, rules, request, phone, now_db, pools) if row.status == "issued" else Facts()
+    facts = _counts(session, row, rules, request, phone, now_db, pools, read) if row.status == "issued" else Facts()
     reason = refusal(_facts(row), rules, request, facts, now_utc=now_db, now_local=now_local,
                      min_order=pool.min_order if pool is not None else None)
     return reason, pool
@@ -151,14 +160,16 @@ def redeem(session: Session, request: RedeemRequest, *, pools: Mapping[str, Coup
     if not request.order_id:
         raise ValueError("a redemption needs the order id (it makes a repeated request harmless)")
     code = normalize_code(request.code)
-    row = repo.find_coupon(session, code) if code else None
     now_db = to_db_time(now)
+    found = repo.find_with_counts(session, code, order_id=request.order_id, phone=normalize_phone(request.phone),
+                                  store=request.store, device=request.device, since=now_db - HOUR) if code else None
+    row, read = found if found is not None else (None, None)
     phone = normalize_phone(request.phone) or (normalize_phone(row.customer_phone) if row is not None else None)
     pool = pools.get(row.pool_id) if row is not None else None
     if row is not None and row.status == "redeemed" and row.redeemed_order == request.order_id:
         result = _replay(row, code, pool)
     else:
-        reason, pool = _decide(session, row, request, pools=pools, now=now, tz=tz)
+        reason, pool = _decide(session, row, request, pools=pools, now=now, tz=tz, read=read)
         if reason is None and row is not None:
             if repo.mark_redeemed(session, row.id, order_id=request.order_id, amount=request.order_amount,
                                   store=request.store, device=request.device, phone=phone, at=now_db):
@@ -200,7 +211,7 @@ def check(session: Session, request: RedeemRequest, *, pools: Mapping[str, Coupo
     Without ``order_amount`` the minimum order is not tested (the till may not
     know the amount yet); without ``order_id`` stacking is not."""
     code = normalize_code(request.code)
-    row = repo.find_coupon(session, code) if code else None
+    row = repo.find_coupon(session, code, order_id=request.order_id) if code else None
     reason, pool = _decide(session, row, request, pools=pools, now=now, tz=tz)
     return CheckResult(code, reason, row, min_order=pool.min_order if pool is not None else None,
                        pool_title=pool.title if pool is not None else None,

@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, and_, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.storage.models import Coupon, Customer, Order, RedemptionAttempt
@@ -44,18 +44,86 @@ class CouponRow:
     redeemed_amount: Decimal | None
     redeemed_store: str | None
     redeemed_device: str | None
+    #: another coupon is redeemed on the order asked about (None: not asked)
+    other_on_order: bool | None = None
 
 
 _COLS = (_c.c.id, _c.c.code, _c.c.pool_id, _c.c.customer_id, _cu.c.name, _cu.c.phone, _c.c.status, _c.c.value,
          _c.c.issued_at, _c.c.expires_at, _c.c.redeemed_at, _c.c.redeemed_order, _c.c.redeemed_amount,
          _c.c.redeemed_store, _c.c.redeemed_device)
 _FROM = _c.outerjoin(_cu, _cu.c.id == _c.c.customer_id)
+# The till's hot path runs these per request: built once, with bind parameters,
+# so a redemption pays for executing statements, not for constructing them.
+_FIND = select(*_COLS).select_from(_FROM).where(_c.c.code == bindparam("code"))
+_other = _c.alias("other")
+_FIND_WITH_ORDER = select(*_COLS, select(_other.c.id).where(
+    _other.c.redeemed_order == bindparam("order_id"), _other.c.redeemed_at.is_not(None),
+    _other.c.code != bindparam("code")).limit(1).scalar_subquery().label("other_on_order")
+).select_from(_FROM).where(_c.c.code == bindparam("code"))
 
 
-def find_coupon(session: Session, code: str) -> CouponRow | None:
-    """The coupon issued with ``code`` (exact, as issued), or None."""
-    row = session.execute(select(*_COLS).select_from(_FROM).where(_c.c.code == code)).first()
-    return CouponRow(*row) if row is not None else None
+def _facts_query() -> Any:
+    """The coupon and, in the same statement, every count a pool's redemption
+    rules may need (one round trip on the till's hot path; each count is an
+    index seek on the partial ``ix_coupons_redeemed_*`` indexes, cheap even for
+    pools that declare no limit)."""
+    o = _c.alias("o")
+    redeemed_pool = (o.c.pool_id == _c.c.pool_id, o.c.redeemed_at.is_not(None))
+    since = bindparam("since", type_=_c.c.redeemed_at.type)
+
+    def count(*where: Any) -> Any:
+        return select(func.count()).select_from(o).where(*redeemed_pool, *where).scalar_subquery()
+
+    return select(
+        *_COLS,
+        select(o.c.id).where(o.c.redeemed_order == bindparam("order_id"), o.c.redeemed_at.is_not(None),
+                             o.c.id != _c.c.id).limit(1).scalar_subquery().label("other_on_order"),
+        count(o.c.customer_id == _c.c.customer_id).label("customer_redeemed"),
+        count(o.c.redeemed_phone == bindparam("phone")).label("phone_redeemed"),
+        count(o.c.redeemed_store == bindparam("store"), o.c.redeemed_at > since).label("store_last_hour"),
+        count(o.c.redeemed_device == bindparam("device"), o.c.redeemed_at > since).label("device_last_hour"),
+    ).select_from(_FROM).where(_c.c.code == bindparam("code"))
+
+
+_FIND_WITH_FACTS = _facts_query()
+
+
+@dataclass(frozen=True)
+class RedemptionCounts:
+    """Counts over the coupon's pool, read with the coupon (:func:`find_with_counts`)."""
+
+    other_on_order: bool
+    customer_redeemed: int
+    phone_redeemed: int
+    store_last_hour: int
+    device_last_hour: int
+
+
+def find_with_counts(session: Session, code: str, *, order_id: str | None, phone: str | None, store: str | None,
+                     device: str | None, since: datetime) -> tuple[CouponRow, RedemptionCounts] | None:
+    """The coupon issued with ``code`` and the counts of its pool's redemptions
+    by its customer, by ``phone`` (as the request gave it, normalized), at ``store``
+    and on ``device`` since ``since``, and whether another coupon is redeemed
+    on ``order_id``: one statement."""
+    row = session.connection().execute(_FIND_WITH_FACTS, {
+        "code": code, "order_id": order_id, "phone": phone, "store": store, "device": device, "since": since,
+    }).first()
+    if row is None:
+        return None
+    base, extra = row[:len(_COLS)], row[len(_COLS):]
+    return CouponRow(*base), RedemptionCounts(extra[0] is not None, *(int(x or 0) for x in extra[1:]))
+
+
+def find_coupon(session: Session, code: str, *, order_id: str | None = None) -> CouponRow | None:
+    """The coupon issued with ``code`` (exact, as issued), or None. With
+    ``order_id``, also whether another coupon is already redeemed on that
+    order (``other_on_order``), in the same statement."""
+    conn = session.connection()
+    if order_id is None:
+        row = conn.execute(_FIND, {"code": code}).first()
+        return CouponRow(*row) if row is not None else None
+    row = conn.execute(_FIND_WITH_ORDER, {"code": code, "order_id": order_id}).first()
+    return CouponRow(*row[:-1], other_on_order=row[-1] is not None) if row is not None else None
 
 
 def coupons_of_customer(session: Session, customer_id: int, *, limit: int = 50) -> list[CouponRow]:
@@ -65,22 +133,26 @@ def coupons_of_customer(session: Session, customer_id: int, *, limit: int = 50) 
     return [CouponRow(*r) for r in rows]
 
 
-def count_redeemed(session: Session, pool_id: str, *, customer_id: int | None = None, phone: str | None = None,
-                   store: str | None = None, device: str | None = None, since: datetime | None = None) -> int:
-    """Coupons of ``pool_id`` redeemed by a customer, a phone, at a store or a device
-    (since a time): one indexed count (the partial ``ix_coupons_redeemed_*``)."""
-    where = [_c.c.pool_id == pool_id, _c.c.redeemed_at.is_not(None)]
-    if customer_id is not None:
-        where.append(_c.c.customer_id == customer_id)
-    if phone is not None:
-        where.append(_c.c.redeemed_phone == phone)
-    if store is not None:
-        where.append(_c.c.redeemed_store == store)
-    if device is not None:
-        where.append(_c.c.redeemed_device == device)
+def _count(by: Any, since: bool) -> Any:
+    where = [_c.c.pool_id == bindparam("pool_id"), _c.c.redeemed_at.is_not(None), by == bindparam("value")]
+    if since:
+        where.append(_c.c.redeemed_at > bindparam("since", type_=_c.c.redeemed_at.type))
+    return select(func.count()).select_from(_c).where(*where)
+
+
+_COUNTS = {("customer", False): _count(_c.c.customer_id, False), ("phone", False): _count(_c.c.redeemed_phone, False),
+           ("store", True): _count(_c.c.redeemed_store, True), ("device", True): _count(_c.c.redeemed_device, True)}
+
+
+def count_redeemed(session: Session, pool_id: str, *, by: str, value: Any, since: datetime | None = None) -> int:
+    """Coupons of ``pool_id`` redeemed by a ``customer``, a ``phone``, at a
+    ``store`` or a ``device`` (the latter two since a time): one count over the
+    partial ``ix_coupons_redeemed_*`` indexes (or the customer/pool index)."""
+    stmt = _COUNTS[(by, since is not None)]
+    params = {"pool_id": pool_id, "value": value}
     if since is not None:
-        where.append(_c.c.redeemed_at > since)
-    return int(session.execute(select(func.count()).select_from(_c).where(*where)).scalar_one())
+        params["since"] = since
+    return int(session.connection().execute(stmt, params).scalar_one())
 
 
 def earlier_paid_orders(session: Session, customer_id: int, *, except_order: str | None) -> int:
@@ -98,16 +170,22 @@ def pools_on_order(session: Session, order_id: str, *, except_coupon: int) -> li
     return [r[0] for r in rows]
 
 
+_MARK = (update(_c).where(_c.c.id == bindparam("coupon_id"), _c.c.status == "issued")
+         .values(status="redeemed", redeemed_at=bindparam("at", type_=_c.c.redeemed_at.type),
+                 redeemed_order=bindparam("order_id"), redeemed_amount=bindparam("amount", type_=_c.c.value.type),
+                 redeemed_store=bindparam("store"), redeemed_device=bindparam("device"),
+                 redeemed_phone=bindparam("phone")))
+
+
 def mark_redeemed(session: Session, coupon_id: int, *, order_id: str, amount: Decimal | None, store: str | None,
                   device: str | None, phone: str | None, at: datetime) -> bool:
     """``UPDATE coupons SET status='redeemed' … WHERE id=? AND status='issued'``:
     True when this call redeemed it. Two tills at once: one row changes, the
     other statement (waiting for the first's lock on PostgreSQL, or after it on
     SQLite) matches no row."""
-    result = session.connection().execute(
-        update(_c).where(_c.c.id == coupon_id, _c.c.status == "issued")
-        .values(status="redeemed", redeemed_at=at, redeemed_order=order_id, redeemed_amount=amount,
-                redeemed_store=store, redeemed_device=device, redeemed_phone=phone))
+    result = session.connection().execute(_MARK, {"coupon_id": coupon_id, "at": at, "order_id": order_id,
+                                                  "amount": amount, "store": store, "device": device,
+                                                  "phone": phone})
     return result.rowcount == 1
 
 
@@ -123,12 +201,15 @@ def unredeem(session: Session, coupon_id: int, *, order_id: str, cancel: bool) -
     return result.rowcount == 1
 
 
+_INSERT_ATTEMPT = insert(_a)
+
+
 def record_attempt(session: Session, *, code: str, coupon_id: int | None, pool_id: str | None,
                    customer_id: int | None, phone: str | None, order_id: str | None, order_amount: Decimal | None,
                    store: str | None, device: str | None, actor: str | None, result: str, reason: str | None,
                    at: datetime) -> None:
     """Append one attempt (redeemed, refused, replayed or voided) to the log."""
-    session.connection().execute(insert(_a), {
+    session.connection().execute(_INSERT_ATTEMPT, {
         "code": code[:64], "coupon_id": coupon_id, "pool_id": pool_id, "customer_id": customer_id,
         "phone": phone, "order_id": order_id, "order_amount": order_amount, "store": store, "device": device,
         "actor": actor, "result": result, "reason": reason, "created_at": at})
@@ -171,6 +252,6 @@ def paid_order_count(session: Session, customer_ids: Sequence[int]) -> dict[int,
     return {int(c): int(n) for c, n in rows}
 
 
-__all__ = ["CouponRow", "CustomerHit", "attempts_for", "count_redeemed", "coupons_of_customer",
-           "earlier_paid_orders", "find_coupon", "find_customers", "mark_redeemed", "paid_order_count",
+__all__ = ["CouponRow", "CustomerHit", "RedemptionCounts", "attempts_for", "count_redeemed", "coupons_of_customer",
+           "earlier_paid_orders", "find_coupon", "find_customers", "find_with_counts", "mark_redeemed", "paid_order_count",
            "pools_on_order", "record_attempt", "unredeem"]

@@ -10,7 +10,8 @@ and table: a bare Flask endpoint doing the one conditional UPDATE
 (bench/baseline_redeem_app.py). Every request of either side redeems a
 different coupon, issued beforehand by the product itself (customers
 imported with ``promoflow customers import``, coupons issued by
-``promoflow rules run winback_90d``).
+``promoflow rules run winback_90d``); between rounds, untimed, a side's used
+coupons are made usable again so neither runs out.
 
     python bench/redeem.py [--scale S] [--backend both|sqlite|postgresql]
 
@@ -81,6 +82,22 @@ def issue(env: dict, tmp: str, n: int, url: str) -> list[tuple[str, int]]:
     return [(code, cid) for code, cid in rows]
 
 
+def reset(url: str, coupons: list[tuple[str, int]]) -> None:
+    """Make a side's coupons usable again between rounds (bench bookkeeping, not timed)."""
+    from sqlalchemy import bindparam, text
+
+    from engine.storage.database import make_engine
+
+    engine = make_engine(url)
+    stmt = text("UPDATE coupons SET status = 'issued', redeemed_at = NULL, redeemed_order = NULL, "
+                "redeemed_amount = NULL, redeemed_store = NULL, redeemed_device = NULL, redeemed_phone = NULL "
+                "WHERE code IN :codes AND status <> 'issued'").bindparams(bindparam("codes", expanding=True))
+    with engine.begin() as conn:
+        for i in range(0, len(coupons), 500):
+            conn.execute(stmt, {"codes": [c for c, _ in coupons[i:i + 500]]})
+    engine.dispose()
+
+
 def redeem_load(port: int, path: str, supply: deque, headers: dict[str, str], *, seconds: float,
                 threads: int, tag: str) -> LoadResult:
     """Like ``_load.post_load``, but every request redeems the next code from ``supply``."""
@@ -130,7 +147,7 @@ def redeem_load(port: int, path: str, supply: deque, headers: dict[str, str], *,
 
 def one_backend(backend: str, url: str, args: argparse.Namespace, tmp: str) -> tuple[float, float, float]:
     seconds = max(2.0 * args.rounds, 30.0 * args.scale)
-    n = max(4000, int(60_000 * args.scale))
+    n = max(6000, int(20_000 * args.scale))
     env = dict(os.environ, PROMOFLOW_INSTANCE_PATH=f"{tmp}/instance-{backend}", PROMOFLOW_DATABASE_URL=url,
                BENCH_THREADS=str(args.server_threads), PYTHONPATH=str(ROOT))
     run(PROMOFLOW + ["db", "upgrade"], env)
@@ -141,7 +158,8 @@ def one_backend(backend: str, url: str, args: argparse.Namespace, tmp: str) -> t
     coupons = issue(env, tmp, n, url)
     print(f"[{backend}] {len(coupons):,} coupons issued by the win-back rule in {time.perf_counter() - t:.1f} s")
     half = len(coupons) // 2
-    supply = {"project": deque(coupons[:half]), "baseline": deque(coupons[half:])}
+    halves = {"project": coupons[:half], "baseline": coupons[half:]}
+    supply = {name: deque(codes) for name, codes in halves.items()}
     port, base_port = free_port(), free_port()
     server = start(PROMOFLOW + ["serve", "--host", "127.0.0.1", "--port", str(port),
                                 "--threads", str(args.server_threads)], env, port)
@@ -153,16 +171,18 @@ def one_backend(backend: str, url: str, args: argparse.Namespace, tmp: str) -> t
     try:
         for name, (p, path, headers) in target.items():  # warm-up
             redeem_load(p, path, supply[name], headers, seconds=1.0, threads=2, tag="warm")
-        for _ in range(args.rounds):  # alternate short rounds; compare medians
+        for r in range(args.rounds):  # alternate short rounds; compare medians
             for name, (p, path, headers) in target.items():
+                reset(url, halves[name])  # untimed: every code of the side is usable again
+                supply[name] = deque(halves[name])
                 runs[name].append(redeem_load(p, path, supply[name], headers, seconds=seconds / args.rounds,
-                                              threads=args.threads, tag=name))
+                                              threads=args.threads, tag=f"{name}{r}"))
+                if not supply[name]:
+                    print(f"[{backend}] warning: {name} ran out of coupons in round {r + 1}", file=sys.stderr)
     finally:
         for proc in (server, baseline_server):
             proc.terminate()
             proc.wait(10)
-    if not supply["project"] or not supply["baseline"]:
-        print(f"[{backend}] warning: a side ran out of coupons; its last rounds were short", file=sys.stderr)
     med = {k: sorted(v, key=lambda r: r.rate)[len(v) // 2] for k, v in runs.items()}
     for name in runs:
         print(f"[{backend}] {name:<9} rounds: " + ", ".join(f"{r.rate:.1f}" for r in runs[name]) + " req/s; median "

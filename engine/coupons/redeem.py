@@ -28,7 +28,6 @@ from engine.coupons.decision import CouponFacts, Facts, RedeemRequest, normalize
 from engine.definitions.specs import CouponPoolSpec, RedemptionRules
 from engine.storage import coupons_repo as repo
 from engine.storage.database import transaction
-from engine.storage.events_repo import append_event
 from engine.storage.times import from_db_time_opt, to_db_time
 
 HOUR = timedelta(hours=1)
@@ -164,6 +163,7 @@ def redeem(session: Session, request: RedeemRequest, *, pools: Mapping[str, Coup
     found = repo.find_with_counts(session, code, order_id=request.order_id, phone=normalize_phone(request.phone),
                                   store=request.store, device=request.device, since=now_db - HOUR) if code else None
     row, read = found if found is not None else (None, None)
+    logged = False
     phone = normalize_phone(request.phone) or (normalize_phone(row.customer_phone) if row is not None else None)
     pool = pools.get(row.pool_id) if row is not None else None
     if row is not None and row.status == "redeemed" and row.redeemed_order == request.order_id:
@@ -171,14 +171,20 @@ def redeem(session: Session, request: RedeemRequest, *, pools: Mapping[str, Coup
     else:
         reason, pool = _decide(session, row, request, pools=pools, now=now, tz=tz, read=read)
         if reason is None and row is not None:
-            if repo.mark_redeemed(session, row.id, order_id=request.order_id, amount=request.order_amount,
-                                  store=request.store, device=request.device, phone=phone, at=now_db):
-                append_event(session, "coupon.redeemed", "customer" if row.customer_id is not None else "coupon",
-                             row.customer_id if row.customer_id is not None else row.id,
-                             {"customer_id": row.customer_id, "coupon_id": row.id, "code": code, "pool": row.pool_id,
-                              "order_id": request.order_id,
-                              "amount": None if request.order_amount is None else str(request.order_amount),
-                              "store": request.store, "device": request.device}, now)
+            payload = {"customer_id": row.customer_id, "coupon_id": row.id, "code": code, "pool": row.pool_id,
+                       "order_id": request.order_id,
+                       "amount": None if request.order_amount is None else str(request.order_amount),
+                       "store": request.store, "device": request.device}
+            if repo.redeem_logged(session, coupon_id=row.id, code=code, pool_id=row.pool_id,
+                                  order_id=request.order_id, amount=request.order_amount, store=request.store,
+                                  device=request.device, phone=phone,
+                                  attempt_customer=(request.customer_id if request.customer_id is not None
+                                                    else row.customer_id),
+                                  attempt_phone=normalize_phone(request.phone), actor=request.actor,
+                                  subject_type="customer" if row.customer_id is not None else "coupon",
+                                  subject_id=row.customer_id if row.customer_id is not None else row.id,
+                                  payload=payload, at=now_db):
+                logged = True
                 result = RedeemResult("redeemed", code, order_id=request.order_id, coupon_id=row.id,
                                       pool_id=row.pool_id, customer_id=row.customer_id, value=row.value,
                                       min_order=pool.min_order if pool is not None else None, redeemed_at=now)
@@ -195,12 +201,13 @@ def redeem(session: Session, request: RedeemRequest, *, pools: Mapping[str, Coup
                                   customer_id=row.customer_id if row is not None else None,
                                   value=row.value if row is not None else None,
                                   min_order=pool.min_order if pool is not None else None)
-    repo.record_attempt(session, code=code or (request.code or "")[:64], coupon_id=result.coupon_id,
-                        pool_id=result.pool_id, customer_id=request.customer_id if request.customer_id is not None
-                        else result.customer_id, phone=normalize_phone(request.phone), order_id=request.order_id,
-                        order_amount=request.order_amount, store=request.store, device=request.device,
-                        actor=request.actor,
-                        result="replayed" if result.replayed else result.status, reason=result.reason, at=now_db)
+    if not logged:  # the redeemed path logged its attempt with the coupon's change
+        repo.record_attempt(session, code=code or (request.code or "")[:64], coupon_id=result.coupon_id,
+                            pool_id=result.pool_id, customer_id=request.customer_id if request.customer_id is not None
+                            else result.customer_id, phone=normalize_phone(request.phone), order_id=request.order_id,
+                            order_amount=request.order_amount, store=request.store, device=request.device,
+                            actor=request.actor,
+                            result="replayed" if result.replayed else result.status, reason=result.reason, at=now_db)
     return result
 
 

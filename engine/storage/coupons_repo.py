@@ -8,16 +8,19 @@ UTC (``engine.storage.times``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import DateTime, Numeric, Table, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from engine.storage.events_repo import append_event
 from engine.storage.models import Coupon, Customer, Order, RedemptionAttempt
+from engine.storage.times import from_db_time
 
 _c: Table = Coupon.__table__  # type: ignore[assignment]
 _cu: Table = Customer.__table__  # type: ignore[assignment]
@@ -189,6 +192,49 @@ def mark_redeemed(session: Session, coupon_id: int, *, order_id: str, amount: De
     return result.rowcount == 1
 
 
+_PG_REDEEM = text("""
+WITH u AS (
+    UPDATE coupons SET status = 'redeemed', redeemed_at = :at, redeemed_order = :order_id,
+           redeemed_amount = :amount, redeemed_store = :store, redeemed_device = :device, redeemed_phone = :phone
+    WHERE id = :coupon_id AND status = 'issued' RETURNING id),
+e AS (
+    INSERT INTO events (name, subject_type, subject_id, payload, created_at)
+    SELECT 'coupon.redeemed', :subject_type, :subject_id, CAST(:payload AS jsonb), :at FROM u RETURNING id),
+a AS (
+    INSERT INTO redemption_attempts (code, coupon_id, pool_id, customer_id, phone, order_id, order_amount, store,
+                                     device, actor, result, reason, created_at)
+    SELECT :code, :coupon_id, :pool_id, :attempt_customer, :attempt_phone, :order_id, :amount, :store, :device,
+           :actor, 'redeemed', NULL, :at FROM u RETURNING id)
+SELECT (SELECT count(*) FROM u)""").bindparams(
+    bindparam("at", type_=DateTime()), bindparam("amount", type_=Numeric(14, 2)))
+
+
+def redeem_logged(session: Session, *, coupon_id: int, code: str, pool_id: str, order_id: str,
+                  amount: Decimal | None, store: str | None, device: str | None, phone: str | None,
+                  attempt_customer: int | None, attempt_phone: str | None, actor: str | None,
+                  subject_type: str, subject_id: int, payload: dict[str, Any], at: datetime) -> bool:
+    """The conditional UPDATE (:func:`mark_redeemed`), and only if it changed the
+    row, the ``coupon.redeemed`` event and the ``redeemed`` attempt: one
+    statement on PostgreSQL (data-modifying CTEs: one round trip where a till
+    waits), three on SQLite. True when this call redeemed the coupon; False
+    (nothing written) when another till was first."""
+    if session.get_bind().dialect.name == "postgresql":
+        return bool(session.connection().execute(_PG_REDEEM, {
+            "at": at, "order_id": order_id, "amount": amount, "store": store, "device": device, "phone": phone,
+            "coupon_id": coupon_id, "subject_type": subject_type, "subject_id": str(subject_id),
+            "payload": json.dumps(payload, ensure_ascii=False), "code": code, "pool_id": pool_id,
+            "attempt_customer": attempt_customer, "attempt_phone": attempt_phone, "actor": actor,
+        }).scalar_one())
+    if not mark_redeemed(session, coupon_id, order_id=order_id, amount=amount, store=store, device=device,
+                         phone=phone, at=at):
+        return False
+    append_event(session, "coupon.redeemed", subject_type, subject_id, payload, from_db_time(at))
+    record_attempt(session, code=code, coupon_id=coupon_id, pool_id=pool_id, customer_id=attempt_customer,
+                   phone=attempt_phone, order_id=order_id, order_amount=amount, store=store, device=device,
+                   actor=actor, result="redeemed", reason=None, at=at)
+    return True
+
+
 def unredeem(session: Session, coupon_id: int, *, order_id: str, cancel: bool) -> bool:
     """Undo the redemption of ``order_id`` (a refund): back to ``issued`` (usable
     again) or, with ``cancel``, ``void`` (never usable). True when this call changed it."""
@@ -254,4 +300,4 @@ def paid_order_count(session: Session, customer_ids: Sequence[int]) -> dict[int,
 
 __all__ = ["CouponRow", "CustomerHit", "RedemptionCounts", "attempts_for", "count_redeemed", "coupons_of_customer",
            "earlier_paid_orders", "find_coupon", "find_customers", "find_with_counts", "mark_redeemed", "paid_order_count",
-           "pools_on_order", "record_attempt", "unredeem"]
+           "pools_on_order", "record_attempt", "redeem_logged", "unredeem"]

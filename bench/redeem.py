@@ -161,8 +161,9 @@ def one_backend(backend: str, url: str, args: argparse.Namespace, tmp: str) -> t
     halves = {"project": coupons[:half], "baseline": coupons[half:]}
     supply = {name: deque(codes) for name, codes in halves.items()}
     port, base_port = free_port(), free_port()
+    gate = [] if args.write_concurrency is None else ["--write-concurrency", str(args.write_concurrency)]
     server = start(PROMOFLOW + ["serve", "--host", "127.0.0.1", "--port", str(port),
-                                "--threads", str(args.server_threads)], env, port)
+                                "--threads", str(args.server_threads), *gate], env, port)
     baseline_server = start([sys.executable, str(Path(__file__).with_name("baseline_redeem_app.py")), url,
                              str(base_port)], env, base_port)
     target = {"project": (port, "/api/v1/coupons/redeem", {"Authorization": f"Bearer {token}"}),
@@ -200,6 +201,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8, help="client connections")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds; medians are compared")
     parser.add_argument("--server-threads", type=int, default=4, help="waitress threads, the same for both servers")
+    parser.add_argument("--write-concurrency", type=int, default=None,
+                        help="passed to `promoflow serve` (default: serve's own, 1 on SQLite, no gate on PostgreSQL)")
     args = parser.parse_args()
     if not 0 < args.scale <= 1:
         parser.error("--scale must be in (0, 1]")

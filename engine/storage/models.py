@@ -407,10 +407,9 @@ class RedemptionAttempt(Base):
     store's or device's abuse is read from."""
 
     __tablename__ = "redemption_attempts"
-    __table_args__ = (
-        Index("ix_redemption_attempts_code", "code"),
-        Index("ix_redemption_attempts_store_created", "store", "created_at"),
-    )
+    # One index: a code's attempts (the till's history, an undo's idempotency). The limits
+    # count redeemed coupons (their partial indexes), so a till's write touches no more.
+    __table_args__ = (Index("ix_redemption_attempts_code", "code"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     code: Mapped[str] = mapped_column(String(64))

@@ -63,12 +63,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_redemption_attempts")),
     )
     op.create_index("ix_redemption_attempts_code", "redemption_attempts", ["code"], unique=False)
-    op.create_index("ix_redemption_attempts_store_created", "redemption_attempts", ["store", "created_at"],
-                    unique=False)
 
 
 def downgrade() -> None:
-    op.drop_index("ix_redemption_attempts_store_created", table_name="redemption_attempts")
     op.drop_index("ix_redemption_attempts_code", table_name="redemption_attempts")
     op.drop_table("redemption_attempts")
     for name, _ in reversed(_INDEXES):

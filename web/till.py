@@ -18,7 +18,7 @@ from typing import Any
 
 from flask import Blueprint, abort, g, render_template, request
 
-from engine.coupons import RedeemRequest, normalize_phone
+from engine.coupons import RedeemRequest
 
 from . import services
 from .api_coupons import coupon_service
@@ -58,24 +58,15 @@ def _stores() -> list[tuple[str, str]]:
 
 
 def _customer_view(customer_id: int) -> dict[str, Any] | None:
-    hits = [h for h in _find(customer_id=customer_id)]
-    return hits[0] if hits else None
+    hit = coupon_service().customer(customer_id)
+    return None if hit is None else {"id": hit.id, "name": hit.name, "phone": mask(hit.phone)}
 
 
-def _find(*, phone: str = "", name: str = "", customer_id: int | None = None) -> list[dict[str, Any]]:
-    from engine.storage import coupons_repo
-
+def _find(*, phone: str, name: str) -> list[dict[str, Any]]:
+    """Customers by the full phone, or by its last four digits and (part of) the name."""
     svc = coupon_service()
-    if customer_id is not None:
-        with services().session_factory() as session:
-            from engine.storage.models import Customer
-
-            row = session.get(Customer, customer_id)
-            found = [coupons_repo.CustomerHit(row.id, row.name, row.phone)] if row is not None else []
-    elif _LAST4.match(phone):
-        found = svc.find_customers(last4=phone, name=name) if name else []
-    else:
-        found = svc.find_customers(phone=phone)
+    found = (svc.find_customers(last4=phone, name=name) if name else []) if _LAST4.match(phone) \
+        else svc.find_customers(phone=phone)
     return [{"id": h.id, "name": h.name, "phone": mask(h.phone)} for h in found]
 
 
@@ -119,7 +110,7 @@ def index() -> Any:
         return _render(customer=None, hits=None, phone="", name="")
     if _LAST4.match(phone) and not name:
         return _render(customer=None, hits=None, phone=phone, name=name, problem=t("till_need_phone"))
-    hits = _find(phone=normalize_phone(phone) or phone if not _LAST4.match(phone) else phone, name=name)
+    hits = _find(phone=phone, name=name)
     if len(hits) == 1:
         return _render(customer=hits[0], phone=phone, name=name)
     return _render(customer=None, hits=hits, phone=phone, name=name)

@@ -291,6 +291,10 @@ class CouponService:
             return repo.find_customers(session, phone=normalize_phone(phone) if phone else None, last4=last4,
                                        name=name)
 
+    def customer(self, customer_id: int) -> repo.CustomerHit | None:
+        with self._sf() as session:
+            return repo.customer_by_id(session, customer_id)
+
     def wallet(self, customer_id: int, *, now: datetime) -> list[CheckResult]:
         """A customer's coupons, each with whether it may be redeemed now (the till's list)."""
         pools = self.pools()

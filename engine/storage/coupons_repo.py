@@ -9,13 +9,12 @@ UTC (``engine.storage.times``).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, Numeric, Table, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import DateTime, Numeric, Table, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from engine.storage.events_repo import append_event
@@ -289,15 +288,12 @@ def find_customers(session: Session, *, phone: str | None = None, last4: str | N
     return [CustomerHit(*r) for r in session.execute(query.order_by(_cu.c.id).limit(limit))]
 
 
-def paid_order_count(session: Session, customer_ids: Sequence[int]) -> dict[int, int]:
-    """Paid orders per customer (the till shows whether a customer is new)."""
-    if not customer_ids:
-        return {}
-    rows = session.execute(select(_o.c.customer_id, func.count()).where(
-        and_(_o.c.customer_id.in_(list(customer_ids)), _o.c.status == "paid")).group_by(_o.c.customer_id))
-    return {int(c): int(n) for c, n in rows}
+def customer_by_id(session: Session, customer_id: int) -> CustomerHit | None:
+    """One customer as the till shows them, or None."""
+    row = session.execute(select(_cu.c.id, _cu.c.name, _cu.c.phone).where(_cu.c.id == customer_id)).first()
+    return CustomerHit(*row) if row is not None else None
 
 
-__all__ = ["CouponRow", "CustomerHit", "RedemptionCounts", "attempts_for", "count_redeemed", "coupons_of_customer",
-           "earlier_paid_orders", "find_coupon", "find_customers", "find_with_counts", "mark_redeemed", "paid_order_count",
+__all__ = ["CouponRow", "CustomerHit", "RedemptionCounts", "attempts_for", "count_redeemed", "coupons_of_customer", "customer_by_id",
+           "earlier_paid_orders", "find_coupon", "find_customers", "find_with_counts", "mark_redeemed",
            "pools_on_order", "record_attempt", "redeem_logged", "unredeem"]

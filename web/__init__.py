@@ -113,7 +113,8 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     from engine.coupons.form_redemption import FormRedemption  # a form with `redeems_coupon` redeems on submit
 
     record_service = RecordService(session_factory, registry,
-                                   on_created=(FormRedemption(registry, tz=settings.timezone), workflows.start_in))
+                                   on_created=(FormRedemption(registry, session_factory, tz=settings.timezone),
+                                               workflows.start_in))
     app.extensions["promoflow"] = Services(
         settings=settings,
         db_engine=db_engine,

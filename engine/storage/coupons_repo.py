@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, Numeric, Table, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import DateTime, Numeric, Table, bindparam, event, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from engine.storage.events_repo import append_event
@@ -260,6 +260,21 @@ def record_attempt(session: Session, *, code: str, coupon_id: int | None, pool_i
         "actor": actor, "result": result, "reason": reason, "created_at": at})
 
 
+def record_attempt_after_rollback(session: Session, session_factory: Any, **attempt: Any) -> None:
+    """Log a refused attempt even though ``session``'s transaction is about to be
+    rolled back (a form submission refused for its coupon stores nothing, yet
+    the attempt belongs in the log): written in its own transaction once the
+    rollback has released the caller's locks."""
+
+    def write(_session: Session) -> None:
+        from engine.storage.database import transaction
+
+        with transaction(session_factory) as own:
+            record_attempt(own, **attempt)
+
+    event.listen(session, "after_rollback", write, once=True)
+
+
 def attempts_for(session: Session, code: str, *, limit: int = 50) -> list[dict[str, Any]]:
     """The attempts on a code, newest first."""
     rows = session.execute(select(_a).where(_a.c.code == code).order_by(_a.c.id.desc()).limit(limit))
@@ -296,4 +311,4 @@ def customer_by_id(session: Session, customer_id: int) -> CustomerHit | None:
 
 __all__ = ["CouponRow", "CustomerHit", "RedemptionCounts", "attempts_for", "count_redeemed", "coupons_of_customer", "customer_by_id",
            "earlier_paid_orders", "find_coupon", "find_customers", "find_with_counts", "mark_redeemed",
-           "pools_on_order", "record_attempt", "redeem_logged", "unredeem"]
+           "pools_on_order", "record_attempt", "record_attempt_after_rollback", "redeem_logged", "unredeem"]

@@ -9,7 +9,10 @@ from datetime import timedelta
 
 from coupon_support import codes, coupon_state, run_rules, seed_customer
 from flask import Flask
+from sqlalchemy import select
 from web_support import NOW, bearer, csrf_from
+
+from engine.storage.models import RedemptionAttempt
 
 
 def _body(code: str, amount: int = 128, customer: int = 51) -> dict:
@@ -52,3 +55,7 @@ def test_the_form_redeems_or_refuses_on_the_code_field(app: Flask, tokens: dict,
         "customer": "52", "coupon_code": other, "order_amount": "128", "store": "sh_xujiahui",
         "redeemed_at": "2025-03-01T13:00", "csrf_token": csrf_from(page.text)})
     assert ok.status_code == 302 and coupon_state(app, other)[0] == "redeemed"
+    with app.extensions["promoflow"].session_factory() as s:  # every attempt is in the log, refused ones too
+        log = [(a.result, a.reason) for a in s.scalars(select(RedemptionAttempt).order_by(RedemptionAttempt.id))]
+    assert log == [("refused", "unknown"), ("refused", "below_min_order"), ("refused", "not_yours"),
+                   ("redeemed", None), ("refused", "unknown"), ("redeemed", None)]

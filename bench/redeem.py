@@ -199,7 +199,9 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the default duration (0 < S <= 1)")
     parser.add_argument("--backend", choices=("both", "sqlite", "postgresql"), default="both")
     parser.add_argument("--threads", type=int, default=8, help="client connections")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds; medians are compared")
+    parser.add_argument("--rounds", type=int, default=10,
+                        help="alternating rounds; medians are compared (short rounds: the win-back pool issues at "
+                             "most 10,000 coupons, half for each side, made usable again before each round)")
     parser.add_argument("--server-threads", type=int, default=4, help="waitress threads, the same for both servers")
     parser.add_argument("--write-concurrency", type=int, default=None,
                         help="passed to `promoflow serve` (default: serve's own, 1 on SQLite, no gate on PostgreSQL)")

@@ -243,7 +243,7 @@ class RecordService:
             wf_repo.queue_event(session, "record.created", "record", row.id,
                                 {"record_id": row.id, "form_id": form_id, "form_version": version, "actor": actor},
                                 now)
-            for hook in self._on_created:
+            for hook in self._hooks(form):
                 if not getattr(hook, "accepts_pending", False):
                     wf_repo.flush_pending(session)  # other hooks may read what was written
                 hook(session, row, form, now)
@@ -265,9 +265,14 @@ class RecordService:
         writes only through ``workflows_repo.Db`` (``accepts_pending``)."""
         engine = self._sf.kw.get("bind")
         if (hasattr(engine, "raw_connection") and hasattr(engine, "dialect") and not self._has_unique(form)
-                and all(getattr(h, "accepts_pending", False) for h in self._on_created)):
+                and all(getattr(h, "accepts_pending", False) for h in self._hooks(form))):
             return wf_repo.lean_transaction(engine)
         return transaction(self._sf)
+
+    def _hooks(self, form: FormSpec) -> tuple[OnCreated, ...]:
+        """The ``on_created`` hooks for ``form``: a hook with ``applies_to(form)``
+        (e.g. redeeming a coupon) runs, and shapes the transaction, only where it applies."""
+        return tuple(h for h in self._on_created if getattr(h, "applies_to", None) is None or h.applies_to(form))
 
     def _has_unique(self, form: FormSpec) -> bool:
         key = id(form)

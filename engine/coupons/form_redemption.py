@@ -33,6 +33,11 @@ class FormRedemption:
         self._sf = session_factory
         self._tz = tz
 
+    def applies_to(self, form: FormSpec) -> bool:
+        """Only forms that declare ``redeems_coupon``: other forms keep the record
+        service's lean transaction (this hook needs an ORM session)."""
+        return bool(form.redeems_coupon)
+
     def __call__(self, session: Session, row: Any, form: FormSpec, now: datetime) -> None:
         roles = form.redeems_coupon
         if not roles:

@@ -398,24 +398,35 @@ def resolve_customers(session: Session, refs: Sequence[CustomerRef]) -> dict[Cus
     return out
 
 
-def redeem_order_coupons(session: Session, orders: Sequence[Mapping[str, Any]], *, now: datetime) -> None:
-    """Integration point for coupon redemption (核销): called in the order
-    batch's transaction with the orders just created that carry a
-    ``coupon_code`` (each a stored-order mapping: id, customer_id, coupon_code,
-    amount, store, placed_at …). The orders module only stores the code;
-    redeeming it belongs to the coupon redemption service, which the
-    integrator calls from here."""
-    return None
+def redeem_order_coupons(session: Session, orders: Sequence[Mapping[str, Any]], *, now: datetime,
+                         pools: Mapping[str, Any], tz: str) -> None:
+    """Redeem the coupons new orders carry (核销), in the order batch's
+    transaction, through the one redemption service (:mod:`engine.coupons`).
 
+    The order id is the shop's external id, the one a till sends to
+    ``/coupons/redeem``: a till that redeemed the code before closing the
+    order is answered with that first result, not a second redemption. A
+    refused code (expired, someone else's …) does not undo the order: the
+    purchase happened; the refusal is in the redemption attempts log."""
+    from engine.coupons import RedeemRequest, redeem
 
-# ------------------------------------------------------------------ service
+    for order in orders:
+        redeem(session, RedeemRequest(code=str(order["coupon_code"]), order_id=str(order["external_id"]),
+                                      order_amount=order["amount"], customer_id=order["customer_id"],
+                                      store=order.get("store"), actor=f"order:{order.get('source', '')}"),
+               pools=pools, now=now, tz=tz)
+
 
 class OrderService:
     """Orders in: ``ingest`` (one order or a batch), ``refund``, ``cancel``, ``get``."""
 
-    def __init__(self, session_factory: sessionmaker[Session], *, tz: str):
+    def __init__(self, session_factory: sessionmaker[Session], *, tz: str,
+                 coupon_pools: Callable[[], Mapping[str, Any]] | None = None):
+        """``coupon_pools``: the published coupon pools (read when an order
+        carries a coupon code); None: codes are stored, not redeemed."""
         self.session_factory = session_factory
         self.tz = ZoneInfo(tz)
+        self.coupon_pools = coupon_pools
 
     def parse(self, raws: Sequence[Any], *, now: datetime) -> list[OrderIn | list[FieldError]]:
         out: list[OrderIn | list[FieldError]] = []
@@ -502,8 +513,9 @@ class OrderService:
                     orders_repo.append_order_events(session, "order.created", [r["id"] for r in created.values()],
                                                     db_now)
                     with_codes = [r for r in created.values() if r["coupon_code"]]
-                    if with_codes:
-                        redeem_order_coupons(session, with_codes, now=now)
+                    if with_codes and self.coupon_pools is not None:
+                        redeem_order_coupons(session, with_codes, now=now, pools=self.coupon_pools(),
+                                             tz=str(self.tz))
         return results
 
     def get(self, source: str, external_id: str) -> dict[str, Any]:

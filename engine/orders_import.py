@@ -181,7 +181,10 @@ def import_orders(session_factory: sessionmaker[Session], path: str | Path, *, n
     Raises:
         ImportError_: the file cannot be read at all (encoding, header).
     """
-    service = OrderService(session_factory, tz=timezone)
+    from engine.registry import DefinitionRegistry
+
+    registry = DefinitionRegistry(session_factory)
+    service = OrderService(session_factory, tz=timezone, coupon_pools=lambda: registry.current().coupon_pools)
     report = OrdersImportReport(encoding=detect_encoding(path))
     batch = max(1, min(batch, MAX_BATCH))
     pending: list[tuple[int, dict[str, Any]]] = []

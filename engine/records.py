@@ -249,7 +249,7 @@ class RecordService:
                                 entity_id=row.id, diff=_diff({}, clean))
             wf_repo.queue_event(session, "record.created", "record", row.id, event, now)
             run_on_submit(session, form, record_id=row.id, customer_id=customer_id, now=now)
-            for hook in self._on_created:
+            for hook in self._hooks(form):
                 if not getattr(hook, "accepts_pending", False):
                     wf_repo.flush_pending(session)  # other hooks may read what was written
                 hook(session, row, form, now)
@@ -272,9 +272,14 @@ class RecordService:
         engine = self._sf.kw.get("bind")
         if (hasattr(engine, "raw_connection") and hasattr(engine, "dialect") and not self._has_unique(form)
                 and form.customer_field is None
-                and all(getattr(h, "accepts_pending", False) for h in self._on_created)):
+                and all(getattr(h, "accepts_pending", False) for h in self._hooks(form))):
             return wf_repo.lean_transaction(engine)
         return transaction(self._sf)
+
+    def _hooks(self, form: FormSpec) -> tuple[OnCreated, ...]:
+        """The ``on_created`` hooks for ``form``: a hook with ``applies_to(form)``
+        (e.g. redeeming a coupon) runs, and shapes the transaction, only where it applies."""
+        return tuple(h for h in self._on_created if getattr(h, "applies_to", None) is None or h.applies_to(form))
 
     def _has_unique(self, form: FormSpec) -> bool:
         key = id(form)

@@ -116,7 +116,11 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
                                 base_url=settings.base_url)
     # A user or role change made here reaches the approval directory at once, not after its cache expires.
     accounts.on_directory_changed.append(workflows.forget_directory)
-    record_service = RecordService(session_factory, registry, on_created=workflows.start_in)
+    from engine.coupons.form_redemption import FormRedemption  # a form with `redeems_coupon` redeems on submit
+
+    record_service = RecordService(session_factory, registry,
+                                   on_created=(FormRedemption(registry, session_factory, tz=settings.timezone),
+                                               workflows.start_in))
     app.extensions["promoflow"] = Services(
         settings=settings,
         db_engine=db_engine,
@@ -158,6 +162,11 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     from . import api_customers  # data in (issue 12): customers, events, merge
 
     api_customers.init_app(app, csrf)
+    from . import api_coupons, till  # coupon redemption (核销): the API and the store till page
+
+    app.register_blueprint(api_coupons.bp)
+    csrf.exempt(api_coupons.bp)  # bearer tokens only, like the rest of the API
+    app.register_blueprint(till.bp)
     errors.init_app(app)
     context.init_app(app)
     return app

@@ -63,7 +63,7 @@ def _api_error(exc: api.ApiError) -> Any:
 
 def _service() -> OrderService:
     svc = services()
-    return OrderService(svc.session_factory, tz=svc.tz)
+    return OrderService(svc.session_factory, tz=svc.tz, coupon_pools=lambda: svc.registry.current().coupon_pools)
 
 
 def _invalid(errors: list[FieldError]) -> Any:

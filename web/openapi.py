@@ -16,6 +16,7 @@ from engine.forms.schema import form_json_schema
 
 from .openapi_followups import followups_paths, followups_schemas
 from .openapi_datain import datain_paths, datain_schemas
+from .openapi_coupons import coupons_paths, coupons_schemas
 from .openapi_messages import messages_paths, messages_schemas
 from .openapi_orders import orders_paths, orders_schemas
 
@@ -300,6 +301,8 @@ def openapi_document(forms: Iterable[FormSpec], *, server_url: str, version: str
     schemas.update(datain_schemas())
     paths.update(datain_paths(_errors))
     schemas.update(orders_schemas()), paths.update(orders_paths(_errors))
+    schemas.update(coupons_schemas())
+    paths.update(coupons_paths(_errors))
     paths["/openapi.json"] = {
         "get": {"operationId": "openapi", "summary": "This document", "security": [],
                 "responses": {"200": {"description": "OpenAPI 3.1 document",

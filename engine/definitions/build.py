@@ -17,6 +17,7 @@ from engine.durations import parse_duration
 
 from . import specs as s
 from .check_calendar import WEEKDAY_NAMES
+from .check_coupons import local_time
 from .check_forms import expand_fields
 from .context import Context
 
@@ -94,6 +95,7 @@ def build_form(ctx: Context, d: dict, src: s.Source) -> s.FormSpec:
         customer_field=(d.get("customer") or {}).get("field"),
         on_submit=tuple(s.TagSpec(step["add_tag"]) if "add_tag" in step else s.EmitSpec(step["emit"])
                         for step in d.get("on_submit", ())),
+        redeems_coupon=MappingProxyType(dict(d["redeems_coupon"])) if d.get("redeems_coupon") else None,
     )
 
 
@@ -116,7 +118,20 @@ def build_coupon_pool(ctx: Context, d: dict, src: s.Source) -> s.CouponPoolSpec:
         id=d["id"], title=d["title"], title_en=d.get("title_en"), value=_money(d["value"]),
         min_order=_money(d.get("min_order")), currency=d.get("currency", "CNY"), expires_in=_dur(d.get("expires_in")),
         budget=_money(d.get("budget")), max_issued=d.get("max_issued"), code_prefix=d.get("code_prefix"),
-        cost_per_coupon=_money(d.get("cost_per_coupon")), source=src,
+        cost_per_coupon=_money(d.get("cost_per_coupon")), source=src, redemption=_redemption(d),
+    )
+
+
+def _redemption(d: dict) -> s.RedemptionRules:
+    limits, velocity, blacklist = d.get("limits") or {}, d.get("velocity") or {}, d.get("blacklist") or {}
+    start, until = d.get("valid_from"), d.get("valid_until")
+    return s.RedemptionRules(
+        valid_from=local_time(start) if start else None, valid_until=local_time(until, end=True) if until else None,
+        per_customer=limits.get("per_customer"), per_phone=limits.get("per_phone"),
+        per_store_per_hour=velocity.get("per_store_per_hour"), per_device_per_hour=velocity.get("per_device_per_hour"),
+        new_customers_only=bool(d.get("new_customers_only", False)), stackable=bool(d.get("stackable", True)),
+        blacklist_phones=frozenset(blacklist.get("phones") or ()),
+        blacklist_devices=frozenset(blacklist.get("devices") or ()),
     )
 
 

@@ -19,6 +19,7 @@ from .catalog import CONNECTOR_TYPES, ConnectorType
 from .check_calendar import check_calendar
 from .check_flows import check_rule, check_workflow
 from .check_forms import check_form, expand_fields
+from .check_coupons import check_coupon_pool, check_form_redemption
 from .check_misc import check_connector, check_segment, check_template, segment_cycles
 from .context import Context
 from .errors import DefinitionError, DefinitionsInvalid, did_you_mean
@@ -172,6 +173,7 @@ def _cross_check(ctx: Context, kind: str, raw: RawDefinition, types: Mapping[str
         problems = check_form(ctx, raw.data, kind=kind)
         if kind == "form":
             ctx.form_fields[raw.data["id"]] = [f for f, _ in expand_fields(ctx, raw.data["fields"], ("fields",), [])]
+            problems = [*problems, *check_form_redemption(raw.data, ctx.form_fields[raw.data["id"]])]
         return problems
     if kind == "segment":
         return check_segment(ctx, raw.data)
@@ -185,6 +187,8 @@ def _cross_check(ctx: Context, kind: str, raw: RawDefinition, types: Mapping[str
         return check_rule(ctx, raw.data)
     if kind == "calendar":
         return check_calendar(ctx, raw.data)
+    if kind == "coupon_pool":
+        return check_coupon_pool(ctx, raw.data)
     return []
 
 

@@ -8,7 +8,7 @@ trees, money is ``Decimal``. Nothing downstream touches raw dicts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Mapping, Union
@@ -106,6 +106,8 @@ class FormSpec:
     customer_field: str | None = None
     #: Steps run in the submission's transaction for that customer: ``TagSpec`` and ``EmitSpec``.
     on_submit: tuple[TagSpec | EmitSpec, ...] = ()
+    #: ``redeems_coupon``: role (code, customer, phone, amount, store) → field key; submitting redeems.
+    redeems_coupon: Mapping[str, str] | None = None
 
     def field(self, key: str) -> FieldSpec:
         for f in self.fields:
@@ -151,6 +153,26 @@ class CouponPoolSpec:
     code_prefix: str | None = None
     cost_per_coupon: Decimal | None = None
     source: Source | None = None
+    #: Redemption rules (核销, anti-abuse): see :class:`RedemptionRules`.
+    redemption: RedemptionRules = field(default_factory=lambda: RedemptionRules())
+
+
+@dataclass(frozen=True)
+class RedemptionRules:
+    """What a till may redeem of a pool. ``valid_from``/``valid_until`` are naive
+    local times in the business time zone (``valid_until`` exclusive: a date
+    ``until`` becomes the next midnight); limits are None when not declared."""
+
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    per_customer: int | None = None
+    per_phone: int | None = None
+    per_store_per_hour: int | None = None
+    per_device_per_hour: int | None = None
+    new_customers_only: bool = False
+    stackable: bool = True
+    blacklist_phones: frozenset[str] = frozenset()
+    blacklist_devices: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

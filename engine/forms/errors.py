@@ -54,6 +54,21 @@ MESSAGES: Mapping[str, tuple[str, str]] = MappingProxyType({
     "after": ("必须晚于「{other_label}」", "Must be after {other_label_en}"),
     "before": ("必须早于「{other_label}」", "Must be before {other_label_en}"),
     "unique": ("该值已被其他记录使用", "This value is already used by another record"),
+    # a coupon a form (or the till, or the API) could not redeem: engine.coupons.decision.REASONS
+    "coupon_unknown": ("券码不存在，请核对后重试", "No coupon has this code; check it and try again"),
+    "coupon_not_yours": ("该券不属于此顾客", "This coupon belongs to another customer"),
+    "coupon_expired": ("该券已过期", "This coupon has expired"),
+    "coupon_not_yet_valid": ("该券尚未到可用时间", "This coupon is not valid yet"),
+    "coupon_already_redeemed": ("该券已核销，不能重复使用", "This coupon was already redeemed"),
+    "coupon_voided": ("该券已作废", "This coupon was cancelled"),
+    "coupon_below_min_order": ("订单金额未达到最低消费 {min_order} 元", "The order is below the minimum of {min_order}"),
+    "coupon_limit_per_customer": ("该顾客使用本类券已达上限", "This customer has reached the limit for this coupon"),
+    "coupon_limit_per_phone": ("该手机号使用本类券已达上限", "This phone number has reached the limit for this coupon"),
+    "coupon_velocity": ("本门店或设备一小时内核销过多，请稍后再试",
+                 "Too many redemptions at this store or device in the last hour; try again later"),
+    "coupon_blacklisted": ("该手机号或设备不能使用本券", "This phone or device may not redeem this coupon"),
+    "coupon_not_new_customer": ("本券仅限新顾客（首单）使用", "This coupon is for new customers (a first order) only"),
+    "coupon_not_stackable": ("本券不能与同一订单的其他优惠券叠加", "This coupon cannot be combined with another on the same order"),
 })
 
 

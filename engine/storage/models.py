@@ -439,6 +439,16 @@ class Journey(Base):
     version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
 
 
+#: Partial indexes over redeemed coupons (migration 0013): an order's coupons, and the
+#: per-store, per-device and per-phone counts of the redemption limits.
+REDEEMED_INDEXES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("redeemed_order", ("redeemed_order",)),
+    ("redeemed_store", ("pool_id", "redeemed_store", "redeemed_at")),
+    ("redeemed_device", ("pool_id", "redeemed_device", "redeemed_at")),
+    ("redeemed_phone", ("pool_id", "redeemed_phone")),
+)
+
+
 class Coupon(Base):
     """An issued coupon. Pools are definitions; this is the per-customer instance."""
 
@@ -446,6 +456,8 @@ class Coupon(Base):
     __table_args__ = (
         Index("ix_coupons_customer_pool", "customer_id", "pool_id"),
         Index("ix_coupons_pool_status", "pool_id", "status"),
+        *(Index(f"ix_coupons_{name}", *cols, sqlite_where=text("redeemed_at IS NOT NULL"),
+                postgresql_where=text("redeemed_at IS NOT NULL")) for name, cols in REDEEMED_INDEXES),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -459,6 +471,39 @@ class Coupon(Base):
     # No foreign key (migration 0010): written only from journeys of the same transaction; journeys are never deleted.
     journey_id: Mapped[int | None] = mapped_column(BigId, index=True)
     status: Mapped[str] = mapped_column(String(32), default="issued", server_default="issued")
+    # Redemption at a till (migration 0013): what the anti-abuse limits count. Partial
+    # indexes (only redeemed rows) so issuing a million coupons pays nothing for them.
+    redeemed_order: Mapped[str | None] = mapped_column(String(128))
+    redeemed_amount: Mapped[Decimal | None] = mapped_column(Money)
+    redeemed_store: Mapped[str | None] = mapped_column(String(64))
+    redeemed_device: Mapped[str | None] = mapped_column(String(128))
+    redeemed_phone: Mapped[str | None] = mapped_column(String(32))
+
+
+class RedemptionAttempt(Base):
+    """One attempt to redeem a coupon at a till or through the API (migration 0013),
+    redeemed or refused, with the reason: the audit trail of 核销 and what a
+    store's or device's abuse is read from."""
+
+    __tablename__ = "redemption_attempts"
+    # One index: a code's attempts (the till's history, an undo's idempotency). The limits
+    # count redeemed coupons (their partial indexes), so a till's write touches no more.
+    __table_args__ = (Index("ix_redemption_attempts_code", "code"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64))
+    coupon_id: Mapped[int | None] = mapped_column(BigInteger)
+    pool_id: Mapped[str | None] = mapped_column(String(128))
+    customer_id: Mapped[int | None] = mapped_column(Integer)
+    phone: Mapped[str | None] = mapped_column(String(32))
+    order_id: Mapped[str | None] = mapped_column(String(128))
+    order_amount: Mapped[Decimal | None] = mapped_column(Money)
+    store: Mapped[str | None] = mapped_column(String(64))
+    device: Mapped[str | None] = mapped_column(String(128))
+    actor: Mapped[str | None] = mapped_column(String(128))
+    result: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime())
 
 
 class OutboxMessage(Base):

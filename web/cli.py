@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -521,6 +521,26 @@ def _demo_users(accounts, role_ids: list[str], now: datetime) -> list[tuple[str,
     return made
 
 
+def _play_demo(settings: Settings, start: datetime, days: int) -> None:
+    """Play the demo's simulated days through the product's doors (:mod:`web.demo_play`)."""
+    from zoneinfo import ZoneInfo
+
+    from tqdm import tqdm
+
+    from web import create_app
+    from web.demo_play import SimClock, play
+
+    clock = SimClock(start)
+    app = create_app({"CLOCK": clock}, settings=settings)
+    first = start.astimezone(ZoneInfo(settings.timezone)).date()
+    with tqdm(total=days, desc="Playing the demo's days", unit="day", disable=None) as bar:
+        report = play(app, clock, start=first, days=days, progress=bar.update)
+    app.extensions["promoflow"].db_engine.dispose()
+    click.echo(report.line())
+    for problem in report.errors[:5]:
+        click.echo(f"  ! {problem}", err=True)
+
+
 def _demo_sandbox_settings(folder: Path) -> None:
     """The demo instance's settings file: every connector delivers to the
     built-in sandbox inbox (/sandbox), so messages go ``sent`` with no provider
@@ -542,7 +562,10 @@ def _demo_sandbox_settings(folder: Path) -> None:
               help="Start the web app afterwards (default: only when run in a terminal).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-def demo(instance: str, keep: bool, customers: int, serve_app: bool | None, host: str, port: int) -> None:
+@click.option("--days", default=60, show_default=True, type=click.IntRange(0, 365),
+              help="Simulated days to play before today: customers click, redeem, order, answer surveys.")
+def demo(instance: str, keep: bool, customers: int, serve_app: bool | None, host: str, port: int,
+         days: int) -> None:
     """Run the demo: a fresh embedded SQLite instance with the shipped process
     published, demo users for every role, demo customers and orders, and the
     web app started."""
@@ -561,7 +584,8 @@ def demo(instance: str, keep: bool, customers: int, serve_app: bool | None, host
     engine = make_engine(settings.database_url)
     upgrade(engine)
     session_factory = make_session_factory(engine)
-    now = _now()
+    # A fresh demo starts `days` ago: the history is seeded then and the days since are played.
+    now = _now() - timedelta(days=days if not existed else 0)
     try:
         report = publish_paths(session_factory, library_paths(), now=now, by="demo")
     except DefinitionsInvalid as exc:
@@ -588,6 +612,8 @@ def demo(instance: str, keep: bool, customers: int, serve_app: bool | None, host
         click.echo(f"Demo data: {summary.customers} customers, {summary.orders} orders, "
                    f"{summary.tags} tags, {summary.consents} consents.")
     engine.dispose()
+    if not existed and days:
+        _play_demo(settings, now, days)
     if serve_app is None:
         serve_app = sys.stdin.isatty() and sys.stdout.isatty()
     click.echo(f"Messages are delivered to the sandbox inbox, not to providers: http://{host}:{port}/sandbox "

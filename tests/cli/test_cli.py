@@ -146,12 +146,12 @@ def test_init_copies_the_library_and_validates(runner: CliRunner, tmp_path: Path
 
 
 def test_demo_publishes_into_a_fresh_instance(runner: CliRunner, tmp_path: Path) -> None:
-    result = runner.invoke(main, ["demo", "--instance", "demo-instance", "--no-serve", "--customers", "200"])
+    result = runner.invoke(main, ["demo", "--instance", "demo-instance", "--no-serve", "--customers", "200", "--days", "0"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "demo-instance" / "promoflow.sqlite").is_file()
     assert "winback_90d" in result.output and "activity_request" in result.output
     assert f"sqlite:///{tmp_path / 'demo-instance' / 'promoflow.sqlite'}" in result.output
     # a second run starts fresh: everything is new again
-    again = runner.invoke(main, ["demo", "--instance", "demo-instance", "--no-serve", "--customers", "200"])
+    again = runner.invoke(main, ["demo", "--instance", "demo-instance", "--no-serve", "--customers", "200", "--days", "0"])
     assert "0 changed, 0 unchanged" in again.output
     shutil.rmtree(tmp_path / "demo-instance")

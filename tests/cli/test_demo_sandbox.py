@@ -31,7 +31,7 @@ def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
 
 def test_the_demo_instance_delivers_to_the_sandbox(runner: CliRunner, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    made = runner.invoke(main, ["demo", "--instance", "demo", "--no-serve", "--customers", "300"])
+    made = runner.invoke(main, ["demo", "--instance", "demo", "--no-serve", "--customers", "300", "--days", "0"])
     assert made.exit_code == 0, made.output
     assert "/sandbox" in made.output
     folder = tmp_path / "demo"

@@ -85,7 +85,7 @@ def test_tokens_for_unknown_user(runner: CliRunner, db_url: str) -> None:
 
 
 def test_demo_creates_users_and_data_without_serving(runner: CliRunner, tmp_path: Path) -> None:
-    result = runner.invoke(main, ["demo", "--instance", "demo", "--customers", "200"])
+    result = runner.invoke(main, ["demo", "--instance", "demo", "--customers", "200", "--days", "0"])
     assert result.exit_code == 0, result.output
     assert "staff                / staff123" in result.output
     assert "admin                / admin123" in result.output

@@ -149,6 +149,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     from . import api_customers  # data in (issue 12): customers, events, merge
 
     api_customers.init_app(app, csrf)
+    from . import ops; ops.init_app(app, csrf)  # noqa: E702 healthz, readyz, metrics, request ids (issue 17)
     errors.init_app(app)
     context.init_app(app)
     return app

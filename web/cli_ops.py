@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import click
 
 
@@ -47,16 +45,18 @@ def register(main: click.Group) -> None:
 
     @main.command()
     @click.option("--dry-run", is_flag=True, help="Only count what would be pruned.")
+    @click.option("--at", "at", default=None, help="As if at this time (ISO; default: now).")
     @pass_ctx
-    def prune(obj: Context, dry_run: bool) -> None:
+    def prune(obj: Context, dry_run: bool, at: str | None) -> None:
         """Prune old processed events, sent message bodies and send attempts
         after the `retention` setting's windows. The audit log is never pruned."""
+        from web.cli import _parse_at
         from web.retention import describe, run_prune
 
         sf = obj.session_factory()
         click.echo("Retention: " + ", ".join(f"{k} {v}" for k, v in obj.settings.retention.items())
                    + (" (dry run)" if dry_run else ""))
-        run_prune(sf, obj.settings.retention, datetime.now(UTC), dry_run=dry_run,
+        run_prune(sf, obj.settings.retention, _parse_at(at), dry_run=dry_run,
                   progress=lambda step: click.echo(describe(step, dry_run=dry_run)))
 
 

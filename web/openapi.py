@@ -296,6 +296,7 @@ def openapi_document(forms: Iterable[FormSpec], *, server_url: str, version: str
     paths.update(followups_paths(_errors))
     schemas.update(datain_schemas())
     paths.update(datain_paths(_errors))
+    from .openapi_ops import ops_paths, ops_schemas; schemas.update(ops_schemas()); paths.update(ops_paths())  # noqa: E702 (issue 17)
     paths["/openapi.json"] = {
         "get": {"operationId": "openapi", "summary": "This document", "security": [],
                 "responses": {"200": {"description": "OpenAPI 3.1 document",

@@ -132,3 +132,27 @@ def test_request_id_echoed_or_generated_and_in_json_logs(app) -> None:
     access = [line for line in lines if line["logger"] == "promoflow.http"]
     assert [(a["request_id"], a["status"], a["path"]) for a in access] == [("abc-123.x", 200, "/healthz"),
                                                                           (generated, 200, "/healthz")]
+
+
+def _validator(doc: dict, name: str):
+    from jsonschema import Draft202012Validator
+
+    # Resolve the document's local $refs by validating against the whole components section.
+    schema = {"$defs": doc["components"]["schemas"], "$ref": f"#/$defs/{name}"}
+    return Draft202012Validator(json.loads(json.dumps(schema).replace("#/components/schemas/", "#/$defs/")))
+
+
+def test_health_and_readiness_fit_the_openapi_document(app) -> None:
+    client = app.test_client()
+    doc = client.get("/api/v1/openapi.json").get_json()
+    assert doc["paths"]["/readyz"]["servers"] == [{"url": "/", "description": "The site root (not under /api/v1)"}]
+    assert set(doc["paths"]["/readyz"]["get"]["responses"]) == {"200", "503"}
+    _validator(doc, "Health").validate(client.get("/healthz").get_json())
+    _validator(doc, "Readiness").validate(client.get("/readyz").get_json())
+    downgrade(app.extensions["promoflow"].db_engine, "-1")
+    not_ready = client.get("/readyz")
+    assert not_ready.status_code == 503
+    _validator(doc, "Readiness").validate(not_ready.get_json())
+    services = app.extensions["promoflow"]
+    services.settings = replace(services.settings, broker_url="amqp://127.0.0.1:1/")
+    _validator(doc, "Readiness").validate(client.get("/readyz").get_json())

@@ -26,8 +26,21 @@ def _sum(samples, name: str, **labels: str) -> float:
 
 
 def test_healthz_needs_nothing_and_touches_no_database(app) -> None:
-    app.extensions["promoflow"].db_engine.dispose()
-    response = app.test_client().get("/healthz")
+    from sqlalchemy import event
+
+    engine = app.extensions["promoflow"].db_engine
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        response = app.test_client().get("/healthz")
+        assert statements == []
+        assert app.test_client().get("/readyz").status_code == 200 and statements  # the listener does see queries
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
     assert response.status_code == 200 and response.get_json()["status"] == "ok"
     assert response.headers["X-Request-Id"]
 

@@ -3,8 +3,10 @@
 Three kinds of rows grow without bound and are not needed once old:
 
 - ``events`` that were processed (an unprocessed event is still work: kept);
-- the ``body`` of outbox rows that were sent, delivered or are dead (the row,
-  its status and counters stay, so reports and caps still count it);
+- the ``body`` of outbox rows that were sent or delivered (the row, its
+  status and counters stay, so reports and caps still count it). Dead letters
+  keep theirs: they can still be resent (``/messages/<id>/resend``), and a
+  resend of a cleared row would send an empty message;
 - ``message_attempts`` (a message's send history).
 
 The audit log is never touched. Every step is a set-based statement over a
@@ -30,8 +32,12 @@ _events: Table = Event.__table__  # type: ignore[assignment]
 _outbox: Table = OutboxMessage.__table__  # type: ignore[assignment]
 _attempts: Table = MessageAttempt.__table__  # type: ignore[assignment]
 
-#: Outbox statuses whose body is no longer needed once old.
-FINISHED_STATUSES = ("sent", "dead")
+#: Outbox statuses whose body is no longer needed once old. Not ``dead`` nor
+#: ``unknown``: those may be resent (engine.dispatch.RESENDABLE).
+FINISHED_STATUSES = ("sent",)
+#: Statuses a person may resend (the same as ``engine.dispatch.RESENDABLE``; a
+#: test keeps them equal — storage does not import the dispatcher).
+RESENDABLE = ("dead", "unknown")
 BATCH = 5000
 
 
@@ -51,7 +57,8 @@ def _events_where(cutoff: datetime):  # type: ignore[no-untyped-def]
 
 
 def _bodies_where(cutoff: datetime):  # type: ignore[no-untyped-def]
-    finished = _outbox.c.status.in_(FINISHED_STATUSES) | (_outbox.c.delivery_status == "delivered")
+    finished = _outbox.c.status.in_(FINISHED_STATUSES) | (
+        (_outbox.c.delivery_status == "delivered") & _outbox.c.status.not_in(RESENDABLE))
     return finished & (_outbox.c.created_at < cutoff) & _outbox.c.body.is_not(None)
 
 
@@ -100,4 +107,4 @@ def prune(session_factory: sessionmaker[Session], cutoffs: dict[str, datetime], 
     return done
 
 
-__all__ = ["BATCH", "FINISHED_STATUSES", "PruneStep", "prune"]
+__all__ = ["BATCH", "FINISHED_STATUSES", "RESENDABLE", "PruneStep", "prune"]

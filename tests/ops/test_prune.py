@@ -72,17 +72,18 @@ def test_prune_removes_the_old_and_keeps_the_new_the_open_and_the_audit(
     dry = CliRunner().invoke(main, ["--database-url", db_url, "prune", "--dry-run", "--at", at])
     assert dry.exit_code == 0, dry.output
     assert "events: would delete 1 rows" in dry.output
-    assert "outbox: would clear 2 message bodies" in dry.output
+    assert "outbox: would clear 1 message bodies" in dry.output
     assert "message_attempts: would delete 1 rows" in dry.output
     assert _state(sf) == before
 
     done = CliRunner().invoke(main, ["--database-url", db_url, "prune", "--at", at])
     assert done.exit_code == 0, done.output
-    assert "events: deleted 1 rows" in done.output and "outbox: cleared 2 message bodies" in done.output
+    assert "events: deleted 1 rows" in done.output and "outbox: cleared 1 message bodies" in done.output
     after = _state(sf)
     assert after["events"] == before["events"] - {ids["event_old_done"]}
     assert ids["event_old_open"] in after["events"] and ids["event_new_done"] in after["events"]
-    assert after["bodies"][ids["sent_old"]] is None and after["bodies"][ids["dead_old"]] is None
+    assert after["bodies"][ids["sent_old"]] is None
+    assert after["bodies"][ids["dead_old"]] == "body dead_old"  # a dead letter may still be resent
     assert after["statuses"] == before["statuses"]  # rows and statuses stay for counting
     for key in ("sent_new", "retry_old"):
         assert after["bodies"][ids[key]] == f"body {key}"
@@ -99,8 +100,15 @@ def test_prune_works_in_batches(app, db_url: str) -> None:
     for n in range(3):
         _seed_history(sf, tag=f"b{n}")
     steps = prune(sf, cutoffs(DEFAULT_RETENTION, NOW), batch=2)
-    assert {s.name: s.rows for s in steps} == {"events": 3, "message_bodies": 6, "attempts": 3}
+    assert {s.name: s.rows for s in steps} == {"events": 3, "message_bodies": 3, "attempts": 3}
     with sf() as s:
-        assert s.execute(select(OutboxMessage.id).where(OutboxMessage.status.in_(("sent", "dead")),
+        assert s.execute(select(OutboxMessage.id).where(OutboxMessage.status == "sent",
                                                         OutboxMessage.created_at < to_db_time(NOW - timedelta(days=90)),
                                                         OutboxMessage.body.is_not(None))).first() is None
+
+
+def test_rows_that_may_be_resent_keep_their_body() -> None:
+    from engine import dispatch
+    from engine.storage import retention
+
+    assert set(retention.RESENDABLE) == set(dispatch.RESENDABLE)

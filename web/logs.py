@@ -103,6 +103,7 @@ def setup_logging(log_format: str | None = None, level: str = "INFO", *, stream:
     root.setLevel(level.upper() if isinstance(level, str) else level)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" noise at INFO
     logging.getLogger("alembic").setLevel(logging.WARNING)  # "Context impl …" on every start
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # "Running job …" twice per tick
     return handler
 
 

@@ -21,6 +21,8 @@ from .durations import DurationError, parse_duration
 from .library import library_root
 
 ENV_PREFIX = "PROMOFLOW_"
+#: What ``promoflow prune`` removes after how long (see engine/storage/retention.py).
+DEFAULT_RETENTION = {"events": "180d", "message_bodies": "90d", "attempts": "180d"}
 DEFAULTS_FILE = "settings.defaults.yaml"
 
 
@@ -56,6 +58,12 @@ class Settings:
     session_lifetime: timedelta = timedelta(hours=12)
     #: The shortest password a person may choose (the password policy).
     password_min_length: int = 8
+    #: Operations (issue 17): how long old rows are kept (``promoflow prune``),
+    #: a bearer token for ``/metrics`` from other hosts (empty: loopback only),
+    #: and the log line format (``text``, ``json``; empty: text on a terminal, else json).
+    retention: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_RETENTION))
+    metrics_token: str = ""
+    log_format: str = ""
     settings_file: Path | None = None
     extra: Mapping[str, object] = field(default_factory=dict)
 
@@ -140,9 +148,33 @@ def load_settings(
                                 "e.g. https://promo.example.com")
         values["base_url"] = base_url
     _account_settings(values)
+    if "retention" in values:
+        values["retention"] = _retention(values["retention"])
+    if "log_format" in values and str(values["log_format"] or "") not in ("", "text", "json"):
+        raise SettingsError(f"log_format: `{values['log_format']}` must be text or json")
     return Settings(instance_path=instance_path, database_url=url, secret_key=secret,
                     definitions=definitions, settings_file=file_path,
                     **{k: v for k, v in values.items() if k in _KEYS})
+
+
+def _retention(value: object) -> dict[str, str]:
+    """The ``retention`` setting: known tables → durations (``90d``); missing ones keep their default."""
+    from .durations import DurationError, parse_duration
+
+    if isinstance(value, str):  # PROMOFLOW_RETENTION="events=180d,attempts=90d"
+        value = dict(part.split("=", 1) for part in value.split(",") if "=" in part)
+    if not isinstance(value, Mapping):
+        raise SettingsError("retention: expected a mapping such as {events: 180d, message_bodies: 90d}")
+    merged = dict(DEFAULT_RETENTION)
+    for key, text in value.items():
+        if key not in DEFAULT_RETENTION:
+            raise SettingsError(f"retention: unknown table `{key}`{did_you_mean(str(key), set(DEFAULT_RETENTION))}")
+        try:
+            parse_duration(str(text).strip())
+        except DurationError as exc:
+            raise SettingsError(f"retention.{key}: {exc}") from None
+        merged[str(key)] = str(text).strip()
+    return merged
 
 
 def _flag(name: str, value: object) -> bool:

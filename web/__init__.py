@@ -167,6 +167,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     app.register_blueprint(api_coupons.bp)
     csrf.exempt(api_coupons.bp)  # bearer tokens only, like the rest of the API
     app.register_blueprint(till.bp)
+    from . import ops; ops.init_app(app, csrf)  # noqa: E702 healthz, readyz, metrics, request ids (issue 17)
     errors.init_app(app)
     context.init_app(app)
     return app

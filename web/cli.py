@@ -445,6 +445,9 @@ def _serve(settings: Settings, host: str, port: int, threads: int, *, scheduler:
     from web import create_app
     from web.write_gate import default_limit, gate
 
+    from web.logs import setup_logging
+
+    setup_logging(settings.log_format, settings.log_level)  # text on a terminal, else JSON; request ids
     app = create_app(settings=settings)
     limit = default_limit(settings.database_url) if write_concurrency is None else write_concurrency
     app.wsgi_app = gate(app.wsgi_app, limit)  # type: ignore[method-assign]
@@ -474,10 +477,15 @@ def worker(obj: Context, interval: float, once: bool) -> None:
     from web.connector_health import worker_lines
     from web.worker import scheduler_init_app
 
+    from web.logs import setup_logging
+    from web.retention import retention_tick
+
+    setup_logging(obj.settings.log_format, obj.settings.log_level)  # lines carry the tick id
     app = create_app(settings=obj.settings)
     for line in worker_lines(app.extensions["promoflow"]):  # a connector that cannot deliver, and why
         click.secho(line, fg="yellow")
     host = scheduler_init_app(app, interval=interval, start=not once)
+    host.ticks.append(("retention", retention_tick(app.extensions["promoflow"])))  # prunes once a day
     if once:
         result = host.tick()
         for name, value in result.results.items():
@@ -956,6 +964,7 @@ def orders_import(obj: Context, file: str, history: bool, source: str, progress:
                f"({report.encoding}){f', {report.existing} already stored' if report.existing else ''}"
                f"{', history: no events' if history else ''}; {len(report.errors)} row(s) skipped.")
 
+from web.cli_ops import register as _register_ops; _register_ops(main)  # noqa: E402,E702 backup, restore, prune (issue 17)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

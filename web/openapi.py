@@ -303,6 +303,7 @@ def openapi_document(forms: Iterable[FormSpec], *, server_url: str, version: str
     schemas.update(orders_schemas()), paths.update(orders_paths(_errors))
     schemas.update(coupons_schemas())
     paths.update(coupons_paths(_errors))
+    from .openapi_ops import ops_paths, ops_schemas; schemas.update(ops_schemas()); paths.update(ops_paths())  # noqa: E702 (issue 17)
     paths["/openapi.json"] = {
         "get": {"operationId": "openapi", "summary": "This document", "security": [],
                 "responses": {"200": {"description": "OpenAPI 3.1 document",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -73,16 +74,25 @@ class SchedulerHost:
     def tick(self) -> TickResult:
         """Run every tick function once with the same ``now``; one failing
         function is logged and does not stop the others."""
+        from .logs import new_id, tick_id
+        from .metrics import observe_tick_part
+
         with self._tick_lock:
-            result = TickResult(self.clock())
-            for name, fn in self.ticks:
-                try:
-                    result.results[name] = fn(result.at)
-                except Exception as exc:  # noqa: BLE001 - a tick must survive one broken part
-                    log.exception("tick %s failed", name)
-                    result.errors[name] = f"{type(exc).__name__}: {exc}"
-            self.last = result
-            return result
+            token = tick_id.set(new_id()[:16])  # every log line of this tick carries it (issue 17)
+            try:
+                result = TickResult(self.clock())
+                for name, fn in self.ticks:
+                    started = time.perf_counter()
+                    try:
+                        result.results[name] = fn(result.at)
+                    except Exception as exc:  # noqa: BLE001 - a tick must survive one broken part
+                        log.exception("tick %s failed", name)
+                        result.errors[name] = f"{type(exc).__name__}: {exc}"
+                    observe_tick_part(name, time.perf_counter() - started, name not in result.errors)
+                self.last = result
+                return result
+            finally:
+                tick_id.reset(token)
 
     # -- leadership -----------------------------------------------------------------
 

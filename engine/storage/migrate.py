@@ -6,13 +6,15 @@ this file, so no ``alembic.ini`` or working directory is needed at runtime.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import fcntl
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from engine.storage.database import make_engine
@@ -48,14 +50,50 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def head_revision() -> str | None:
+    """The newest revision the packaged migrations know (what ``upgrade()`` reaches)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+#: PostgreSQL advisory lock key serialising migrations (any stable 63-bit number).
+MIGRATION_LOCK_KEY = 0x70726F6D6F6D6967  # "promomig"
+
+
 def _run(url_or_engine: str | URL | Engine, action: Callable[[Config], None]) -> None:
+    """Run ``action`` in one transaction, serialised against other processes
+    migrating the same database at once (several web processes and workers
+    starting together): PostgreSQL takes a transaction-level advisory lock
+    (released at commit); SQLite an exclusive ``flock`` on a file beside the
+    database. The second one in waits, then finds the schema at head."""
     owned = not isinstance(url_or_engine, Engine)
     engine = url_or_engine if isinstance(url_or_engine, Engine) else make_engine(url_or_engine)
     try:
-        with engine.begin() as conn:
+        with _sqlite_file_lock(engine), engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
             config = alembic_config()
             config.attributes["connection"] = conn
             action(config)
     finally:
         if owned:
             engine.dispose()
+
+
+@contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    """An exclusive lock on ``<database>.migrate.lock`` (SQLite files only; the
+    kernel drops it if the process dies). Threads each open their own file
+    description, so they exclude each other too."""
+    database = engine.url.database or ""
+    if engine.dialect.name != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        yield
+        return
+    path = Path(database).expanduser().resolve()
+    with open(path.with_name(path.name + ".migrate.lock"), "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

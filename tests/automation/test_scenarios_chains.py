@@ -10,16 +10,21 @@
   /api/v1/orders`` with its code) → the 3-day reminder is not sent; a customer
   who does not redeem gets it (the control).
 
-The detractor → store manager's inbox → done loop is tests/web/test_web_followups.py.
+* Post-campaign NPS: a purchase → the invitation SMS with its survey link →
+  the customer answers 3 on the public survey page → a task in the store
+  manager's follow-ups → done through the tasks API. (Inbox pages, reminders
+  and escalation of that task: tests/web/test_web_followups.py.)
 """
 
 from __future__ import annotations
 
+import re
 from datetime import date, time, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
 
+from engine.automation import Policy
 from engine.definitions.loader import load_paths
 from engine.storage.models import Coupon, Customer, Event, Order, OutboxMessage, RedemptionAttempt
 
@@ -103,3 +108,55 @@ def test_welcome_registration_to_redemption(session_factory, definitions, db_url
     d = lambda n: START + timedelta(days=n)
     assert got[buyer] == [("welcome", d(0))]
     assert got[control] == [("coupon_reminder", d(3)), ("welcome", d(0))]
+
+
+def test_post_campaign_nps_detractor_to_store_manager_task(session_factory, definitions, db_url: str,
+                                                           tmp_path: Path) -> None:
+    """The survey link the NPS invitation really carried → a score of 3 on the
+    public survey page → the store manager's follow-up task → done through the
+    tasks API. (Inbox pages, reminders and escalation: tests/web/test_web_followups.py.)"""
+    t0 = local(START, time(8))
+    members = ("external_id,name,phone,tags,consent_sms,timezone\n"
+               "N1,客户1,13800000001,campaign_buyer,1,Asia/Shanghai\n")
+    c1 = import_members(session_factory, tmp_path / "members.csv", members, t0)["N1"]  # history seeding
+    api = Api(db_url, tmp_path / "instance", t0, {"mgr_sh": ["store_manager"], "mgr_bj": ["store_manager"]})
+    accounts = api.app.extensions["promoflow"].accounts
+    accounts.set_store("mgr_sh", "SH001")
+    accounts.set_store("mgr_bj", "BJ002")
+    store = api.patch(f"/api/v1/customers/{c1}", {"attrs": {"store": "SH001"}}, as_="till", at=t0)
+    assert store.status_code == 200, store.json
+    policy = Policy(base_url="http://promo.test", link_secret="scenario-secret")
+    sim = Sim(session_factory, definitions, policy, api=api)
+    bought = local(START, time(10, 30))
+    sim.at(bought, lambda: api.order(c1, "POS-N1", "260.00", at=bought, campaign="spring_sale"))
+    sim.days(START, 1, times=(time(9), time(10), time(11), time(12)))
+    assert sim.tags(c1) == {"campaign_buyer"}, sim.sent()
+    with session_factory() as s:
+        [body] = s.scalars(select(OutboxMessage.body).where(OutboxMessage.customer_id == c1,
+                                                            OutboxMessage.template_id == "nps_invite_sms")).all()
+    [link] = re.findall(r"http://promo\.test(/\S+)", body)
+
+    answer_at = local(START + timedelta(days=1), time(9, 15))
+    api.now = answer_at
+    client = api.app.test_client()
+    page = client.get(link, follow_redirects=True)
+    assert page.status_code == 200, page.text
+    survey_path = page.request.path
+    assert survey_path.startswith("/survey/")
+    csrf = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text)
+    assert csrf is not None
+    posted = client.post(survey_path, data={"csrf_token": csrf.group(1), "score": "3"})
+    assert posted.status_code == 200
+    sim.tick(local(START + timedelta(days=1), time(9, 30)))
+
+    assert "nps_detractor" in sim.tags(c1)
+    assert [t["customer_id"] for t in api.get("/api/v1/tasks", as_="mgr_bj").json["followups"]] == []
+    [task] = api.get("/api/v1/tasks", as_="mgr_sh").json["followups"]
+    assert (task["customer_id"], task["rule_id"], task["status"]) == (c1, "nps_detractor_followup", "open")
+    done = api.post(f"/api/v1/tasks/{task['id']}/done", {"outcome": "contacted", "comment": "已回访"},
+                    as_="mgr_sh", at=answer_at + timedelta(hours=2))
+    assert done.status_code == 200, done.json
+    assert (done.json["status"], done.json["response_seconds"]) == ("done", 2 * 3600 - 15 * 60)
+    assert api.get("/api/v1/tasks", as_="mgr_sh").json["followups"] == []
+    # the customer answered: the NPS journey exits, no e-mail reminder
+    assert [t for t, _ in sim.sent()[c1]] == ["nps_invite_sms"]

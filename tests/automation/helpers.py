@@ -1,4 +1,8 @@
-"""Building customers, consents and orders for automation tests."""
+"""Building customers, consents and orders for the engine's automation unit
+tests (entry, fast path, segment change …): fixture state written straight
+into the tables, i.e. history seeding. Scenario tests (test_scenario*.py) do
+not use it: their customers come through ``POST /api/v1/customers`` or the
+CSV import with ``history=True`` (scenario_support.import_members)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@ audience (set-based entry), an event rule's audience (checked per customer)
 and an ``if`` in a journey (the per-journey path) all read the same purchases:
 paid and partly refunded orders, calendar periods in the rule's zone (Beijing).
 
-Customers and orders come in through the product's CSV import."""
+Customers and orders come in through the product's CSV import; events through
+``POST /api/v1/events``."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from engine.customers_import import import_customers
 from engine.definitions.loader import load_texts
 from engine.storage.models import Customer
 
+from .scenario_api import Api
 from .scenario_support import Sim, local
 
 RULES = """\
@@ -75,7 +77,8 @@ def test_windows_in_audiences_events_and_ifs(session_factory, db_url: str, tmp_p
     with session_factory() as s:
         ids = {c.external_id: c.id for c in s.scalars(select(Customer))}
     a, b, c = ids["A"], ids["B"], ids["C"]
-    sim = Sim(session_factory, definitions)
+    (tmp_path / "rules.yaml").write_text(RULES, encoding="utf-8")  # published, so the event's name is known
+    sim = Sim(session_factory, definitions, api=Api(db_url, tmp_path / "instance", t0, extra=(tmp_path / "rules.yaml",)))
     checkin = local(date(2026, 4, 2), time(9, 30))
     for cid in (a, b, c):
         sim.at(checkin, lambda cid=cid: sim.event("custom.checkin", cid, checkin))
@@ -93,7 +96,7 @@ def test_windows_in_audiences_events_and_ifs(session_factory, db_url: str, tmp_p
     assert "small_last_quarter" in sim.tags(b) and "small_last_quarter" not in sim.tags(c)
 
 
-def test_an_event_audience_reads_this_months_orders(session_factory, tmp_path: Path) -> None:
+def test_an_event_audience_reads_this_months_orders(session_factory, db_url: str, tmp_path: Path) -> None:
     definitions = load_texts([("rules.yaml", RULES)]).definitions
     t0 = local(date(2026, 4, 20), time(8))
     (tmp_path / "orders.csv").write_text(
@@ -104,9 +107,10 @@ def test_an_event_audience_reads_this_months_orders(session_factory, tmp_path: P
     assert import_customers(session_factory, tmp_path / "orders.csv", now=t0).errors == []
     with session_factory() as s:
         ids = {c.external_id: c.id for c in s.scalars(select(Customer))}
-    sim = Sim(session_factory, definitions)
+    (tmp_path / "rules.yaml").write_text(RULES, encoding="utf-8")  # published, so the event's name is known
+    sim = Sim(session_factory, definitions, api=Api(db_url, tmp_path / "instance", t0, extra=(tmp_path / "rules.yaml",)))
     for cid in ids.values():
-        sim.event("custom.checkin", cid, t0)
+        sim.event("custom.checkin", cid, t0)  # POST /api/v1/events
     sim.tick(local(date(2026, 4, 20), time(8, 30)))
     assert "month_spender" in sim.tags(ids["M"]) and "month_spender" not in sim.tags(ids["N"])
 

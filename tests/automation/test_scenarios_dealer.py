@@ -3,8 +3,9 @@ first day of a quarter dealers get their tier tag and rebate notice for what
 they bought in the quarter that just ended, and the new target, sent on the
 next workday (1 Oct 2026 is National Day: 8 Oct).
 
-Customers and orders come in through the product's CSV import (engine.customers_import),
-the history of earlier quarters included: lifetime spend no longer decides the tier."""
+Customers and the orders of earlier quarters come in through the product's CSV
+import as a back-fill (history=True); the new quarter's orders through ``POST
+/api/v1/orders`` as they are placed. Lifetime spend no longer decides the tier."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sqlalchemy import select
 from engine.customers_import import import_customers
 from engine.storage.models import Customer
 
+from .scenario_api import Api
 from .scenario_support import Sim, calendar_policy, local
 
 START = date(2026, 9, 30)
@@ -35,10 +37,7 @@ D3,,,,,D3-Q3,80000,2026-09-10 10:00,paid
 C4,大客户,c4@example.com,,Asia/Shanghai,C4-Q3,2000000,2026-08-01 10:00,paid
 """
 # Placed on 1 Oct before the 09:00 run: the new quarter in Beijing, still 30 Sep in UTC.
-NEW_QUARTER = HEADER + """\
-D2,,,,,D2-Q4,500000,2026-10-01 07:00,paid
-D3,,,,,D3-Q4,1000000,2026-10-01 08:00,paid
-"""
+NEW_QUARTER = (("D2", "D2-Q4", 500000, time(7)), ("D3", "D3-Q4", 1000000, time(8)))
 
 
 def _import(session_factory, path: Path, text: str, now: datetime) -> None:
@@ -47,16 +46,19 @@ def _import(session_factory, path: Path, text: str, now: datetime) -> None:
     assert report.errors == []
 
 
-def test_tiered_rebates_on_last_quarters_orders(session_factory, definitions, tmp_path: Path) -> None:
+def test_tiered_rebates_on_last_quarters_orders(session_factory, definitions, db_url: str, tmp_path: Path) -> None:
     t0 = local(START, time(8))
-    _import(session_factory, tmp_path / "history.csv", HISTORY, t0)
+    _import(session_factory, tmp_path / "history.csv", HISTORY, t0)  # history seeding
     with session_factory() as s:
         ids = {c.external_id: c.id for c in s.scalars(select(Customer))}
         lifetime = {c.external_id: c.total_spent for c in s.scalars(select(Customer))}
     assert lifetime["D3"] >= 1_000_000  # lifetime spend would make D3 gold
-    sim = Sim(session_factory, definitions, calendar_policy(definitions))
-    oct1 = local(START + timedelta(days=1), time(7, 30))
-    sim.at(oct1, lambda: _import(session_factory, tmp_path / "q4.csv", NEW_QUARTER, oct1))
+    api = Api(db_url, tmp_path / "instance", t0)
+    sim = Sim(session_factory, definitions, calendar_policy(definitions), api=api)
+    for dealer, order_id, amount, placed in NEW_QUARTER:
+        when = local(START + timedelta(days=1), placed)
+        sim.at(when, lambda dealer=dealer, order_id=order_id, amount=amount, when=when:
+               api.order(ids[dealer], order_id, amount, at=when, channel="dealer"))
     sim.days(START, 12, times=(time(9), time(9, 30), time(15)))
     got = sim.sent()
     d1, d2, d3, c4 = ids["D1"], ids["D2"], ids["D3"], ids["C4"]

@@ -3,7 +3,8 @@ HTTP API and tag their customer (the form's ``on_submit``), so the early-bird
 rule's audience holds them: the coupon once, a reminder only if unused after 3
 days; each poster referral rewards the referrer.
 
-Customers come in through the product's CSV import."""
+Customers come in through the product's CSV import (a back-fill of existing
+members); the redemption at a till and the referrals through the HTTP API."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def test_early_bird_and_referrals(session_factory, definitions, db_url: str, tmp
     unknown = api.post(RESERVE, {"customer": 999999, "product": "spring_tea"}, as_="shop", at=at)
     assert unknown.status_code == 422
     assert [e["field"] for e in unknown.json["errors"]] == ["customer"]
-    sim = Sim(session_factory, definitions)
+    sim = Sim(session_factory, definitions, api=api)
     assert {"launch_reserved"} <= sim.tags(c1) and {"launch_reserved"} <= sim.tags(c3)
     assert "launch_reserved" not in sim.tags(c5)
     redeem_at = local(START + timedelta(days=1), time(15))

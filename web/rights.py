@@ -168,7 +168,7 @@ def audit_index() -> Any:
     try:
         query = parse_audit_query(request.args, tz=svc.tz)
     except AuditQueryError as exc:
-        errors = [p.message for p in exc.problems]
+        errors = [t("audit_bad_filter", field=t("audit_field_" + p.field)) for p in exc.problems]
         query = parse_audit_query({}, tz=svc.tz)
     with svc.session_factory() as session:
         found = audit_page(session, query)

@@ -111,6 +111,10 @@ def test_every_audited_action_has_zh_and_en_labels() -> None:
         written |= set(re.findall(r'action="([a-z_]+(?:\.[a-z_]+)*)", entity_type=', path.read_text("utf-8")))
         written |= set(re.findall(r'_Audit\("([a-z_.]+)"', path.read_text("utf-8")))
     assert {"login", "login_failed", "customer.erased", "user.roles_changed"} <= written
+    from engine.approvals import machine  # the workflow's audit action is named after the event class
+
+    written |= {f"workflow.{cls.__name__.lower()}" for cls in (machine.Start, machine.Act, machine.Resubmit,
+                                                               machine.Withdraw, machine.Tick)}
     assert written - set(AUDIT_ACTIONS) == set()
     for action in AUDIT_ACTIONS:
         zh, en = CATALOG["audit_action_" + action.replace(".", "_")]

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -183,6 +183,17 @@ def _principal(row: repo.UserRow) -> Principal:
     return Principal(row.id, row.username, row.roles, row.display_name, row.locale)
 
 
+@dataclass(frozen=True)
+class _Audit:
+    """The audit entry of an account change made through ``_update`` (written
+    only when something changed and the caller gave ``now``)."""
+
+    action: str
+    now: datetime | None
+    actor: str | None
+    diff: dict[str, Any]
+
+
 class AccountService:
     """Users, passwords, tokens. One instance per application, thread-safe."""
 
@@ -238,6 +249,7 @@ class AccountService:
         self, username: str, *, roles: Iterable[str], password: str | None, now: datetime,
         display_name: str | None = None, email: str | None = None, manager: str | None = None,
         locale: str | None = None, check_roles: bool = True, check_password: bool = False,
+        actor: str | None = None,
     ) -> Principal:
         """Create a user with ``roles`` (checked against the published roles).
 
@@ -270,6 +282,8 @@ class AccountService:
             row = repo.add_user(session, username=username, password_hash=password_hash, roles=roles,
                                 now=now, display_name=display_name, email=email, manager_id=manager_id,
                                 locale=locale)
+            append_audit(session, at=now, actor=actor, action="user.created", entity_type="user", entity_id=row.id,
+                         diff={"username": username, "roles": sorted(roles), "manager": manager})
         self._directory_changed()
         return _principal(row)
 
@@ -299,17 +313,16 @@ class AccountService:
         self._directory_changed()
 
     def set_roles(self, username: str, roles: Iterable[str], *, now: datetime,
-                  check_roles: bool = True) -> UserInfo:
+                  check_roles: bool = True, actor: str | None = None) -> UserInfo:
         """Make ``roles`` exactly the roles of ``username`` (checked against the
         published roles unless ``check_roles=False``, as in :meth:`add_user`).
 
-        ``now`` is the time of the change; the users table records none (no
-        audit entry is written for account changes, as for ``add_user``).
+        ``now`` is the time of the change, audited as ``user.roles_changed``
+        (old and new roles) when anything changed.
 
         Raises:
             AccountError: unknown user or role.
         """
-        del now  # nothing records it yet; kept so the call reads like add_user
         roles = list(dict.fromkeys(r.strip() for r in roles))
         if check_roles:
             self.check_roles(roles)
@@ -318,11 +331,15 @@ class AccountService:
             if set(roles) == row.roles:
                 return False
             repo.set_roles(session, row.id, roles)
+            append_audit(session, at=now, actor=actor, action="user.roles_changed", entity_type="user",
+                         entity_id=row.id, diff={"username": row.username, "from": sorted(row.roles),
+                                                 "to": sorted(roles)})
             return True
 
         return self._update(username, apply)
 
-    def set_store(self, username: str, store: str | None) -> UserInfo:
+    def set_store(self, username: str, store: str | None, *, now: datetime | None = None,
+                  actor: str | None = None) -> UserInfo:
         """Assign ``username`` to ``store`` (a store code as in customers' ``store``
         attribute; None: no store). Role-addressed follow-up tasks about a
         customer of that store go to the role's holders assigned there.
@@ -333,9 +350,11 @@ class AccountService:
         store = (store or "").strip() or None
         if store is not None and len(store) > 64:
             raise AccountError("a store code has at most 64 characters")
-        return self._update(username, lambda session, row: repo.set_store(session, row.id, store))
+        return self._update(username, lambda session, row: repo.set_store(session, row.id, store),
+                            audit=_Audit("user.store_changed", now, actor, {"store": store}))
 
-    def set_manager(self, username: str, manager: str | None) -> UserInfo:
+    def set_manager(self, username: str, manager: str | None, *, now: datetime | None = None,
+                    actor: str | None = None) -> UserInfo:
         """Make ``manager`` (a user name, or None for nobody) the manager of ``username``.
 
         Raises:
@@ -363,31 +382,32 @@ class AccountService:
             repo.set_manager(session, row.id, manager_id)
             return True
 
-        return self._update(username, apply, lock=repo.lock_managers)
+        return self._update(username, apply, lock=repo.lock_managers,
+                            audit=_Audit("user.manager_changed", now, actor, {"manager": manager}))
 
-    def deactivate(self, username: str) -> UserInfo:
+    def deactivate(self, username: str, *, now: datetime | None = None, actor: str | None = None) -> UserInfo:
         """Stop ``username`` signing in, using API tokens and getting new tasks.
 
         Tokens and roles are kept, so :meth:`activate` restores the account as
         it was. Tasks already assigned stay assigned. Raises AccountError for
         an unknown user."""
-        return self._set_active(username, False)
+        return self._set_active(username, False, _Audit("user.deactivated", now, actor, {}))
 
-    def activate(self, username: str) -> UserInfo:
+    def activate(self, username: str, *, now: datetime | None = None, actor: str | None = None) -> UserInfo:
         """Undo :meth:`deactivate`. Raises AccountError for an unknown user."""
-        return self._set_active(username, True)
+        return self._set_active(username, True, _Audit("user.activated", now, actor, {}))
 
-    def _set_active(self, username: str, active: bool) -> UserInfo:
+    def _set_active(self, username: str, active: bool, audit: _Audit) -> UserInfo:
         def apply(session: Session, row: repo.UserRow) -> bool:
             if row.active == active:
                 return False
             repo.set_active(session, row.id, active)
             return True
 
-        return self._update(username, apply)
+        return self._update(username, apply, audit=audit)
 
     def _update(self, username: str, apply: Callable[[Session, repo.UserRow], bool], *,
-                lock: Callable[[Session], None] | None = None) -> UserInfo:
+                lock: Callable[[Session], None] | None = None, audit: _Audit | None = None) -> UserInfo:
         """One change to an existing user: ``apply`` writes it (or not) and says
         whether anything changed; caches and listeners hear of it after commit.
         ``lock`` runs first in the transaction (set_manager's cycle check)."""
@@ -396,6 +416,9 @@ class AccountService:
                 lock(session)
             row = self._existing(session, username)
             changed = apply(session, row)
+            if changed is not False and audit is not None and audit.now is not None:
+                append_audit(session, at=audit.now, actor=audit.actor, action=audit.action, entity_type="user",
+                             entity_id=row.id, diff={"username": row.username, **audit.diff})
             info = self._info(session, repo.get_user(session, row.id) or row)
         if changed:
             self._changed()
@@ -595,7 +618,7 @@ class AccountService:
 
     # --------------------------------------------------------------- tokens
 
-    def create_token(self, username: str, *, now: datetime, name: str = "api") -> str:
+    def create_token(self, username: str, *, now: datetime, name: str = "api", actor: str | None = None) -> str:
         """Create an API token for ``username`` and return it: the only time it is seen.
 
         Raises:
@@ -607,6 +630,8 @@ class AccountService:
             if row is None:
                 raise AccountError(f"unknown user `{username}`")
             repo.add_token(session, user_id=row.id, name=name, token_hash=hash_token(token), now=now)
+            append_audit(session, at=now, actor=actor, action="token.created", entity_type="user", entity_id=row.id,
+                         diff={"username": username, "name": name})
         return token
 
     def user_for_token(self, token: str, *, now: datetime) -> Principal | None:
@@ -674,13 +699,17 @@ class AccountService:
             else:
                 self._token_cache.pop(digest, None)
 
-    def revoke_tokens(self, username: str, *, now: datetime, name: str | None = None) -> int:
+    def revoke_tokens(self, username: str, *, now: datetime, name: str | None = None,
+                      actor: str | None = None) -> int:
         """Revoke a user's tokens (those called ``name`` if given); returns how many."""
         with transaction(self._sessions) as session:
             row = repo.get_user_by_name(session, username)
             if row is None:
                 raise AccountError(f"unknown user `{username}`")
             count = repo.revoke_tokens(session, row.id, now, name)
+            if count:
+                append_audit(session, at=now, actor=actor, action="token.revoked", entity_type="user",
+                             entity_id=row.id, diff={"username": username, "name": name, "count": count})
         self._forget()
         return count
 

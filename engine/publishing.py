@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from .definitions.errors import DefinitionsInvalid
 from .definitions.loader import DefinitionSet, load_paths
+from .storage.audit import append_audit
 from .storage.database import transaction
 from .storage.definitions_repo import PublishedChange, publish_definitions
 
@@ -46,6 +47,10 @@ def publish_set(
     docs = [(d.kind, d.id, dict(d.body), d.file) for d in definitions.documents]
     with transaction(session_factory) as session:
         changes = publish_definitions(session, docs, now=now, by=by)
+        changed = [[c.kind, c.def_id, c.version, c.status] for c in changes if c.status != "unchanged"]
+        if changed:  # who put which rule, form or workflow version live (issue 16)
+            append_audit(session, at=now, actor=by, action="definitions.published", entity_type="definitions",
+                         entity_id=None, diff={"changes": changed})
     return PublishReport(definitions, tuple(changes))
 
 

@@ -168,6 +168,9 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     csrf.exempt(api_coupons.bp)  # bearer tokens only, like the rest of the API
     app.register_blueprint(till.bp)
     from . import ops; ops.init_app(app, csrf)  # noqa: E702 healthz, readyz, metrics, request ids (issue 17)
+    from . import rights  # customer export and erasure, the audit trail (issue 16, admins)
+
+    rights.init_app(app, csrf)
     errors.init_app(app)
     context.init_app(app)
     return app

@@ -281,7 +281,7 @@ def users_add(obj: Context, name: str, roles: tuple[str, ...], password: str | N
     try:
         user = accounts.add_user(name, roles=roles, password=password, now=_now(), display_name=display_name,
                                  email=email, manager=manager, locale=locale, check_roles=False,
-                                 check_password=True)
+                                 check_password=True, actor="cli")
     except AccountError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Created user {user.username} (id {user.id}) with roles: {', '.join(sorted(user.roles)) or '-'}")
@@ -304,7 +304,7 @@ def _account_call(obj: Context, method: str, *args, **kwargs):
 @pass_ctx
 def users_roles(obj: Context, name: str, roles: tuple[str, ...]) -> None:
     """Set the roles of user NAME (the whole set) and print it."""
-    user = _account_call(obj, "set_roles", name, roles, now=_now())
+    user = _account_call(obj, "set_roles", name, roles, now=_now(), actor="cli")
     click.echo(f"{user.username} roles: {', '.join(sorted(user.roles)) or '-'}")
 
 
@@ -317,7 +317,7 @@ def users_manager(obj: Context, name: str, manager: str | None, clear: bool) -> 
     """Make MANAGER the manager of user NAME (or --none for nobody)."""
     if clear == (manager is not None):
         raise click.UsageError("give either MANAGER or --none")
-    user = _account_call(obj, "set_manager", name, None if clear else manager)
+    user = _account_call(obj, "set_manager", name, None if clear else manager, now=_now(), actor="cli")
     click.echo(f"{user.username} manager: {user.manager or '-'}")
 
 
@@ -331,7 +331,7 @@ def users_store(obj: Context, name: str, store: str | None, clear: bool) -> None
     so role-addressed follow-up tasks about its customers reach NAME."""
     if clear == (store is not None):
         raise click.UsageError("give either STORE or --none")
-    user = _account_call(obj, "set_store", name, None if clear else store)
+    user = _account_call(obj, "set_store", name, None if clear else store, now=_now(), actor="cli")
     click.echo(f"{user.username} store: {store if not clear else '-'}")
 
 
@@ -340,7 +340,7 @@ def users_store(obj: Context, name: str, store: str | None, clear: bool) -> None
 @pass_ctx
 def users_deactivate(obj: Context, name: str) -> None:
     """Stop user NAME signing in, using API tokens and getting new tasks."""
-    user = _account_call(obj, "deactivate", name)
+    user = _account_call(obj, "deactivate", name, now=_now(), actor="cli")
     click.echo(f"{user.username} is inactive (open tasks already assigned stay with them)")
 
 
@@ -349,7 +349,7 @@ def users_deactivate(obj: Context, name: str) -> None:
 @pass_ctx
 def users_activate(obj: Context, name: str) -> None:
     """Let a deactivated user NAME sign in and get tasks again."""
-    user = _account_call(obj, "activate", name)
+    user = _account_call(obj, "activate", name, now=_now(), actor="cli")
     click.echo(f"{user.username} is active")
 
 
@@ -412,7 +412,7 @@ def tokens_create(obj: Context, user: str, label: str) -> None:
     from engine.accounts import AccountError
 
     try:
-        token = _accounts(obj).create_token(user, now=_now(), name=label)
+        token = _accounts(obj).create_token(user, now=_now(), name=label, actor="cli")
     except AccountError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(token)
@@ -428,7 +428,7 @@ def tokens_revoke(obj: Context, user: str, label: str | None) -> None:
     from engine.accounts import AccountError
 
     try:
-        count = _accounts(obj).revoke_tokens(user, now=_now(), name=label)
+        count = _accounts(obj).revoke_tokens(user, now=_now(), name=label, actor="cli")
     except AccountError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Revoked {count} token(s) of {user}.")

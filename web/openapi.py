@@ -19,6 +19,7 @@ from .openapi_datain import datain_paths, datain_schemas
 from .openapi_coupons import coupons_paths, coupons_schemas
 from .openapi_messages import messages_paths, messages_schemas
 from .openapi_orders import orders_paths, orders_schemas
+from .openapi_rights import rights_paths, rights_schemas
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -304,6 +305,7 @@ def openapi_document(forms: Iterable[FormSpec], *, server_url: str, version: str
     schemas.update(coupons_schemas())
     paths.update(coupons_paths(_errors))
     from .openapi_ops import ops_paths, ops_schemas; schemas.update(ops_schemas()); paths.update(ops_paths())  # noqa: E702 (issue 17)
+    schemas.update(rights_schemas()), paths.update(rights_paths(_errors))  # customer rights, audit (issue 16)
     paths["/openapi.json"] = {
         "get": {"operationId": "openapi", "summary": "This document", "security": [],
                 "responses": {"200": {"description": "OpenAPI 3.1 document",

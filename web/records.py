@@ -403,6 +403,10 @@ def export(form_id: str) -> Any:
                                        sort=query.sort, now=svc.now())
     except (BadQuery, InvalidQuery) as exc:
         abort(400, description=str(exc))
+    from engine.audit_log import audit_alone  # exports are audited (issue 16)
+
+    audit_alone(svc.session_factory, now=svc.now(), actor=user.username, action="records.exported", entity_type="form",
+                entity_id=form_id, diff={"args": {k: v for k, v in request.args.items()}})
     filename = f"{form_id}-{svc.now().astimezone().strftime('%Y%m%d-%H%M')}.csv"
     return Response(stream_with_context(lines), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})

@@ -151,7 +151,7 @@ def entry_where(session: Session, *, rule_id: str, audience: Condition | None,
                 segments: Mapping[str, Condition], now: datetime, rolling_since: datetime | None = None,
                 date_filter: DateFilter | None = None) -> list[ColumnElement[bool]]:
     """The WHERE clauses over ``customers`` of a rule's entry (see :func:`enter_customers`)."""
-    where: list[ColumnElement[bool]] = [true()]
+    where: list[ColumnElement[bool]] = [_cust.c.erased_at.is_(None)]  # an erased customer never enters
     if audience is not None:
         where.append(customer_where(audience, now=now, segments=segments))
     if date_filter is not None:
@@ -372,8 +372,12 @@ def customers_with_zone(session: Session, ids: Collection[int], *,
     ``timezone``, ``external_id`` and ``attrs``."""
     rows = customer_rows(session, ids, orders_since=orders_since)
     for chunk in _chunks(list(rows)):
-        stmt = select(_cust.c.id, _cust.c.timezone, _cust.c.external_id, _cust.c.attrs).where(_cust.c.id.in_(chunk))
-        for cid, tz, ext, attrs in session.execute(stmt):
+        stmt = select(_cust.c.id, _cust.c.timezone, _cust.c.external_id, _cust.c.attrs,
+                      _cust.c.erased_at).where(_cust.c.id.in_(chunk))
+        for cid, tz, ext, attrs, erased_at in session.execute(stmt):
+            if erased_at is not None:  # erased: as if gone (no event entry; a journey exits)
+                del rows[cid]
+                continue
             rows[cid].update(timezone=tz, external_id=ext, attrs=attrs)
     return rows
 

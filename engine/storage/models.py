@@ -318,6 +318,8 @@ class Customer(Base):
     attrs: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(DateTime())
     updated_at: Mapped[datetime] = mapped_column(DateTime())
+    # Migration 0018: erased (PIPL, engine/customer_rights.py); no rule enters the customer again.
+    erased_at: Mapped[datetime | None] = mapped_column(DateTime())
 
 
 class CustomerTag(Base):

@@ -19,6 +19,7 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -125,25 +126,28 @@ def _score(session: Session, key: Any, population: Any, n: int) -> Any:
     ascending: 5 is the top fifth), exactly ``NTILE(5) OVER (ORDER BY key,
     id)`` over ``population``, as ``1 + the number of quintile boundaries the
     customer's (key, id) is above``. The four boundary rows are read with
-    ``ORDER BY key, id LIMIT 1 OFFSET end-1`` on SQLite (index walks over
-    ``ix_customers_rfm_*``) and one ``row_number()`` pass on PostgreSQL, so
-    scoring a thousand customers writes only them."""
+    ``ORDER BY key, id LIMIT 1 OFFSET d``, each after the previous one (index
+    walks over ``ix_customers_rfm_*`` / ``ix_customers_last_purchase_at`` on
+    both databases), so scoring a thousand customers reads four index ranges
+    and writes only them."""
     score: Any = literal(1)
     ends = sorted({e for e in quintile_ends(n) if e >= 1})
-    if _dialect_name(session) == "postgresql":
-        # PostgreSQL often plans each OFFSET query as a scan and sort of its own;
-        # one ranked pass returns the four rows.
-        ranked = select(key.label("k"), _cust.c.id.label("cid"),
-                        func.row_number().over(order_by=(key, _cust.c.id)).label("rn")).where(population).subquery()
-        rows = [(k, cid) for k, cid in session.execute(
-            select(ranked.c.k, ranked.c.cid).where(ranked.c.rn.in_(ends)).order_by(ranked.c.rn))]
-    else:
-        rows = []
-        for end in ends:
-            found = session.execute(select(key, _cust.c.id).where(population).order_by(key, _cust.c.id)
-                                    .limit(1).offset(end - 1)).first()
-            if found is not None:
-                rows.append((found[0], found[1]))
+    # Keyset chaining: each boundary is read starting after the previous one
+    # (``(key, id) > (k, id)``, an index range on both databases), so the four
+    # reads walk 80 % of the index once instead of 0.2 + 0.4 + 0.6 + 0.8 of it
+    # (or, on PostgreSQL, a full ranked pass) for every batch.
+    rows: list[tuple[Any, Any]] = []
+    previous = 0
+    for end in ends:
+        stmt = select(key, _cust.c.id).where(population)
+        if rows:
+            stmt = stmt.where(tuple_(key, _cust.c.id) > tuple_(literal(rows[-1][0], key.type),
+                                                                literal(rows[-1][1], _cust.c.id.type)))
+        found = session.execute(stmt.order_by(key, _cust.c.id).limit(1).offset(end - previous - 1)).first()
+        if found is None:
+            break
+        rows.append((found[0], found[1]))
+        previous = end
     for row in rows:
         above = (key > row[0]) | ((key == row[0]) & (_cust.c.id > row[1]))
         score = score + case((above, 1), else_=0)

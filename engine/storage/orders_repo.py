@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from engine.storage.bulk import _dialect_name, _insert
 from engine.storage.models import Customer, Event, Order
+from engine.storage.workflows_repo import Db, Prepared
 
 _orders: Table = Order.__table__  # type: ignore[assignment]
 _cust: Table = Customer.__table__  # type: ignore[assignment]
@@ -73,22 +74,46 @@ class InsertRaced(Exception):
     our read and our insert; the caller retries the batch, which then sees them."""
 
 
+#: The columns a new order is written with (``refunds`` and ``updated_at`` stay NULL).
+INSERT_COLUMNS = ("source", "external_id", "customer_id", "amount", "discount", "net_amount", "refunded_amount",
+                  "lines", "placed_at", "channel", "store", "campaign", "coupon_code", "status", "body_hash",
+                  "created_at")
+
+_INSERT_ORDERS = {dialect: Prepared(_insert(dialect, _orders).on_conflict_do_nothing(
+    index_elements=["source", "external_id"]), column_keys=INSERT_COLUMNS) for dialect in ("sqlite", "postgresql")}
+
+
 def insert_new_orders(session: Session, rows: Sequence[Mapping[str, Any]]) -> dict[OrderKey, int]:
     """Insert ``rows`` (one executemany, skipping keys already stored) and
     return their ids by key (one SELECT).
 
-    A plain executemany is what a bare bulk insert costs; RETURNING would
-    make SQLAlchemy render and unpack multi-row VALUES itself. Which rows
-    went in is then told by the count: all of them, or :class:`InsertRaced`
-    (roll back and retry), so an order stored concurrently is never taken
-    for one of ours.
+    The executemany runs on the session's driver cursor with the statement
+    compiled once and SQLAlchemy's own bind processors
+    (:class:`engine.storage.workflows_repo.Prepared`): SQLAlchemy's
+    per-row parameter construction cost about as much as the INSERT itself.
+    RETURNING would make SQLAlchemy render and unpack multi-row VALUES.
+    Which rows went in is then told by the count: all of them, or
+    :class:`InsertRaced` (roll back and retry), so an order stored
+    concurrently is never taken for one of ours.
     """
     if not rows:
         return {}
-    stmt = _insert(_dialect_name(session), _orders).on_conflict_do_nothing(index_elements=["source", "external_id"])
-    result = session.connection().execute(stmt.execution_options(preserve_rowcount=True), [dict(r) for r in rows])
-    if result.rowcount != len(rows):
-        raise InsertRaced(f"{len(rows) - result.rowcount} order(s) stored concurrently")
+    db = Db.of(session)
+    sql, defaults, procs, order, _ = _INSERT_ORDERS[db.dialect.name].plan(db.dialect)
+    params: list[Any] = []
+    for r in rows:
+        values = {**defaults, **r}
+        for name, proc in procs.items():
+            values[name] = proc(values.get(name))
+        params.append(tuple([values[n] for n in order]) if order is not None else values)
+    cursor = db.raw.cursor()
+    try:
+        cursor.executemany(sql, params)
+        inserted = cursor.rowcount
+    finally:
+        cursor.close()
+    if inserted != len(rows):
+        raise InsertRaced(f"{len(rows) - inserted} order(s) stored concurrently")
     by_source: dict[str, list[str]] = defaultdict(list)
     for r in rows:
         by_source[r["source"]].append(r["external_id"])

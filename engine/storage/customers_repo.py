@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from engine.storage.bulk import _dialect_name, _insert, insert_ignore
 from engine.storage.models import COUNTED_ORDER_STATUSES, Consent, Customer, CustomerTag, Order
+from engine.storage.workflows_repo import Db, Prepared
 
 _cust: Table = Customer.__table__  # type: ignore[assignment]
 _orders: Table = Order.__table__  # type: ignore[assignment]
@@ -201,6 +202,19 @@ def recompute_aggregates(session: Session, *, db_now: datetime, customer_ids: Co
     rescore(session, db_now=db_now, customer_ids=scope)
 
 
+def _add_orders_stmt(cid: Any, n: Any, total: Any, last: Any) -> Any:
+    """Add ``n`` orders worth ``total``, the latest at ``last``, to customer ``cid``."""
+    return update(_cust).where(_cust.c.id == cid).values(
+        order_count=_cust.c.order_count + n, total_spent=_cust.c.total_spent + total,
+        last_purchase_at=case((_cust.c.last_purchase_at.is_(None) | (_cust.c.last_purchase_at < last), last),
+                              else_=_cust.c.last_purchase_at))
+
+
+_ADD_ORDERS_SQLITE = Prepared(_add_orders_stmt(
+    bindparam("cid", type_=Integer()), bindparam("n", type_=Integer()),
+    bindparam("total", type_=_cust.c.total_spent.type), bindparam("last", type_=_cust.c.last_purchase_at.type)))
+
+
 def add_orders(session: Session, sums: Mapping[int, tuple[int, Any, datetime]], *, db_now: datetime) -> None:
     """Add new counted orders to their customers: ``sums`` maps a customer id to
     (number of orders, their net amount, their latest ``placed_at``). One
@@ -216,16 +230,17 @@ def add_orders(session: Session, sums: Mapping[int, tuple[int, Any, datetime]], 
         v = select(*(func.unnest(bindparam(k, [r[k] for r in rows], type_=ARRAY(t))).label(k) for k, t in
                      (("cid", Integer()), ("n", Integer()), ("total", _cust.c.total_spent.type),
                       ("last", _cust.c.last_purchase_at.type)))).subquery()
-        cid, n, total, last = v.c.cid, v.c.n, v.c.total, v.c.last
-        stmt, params = update(_cust).where(_cust.c.id == cid), None
-    else:  # SQLite runs an executemany in C
-        cid, n, last = bindparam("cid"), bindparam("n"), bindparam("last", type_=_cust.c.last_purchase_at.type)
-        total = bindparam("total", type_=_cust.c.total_spent.type)
-        stmt, params = update(_cust).where(_cust.c.id == cid), rows
-    stmt = stmt.values(order_count=_cust.c.order_count + n, total_spent=_cust.c.total_spent + total,
-                       last_purchase_at=case((_cust.c.last_purchase_at.is_(None) | (_cust.c.last_purchase_at < last),
-                                              last), else_=_cust.c.last_purchase_at))
-    session.connection().execute(stmt, params)
+        session.connection().execute(_add_orders_stmt(v.c.cid, v.c.n, v.c.total, v.c.last))
+    else:  # SQLite runs an executemany in C; parameters processed as SQLAlchemy would, without its per-row cost
+        db = Db.of(session)
+        sql, _, procs, order, _ = _ADD_ORDERS_SQLITE.plan(db.dialect)
+        params = []
+        for r in rows:
+            values = dict(r)
+            for name, proc in procs.items():
+                values[name] = proc(values[name])
+            params.append(tuple([values[k] for k in order]))
+        db.raw.executemany(sql, params)
     rescore(session, db_now=db_now, customer_ids=sorted(sums))
 
 

@@ -153,6 +153,8 @@ class OrderChange:
 # ----------------------------------------------------------------- parsing
 
 _PLAIN_MONEY = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,2})?")
+#: Money text already as ``str(Decimal(text).quantize(0.01))`` writes it (no leading zero, two decimals).
+_CANONICAL_MONEY = re.compile(r"(?:0|[1-9][0-9]{0,11})\.[0-9]{2}")
 _CENT = Decimal("0.01")
 
 
@@ -285,7 +287,8 @@ def _lines(raw: Any, errors: list[FieldError]) -> tuple[dict[str, Any], ...]:
                     and type(qty) is int and 1 <= qty <= 1_000_000
                     and type(price) is str and _PLAIN_MONEY.fullmatch(price)):
                 out.append({"sku": sku, "name": (name.strip() or None) if name else None, "quantity": qty,
-                            "unit_price": str(Decimal(price).quantize(_CENT))})
+                            "unit_price": price if _CANONICAL_MONEY.fullmatch(price)
+                            else str(Decimal(price).quantize(_CENT))})
                 continue
         where = f"lines[{i}]"
         if not isinstance(line, Mapping):
@@ -319,7 +322,8 @@ def parse_order(raw: Any, tz: ZoneInfo, now: datetime) -> OrderIn:
     """
     if not isinstance(raw, Mapping):
         raise ValidationFailed([FieldError("", "object_type")])
-    errors: list[FieldError] = [FieldError(k, "unknown_field") for k in raw if k not in ORDER_FIELDS]
+    errors: list[FieldError] = ([] if raw.keys() <= ORDER_FIELDS
+                                else [FieldError(k, "unknown_field") for k in raw if k not in ORDER_FIELDS])
     source = parse_text(raw.get("source"), "source", 64, errors, required=True, pattern=_SOURCE)
     external_id = parse_text(raw.get("external_id"), "external_id", 128, errors, required=True, pattern=_KEY)
     customer = _customer(raw, errors)

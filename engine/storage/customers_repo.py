@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from engine.storage.bulk import _dialect_name, _insert, insert_ignore
 from engine.storage.models import COUNTED_ORDER_STATUSES, Consent, Customer, CustomerTag, Order
+from engine.storage.orders_repo import one_of
 from engine.storage.workflows_repo import Db, Prepared
 
 _cust: Table = Customer.__table__  # type: ignore[assignment]
@@ -248,7 +249,7 @@ def rescore(session: Session, *, db_now: datetime, customer_ids: Sequence[int] |
     """``rfm_recency_days``, the RFM quintile scores and ``rfm_segment`` of
     ``customer_ids`` (everyone with orders when None), ranked against every
     customer with orders."""
-    scope = None if customer_ids is None else _cust.c.id.in_(customer_ids)
+    scope = None if customer_ids is None else one_of(_cust.c.id, customer_ids, _dialect_name(session))
     if _dialect_name(session) == "sqlite":
         days = func.cast(func.julianday(literal(db_now.isoformat(sep=" "))) - func.julianday(_cust.c.last_purchase_at),
                          Integer)

@@ -16,7 +16,8 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import DateTime, Float, String, Table, cast, func, insert, literal, select, update
+from sqlalchemy import DateTime, Float, String, Table, any_, bindparam, cast, func, insert, literal, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from engine.storage.bulk import _dialect_name, _insert
@@ -34,8 +35,18 @@ ORDER_COLUMNS = ("id", "source", "external_id", "customer_id", "amount", "discou
                  "lines", "placed_at", "channel", "store", "campaign", "coupon_code", "status", "body_hash", "refunds",
                  "created_at", "updated_at")
 
-__all__ = ["ORDER_COLUMNS", "InsertRaced", "OrderKey", "append_events", "append_order_events", "apply_change", "existing_customer_ids", "find_orders",
+__all__ = ["ORDER_COLUMNS", "one_of", "InsertRaced", "OrderKey", "append_events", "append_order_events", "apply_change", "existing_customer_ids", "find_orders",
            "get_order", "insert_new_orders"]
+
+
+def one_of(column: Any, values: Collection[Any], dialect: str) -> Any:
+    """``column IN values`` for a batch's thousand keys: on PostgreSQL one
+    array parameter (``= ANY(:values)``), which psycopg sends and the server
+    plans far faster than a thousand separate parameters; on SQLite the
+    expanded IN list (SQLite has no arrays)."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(list(values))
 
 
 def _select() -> Any:
@@ -50,7 +61,8 @@ def find_orders(session: Session, keys: Collection[OrderKey]) -> dict[OrderKey, 
         by_source[source].append(external_id)
     out: dict[OrderKey, dict[str, Any]] = {}
     for source, ids in by_source.items():
-        stmt = _select().where(_orders.c.source == source, _orders.c.external_id.in_(sorted(set(ids))))
+        stmt = _select().where(_orders.c.source == source,
+                               one_of(_orders.c.external_id, sorted(set(ids)), _dialect_name(session)))
         for row in session.execute(stmt).mappings():
             out[(row["source"], row["external_id"])] = dict(row)
     return out
@@ -120,7 +132,8 @@ def insert_new_orders(session: Session, rows: Sequence[Mapping[str, Any]]) -> di
     out: dict[OrderKey, int] = {}
     for source, ids in by_source.items():
         stmt2 = select(_orders.c.id, _orders.c.external_id).where(_orders.c.source == source,
-                                                                  _orders.c.external_id.in_(ids))
+                                                                  one_of(_orders.c.external_id, ids,
+                                                                         db.dialect.name))
         out.update({(source, ext): int(oid) for oid, ext in session.execute(stmt2)})
     return out
 
@@ -146,7 +159,7 @@ def append_order_events(session: Session, name: str, order_ids: Collection[int],
                     "net_amount", cast(o.net_amount, Float), "status", o.status, "store", o.store,
                     "channel", o.channel, "coupon_code", o.coupon_code)
     rows = select(literal(name), literal("order"), cast(o.id, String), payload, literal(db_now, DateTime())).where(
-        o.id.in_(sorted(order_ids)))
+        one_of(o.id, sorted(order_ids), _dialect_name(session)))
     session.connection().execute(
         insert(_events).from_select(["name", "subject_type", "subject_id", "payload", "created_at"], rows))
 

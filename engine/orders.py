@@ -153,6 +153,8 @@ class OrderChange:
 # ----------------------------------------------------------------- parsing
 
 _PLAIN_MONEY = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,2})?")
+#: Money text already as ``str(Decimal(text).quantize(0.01))`` writes it (no leading zero, two decimals).
+_CANONICAL_MONEY = re.compile(r"(?:0|[1-9][0-9]{0,11})\.[0-9]{2}")
 _CENT = Decimal("0.01")
 
 
@@ -285,7 +287,8 @@ def _lines(raw: Any, errors: list[FieldError]) -> tuple[dict[str, Any], ...]:
                     and type(qty) is int and 1 <= qty <= 1_000_000
                     and type(price) is str and _PLAIN_MONEY.fullmatch(price)):
                 out.append({"sku": sku, "name": (name.strip() or None) if name else None, "quantity": qty,
-                            "unit_price": str(Decimal(price).quantize(_CENT))})
+                            "unit_price": price if _CANONICAL_MONEY.fullmatch(price)
+                            else str(Decimal(price).quantize(_CENT))})
                 continue
         where = f"lines[{i}]"
         if not isinstance(line, Mapping):
@@ -310,6 +313,60 @@ def _lines(raw: Any, errors: list[FieldError]) -> tuple[dict[str, Any], ...]:
     return tuple(out)
 
 
+def _short_text(value: Any, limit: int) -> tuple[bool, str | None]:
+    """(True, what :func:`parse_text` answers) for an absent or well-formed
+    optional text; (False, None) for anything :func:`parse_text` would refuse."""
+    if value is None:
+        return True, None
+    if type(value) is str:
+        value = value.strip()
+        if len(value) <= limit:
+            return True, value or None
+    return False, None
+
+
+def _parse_common(raw: dict[str, Any], tz: ZoneInfo) -> OrderIn | None:
+    """The common, well-formed order (a paid order with its customer's
+    external id, amount as money text, ``placed_at`` given) in one pass; None
+    for anything else, which :func:`parse_order` then reads field by field.
+    Gives exactly what the field-by-field reading gives (a property test
+    holds it to that): it is only quicker, a thousand orders a batch."""
+    if not raw.keys() <= ORDER_FIELDS or raw.get("customer_id") is not None:
+        return None
+    source, external_id, customer = raw.get("source"), raw.get("external_id"), raw.get("customer")
+    amount, discount, placed = raw.get("amount"), raw.get("discount"), raw.get("placed_at")
+    if not (type(source) is str and _SOURCE.fullmatch(source) and type(external_id) is str
+            and _KEY.fullmatch(external_id) and type(customer) is dict and customer.keys() == {"external_id"}
+            and type(amount) is str and _PLAIN_MONEY.fullmatch(amount) and type(placed) is str
+            and (discount is None or (type(discount) is str and _PLAIN_MONEY.fullmatch(discount)))
+            and raw.get("status") in (None, "", "paid") and raw.get("refunded_amount") is None):
+        return None
+    ext = customer["external_id"]
+    if type(ext) is not str:
+        return None
+    ext = ext.strip()
+    if not ext or len(ext) > 128:
+        return None
+    errors: list[FieldError] = []
+    lines = _lines(raw.get("lines"), errors)
+    try:
+        moment = datetime.fromisoformat(placed.strip().replace("/", "-").replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    texts = {}
+    for name, limit in _TEXT_LIMITS.items():
+        ok, texts[name] = _short_text(raw.get(name), limit)
+        if not ok:
+            return None
+    if errors:
+        return None
+    return OrderIn(source=source, external_id=external_id, customer=CustomerRef(external_id=ext),
+                   amount=Decimal(amount).quantize(_CENT),
+                   discount=Decimal(discount).quantize(_CENT) if discount else Decimal("0.00"), lines=lines,
+                   placed_at=moment if moment.tzinfo is not None else moment.replace(tzinfo=tz),
+                   status="paid", refunded_amount=Decimal("0.00"), **texts)
+
+
 def parse_order(raw: Any, tz: ZoneInfo, now: datetime) -> OrderIn:
     """One order body as an :class:`OrderIn`; ``placed_at`` without an offset
     is business time (``tz``), left out it is ``now``.
@@ -317,9 +374,14 @@ def parse_order(raw: Any, tz: ZoneInfo, now: datetime) -> OrderIn:
     Raises:
         ValidationFailed: every field error found.
     """
+    if type(raw) is dict:
+        common = _parse_common(raw, tz)
+        if common is not None:
+            return common
     if not isinstance(raw, Mapping):
         raise ValidationFailed([FieldError("", "object_type")])
-    errors: list[FieldError] = [FieldError(k, "unknown_field") for k in raw if k not in ORDER_FIELDS]
+    errors: list[FieldError] = ([] if raw.keys() <= ORDER_FIELDS
+                                else [FieldError(k, "unknown_field") for k in raw if k not in ORDER_FIELDS])
     source = parse_text(raw.get("source"), "source", 64, errors, required=True, pattern=_SOURCE)
     external_id = parse_text(raw.get("external_id"), "external_id", 128, errors, required=True, pattern=_KEY)
     customer = _customer(raw, errors)

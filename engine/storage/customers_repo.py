@@ -19,6 +19,7 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -26,6 +27,8 @@ from sqlalchemy.orm import Session
 
 from engine.storage.bulk import _dialect_name, _insert, insert_ignore
 from engine.storage.models import COUNTED_ORDER_STATUSES, Consent, Customer, CustomerTag, Order
+from engine.storage.orders_repo import one_of
+from engine.storage.workflows_repo import Db, Prepared
 
 _cust: Table = Customer.__table__  # type: ignore[assignment]
 _orders: Table = Order.__table__  # type: ignore[assignment]
@@ -125,25 +128,28 @@ def _score(session: Session, key: Any, population: Any, n: int) -> Any:
     ascending: 5 is the top fifth), exactly ``NTILE(5) OVER (ORDER BY key,
     id)`` over ``population``, as ``1 + the number of quintile boundaries the
     customer's (key, id) is above``. The four boundary rows are read with
-    ``ORDER BY key, id LIMIT 1 OFFSET end-1`` on SQLite (index walks over
-    ``ix_customers_rfm_*``) and one ``row_number()`` pass on PostgreSQL, so
-    scoring a thousand customers writes only them."""
+    ``ORDER BY key, id LIMIT 1 OFFSET d``, each after the previous one (index
+    walks over ``ix_customers_rfm_*`` / ``ix_customers_last_purchase_at`` on
+    both databases), so scoring a thousand customers reads four index ranges
+    and writes only them."""
     score: Any = literal(1)
     ends = sorted({e for e in quintile_ends(n) if e >= 1})
-    if _dialect_name(session) == "postgresql":
-        # PostgreSQL often plans each OFFSET query as a scan and sort of its own;
-        # one ranked pass returns the four rows.
-        ranked = select(key.label("k"), _cust.c.id.label("cid"),
-                        func.row_number().over(order_by=(key, _cust.c.id)).label("rn")).where(population).subquery()
-        rows = [(k, cid) for k, cid in session.execute(
-            select(ranked.c.k, ranked.c.cid).where(ranked.c.rn.in_(ends)).order_by(ranked.c.rn))]
-    else:
-        rows = []
-        for end in ends:
-            found = session.execute(select(key, _cust.c.id).where(population).order_by(key, _cust.c.id)
-                                    .limit(1).offset(end - 1)).first()
-            if found is not None:
-                rows.append((found[0], found[1]))
+    # Keyset chaining: each boundary is read starting after the previous one
+    # (``(key, id) > (k, id)``, an index range on both databases), so the four
+    # reads walk 80 % of the index once instead of 0.2 + 0.4 + 0.6 + 0.8 of it
+    # (or, on PostgreSQL, a full ranked pass) for every batch.
+    rows: list[tuple[Any, Any]] = []
+    previous = 0
+    for end in ends:
+        stmt = select(key, _cust.c.id).where(population)
+        if rows:
+            stmt = stmt.where(tuple_(key, _cust.c.id) > tuple_(literal(rows[-1][0], key.type),
+                                                                literal(rows[-1][1], _cust.c.id.type)))
+        found = session.execute(stmt.order_by(key, _cust.c.id).limit(1).offset(end - previous - 1)).first()
+        if found is None:
+            break
+        rows.append((found[0], found[1]))
+        previous = end
     for row in rows:
         above = (key > row[0]) | ((key == row[0]) & (_cust.c.id > row[1]))
         score = score + case((above, 1), else_=0)
@@ -197,6 +203,19 @@ def recompute_aggregates(session: Session, *, db_now: datetime, customer_ids: Co
     rescore(session, db_now=db_now, customer_ids=scope)
 
 
+def _add_orders_stmt(cid: Any, n: Any, total: Any, last: Any) -> Any:
+    """Add ``n`` orders worth ``total``, the latest at ``last``, to customer ``cid``."""
+    return update(_cust).where(_cust.c.id == cid).values(
+        order_count=_cust.c.order_count + n, total_spent=_cust.c.total_spent + total,
+        last_purchase_at=case((_cust.c.last_purchase_at.is_(None) | (_cust.c.last_purchase_at < last), last),
+                              else_=_cust.c.last_purchase_at))
+
+
+_ADD_ORDERS_SQLITE = Prepared(_add_orders_stmt(
+    bindparam("cid", type_=Integer()), bindparam("n", type_=Integer()),
+    bindparam("total", type_=_cust.c.total_spent.type), bindparam("last", type_=_cust.c.last_purchase_at.type)))
+
+
 def add_orders(session: Session, sums: Mapping[int, tuple[int, Any, datetime]], *, db_now: datetime) -> None:
     """Add new counted orders to their customers: ``sums`` maps a customer id to
     (number of orders, their net amount, their latest ``placed_at``). One
@@ -212,16 +231,17 @@ def add_orders(session: Session, sums: Mapping[int, tuple[int, Any, datetime]], 
         v = select(*(func.unnest(bindparam(k, [r[k] for r in rows], type_=ARRAY(t))).label(k) for k, t in
                      (("cid", Integer()), ("n", Integer()), ("total", _cust.c.total_spent.type),
                       ("last", _cust.c.last_purchase_at.type)))).subquery()
-        cid, n, total, last = v.c.cid, v.c.n, v.c.total, v.c.last
-        stmt, params = update(_cust).where(_cust.c.id == cid), None
-    else:  # SQLite runs an executemany in C
-        cid, n, last = bindparam("cid"), bindparam("n"), bindparam("last", type_=_cust.c.last_purchase_at.type)
-        total = bindparam("total", type_=_cust.c.total_spent.type)
-        stmt, params = update(_cust).where(_cust.c.id == cid), rows
-    stmt = stmt.values(order_count=_cust.c.order_count + n, total_spent=_cust.c.total_spent + total,
-                       last_purchase_at=case((_cust.c.last_purchase_at.is_(None) | (_cust.c.last_purchase_at < last),
-                                              last), else_=_cust.c.last_purchase_at))
-    session.connection().execute(stmt, params)
+        session.connection().execute(_add_orders_stmt(v.c.cid, v.c.n, v.c.total, v.c.last))
+    else:  # SQLite runs an executemany in C; parameters processed as SQLAlchemy would, without its per-row cost
+        db = Db.of(session)
+        sql, _, procs, order, _ = _ADD_ORDERS_SQLITE.plan(db.dialect)
+        params = []
+        for r in rows:
+            values = dict(r)
+            for name, proc in procs.items():
+                values[name] = proc(values[name])
+            params.append(tuple([values[k] for k in order]))
+        db.raw.executemany(sql, params)
     rescore(session, db_now=db_now, customer_ids=sorted(sums))
 
 
@@ -229,7 +249,7 @@ def rescore(session: Session, *, db_now: datetime, customer_ids: Sequence[int] |
     """``rfm_recency_days``, the RFM quintile scores and ``rfm_segment`` of
     ``customer_ids`` (everyone with orders when None), ranked against every
     customer with orders."""
-    scope = None if customer_ids is None else _cust.c.id.in_(customer_ids)
+    scope = None if customer_ids is None else one_of(_cust.c.id, customer_ids, _dialect_name(session))
     if _dialect_name(session) == "sqlite":
         days = func.cast(func.julianday(literal(db_now.isoformat(sep=" "))) - func.julianday(_cust.c.last_purchase_at),
                          Integer)

@@ -23,7 +23,7 @@ from flask import (
 )
 
 from engine.accounts import can_edit_record, can_view_record
-from engine.approvals import ActionError
+from engine.approvals import RESUBMITTABLE, ActionError
 from engine.definitions.specs import FormSpec
 from engine.forms.coerce import coerce_form_data
 from engine.forms.errors import ValidationFailed
@@ -109,7 +109,8 @@ def _workflow_panel(rec: RecordView) -> dict[str, Any] | None:
     ctx = _instance_context(instance)
     user = g.get("user")
     ctx["may_withdraw"] = may_withdraw(instance, user, rec.created_by)
-    ctx["may_resubmit"] = user is not None and rec.created_by == user.username and ctx["status"] == "returned"
+    ctx["may_resubmit"] = (user is not None and rec.created_by == user.username
+                           and ctx["status"] in RESUBMITTABLE)
     return ctx
 
 
@@ -395,7 +396,7 @@ def resubmit(record_id: int) -> Any:
     record, form = _own_record(record_id)
     wf = workflows()
     instance = wf.instance_for_record(record.id, now=services().now()) if wf is not None else None
-    if instance is None or value(instance, "status") != "returned" or not can_edit_record(
+    if instance is None or value(instance, "status") not in RESUBMITTABLE or not can_edit_record(
             g.user, form, record.created_by):
         abort(409 if instance is not None else 404)
     cls = _form_class(form, record.form_version)

@@ -51,6 +51,8 @@ from .duties import TARGET_IS_SUBMITTER, self_approval_allowed, target_refusal
 #: Version of the stored state layout; ``InstanceState.from_json`` migrates older ones.
 FORMAT = 1
 TERMINAL = frozenset({"approved", "rejected", "withdrawn"})
+#: Statuses from which the submitter may send the request again (a new round).
+RESUBMITTABLE = frozenset({"returned", "withdrawn"})
 #: Actions that count as "someone acted" (withdraw is refused after one).
 DECISIONS = frozenset({"approve", "reject", "return", "transfer", "add_approver"})
 ACTIONS = DECISIONS | {"comment"}
@@ -146,7 +148,8 @@ class Act:
 
 @dataclass(frozen=True)
 class Resubmit:
-    """The submitter sends a returned record again (with its edited data)."""
+    """The submitter sends a returned or withdrawn record again (with its edited
+    data): a new round from the first step, so a withdrawn request is no dead end."""
 
     record_data: Mapping[str, Any]
     now: datetime
@@ -835,8 +838,9 @@ def step(spec: WorkflowSpec, state: InstanceState, event: Event,
     elif isinstance(event, Act):
         _act(w, event)
     elif isinstance(event, Resubmit):
-        if state.status != "returned":
-            raise ActionError("not_running", f"only a returned request can be resubmitted (it is {state.status})")
+        if state.status not in RESUBMITTABLE:
+            raise ActionError("not_running",
+                              f"only a returned or withdrawn request can be resubmitted (it is {state.status})")
         w.status = "running"
         w.record = dict(event.record_data)
         w.acted = False
@@ -1028,6 +1032,7 @@ def overdue_wake_at(task: TaskState, overdue: OverdueSpec | None) -> datetime | 
 __all__ = [
     "ACTIONS",
     "FORMAT",
+    "RESUBMITTABLE",
     "TERMINAL",
     "Act",
     "ActionError",

@@ -1,0 +1,59 @@
+"""The daily path without dead ends, in a browser (Playwright driving Debian's
+Chromium, headless, zh-CN, a 390×844 phone): what staff and approvers do
+every day must always leave them a way forward (issue 15, "the daily path")."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from web_support import BROWSER_MARKS, CHROMIUM, bearer, sign_in_browser, valid_activity
+
+pytestmark = BROWSER_MARKS
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def _submit(app: Flask, tokens: dict[str, str], user: str = "staff", **overrides: Any) -> int:
+    """A request submitted through the API (the page itself is walked in test_web_browser.py)."""
+    response = app.test_client().post("/api/v1/forms/activity_request/records",
+                                      json=valid_activity(**overrides), headers=bearer(tokens[user]))
+    assert response.status_code == 201, response.text
+    return int(response.json["id"])
+
+
+def test_a_withdrawn_request_is_edited_and_resubmitted(app: Flask, tokens: dict[str, str], live_url: str,
+                                                       browser: Any) -> None:
+    record_id = _submit(app, tokens, name="撤回再提交")
+    staff = sign_in_browser(browser, live_url, "staff", f"/records/{record_id}")
+    staff.click("button[name=withdraw]")
+    staff.wait_for_url(f"**/records/{record_id}")
+    assert staff.locator("section.workflow").get_attribute("data-workflow-status") == "withdrawn"
+    # the way forward: 修改并重新提交 (not a plain 编辑 that leaves it withdrawn)
+    staff.click("text=修改并重新提交")
+    staff.wait_for_url(f"**/records/{record_id}/resubmit")
+    staff.fill("#budget", "9000")
+    staff.click("form.record-form button[type=submit]")
+    staff.wait_for_url(f"**/records/{record_id}")
+    assert "已重新提交" in staff.locator(".flash").first.inner_text()
+    panel = staff.locator("section.workflow")
+    assert panel.get_attribute("data-workflow-status") == "running"
+    assert "市场经理审批" in panel.inner_text()
+    # a new round through the approval engine: the manager has the task again
+    view = app.extensions["promoflow"].workflows.instance_for_record(record_id)
+    actions = [h["action"] for h in view.history]
+    assert actions[:3] == ["submit", "withdraw", "resubmit"]
+    assert [t.assignee for t in view.tasks if t.status == "open"] == ["manager"]
+    assert app.extensions["promoflow"].records.get(record_id).data["budget"] == "9000.00"

@@ -112,6 +112,7 @@ CATALOG: dict[str, tuple[str, str]] = {
     "edit": ("编辑", "Edit"),
     "back": ("返回", "Back"),
     "file_kept": ("已上传：{name}", "Uploaded: {name}"),
+    "file_remove": ("移除", "Remove"),
     "server_error": ("服务器错误", "Server error"),
     # --- approvals: inbox, task page, timeline, record panel
     "wf_inbox": ("待办", "Inbox"),

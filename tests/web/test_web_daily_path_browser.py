@@ -57,3 +57,43 @@ def test_a_withdrawn_request_is_edited_and_resubmitted(app: Flask, tokens: dict[
     assert actions[:3] == ["submit", "withdraw", "resubmit"]
     assert [t.assignee for t in view.tasks if t.status == "open"] == ["manager"]
     assert app.extensions["promoflow"].records.get(record_id).data["budget"] == "9000.00"
+
+
+def _fill_activity(page: Any, name: str, budget: str = "8000") -> None:
+    page.fill("#name", name)
+    page.select_option("#channel", "wecom")
+    page.fill("#budget", budget)
+    page.fill("#start_date", "2025-03-10")
+    page.fill("#end_date", "2025-03-31")
+    page.select_option("#discount_type", "coupon")
+    page.fill("#coupon_value", "30")
+    page.fill('[name="materials-0-item"]', "海报")
+    page.fill('[name="materials-0-qty"]', "100")
+    page.fill('[name="materials-0-unit_cost"]', "5")
+    page.select_option("#target_store", "all")
+
+
+def test_a_rejected_attachment_does_not_stick_and_a_kept_one_can_be_removed(app: Flask, live_url: str,
+                                                                            browser: Any) -> None:
+    staff = sign_in_browser(browser, live_url, "staff", "/forms/activity_request/new")
+    _fill_activity(staff, "附件可移除")
+    staff.set_input_files("#attachments", files=[{"name": "evil.exe", "mimeType": "application/octet-stream",
+                                                  "buffer": b"MZ\x90\x00"}])
+    staff.click("form.record-form button[type=submit]")
+    field = staff.locator('[data-key="attachments"]')
+    assert field.locator(".error").count() == 1
+    assert "evil.exe" not in field.inner_text()  # refused, so not "已上传：evil.exe"
+    assert staff.locator('input[type=hidden][name="attachments"]').count() == 0
+    # a good file, but another field is wrong: the file is kept, with a way to take it off
+    staff.set_input_files("#attachments", files=[{"name": "plan.pdf", "mimeType": "application/pdf",
+                                                  "buffer": b"%PDF-1.4 plan"}])
+    staff.fill("#end_date", "2025-03-01")  # before the start
+    staff.click("form.record-form button[type=submit]")
+    assert "已上传：plan.pdf" in field.inner_text()
+    staff.check('input[name="_remove_file"][value="attachments"]')
+    staff.fill("#end_date", "2025-03-31")
+    staff.click("form.record-form button[type=submit]")
+    staff.wait_for_url(re.compile(r".*/records/\d+$"))
+    record_id = int(staff.url.rsplit("/", 1)[1])
+    record = app.extensions["promoflow"].records.get(record_id)
+    assert record.data["name"] == "附件可移除" and record.data.get("attachments") is None

@@ -349,6 +349,8 @@ def act_on_task(task_id: int, action: str) -> Any:
     try:
         instance = act(task_id, action, user=_user(), comment=comment, target=target, expected_version=version)
     except TaskError as exc:
+        if exc.code == "reason_required":  # a field error, like any invalid body
+            return json_response({"errors": [{"field": "comment", "code": "required", "message": exc.message}]}, 422)
         extra = {"current": instance_json(exc.current)} if exc.current is not None else {}
         raise ApiError(exc.status, exc.message, exc.code, **extra) from None
     return json_response(instance_json(instance))

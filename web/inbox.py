@@ -33,10 +33,12 @@ from . import services
 from .approvals import (
     ACTIONS,
     MAX_COMMENT,
+    REASON_ACTIONS,
     TARGET_ACTIONS,
     TASK_FILTERS,
     TaskError,
     act,
+    action_label,
     allowed_actions,
     assigned,
     barred_targets_for,
@@ -45,6 +47,7 @@ from .approvals import (
     display_name,
     find_task,
     may_withdraw,
+    outcome_message,
     status_label,
     step_title,
     task_status_label,
@@ -65,7 +68,8 @@ INBOX_LIMIT = 200
 @bp.app_context_processor
 def _helpers() -> dict[str, Any]:
     return {"inbox_open_count": _open_count, "workflow_panel": _workflow_panel,
-            "wf_status_label": status_label, "task_status_label": task_status_label}
+            "wf_status_label": status_label, "task_status_label": task_status_label,
+            "wf_action_label": action_label}
 
 
 def _open_count() -> int | None:
@@ -284,7 +288,7 @@ def _task_page(task: Any, *, status_code: int = 200, comment: str = "", error: s
         "task.html", task=task, rec=record, spec=form, step=step_title(spec, value(task, "step_id"),
                                                                        value(task, "step_title")),
         is_open=is_open, buttons=buttons, users=users, comment=comment, error=error,
-        max_comment=MAX_COMMENT, **ctx,
+        max_comment=MAX_COMMENT, reason_actions=REASON_ACTIONS, **ctx,
     ), status_code
 
 
@@ -328,7 +332,7 @@ def task_action(task_id: int, action: str) -> Any:
     raw_version = request.form.get("version") or ""
     expected = int(raw_version) if raw_version.isascii() and raw_version.isdigit() and len(raw_version) < 12 else None
     try:
-        act(task_id, action, user=g.user, comment=comment, target=target, expected_version=expected)
+        done = act(task_id, action, user=g.user, comment=comment, target=target, expected_version=expected)
     except TaskError as exc:
         if exc.status == 403:
             abort(403)
@@ -337,7 +341,7 @@ def task_action(task_id: int, action: str) -> Any:
         if exc.status == 409:
             return _conflict_page(task_id, exc)
         return _task_page(task, status_code=422, comment=comment, error=exc.message)
-    flash(t(f"wf_done_{action}"), "success")
+    flash(outcome_message(action, done), "success")
     if action == "comment":
         return redirect(url_for("inbox.task", task_id=task_id))
     return redirect(url_for("inbox.inbox"))

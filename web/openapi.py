@@ -206,6 +206,10 @@ def _workflow_paths() -> dict[str, Any]:
                                                "`target_is_submitter`, `target_already_decided`)"),
             },
         }}
+        if action in ("reject", "return"):  # these must say why: no comment → a field error on `comment`
+            paths[f"/tasks/{{task_id}}/{action}"]["post"]["responses"]["422"] = _json(
+                {"oneOf": [_ref("Error"), _ref("ValidationErrors")]},
+                "`comment` is required (the reason; field error `required`), or the step does not allow this action")
     return paths
 
 

@@ -97,3 +97,42 @@ def test_a_rejected_attachment_does_not_stick_and_a_kept_one_can_be_removed(app:
     record_id = int(staff.url.rsplit("/", 1)[1])
     record = app.extensions["promoflow"].records.get(record_id)
     assert record.data["name"] == "附件可移除" and record.data.get("attachments") is None
+
+
+def test_reject_asks_first_needs_a_reason_and_says_where_the_request_went(app: Flask, tokens: dict[str, str],
+                                                                          live_url: str, browser: Any) -> None:
+    from test_web_inbox import add_extra_users, task_of
+
+    add_extra_users(app)
+    record_id = _submit(app, tokens, name="财务驳回回经理", budget="60000.00")
+    approved = app.test_client().post(f"/api/v1/tasks/{task_of(app, 'manager', record_id).id}/approve",
+                                      json={"comment": "同意"}, headers=bearer(tokens["manager"]))
+    assert approved.status_code == 200
+    task_id = task_of(app, "finance", record_id).id
+    finance = sign_in_browser(browser, live_url, "finance", f"/tasks/{task_id}")
+    questions: list[str] = []
+    answer = {"accept": False}
+
+    def on_dialog(dialog: Any) -> None:
+        questions.append(dialog.message)
+        dialog.accept() if answer["accept"] else dialog.dismiss()
+
+    finance.on("dialog", on_dialog)
+    # no reason: the page refuses before asking (and the server would too)
+    finance.click('button[data-action="reject"]')
+    assert finance.url.endswith(f"/tasks/{task_id}") and questions == []
+    assert "驳回时请填写审批意见" in finance.eval_on_selector("#comment", "el => el.validationMessage")
+    # a reason, then "no" to the question: still nothing happened
+    finance.fill("#comment", "预算再核")
+    finance.click('button[data-action="reject"]')
+    assert questions == ["确定驳回此申请？"] and finance.url.endswith(f"/tasks/{task_id}")
+    assert task_of(app, "finance", record_id).status == "open"
+    # "yes": rejected back to the manager, and the message says so
+    answer["accept"] = True
+    finance.click('button[data-action="reject"]')
+    finance.wait_for_url("**/inbox")
+    assert finance.locator(".flash").first.inner_text() == "已驳回，申请退回到「市场经理审批」重新审批"
+    # 已处理: my decision and when (10:00 in Shanghai)
+    finance.goto(f"{live_url}/inbox?status=done")
+    row = finance.locator("table.tasks tbody tr.task-row").filter(has_text="财务驳回回经理")
+    assert "我的处理：驳回 · 2025-03-01 10:00" in row.inner_text()

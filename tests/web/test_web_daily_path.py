@@ -1,0 +1,90 @@
+"""The daily path's server side on both databases (issue 15): 退回 and 驳回
+need a reason (page and API, a 422 field error the OpenAPI document
+describes), the flash says what an action did, the 已处理 inbox shows my
+decision and when. The browser walks are in test_web_daily_path_browser.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+import pytest
+from flask import Flask
+from test_web_inbox import EXTRA_USERS, add_extra_users, post_action, submit, task_of
+from web_support import NOW, bearer
+
+
+@pytest.fixture
+def flow(app: Flask) -> Flask:
+    return add_extra_users(app)
+
+
+def _token(app: Flask, user: str) -> str:
+    return str(app.extensions["promoflow"].accounts.create_token(user, now=NOW))
+
+
+def _history(app: Flask, record_id: int) -> list[str]:
+    view = app.extensions["promoflow"].workflows.instance_for_record(record_id)
+    return [h["action"] for h in view.history]
+
+
+@pytest.mark.parametrize("action", ["reject", "return"])
+def test_reject_and_return_need_a_reason_on_the_page(flow: Flask, login: Any, action: str) -> None:
+    record_id = submit(flow)
+    task = task_of(flow, "manager", record_id)
+    response = post_action(login("manager"), task.id, action, comment="   ")
+    assert response.status_code == 422
+    word = {"reject": "驳回", "return": "退回"}[action]
+    assert f"{word}时请填写审批意见（原因）" in response.text
+    assert _history(flow, record_id) == ["submit"]  # nothing happened
+    done = post_action(login("manager"), task.id, action, comment="预算偏高")
+    assert done.status_code == 302 and _history(flow, record_id)[:2] == ["submit", action]
+
+
+@pytest.mark.parametrize("action", ["reject", "return"])
+def test_reject_and_return_need_a_reason_in_the_api(flow: Flask, action: str) -> None:
+    record_id = submit(flow)
+    task = task_of(flow, "manager", record_id)
+    client = flow.test_client()
+    token = _token(flow, "manager")
+    doc = client.get("/api/v1/openapi.json").get_json()
+    for body in ({}, {"comment": ""}, {"comment": " \n "}, {"comment": None}):
+        response = client.post(f"/api/v1/tasks/{task.id}/{action}", json=body,
+                               headers={**bearer(token), "Accept-Language": "en"})
+        assert response.status_code == 422, body
+        errors = response.get_json()["errors"]
+        assert [(e["field"], e["code"]) for e in errors] == [("comment", "required")]
+        schema = doc["paths"][f"/tasks/{{task_id}}/{action}"]["post"]["responses"]["422"]["content"][
+            "application/json"]["schema"]
+        jsonschema.validate(response.get_json(), {**schema, "components": doc["components"]})
+    assert _history(flow, record_id) == ["submit"]
+    ok = client.post(f"/api/v1/tasks/{task.id}/{action}", json={"comment": "请补充"}, headers=bearer(token))
+    assert ok.status_code == 200
+
+
+def test_the_flash_says_where_a_reject_sent_the_request(flow: Flask, login: Any) -> None:
+    record_id = submit(flow)  # 60,000: manager → finance (reject_to manager_review)
+    manager = login("manager")
+    approved = post_action(manager, task_of(flow, "manager", record_id).id, "approve")
+    assert "已同意，已转到「财务会签」" in manager.get(approved.headers["Location"]).text
+    finance = login("finance")
+    back = post_action(finance, task_of(flow, "finance", record_id).id, "reject", comment="预算再核")
+    page = finance.get(back.headers["Location"]).text
+    assert "已驳回，申请退回到「市场经理审批」重新审批" in page
+    manager2 = login("manager2")
+    final = post_action(manager2, task_of(flow, "manager2", record_id).id, "reject", comment="不做了")
+    assert "已驳回，申请已结束并通知提交人" in manager2.get(final.headers["Location"]).text
+    assert flow.extensions["promoflow"].workflows.instance_for_record(record_id).status == "rejected"
+
+
+def test_the_done_inbox_shows_my_decision_and_when(flow: Flask, login: Any, clock: Any) -> None:
+    from datetime import timedelta
+
+    record_id = submit(flow)
+    manager = login("manager")
+    clock.now = NOW + timedelta(hours=3, minutes=5)  # 13:05 in Shanghai
+    post_action(manager, task_of(flow, "manager", record_id).id, "return", comment="请补充物料")
+    done = manager.get("/inbox?status=done").text
+    assert "我的处理：退回 · 2025-03-01 13:05" in done
+    english = manager.get("/inbox?status=done&lang=en").text
+    assert "My decision: Returned for edits · 2025-03-01 13:05" in english

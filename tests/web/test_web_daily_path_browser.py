@@ -136,3 +136,38 @@ def test_reject_asks_first_needs_a_reason_and_says_where_the_request_went(app: F
     finance.goto(f"{live_url}/inbox?status=done")
     row = finance.locator("table.tasks tbody tr.task-row").filter(has_text="财务驳回回经理")
     assert "我的处理：驳回 · 2025-03-01 10:00" in row.inner_text()
+
+
+def _fits(page: Any, width: int = 390) -> None:
+    """No horizontal scrolling of the page itself (a wide table scrolls inside its own box)."""
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= width, page.url
+
+
+def test_at_phone_width_the_buttons_are_in_reach_and_pages_fit(app: Flask, tokens: dict[str, str], live_url: str,
+                                                              browser: Any) -> None:
+    from test_web_inbox import task_of
+
+    for n in range(3):
+        _submit(app, tokens, name=f"手机宽度检查{n}", description="很长的活动说明" * 40)
+    record_id = _submit(app, tokens, name="手机上审批")
+    task_id = task_of(app, "manager", record_id).id
+    manager = sign_in_browser(browser, live_url, "manager", f"/tasks/{task_id}")
+    _fits(manager)
+    for action in ("approve", "reject", "return"):
+        box = manager.locator(f'button[data-action="{action}"]').bounding_box()
+        assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= 844, (action, box)
+        hit = manager.evaluate(f"""() => {{ const b = document.querySelector('button[data-action="{action}"]')
+            .getBoundingClientRect(); const el = document.elementFromPoint(b.x + b.width / 2, b.y + b.height / 2);
+            return el && el.getAttribute('data-action'); }}""")
+        assert hit == action  # nothing covers it
+    assert manager.evaluate("window.scrollY") == 0  # reached without scrolling
+    manager.fill("#comment", "手机上同意")
+    manager.click('button[data-action="approve"]')
+    manager.wait_for_url("**/inbox")
+    _fits(manager)
+    manager.goto(f"{live_url}/rules/winback_90d/preview")
+    assert manager.locator("svg.forecast-chart").count() == 1
+    _fits(manager)
+    staff = sign_in_browser(browser, live_url, "staff", "/forms/activity_request/records")
+    assert staff.locator("table.list tbody tr").count() == 4
+    _fits(staff)

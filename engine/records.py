@@ -95,6 +95,12 @@ def editable(form: FormSpec, status: str) -> bool:
     return status in _NOT_IN_FLOW
 
 
+#: Field types a keyword search (``q``) looks in: free text a person typed.
+SEARCH_TYPES = frozenset({"text", "textarea", "phone", "email", "url", "user"})
+#: Longest keyword searched for (the rest is ignored).
+MAX_SEARCH = 100
+
+
 class InvalidQuery(ValueError):
     """A list/export filter or sort that does not fit the form; ``message`` says why."""
 
@@ -350,7 +356,7 @@ class RecordService:
 
     def _query(
         self, form_id: str, where: Mapping[str, Any] | Condition | None, created_by: str | None, sort: str,
-        now: datetime | None,
+        now: datetime | None, search: str | None = None,
     ) -> repo.RecordQuery:
         form, _ = self._registry.form(form_id)
         kinds = dict(form.field_kinds())
@@ -372,21 +378,25 @@ class RecordService:
         if sort_key not in repo.SORT_COLUMNS and (sort_key not in kinds or kinds[sort_key].value == "list"):
             raise InvalidQuery(f"cannot sort by `{sort_key}`")
         money = [f.key for f in form.fields if f.type == "money"]
-        return repo.RecordQuery(form_id, kinds, money, cond, created_by, sort_key, descending, now)
+        keyword = (search or "").strip()[:MAX_SEARCH] or None
+        return repo.RecordQuery(form_id, kinds, money, cond, created_by, sort_key, descending, now, keyword,
+                                tuple(f.key for f in form.fields if f.type in SEARCH_TYPES))
 
     def list(
         self, form_id: str, *, where: Mapping[str, Any] | Condition | None = None, created_by: str | None = None,
         sort: str = "-created_at", page: int = 1, per_page: int = 20, now: datetime | None = None,
+        search: str | None = None,
     ) -> Page[RecordView]:
         """One page of a form's records, filtered by a condition (the language of
         ``visible_if``) and/or submitter, sorted by ``sort`` (a form field or
         created_at/updated_at/id; ``-`` for descending). ``now`` anchors relative
-        filters (``within: 7d``). ``per_page`` is capped at 500.
+        filters (``within: 7d``). ``per_page`` is capped at 500. ``search``: a
+        keyword that one of the form's text fields must contain (:data:`SEARCH_TYPES`).
 
         Raises:
             UnknownForm, InvalidQuery.
         """
-        query = self._query(form_id, where, created_by, sort, now)
+        query = self._query(form_id, where, created_by, sort, now, search)
         page = max(1, int(page))
         per_page = max(1, min(500, int(per_page)))
         try:
@@ -399,6 +409,7 @@ class RecordService:
     def export_csv(
         self, form_id: str, where: Mapping[str, Any] | Condition | None = None, *, locale: str = "zh",
         created_by: str | None = None, sort: str = "-created_at", now: datetime | None = None,
+        search: str | None = None,
     ) -> Iterator[str]:
         """CSV text in chunks (one line each), header first: record id, the form's
         field labels in ``locale``, submitter, submitted at (UTC ISO). Choice
@@ -410,7 +421,7 @@ class RecordService:
         Raises:
             UnknownForm, InvalidQuery.
         """
-        query = self._query(form_id, where, created_by, sort, now)
+        query = self._query(form_id, where, created_by, sort, now, search)
         form, _ = self._registry.form(form_id)
         return self._csv_lines(form, query, locale)
 

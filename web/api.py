@@ -173,7 +173,8 @@ def list_records(form_id: str) -> Any:
     try:
         query = list_query(spec, request.args, user)
         page = svc.records.list(form_id, where=query.where, created_by=query.created_by, sort=query.sort,
-                                page=query.page, per_page=query.per_page, now=svc.now())
+                                page=query.page, per_page=query.per_page, now=svc.now(),
+                                search=query.search)
     except (BadQuery, InvalidQuery) as exc:
         raise ApiError(400, str(exc), "bad_query") from None
     return json_response({"items": [_record_json(r) for r in page.items], "total": page.total,

@@ -113,6 +113,8 @@ CATALOG: dict[str, tuple[str, str]] = {
     "back": ("返回", "Back"),
     "file_kept": ("已上传：{name}", "Uploaded: {name}"),
     "file_remove": ("移除", "Remove"),
+    "search_keyword": ("关键词", "Keyword"),
+    "search_keyword_hint": ("名称、说明、电话…", "Name, description, phone…"),
     "server_error": ("服务器错误", "Server error"),
     # --- approvals: inbox, task page, timeline, record panel
     "wf_inbox": ("待办", "Inbox"),

@@ -72,6 +72,9 @@ LIST_PARAMETERS: list[dict[str, Any]] = [
      "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 20}},
     {"name": "mine", "in": "query", "required": False, "schema": {"type": "boolean"},
      "description": "Only records the caller submitted"},
+    {"name": "q", "in": "query", "required": False, "schema": {"type": "string"},
+     "description": "A keyword one of the record's text fields contains (case-insensitive for ASCII; % and _ "
+                    "are taken literally; only the first 100 characters count)"},
 ]
 
 

@@ -373,7 +373,8 @@ def list_records(form_id: str) -> Any:
     try:
         query = list_query(spec, args, user)
         page = svc.records.list(form_id, where=query.where, created_by=query.created_by, sort=query.sort,
-                                page=query.page, per_page=query.per_page, now=svc.now())
+                                page=query.page, per_page=query.per_page, now=svc.now(),
+                                search=query.search)
     except (BadQuery, InvalidQuery) as exc:
         where_error = t("bad_condition", error=str(exc))
         query = list_query(spec, MultiDict(), user)
@@ -410,7 +411,7 @@ def export(form_id: str) -> Any:
     try:
         query = list_query(spec, _list_args(), user)
         lines = svc.records.export_csv(form_id, query.where, locale=get_locale(), created_by=query.created_by,
-                                       sort=query.sort, now=svc.now())
+                                       sort=query.sort, now=svc.now(), search=query.search)
     except (BadQuery, InvalidQuery) as exc:
         abort(400, description=str(exc))
     filename = f"{form_id}-{svc.now().astimezone().strftime('%Y%m%d-%H%M')}.csv"

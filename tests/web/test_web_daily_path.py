@@ -10,7 +10,8 @@ from typing import Any
 import jsonschema
 import pytest
 from flask import Flask
-from test_web_inbox import EXTRA_USERS, add_extra_users, post_action, submit, task_of
+from test_web_customers import people  # noqa: F401 (a fixture)
+from test_web_inbox import add_extra_users, post_action, submit, task_of
 from web_support import NOW, bearer
 
 
@@ -88,3 +89,52 @@ def test_the_done_inbox_shows_my_decision_and_when(flow: Flask, login: Any, cloc
     assert "我的处理：退回 · 2025-03-01 13:05" in done
     english = manager.get("/inbox?status=done&lang=en").text
     assert "My decision: Returned for edits · 2025-03-01 13:05" in english
+
+
+def _create(app: Flask, token: str, **overrides: Any) -> int:
+    from web_support import valid_activity
+
+    response = app.test_client().post("/api/v1/forms/activity_request/records", json=valid_activity(**overrides),
+                                      headers=bearer(token))
+    assert response.status_code == 201, response.text
+    return int(response.json["id"])
+
+
+def test_keyword_search_over_records_in_the_api_and_the_list(app: Flask, tokens: dict[str, str], login: Any) -> None:
+    spring = _create(app, tokens["staff"], name="Spring Sale 春季促销", description="满100减20")
+    odd = _create(app, tokens["staff"], name="100% off_day", description="")
+    other = _create(app, tokens["staff2"], name="秋季清仓", description="门店 spring 试点")
+    client = app.test_client()
+    doc = client.get("/api/v1/openapi.json").get_json()
+    assert "q" in {p["name"] for p in doc["paths"]["/forms/activity_request/records"]["get"]["parameters"]}
+
+    def found(q: str, user: str = "admin") -> set[int]:
+        response = client.get("/api/v1/forms/activity_request/records", query_string={"q": q},
+                              headers=bearer(tokens[user]))
+        assert response.status_code == 200, response.text
+        return {item["id"] for item in response.get_json()["items"]}
+
+    assert found("spring") == {spring, other}            # name or description, ASCII case ignored
+    assert found("SPRING") == {spring, other}
+    assert found("春季") == {spring}
+    assert found("满100") == {spring}
+    assert found("%") == {odd} and found("_") == {odd}   # wildcards are literal text
+    assert found("100%") == {odd} and found("/") == set()
+    assert found("  ") == {spring, odd, other}            # blank: no keyword
+    assert found("spring", user="staff2") == {other}      # still only what the user may see
+    assert found("x" * 5000) == set()
+    page = login("admin").get("/forms/activity_request/records?q=%E6%98%A5%E5%AD%A3")  # 春季
+    assert page.status_code == 200 and "Spring Sale 春季促销" in page.text and "秋季清仓" not in page.text
+    assert 'name="q" value="春季"' in page.text
+    csv = login("admin").get("/forms/activity_request/records.csv?q=spring").get_data(as_text=True)
+    assert "Spring Sale" in csv and "秋季清仓" in csv and "100% off_day" not in csv
+
+
+def test_customer_search_by_the_last_four_digits_of_a_phone(login: Any, people: dict[str, int]) -> None:
+    client = login("manager")
+    rows = 'class="customer"'
+    assert client.get("/customers?q=5678").text.count(rows) == 1             # 138 1234 5678: 张三
+    assert f'/customers/{people["zhang"]}"' in client.get("/customers?q=5678").text
+    assert client.get("/customers?q=0100").text.count(rows) == 1             # +1 415 555 0100: Anna
+    assert client.get("/customers?q=1390").text.count(rows) == 50            # still a prefix search too
+    assert client.get("/customers?q=9999").text.count(rows) == 0

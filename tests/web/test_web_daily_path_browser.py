@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from test_web_customers import people  # noqa: F401 (a fixture)
 from web_support import BROWSER_MARKS, CHROMIUM, bearer, sign_in_browser, valid_activity
 
 pytestmark = BROWSER_MARKS
@@ -171,3 +172,22 @@ def test_at_phone_width_the_buttons_are_in_reach_and_pages_fit(app: Flask, token
     staff = sign_in_browser(browser, live_url, "staff", "/forms/activity_request/records")
     assert staff.locator("table.list tbody tr").count() == 4
     _fits(staff)
+
+
+def test_keyword_search_and_a_phone_by_its_last_four_digits(app: Flask, tokens: dict[str, str], live_url: str,
+                                                             browser: Any, people: dict[str, int]) -> None:
+    _submit(app, tokens, name="春季新品试吃", description="徐家汇门店")
+    _submit(app, tokens, name="秋季清仓")
+    staff = sign_in_browser(browser, live_url, "staff", "/forms/activity_request/records")
+    staff.fill('input[name="q"]', "徐家汇")
+    staff.click("form.filters button[type=submit]")
+    staff.wait_for_url("**q=*")
+    rows = staff.locator("table.list tbody tr")
+    assert rows.count() == 1 and "春季新品试吃" in rows.first.inner_text()
+    _fits(staff)
+    manager = sign_in_browser(browser, live_url, "manager", "/customers")
+    manager.fill('input[name="q"]', "5678")
+    manager.locator('input[name="q"]').press("Enter")
+    manager.wait_for_url("**q=5678*")
+    found = manager.locator(".customer")
+    assert found.count() == 1 and "张三" in found.first.inner_text()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from test_web_customers import people  # noqa: F401 (a fixture)
-from web_support import BROWSER_MARKS, CHROMIUM, bearer, sign_in_browser, valid_activity
+from web_support import BROWSER_MARKS, CHROMIUM, NOW, bearer, sign_in_browser, valid_activity
 
 pytestmark = BROWSER_MARKS
 
@@ -191,3 +191,38 @@ def test_keyword_search_and_a_phone_by_its_last_four_digits(app: Flask, tokens: 
     manager.wait_for_url("**q=5678*")
     found = manager.locator(".customer")
     assert found.count() == 1 and "张三" in found.first.inner_text()
+
+
+def test_the_survey_asks_nps_on_a_0_to_10_scale(app: Flask, tokens: dict[str, str], live_url: str,
+                                                 browser: Any) -> None:
+    from datetime import timedelta
+
+    from engine.feedback.links import sign_survey
+
+    created = app.test_client().post("/api/v1/customers", headers=bearer(tokens["admin"]),
+                                     json={"external_id": "NPS-1", "name": "问卷客户", "phone": "13800000001"})
+    assert created.status_code in (200, 201), created.text
+    customer_id = int(created.get_json()["id"])
+    token = sign_survey("test-secret", customer_id=customer_id, campaign="spring_sale",
+                        expires=NOW + timedelta(days=7))
+    page = browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN").new_page()
+    page.goto(f"{live_url}/survey/{token}")
+    scale = page.locator('[data-key="score"] input[type=radio][name="score"]')
+    assert scale.count() == 11
+    assert [scale.nth(i).get_attribute("value") for i in range(11)] == [str(n) for n in range(11)]
+    assert page.locator('[data-key="score"] input[type=number]').count() == 0
+    _fits(page)
+    reasons = page.locator('[data-key="reason"]')
+    assert reasons.is_hidden()
+    page.click('label[for="score-7"]')
+    assert reasons.is_visible()  # 0–8: asks why
+    page.click('label[for="score-10"]')
+    assert reasons.is_hidden()
+    page.click("form.survey-form button[type=submit]")
+    assert "感谢" in page.content()
+    from sqlalchemy import select
+
+    from engine.storage.models import Feedback
+
+    with app.extensions["promoflow"].session_factory() as session:  # reading what the page stored
+        assert session.execute(select(Feedback.customer_id, Feedback.score)).all() == [(customer_id, 10)]

@@ -411,7 +411,8 @@ def export(form_id: str) -> Any:
     try:
         query = list_query(spec, _list_args(), user)
         lines = svc.records.export_csv(form_id, query.where, locale=get_locale(), created_by=query.created_by,
-                                       sort=query.sort, now=svc.now(), search=query.search)
+                                       sort=query.sort, now=svc.now(), search=query.search,
+                                       tz=svc.tz)
     except (BadQuery, InvalidQuery) as exc:
         abort(400, description=str(exc))
     filename = f"{form_id}-{svc.now().astimezone().strftime('%Y%m%d-%H%M')}.csv"

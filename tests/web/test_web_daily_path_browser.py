@@ -226,3 +226,22 @@ def test_the_survey_asks_nps_on_a_0_to_10_scale(app: Flask, tokens: dict[str, st
 
     with app.extensions["promoflow"].session_factory() as session:  # reading what the page stored
         assert session.execute(select(Feedback.customer_id, Feedback.score)).all() == [(customer_id, 10)]
+
+
+def test_the_csv_export_has_local_times_labels_and_a_line_per_item(app: Flask, tokens: dict[str, str],
+                                                                   live_url: str, browser: Any) -> None:
+    import csv
+    import io
+
+    _submit(app, tokens, name="两行物料", channel="wecom",
+            materials=[{"item": "海报", "qty": 10, "unit_cost": "3.50"}, {"item": "试吃杯", "qty": 500,
+                                                                           "unit_cost": "0.30"}])
+    staff = sign_in_browser(browser, live_url, "staff", "/forms/activity_request/records")
+    with staff.expect_download() as info:
+        staff.click("text=导出 CSV")
+    text = open(info.value.path(), encoding="utf-8").read().lstrip("\ufeff")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len(rows) == 2  # one line per line item, the record's own cells repeated
+    assert [(r["物料清单 · 物料"], r["物料清单 · 数量"]) for r in rows] == [("海报", "10"), ("试吃杯", "500")]
+    assert {r["活动名称"] for r in rows} == {"两行物料"} and {r["渠道"] for r in rows} == {"企业微信"}
+    assert {r["提交时间"] for r in rows} == {"2025-03-01T10:00:00+08:00"}  # business time, with its offset

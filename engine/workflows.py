@@ -41,6 +41,7 @@ from engine.approvals.machine import (
     InstanceState,
     RESUBMITTABLE,
     Notify,
+    Remind,
     Resubmit,
     SetField,
     Start,
@@ -648,6 +649,15 @@ class WorkflowService:
             NoWorkflow, ActionError (not_submitter, already_acted, not_running).
         """
         return self._command(record_id, lambda inst, data: Withdraw(actor, now), actor=actor, now=now)
+
+    def remind(self, record_id: int, task_id: int, *, actor: str, now: datetime) -> InstanceView:
+        """The submitter reminds (催办) the assignee of an overdue open task: the
+        machine's ``reminder`` notice, at most once an hour per task.
+
+        Raises:
+            NoWorkflow, ActionError (not_submitter, unknown_task, task_closed, not_overdue, too_soon).
+        """
+        return self._command(record_id, lambda inst, data: Remind(actor, task_id, now), actor=actor, now=now)
 
     def resubmit(self, record_id: int, payload: Mapping[str, Any], *, actor: str, now: datetime) -> InstanceView:
         """The submitter edits a returned or withdrawn record (validated as a

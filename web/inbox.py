@@ -115,6 +115,14 @@ def _workflow_panel(rec: RecordView) -> dict[str, Any] | None:
     ctx["may_withdraw"] = may_withdraw(instance, user, rec.created_by)
     ctx["may_resubmit"] = (user is not None and rec.created_by == user.username
                            and ctx["status"] in RESUBMITTABLE)
+    # 催办: the submitter's button beside each overdue open task of a running request
+    ctx["remindable"] = [
+        {"id": value(task, "id"), "assignee": display_name(value(task, "assignee")),
+         "step": step_title(ctx.get("wf_spec"), value(task, "step_id"))}
+        for task in value(instance, "tasks", None) or ()
+        if user is not None and rec.created_by == user.username and ctx["status"] == "running"
+        and value(task, "status") == "open" and value(task, "kind", "approval") == "approval"
+        and value(task, "overdue")]
     return ctx
 
 
@@ -388,6 +396,27 @@ def withdraw(record_id: int) -> Any:
         flash(t("wf_cannot_withdraw"), "error")
         return redirect(url_for("records.detail", record_id=record.id))
     flash(t("wf_done_withdraw"), "success")
+    return redirect(url_for("records.detail", record_id=record.id))
+
+
+@bp.route("/records/<int:record_id>/remind/<int:task_id>", methods=["POST"])
+@login_required
+def remind(record_id: int, task_id: int) -> Any:
+    """催办: the submitter sends the overdue approver the flow's reminder notice (once an hour per task)."""
+    record, _ = _own_record(record_id)
+    wf = workflows()
+    if wf is None:
+        abort(404)
+    try:
+        wf.remind(record.id, task_id, actor=g.user.username, now=services().now())
+    except ActionError as exc:
+        if exc.code == "not_submitter":
+            abort(403)
+        if exc.code == "unknown_task":
+            abort(404)
+        flash(t("wf_remind_too_soon") if exc.code == "too_soon" else t("wf_cannot_remind"), "error")
+        return redirect(url_for("records.detail", record_id=record.id))
+    flash(t("wf_done_remind"), "success")
     return redirect(url_for("records.detail", record_id=record.id))
 
 

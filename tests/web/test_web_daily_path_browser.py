@@ -245,3 +245,28 @@ def test_the_csv_export_has_local_times_labels_and_a_line_per_item(app: Flask, t
     assert [(r["物料清单 · 物料"], r["物料清单 · 数量"]) for r in rows] == [("海报", "10"), ("试吃杯", "500")]
     assert {r["活动名称"] for r in rows} == {"两行物料"} and {r["渠道"] for r in rows} == {"企业微信"}
     assert {r["提交时间"] for r in rows} == {"2025-03-01T10:00:00+08:00"}  # business time, with its offset
+
+
+def test_the_submitter_reminds_an_overdue_approver_once_an_hour(app: Flask, tokens: dict[str, str], clock: Any,
+                                                                 live_url: str, browser: Any) -> None:
+    from datetime import timedelta
+
+    record_id = _submit(app, tokens, name="催办一下")
+    staff = sign_in_browser(browser, live_url, "staff", f"/records/{record_id}")
+    assert staff.locator("button[data-remind]").count() == 0  # not overdue yet (due in 48h)
+    clock.now = NOW + timedelta(hours=49)
+    staff = sign_in_browser(browser, live_url, "staff", f"/records/{record_id}")  # a new day, a new sign-in
+    button = staff.locator("button[data-remind]")
+    assert button.count() == 1 and "催办" in button.inner_text() and "市场经理审批" in button.inner_text()
+    button.click()
+    staff.wait_for_url(f"**/records/{record_id}")
+    assert staff.locator(".flash").first.inner_text() == "已催办，审批人会收到提醒"
+    staff.locator("button[data-remind]").click()  # again within the hour: refused, nothing sent
+    assert staff.locator(".flash").first.inner_text() == "刚催办过，请一小时后再试"
+    clock.now = NOW + timedelta(hours=50, minutes=1)
+    staff.goto(f"{live_url}/records/{record_id}")
+    staff.locator("button[data-remind]").click()
+    assert staff.locator(".flash").first.inner_text() == "已催办，审批人会收到提醒"
+    view = app.extensions["promoflow"].workflows.instance_for_record(record_id)
+    reminders = [h for h in view.history if h["action"] == "remind"]
+    assert [(h["actor"], h["target"]) for h in reminders] == [("staff", "manager"), ("staff", "manager")]

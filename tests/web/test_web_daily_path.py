@@ -138,3 +138,27 @@ def test_customer_search_by_the_last_four_digits_of_a_phone(login: Any, people: 
     assert client.get("/customers?q=0100").text.count(rows) == 1             # +1 415 555 0100: Anna
     assert client.get("/customers?q=1390").text.count(rows) == 50            # still a prefix search too
     assert client.get("/customers?q=9999").text.count(rows) == 0
+
+
+def test_remind_refusals(flow: Flask, login: Any, clock: Any) -> None:
+    from datetime import timedelta
+
+    from web_support import csrf_from
+
+    record_id = submit(flow)
+    task = task_of(flow, "manager", record_id)
+    staff = login("staff")
+    token = csrf_from(staff.get(f"/records/{record_id}").text)
+    early = staff.post(f"/records/{record_id}/remind/{task.id}", data={"csrf_token": token})
+    assert early.status_code == 302 and "此任务当前不能催办" in staff.get(f"/records/{record_id}").text
+    assert "remind" not in _history(flow, record_id)
+    clock.now = NOW + timedelta(hours=49)
+    staff = login("staff")
+    token = csrf_from(staff.get(f"/records/{record_id}").text)
+    other = login("staff2")
+    assert other.post(f"/records/{record_id}/remind/{task.id}",
+                      data={"csrf_token": csrf_from(other.get("/").text)}).status_code in (403, 404)
+    assert staff.post(f"/records/{record_id}/remind/999999", data={"csrf_token": token}).status_code == 404
+    assert staff.post(f"/records/{record_id}/remind/{task.id}", data={}).status_code == 400  # CSRF
+    assert staff.post(f"/records/{record_id}/remind/{task.id}", data={"csrf_token": token}).status_code == 302
+    assert _history(flow, record_id).count("remind") == 1

@@ -30,7 +30,7 @@ from .machine import (
 )
 
 __all__ = [
-    "RESUBMITTABLE", "Act", "ActionError", "CloseTask", "CreateTask", "Directory", "Effect", "Emit", "InstanceState", "Notify",
-    "Remind", "Resubmit", "SetField", "Start", "StaticDirectory", "TaskState", "Tick", "Withdraw", "event_from_json",
+    "RESUBMITTABLE", "Act", "ActionError", "CloseTask", "CreateTask", "Directory", "Effect", "Emit",
+    "InstanceState", "Notify", "Remind", "Resubmit", "SetField", "Start", "StaticDirectory", "TaskState", "Tick", "Withdraw", "event_from_json",
     "event_to_json", "step",
 ]

@@ -31,6 +31,6 @@ from .machine import (
 
 __all__ = [
     "RESUBMITTABLE", "Act", "ActionError", "CloseTask", "CreateTask", "Directory", "Effect", "Emit",
-    "InstanceState", "Notify", "Remind", "Resubmit", "SetField", "Start", "StaticDirectory", "TaskState", "Tick", "Withdraw", "event_from_json",
-    "event_to_json", "step",
+    "InstanceState", "Notify", "Remind", "Resubmit", "SetField", "Start", "StaticDirectory", "TaskState", "Tick",
+    "Withdraw", "event_from_json", "event_to_json", "step",
 ]

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from zoneinfo import ZoneInfo
 
 from engine.conditions.ast import Condition
 from engine.conditions.check import check_condition
@@ -93,6 +94,12 @@ def editable(form: FormSpec, status: str) -> bool:
     if until == "workflow_finished":
         return status not in _DECIDED
     return status in _NOT_IN_FLOW
+
+
+#: Field types a keyword search (``q``) looks in: free text a person typed.
+SEARCH_TYPES = frozenset({"text", "textarea", "phone", "email", "url", "user"})
+#: Longest keyword searched for (the rest is ignored).
+MAX_SEARCH = 100
 
 
 class InvalidQuery(ValueError):
@@ -350,7 +357,7 @@ class RecordService:
 
     def _query(
         self, form_id: str, where: Mapping[str, Any] | Condition | None, created_by: str | None, sort: str,
-        now: datetime | None,
+        now: datetime | None, search: str | None = None,
     ) -> repo.RecordQuery:
         form, _ = self._registry.form(form_id)
         kinds = dict(form.field_kinds())
@@ -372,21 +379,25 @@ class RecordService:
         if sort_key not in repo.SORT_COLUMNS and (sort_key not in kinds or kinds[sort_key].value == "list"):
             raise InvalidQuery(f"cannot sort by `{sort_key}`")
         money = [f.key for f in form.fields if f.type == "money"]
-        return repo.RecordQuery(form_id, kinds, money, cond, created_by, sort_key, descending, now)
+        keyword = (search or "").strip()[:MAX_SEARCH] or None
+        return repo.RecordQuery(form_id, kinds, money, cond, created_by, sort_key, descending, now, keyword,
+                                tuple(f.key for f in form.fields if f.type in SEARCH_TYPES))
 
     def list(
         self, form_id: str, *, where: Mapping[str, Any] | Condition | None = None, created_by: str | None = None,
         sort: str = "-created_at", page: int = 1, per_page: int = 20, now: datetime | None = None,
+        search: str | None = None,
     ) -> Page[RecordView]:
         """One page of a form's records, filtered by a condition (the language of
         ``visible_if``) and/or submitter, sorted by ``sort`` (a form field or
         created_at/updated_at/id; ``-`` for descending). ``now`` anchors relative
-        filters (``within: 7d``). ``per_page`` is capped at 500.
+        filters (``within: 7d``). ``per_page`` is capped at 500. ``search``: a
+        keyword that one of the form's text fields must contain (:data:`SEARCH_TYPES`).
 
         Raises:
             UnknownForm, InvalidQuery.
         """
-        query = self._query(form_id, where, created_by, sort, now)
+        query = self._query(form_id, where, created_by, sort, now, search)
         page = max(1, int(page))
         per_page = max(1, min(500, int(per_page)))
         try:
@@ -399,34 +410,56 @@ class RecordService:
     def export_csv(
         self, form_id: str, where: Mapping[str, Any] | Condition | None = None, *, locale: str = "zh",
         created_by: str | None = None, sort: str = "-created_at", now: datetime | None = None,
+        search: str | None = None, tz: str = "UTC",
     ) -> Iterator[str]:
         """CSV text in chunks (one line each), header first: record id, the form's
-        field labels in ``locale``, submitter, submitted at (UTC ISO). Choice
-        values show their labels; cells that a spreadsheet would run as a
-        formula are prefixed with ``'``. The first chunk starts with a UTF-8 BOM
-        so spreadsheet programs read Chinese correctly. The filter is checked
-        before the first chunk is produced.
+        field labels in ``locale``, submitter, submitted at. Times (the
+        submission, datetime fields) are ISO 8601 in ``tz`` (the business time
+        zone) with their offset, e.g. ``2025-03-01T10:00:00+08:00``. Choice
+        values show their labels. A sub-table is flattened into one column per
+        sub-field ("物料清单 · 物品") and one line per line item: a record with
+        three items gives three lines that repeat the record's own cells (so a
+        spreadsheet can filter and sum them), with several tables their rows
+        side by side; a record without items gives one line. Cells that a
+        spreadsheet would run as a formula are prefixed with ``'``. The first
+        chunk starts with a UTF-8 BOM so spreadsheet programs read Chinese
+        correctly. The filter is checked before the first chunk is produced.
 
         Raises:
             UnknownForm, InvalidQuery.
         """
-        query = self._query(form_id, where, created_by, sort, now)
+        query = self._query(form_id, where, created_by, sort, now, search)
         form, _ = self._registry.form(form_id)
-        return self._csv_lines(form, query, locale)
+        return self._csv_lines(form, query, locale, ZoneInfo(tz))
 
-    def _csv_lines(self, form: FormSpec, query: repo.RecordQuery, locale: str) -> Iterator[str]:
+    def _csv_lines(self, form: FormSpec, query: repo.RecordQuery, locale: str, zone: ZoneInfo) -> Iterator[str]:
         en = not locale.lower().startswith("zh")
         header = ["ID" if en else "编号"]
-        header += [(f.label_en or f.label) if en else f.label for f in form.fields]
+        for f in form.fields:
+            title = (f.label_en or f.label) if en else f.label
+            if f.type == "table" and f.fields:
+                header += [f"{title} · {(c.label_en or c.label) if en else c.label}" for c in f.fields]
+            else:
+                header.append(title)
         header += ["Submitted by" if en else "提交人", "Submitted at" if en else "提交时间"]
         yield "\ufeff" + _csv_line(header)
+        tables = [f for f in form.fields if f.type == "table" and f.fields]
         with self._sf() as session:
             try:
                 for row in repo.iter_records(session, query):
-                    cells = [str(row.id)]
-                    cells += [_cell(f, row.data.get(f.key), en) for f in form.fields]
-                    cells += [_safe(row.created_by or ""), from_db_time(row.created_at).isoformat()]
-                    yield _csv_line(cells)
+                    items = {f.key: [r for r in row.data.get(f.key) or () if isinstance(r, Mapping)]
+                             if isinstance(row.data.get(f.key), list) else [] for f in tables}
+                    for line in range(max([1, *(len(v) for v in items.values())])):
+                        cells = [str(row.id)]
+                        for f in form.fields:
+                            if f.type == "table" and f.fields:
+                                item = items[f.key][line] if line < len(items[f.key]) else {}
+                                cells += [_cell(c, item.get(c.key), en, zone) for c in f.fields]
+                            else:
+                                cells.append(_cell(f, row.data.get(f.key), en, zone))
+                        cells += [_safe(row.created_by or ""),
+                                  from_db_time(row.created_at).astimezone(zone).isoformat(timespec="seconds")]
+                        yield _csv_line(cells)
             except ConditionError as exc:
                 raise InvalidQuery(str(exc)) from exc
 
@@ -448,9 +481,17 @@ def _label(f: FieldSpec, value: Any, en: bool) -> str:
     return str(value)
 
 
-def _cell(f: FieldSpec, value: Any, en: bool) -> str:
+def _cell(f: FieldSpec, value: Any, en: bool, zone: ZoneInfo | None = None) -> str:
     if value is None:
         return ""
+    if f.type == "datetime" and zone is not None and isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return _safe(value)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=ZoneInfo("UTC"))
+        return moment.astimezone(zone).isoformat(timespec="seconds")
     if f.type == "checkbox":
         return ("yes" if en else "是") if value else ("no" if en else "否")
     if f.type == "select":

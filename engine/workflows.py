@@ -39,7 +39,9 @@ from engine.approvals.machine import (
     Emit,
     Event,
     InstanceState,
+    RESUBMITTABLE,
     Notify,
+    Remind,
     Resubmit,
     SetField,
     Start,
@@ -648,9 +650,19 @@ class WorkflowService:
         """
         return self._command(record_id, lambda inst, data: Withdraw(actor, now), actor=actor, now=now)
 
+    def remind(self, record_id: int, task_id: int, *, actor: str, now: datetime) -> InstanceView:
+        """The submitter reminds (催办) the assignee of an overdue open task: the
+        machine's ``reminder`` notice, at most once an hour per task.
+
+        Raises:
+            NoWorkflow, ActionError (not_submitter, unknown_task, task_closed, not_overdue, too_soon).
+        """
+        return self._command(record_id, lambda inst, data: Remind(actor, task_id, now), actor=actor, now=now)
+
     def resubmit(self, record_id: int, payload: Mapping[str, Any], *, actor: str, now: datetime) -> InstanceView:
-        """The submitter edits a returned record (validated as a record update)
-        and sends it again: the flow restarts from its first step on the new data.
+        """The submitter edits a returned or withdrawn record (validated as a
+        record update) and sends it again: the flow restarts from its first
+        step on the new data (a new round in the history).
 
         Raises:
             NoWorkflow, ActionError (not_submitter, not_running),
@@ -662,9 +674,10 @@ class WorkflowService:
         if current.submitter != actor:
             raise self._with_current(ActionError("not_submitter", "only the submitter may resubmit"),
                                      record_id=record_id, now=now)
-        if current.status != "returned":
+        if current.status not in RESUBMITTABLE:
             raise self._with_current(
-                ActionError("not_running", f"only a returned request can be resubmitted (it is {current.status})"),
+                ActionError("not_running",
+                            f"only a returned or withdrawn request can be resubmitted (it is {current.status})"),
                 record_id=record_id, now=now)
         if payload:
             self._record_service().update(record_id, payload, actor=actor, now=now, tz=self._tz)

@@ -23,7 +23,7 @@ from . import services
 MAX_PER_PAGE = 200
 DEFAULT_PER_PAGE = 20
 #: Query arguments that are not ``field=value`` filters.
-RESERVED_ARGS = frozenset({"where", "sort", "page", "per_page", "lang", "mine", "format"})
+RESERVED_ARGS = frozenset({"where", "sort", "page", "per_page", "lang", "mine", "format", "q"})
 _SORT = re.compile(r"-?[A-Za-z_][A-Za-z0-9_.]{0,127}")
 
 
@@ -52,6 +52,8 @@ class ListQuery:
     sort: str
     page: int
     per_page: int
+    #: The keyword (``q``) the record's text fields must contain, or None.
+    search: str | None = None
 
 
 def _int_arg(args: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
@@ -137,7 +139,8 @@ def list_query(spec: FormSpec, args: Any, user: Principal) -> ListQuery:
     created_by = None if (can_view_all(user, spec) and not mine) else user.username
     return ListQuery(where=where_all, created_by=created_by, sort=sort,
                      page=_int_arg(args, "page", 1, 1, 1_000_000),
-                     per_page=_int_arg(args, "per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE))
+                     per_page=_int_arg(args, "per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE),
+                     search=str(args.get("q") or "").strip() or None)
 
 
 # ------------------------------------------------------------- uploads

@@ -173,7 +173,8 @@ def list_records(form_id: str) -> Any:
     try:
         query = list_query(spec, request.args, user)
         page = svc.records.list(form_id, where=query.where, created_by=query.created_by, sort=query.sort,
-                                page=query.page, per_page=query.per_page, now=svc.now())
+                                page=query.page, per_page=query.per_page, now=svc.now(),
+                                search=query.search)
     except (BadQuery, InvalidQuery) as exc:
         raise ApiError(400, str(exc), "bad_query") from None
     return json_response({"items": [_record_json(r) for r in page.items], "total": page.total,
@@ -349,6 +350,8 @@ def act_on_task(task_id: int, action: str) -> Any:
     try:
         instance = act(task_id, action, user=_user(), comment=comment, target=target, expected_version=version)
     except TaskError as exc:
+        if exc.code == "reason_required":  # a field error, like any invalid body
+            return json_response({"errors": [{"field": "comment", "code": "required", "message": exc.message}]}, 422)
         extra = {"current": instance_json(exc.current)} if exc.current is not None else {}
         raise ApiError(exc.status, exc.message, exc.code, **extra) from None
     return json_response(instance_json(instance))

@@ -42,6 +42,8 @@ ALWAYS = ("approve", "reject")
 ACTED = frozenset({"approve", "reject", "return", "transfer", "add_approver"})
 #: History actions that (re)start a round.
 ROUND_START = frozenset({"submit", "resubmit"})
+#: Actions that must say why (退回 and 驳回 send the request back or end it: the submitter needs the reason).
+REASON_ACTIONS = frozenset({"reject", "return"})
 #: Inbox status filters.
 TASK_FILTERS = ("open", "done", "all")
 MAX_COMMENT = 2000
@@ -122,6 +124,8 @@ def act(task_id: int, action: str, *, user: Principal, comment: str | None, targ
         raise TaskError(404, "not_found", f"no task {task_id}")
     if action not in ACTIONS:
         raise TaskError(404, "not_found", f"no action `{action}`")
+    if action in REASON_ACTIONS and not (comment or "").strip():
+        raise TaskError(422, "reason_required", t("wf_reason_required", action=t(f"wf_button_{action}")))
     if action in TARGET_ACTIONS and (not target or services().accounts.by_name(target) is None):
         raise TaskError(422, "invalid_target", t("wf_pick_user") if target is None else
                             t("wf_unknown_user", name=target))
@@ -227,6 +231,25 @@ def allowed_actions(spec: WorkflowSpec | None, step_id: str | None) -> list[str]
 
 
 # ------------------------------------------------------------------ display
+
+def outcome_message(action: str, instance: Any) -> str:
+    """What an action did, for the flash after it: where the request went
+    (a 驳回 that sends it back to an earlier step says so, with the step)."""
+    status = value(instance, "status")
+    if action == "reject" and status == "running":
+        spec = workflow_spec(instance)
+        steps = "、".join(step_title(spec, s) for s in value(instance, "current_steps", None) or ())
+        return t("wf_done_reject_to", step=steps)
+    if action == "reject" and status == "rejected":
+        return t("wf_done_reject_final")
+    if action == "approve" and status == "approved":
+        return t("wf_done_approve_final")
+    if action == "approve" and status == "running":
+        spec = workflow_spec(instance)
+        steps = "、".join(step_title(spec, s) for s in value(instance, "current_steps", None) or ())
+        return t("wf_done_approve_next", step=steps) if steps else t("wf_done_approve")
+    return t(f"wf_done_{action}")
+
 
 def status_label(status: str | None) -> str:
     key = f"wf_status_{status}"

@@ -142,6 +142,13 @@ def _unbound(f: FieldSpec, locale: str, choose: str) -> Any:
     kind = f.type
     if kind == "textarea":
         return wf.TextAreaField(**common)
+    if kind == "integer" and f.display == "scale" and isinstance(f.min, int) and isinstance(f.max, int):
+        # A row of radio buttons min..max (NPS 0–10): one tap on a phone, no number box.
+        scale = [str(n) for n in range(f.min, f.max + 1)]
+        choices = [(n, n) if _SelectChoice is None else _SelectChoice(n, n) for n in scale]
+        return wf.RadioField(choices=choices, coerce=str, validate_choice=False,
+                             **{**common, "render_kw": {k: v for k, v in common["render_kw"].items()
+                                                        if k not in ("min", "max", "step", "inputmode")}})
     if kind == "integer" or kind == "customer":
         return wf.IntegerField(**common)
     if kind in ("number", "money"):

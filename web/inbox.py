@@ -23,7 +23,7 @@ from flask import (
 )
 
 from engine.accounts import can_edit_record, can_view_record
-from engine.approvals import ActionError
+from engine.approvals import RESUBMITTABLE, ActionError
 from engine.definitions.specs import FormSpec
 from engine.forms.coerce import coerce_form_data
 from engine.forms.errors import ValidationFailed
@@ -33,10 +33,12 @@ from . import services
 from .approvals import (
     ACTIONS,
     MAX_COMMENT,
+    REASON_ACTIONS,
     TARGET_ACTIONS,
     TASK_FILTERS,
     TaskError,
     act,
+    action_label,
     allowed_actions,
     assigned,
     barred_targets_for,
@@ -45,6 +47,7 @@ from .approvals import (
     display_name,
     find_task,
     may_withdraw,
+    outcome_message,
     status_label,
     step_title,
     task_status_label,
@@ -65,7 +68,8 @@ INBOX_LIMIT = 200
 @bp.app_context_processor
 def _helpers() -> dict[str, Any]:
     return {"inbox_open_count": _open_count, "workflow_panel": _workflow_panel,
-            "wf_status_label": status_label, "task_status_label": task_status_label}
+            "wf_status_label": status_label, "task_status_label": task_status_label,
+            "wf_action_label": action_label}
 
 
 def _open_count() -> int | None:
@@ -109,7 +113,16 @@ def _workflow_panel(rec: RecordView) -> dict[str, Any] | None:
     ctx = _instance_context(instance)
     user = g.get("user")
     ctx["may_withdraw"] = may_withdraw(instance, user, rec.created_by)
-    ctx["may_resubmit"] = user is not None and rec.created_by == user.username and ctx["status"] == "returned"
+    ctx["may_resubmit"] = (user is not None and rec.created_by == user.username
+                           and ctx["status"] in RESUBMITTABLE)
+    # 催办: the submitter's button beside each overdue open task of a running request
+    ctx["remindable"] = [
+        {"id": value(task, "id"), "assignee": display_name(value(task, "assignee")),
+         "step": step_title(ctx.get("wf_spec"), value(task, "step_id"))}
+        for task in value(instance, "tasks", None) or ()
+        if user is not None and rec.created_by == user.username and ctx["status"] == "running"
+        and value(task, "status") == "open" and value(task, "kind", "approval") == "approval"
+        and value(task, "overdue")]
     return ctx
 
 
@@ -283,7 +296,7 @@ def _task_page(task: Any, *, status_code: int = 200, comment: str = "", error: s
         "task.html", task=task, rec=record, spec=form, step=step_title(spec, value(task, "step_id"),
                                                                        value(task, "step_title")),
         is_open=is_open, buttons=buttons, users=users, comment=comment, error=error,
-        max_comment=MAX_COMMENT, **ctx,
+        max_comment=MAX_COMMENT, reason_actions=REASON_ACTIONS, **ctx,
     ), status_code
 
 
@@ -327,7 +340,7 @@ def task_action(task_id: int, action: str) -> Any:
     raw_version = request.form.get("version") or ""
     expected = int(raw_version) if raw_version.isascii() and raw_version.isdigit() and len(raw_version) < 12 else None
     try:
-        act(task_id, action, user=g.user, comment=comment, target=target, expected_version=expected)
+        done = act(task_id, action, user=g.user, comment=comment, target=target, expected_version=expected)
     except TaskError as exc:
         if exc.status == 403:
             abort(403)
@@ -336,7 +349,7 @@ def task_action(task_id: int, action: str) -> Any:
         if exc.status == 409:
             return _conflict_page(task_id, exc)
         return _task_page(task, status_code=422, comment=comment, error=exc.message)
-    flash(t(f"wf_done_{action}"), "success")
+    flash(outcome_message(action, done), "success")
     if action == "comment":
         return redirect(url_for("inbox.task", task_id=task_id))
     return redirect(url_for("inbox.inbox"))
@@ -386,6 +399,27 @@ def withdraw(record_id: int) -> Any:
     return redirect(url_for("records.detail", record_id=record.id))
 
 
+@bp.route("/records/<int:record_id>/remind/<int:task_id>", methods=["POST"])
+@login_required
+def remind(record_id: int, task_id: int) -> Any:
+    """催办: the submitter sends the overdue approver the flow's reminder notice (once an hour per task)."""
+    record, _ = _own_record(record_id)
+    wf = workflows()
+    if wf is None:
+        abort(404)
+    try:
+        wf.remind(record.id, task_id, actor=g.user.username, now=services().now())
+    except ActionError as exc:
+        if exc.code == "not_submitter":
+            abort(403)
+        if exc.code == "unknown_task":
+            abort(404)
+        flash(t("wf_remind_too_soon") if exc.code == "too_soon" else t("wf_cannot_remind"), "error")
+        return redirect(url_for("records.detail", record_id=record.id))
+    flash(t("wf_done_remind"), "success")
+    return redirect(url_for("records.detail", record_id=record.id))
+
+
 @bp.route("/records/<int:record_id>/resubmit", methods=["GET", "POST"])
 @login_required
 def resubmit(record_id: int) -> Any:
@@ -395,7 +429,7 @@ def resubmit(record_id: int) -> Any:
     record, form = _own_record(record_id)
     wf = workflows()
     instance = wf.instance_for_record(record.id, now=services().now()) if wf is not None else None
-    if instance is None or value(instance, "status") != "returned" or not can_edit_record(
+    if instance is None or value(instance, "status") not in RESUBMITTABLE or not can_edit_record(
             g.user, form, record.created_by):
         abort(409 if instance is not None else 404)
     cls = _form_class(form, record.form_version)

@@ -73,6 +73,9 @@ LIST_PARAMETERS: list[dict[str, Any]] = [
      "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 20}},
     {"name": "mine", "in": "query", "required": False, "schema": {"type": "boolean"},
      "description": "Only records the caller submitted"},
+    {"name": "q", "in": "query", "required": False, "schema": {"type": "string"},
+     "description": "A keyword one of the record's text fields contains (case-insensitive for ASCII; % and _ "
+                    "are taken literally; only the first 100 characters count)"},
 ]
 
 
@@ -207,6 +210,10 @@ def _workflow_paths() -> dict[str, Any]:
                                                "`target_is_submitter`, `target_already_decided`)"),
             },
         }}
+        if action in ("reject", "return"):  # these must say why: no comment → a field error on `comment`
+            paths[f"/tasks/{{task_id}}/{action}"]["post"]["responses"]["422"] = _json(
+                {"oneOf": [_ref("Error"), _ref("ValidationErrors")]},
+                "`comment` is required (the reason; field error `required`), or the step does not allow this action")
     return paths
 
 

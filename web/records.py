@@ -116,6 +116,10 @@ def home() -> Any:
     return render_template("home.html", fillable=fillable, viewable=viewable, recent=recent[:10])
 
 
+#: The form field whose values name the file fields the user cleared (a checkbox beside each kept file).
+REMOVE_FILE = "_remove_file"
+
+
 def _posted_data(spec: FormSpec) -> tuple[MultiDict[str, Any], dict[str, dict[str, Any]]]:
     """The posted form data with each uploaded file replaced by its stored reference."""
     data: MultiDict[str, Any] = MultiDict(request.form)
@@ -125,6 +129,9 @@ def _posted_data(spec: FormSpec) -> tuple[MultiDict[str, Any], dict[str, dict[st
         if f.type != "file":
             continue
         kept = data.get(f.key)
+        if f.key in request.form.getlist(REMOVE_FILE):  # the user took the kept file off
+            data.setlist(f.key, [])
+            kept = None
         upload = request.files.get(f.key)
         if upload is not None and upload.filename:
             ref = store_upload(f, upload, folder)
@@ -182,7 +189,10 @@ def _refill(spec: FormSpec, cls: type[RecordForm], data: MultiDict[str, Any], ex
     shown = MultiDict([(k, v) for k, v in data.items(multi=True) if not _is_file_key(spec, k)])
     form = cls(formdata=shown)
     leftover = apply_errors(form, exc.errors, get_locale())
-    return _render_fill(spec, form, status=422, leftover=leftover, errors=True, refs=refs, **extra)
+    # A file that broke its field's rules was never stored: offer a new upload, not "已上传".
+    refused = {e.field.split(".", 1)[0].split("[", 1)[0] for e in exc.errors if e.field}
+    kept = {key: ref for key, ref in refs.items() if key not in refused}
+    return _render_fill(spec, form, status=422, leftover=leftover, errors=True, refs=kept, **extra)
 
 
 def _is_file_key(spec: FormSpec, key: str) -> bool:
@@ -363,7 +373,8 @@ def list_records(form_id: str) -> Any:
     try:
         query = list_query(spec, args, user)
         page = svc.records.list(form_id, where=query.where, created_by=query.created_by, sort=query.sort,
-                                page=query.page, per_page=query.per_page, now=svc.now())
+                                page=query.page, per_page=query.per_page, now=svc.now(),
+                                search=query.search)
     except (BadQuery, InvalidQuery) as exc:
         where_error = t("bad_condition", error=str(exc))
         query = list_query(spec, MultiDict(), user)
@@ -400,7 +411,8 @@ def export(form_id: str) -> Any:
     try:
         query = list_query(spec, _list_args(), user)
         lines = svc.records.export_csv(form_id, query.where, locale=get_locale(), created_by=query.created_by,
-                                       sort=query.sort, now=svc.now())
+                                       sort=query.sort, now=svc.now(), search=query.search,
+                                       tz=svc.tz)
     except (BadQuery, InvalidQuery) as exc:
         abort(400, description=str(exc))
     from engine.audit_log import audit_alone  # exports are audited (issue 16)

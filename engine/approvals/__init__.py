@@ -6,6 +6,7 @@ effects in one transaction.
 """
 
 from .machine import (
+    RESUBMITTABLE,
     Act,
     ActionError,
     CloseTask,
@@ -15,6 +16,7 @@ from .machine import (
     Emit,
     InstanceState,
     Notify,
+    Remind,
     Resubmit,
     SetField,
     Start,
@@ -28,7 +30,7 @@ from .machine import (
 )
 
 __all__ = [
-    "Act", "ActionError", "CloseTask", "CreateTask", "Directory", "Effect", "Emit", "InstanceState", "Notify",
-    "Resubmit", "SetField", "Start", "StaticDirectory", "TaskState", "Tick", "Withdraw", "event_from_json",
-    "event_to_json", "step",
+    "RESUBMITTABLE", "Act", "ActionError", "CloseTask", "CreateTask", "Directory", "Effect", "Emit",
+    "InstanceState", "Notify", "Remind", "Resubmit", "SetField", "Start", "StaticDirectory", "TaskState", "Tick",
+    "Withdraw", "event_from_json", "event_to_json", "step",
 ]

@@ -51,6 +51,8 @@ from .duties import TARGET_IS_SUBMITTER, self_approval_allowed, target_refusal
 #: Version of the stored state layout; ``InstanceState.from_json`` migrates older ones.
 FORMAT = 1
 TERMINAL = frozenset({"approved", "rejected", "withdrawn"})
+#: Statuses from which the submitter may send the request again (a new round).
+RESUBMITTABLE = frozenset({"returned", "withdrawn"})
 #: Actions that count as "someone acted" (withdraw is refused after one).
 DECISIONS = frozenset({"approve", "reject", "return", "transfer", "add_approver"})
 ACTIONS = DECISIONS | {"comment"}
@@ -146,7 +148,8 @@ class Act:
 
 @dataclass(frozen=True)
 class Resubmit:
-    """The submitter sends a returned record again (with its edited data)."""
+    """The submitter sends a returned or withdrawn record again (with its edited
+    data): a new round from the first step, so a withdrawn request is no dead end."""
 
     record_data: Mapping[str, Any]
     now: datetime
@@ -161,13 +164,26 @@ class Withdraw:
 
 
 @dataclass(frozen=True)
+class Remind:
+    """The submitter nudges (催办) the assignee of an overdue open task: the
+    same ``reminder`` notice the tick sends, at most once per
+    :data:`SUBMITTER_REMIND_EVERY` per task."""
+
+    actor: str
+    task_id: int
+    now: datetime
+
+
+@dataclass(frozen=True)
 class Tick:
     """The scheduler's heartbeat: reminders and escalations due by ``now``."""
 
     now: datetime
 
 
-Event = Start | Act | Resubmit | Withdraw | Tick
+Event = Start | Act | Resubmit | Withdraw | Remind | Tick
+#: How often the submitter may remind the assignee of one task.
+SUBMITTER_REMIND_EVERY = timedelta(hours=1)
 
 
 def event_to_json(event: Event) -> dict[str, Any]:
@@ -197,6 +213,8 @@ def event_from_json(data: Mapping[str, Any]) -> Event:
         return Resubmit(dict(data["record_data"]), now)
     if kind == "Withdraw":
         return Withdraw(data["actor"], now)
+    if kind == "Remind":
+        return Remind(data["actor"], int(data["task_id"]), now)
     if kind == "Tick":
         return Tick(now)
     raise ValueError(f"unknown event type {kind!r}")
@@ -835,8 +853,9 @@ def step(spec: WorkflowSpec, state: InstanceState, event: Event,
     elif isinstance(event, Act):
         _act(w, event)
     elif isinstance(event, Resubmit):
-        if state.status != "returned":
-            raise ActionError("not_running", f"only a returned request can be resubmitted (it is {state.status})")
+        if state.status not in RESUBMITTABLE:
+            raise ActionError("not_running",
+                              f"only a returned or withdrawn request can be resubmitted (it is {state.status})")
         w.status = "running"
         w.record = dict(event.record_data)
         w.acted = False
@@ -845,6 +864,8 @@ def step(spec: WorkflowSpec, state: InstanceState, event: Event,
         w.enter(spec.steps[0].id)
     elif isinstance(event, Withdraw):
         _withdraw(w, event)
+    elif isinstance(event, Remind):
+        _remind(w, event)
     elif isinstance(event, Tick):
         _tick(w)
     else:  # pragma: no cover - the Event union is closed
@@ -940,6 +961,27 @@ def _withdraw(w: _Work, event: Withdraw) -> None:
     w.emit("workflow.withdrawn", actor=event.actor)
 
 
+def _remind(w: _Work, event: Remind) -> None:
+    if event.actor != w.submitter:
+        raise ActionError("not_submitter", "only the submitter may remind the approver")
+    task = w.tasks.get(event.task_id)
+    if task is None or task.kind != "approval":
+        raise ActionError("unknown_task", f"no task {event.task_id}")
+    if task.status != "open" or w.status != "running":
+        raise ActionError("task_closed", f"task {task.id} is {task.status}")
+    if task.due_at is None or task.due_at > event.now:
+        raise ActionError("not_overdue", f"task {task.id} is not overdue")
+    last = max((h.at for h in w.history if h.action == "remind" and h.actor == event.actor
+                and h.task_id == task.id), default=None)
+    if last is not None and event.now - last < SUBMITTER_REMIND_EVERY:
+        raise ActionError("too_soon", f"task {task.id} was reminded at {last.isoformat()}")
+    st = w.idx.pos[task.step_id].step
+    w.log("remind", actor=event.actor, step_id=task.step_id, task_id=task.id, target=task.assignee)
+    w.notify("reminder", (task.assignee,), step_id=task.step_id,
+             extra={"task": {"id": task.id, "step_id": task.step_id, "title": st.title or st.id,
+                             "due_at": _iso(task.due_at), "reminders": task.reminders}})
+
+
 def _tick(w: _Work) -> None:
     if w.status != "running":
         return
@@ -1028,6 +1070,7 @@ def overdue_wake_at(task: TaskState, overdue: OverdueSpec | None) -> datetime | 
 __all__ = [
     "ACTIONS",
     "FORMAT",
+    "RESUBMITTABLE",
     "TERMINAL",
     "Act",
     "ActionError",
@@ -1042,7 +1085,9 @@ __all__ = [
     "InstanceState",
     "Join",
     "Notify",
+    "Remind",
     "Resubmit",
+    "SUBMITTER_REMIND_EVERY",
     "SetField",
     "Start",
     "StaticDirectory",

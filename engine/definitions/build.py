@@ -80,7 +80,7 @@ def build_field(f: dict) -> s.FieldSpec:
         required_if=_cond(f.get("required_if")), after=f.get("after"), before=f.get("before"),
         phone_region=f.get("phone_region", "any"), accept=tuple(f.get("accept", ())),
         max_size_bytes=_size(f.get("max_size")), fields=tuple(build_field(x) for x in f.get("fields", ())),
-        min_rows=f.get("min_rows"), max_rows=f.get("max_rows"),
+        min_rows=f.get("min_rows"), max_rows=f.get("max_rows"), display=f.get("display", "input"),
     )
 
 

@@ -28,6 +28,10 @@ CHOICE = {"select", "multiselect"}
 DEFAULT_TOKENS = {"today": DATES, "now": {"datetime"}, "current_user": {"user"}}
 
 
+#: The widest ``display: scale`` (0–10 is 11 buttons; more would not fit a phone).
+MAX_SCALE_STEPS = 10
+
+
 def expand_fields(
     ctx: Context, fields: list, path: Path, problems: Problems, stack: tuple[str, ...] = ()
 ) -> list[tuple[dict, Path]]:
@@ -187,6 +191,11 @@ def check_field(f: dict, path: Path, siblings: dict[str, dict], kinds: dict[str,
             re.compile(f["pattern"])
         except re.error as exc:
             problems.append(Problem(path + ("pattern",), "bad_pattern", f"`pattern` is not a valid regular expression: {exc}"))
+    if f.get("display") == "scale" and not (
+            t == "integer" and isinstance(f.get("min"), int) and isinstance(f.get("max"), int)
+            and 0 <= f["max"] - f["min"] <= MAX_SCALE_STEPS):
+        bad("display", f"`display: scale` needs an integer field with `min` and `max` at most "
+                       f"{MAX_SCALE_STEPS} apart (`{key}`)")
     if "phone_region" in f and t != "phone":
         bad("phone_region", f"`phone_region` applies to phone fields, not to {t} field `{key}`")
     for k in ("accept", "max_size"):

@@ -79,6 +79,9 @@ class FieldSpec:
     fields: tuple["FieldSpec", ...] = ()
     min_rows: int | None = None
     max_rows: int | None = None
+    #: How a page asks for the value: ``input`` (the type's own box) or
+    #: ``scale`` (an integer from min to max as a row of buttons, e.g. NPS 0–10).
+    display: str = "input"
 
     @property
     def kind(self) -> FieldKind | None:

@@ -101,6 +101,10 @@ def search_fields(q: str, by: str | None) -> tuple[str, ...]:
     return ("name", "email", "external_id") if q.isascii() else ("name", "external_id")
 
 
+#: A phone search by its last four digits (also matched as a suffix; digits only, so no LIKE escaping).
+_LAST4 = re.compile(r"[0-9]{4}")
+
+
 def _like_prefix(value: str) -> str:
     """``value%`` with LIKE's wildcards (and the escape character) in ``value`` taken literally."""
     return re.sub(r"([/%_])", r"/\1", value) + "%"
@@ -122,6 +126,8 @@ def _search(q: str, by: str | None, exact: bool) -> ColumnElement[bool]:
                 parts.append(col == value)
         else:
             parts.append(func.lower(col).like(func.lower(literal(_like_prefix(value))), escape="/"))
+            if name == "phone" and _LAST4.fullmatch(value):  # staff ask "the one ending in 1234"
+                parts.append(col.like("%" + value))
     return or_(false(), *parts)
 
 

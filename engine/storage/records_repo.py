@@ -9,6 +9,7 @@ every other field kind compiles exactly as there.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,8 +21,11 @@ from sqlalchemy import (
     Numeric,
     and_,
     delete,
+    false,
     func,
     insert,
+    literal,
+    or_,
     select,
     update,
 )
@@ -246,6 +250,10 @@ class RecordQuery:
     sort: str = "created_at"
     descending: bool = True
     now: datetime | None = None
+    #: A keyword (``q``): records whose text fields in ``search_fields`` contain
+    #: it, case-insensitively for ASCII, LIKE wildcards in it taken literally.
+    search: str | None = None
+    search_fields: Sequence[str] = ()
 
 
 def _filtered(query: RecordQuery) -> tuple[list[ColumnElement[bool]], FormRecordCompiler]:
@@ -256,6 +264,12 @@ def _filtered(query: RecordQuery) -> tuple[list[ColumnElement[bool]], FormRecord
         clauses.append(compiler.compile(query.where))
     if query.created_by is not None:
         clauses.append(Record.created_by_name == query.created_by)
+    if query.search:
+        # Both sides lower-cased by the database (as the customer search does), LIKE's wildcards escaped.
+        pattern = func.lower(literal("%" + re.sub(r"([/%_])", r"/\1", query.search) + "%"))
+        clauses.append(or_(false(), *(
+            func.lower(compiler.scalar(key, FieldKind.TEXT)).like(pattern, escape="/")
+            for key in query.search_fields)))
     return clauses, compiler
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from web_support import BROWSER_MARKS, CHROMIUM, NOW, PASSWORD
+from web_support import sign_in_browser as _sign_in
 
 pytestmark = BROWSER_MARKS
 
@@ -21,18 +22,6 @@ def finance_user(app: Flask) -> str:
     """The one finance user, so the `all` co-sign is complete with one approval."""
     app.extensions["promoflow"].accounts.add_user("finance", roles=["finance"], password=PASSWORD, now=NOW)
     return "finance"
-
-
-def _sign_in(browser: Any, base: str, user: str, path: str) -> Any:
-    """A fresh browser context (its own cookies) signed in as ``user``, on ``path``."""
-    context = browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN")  # a phone
-    page = context.new_page()
-    page.goto(f"{base}{path}")
-    page.fill("#username", user)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"**{path}")
-    return page
 
 
 def _approve_from_inbox(page: Any, comment: str) -> None:

@@ -88,6 +88,10 @@
       return out;
     }
     if (!inputs.length) return null;
+    if (inputs[0].type === "radio") {   // a scale (NPS 0-10): the ticked one
+      var ticked = Array.prototype.filter.call(inputs, function (i) { return i.checked; });
+      inputs = ticked.length ? ticked : [{ value: "" }];
+    }
     var raw = inputs[0].value;
     if (raw === "") return null;
     if (type === "integer" || type === "number" || type === "money" || type === "customer") {

@@ -1,0 +1,31 @@
+"""URL converters registered once for the whole app.
+
+Every ``<int:…>`` id in a route is a database key: a 64-bit signed integer on
+both SQLite and PostgreSQL. Werkzeug's ``int`` converter accepts any number of
+digits, so an id of 2**63 reached the database driver and failed there (a 500
+on most numeric routes). Replacing the app's ``int`` converter with a bounded
+one makes such a URL simply not match: the router answers 404, before any view
+runs, on every present and future ``<int:…>`` route.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+from werkzeug.routing import IntegerConverter
+
+#: The largest key either database can hold (BIGINT / SQLite INTEGER).
+MAX_ID = 2**63 - 1
+
+
+class DatabaseIdConverter(IntegerConverter):
+    """``int`` limited to 0 … 2**63-1; a larger number does not match (404)."""
+
+    def __init__(self, map, fixed_digits: int = 0, min: int | None = None,  # noqa: A002 (werkzeug's names)
+                 max: int | None = None, signed: bool = False) -> None:
+        super().__init__(map, fixed_digits=fixed_digits, min=0 if min is None else min,
+                         max=MAX_ID if max is None else max, signed=signed)
+
+
+def init_app(app: Flask) -> None:
+    """Register the converters; call before any blueprint adds its rules."""
+    app.url_map.converters["int"] = DatabaseIdConverter

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import json
 import re
+from pathlib import Path
+from typing import Any
 
-import pytest
 from flask import Flask
-from web_support import bearer
+from web_support import bearer, csrf_from, valid_activity, valid_activity_form
 
 from web.converters import MAX_ID
 
@@ -44,3 +47,88 @@ def test_largest_id_still_routes(app: Flask, tokens: dict[str, str]) -> None:
     response = app.test_client().get(f"/api/v1/records/{MAX_ID}", headers=bearer(tokens["admin"]))
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "not_found"
+
+
+# ------------------------------------------------------------------ uploads
+
+FILL = "/forms/activity_request/new"
+
+
+def _upload(client, **overrides: Any) -> Any:
+    page = client.get(FILL)
+    data = {**valid_activity_form(), "csrf_token": csrf_from(page.text), **overrides}
+    return client.post(FILL, data=data, content_type="multipart/form-data")
+
+
+def _stored_files(app: Flask) -> list[Path]:
+    folder = Path(app.config["UPLOAD_FOLDER"])
+    return sorted(folder.iterdir()) if folder.exists() else []
+
+
+def test_a_refused_submission_leaves_no_file_on_disk(app: Flask, login) -> None:
+    client = login("staff")
+    for _ in range(3):  # a file that fits, in a submission that is refused (end before start)
+        refused = _upload(client, end_date="2025-03-01",
+                          attachments=(io.BytesIO(b"%PDF-1.4 " + b"x" * 1_000_000), "plan.pdf", "application/pdf"))
+        assert refused.status_code == 422
+    assert _stored_files(app) == []
+    kept = _upload(client, attachments=(io.BytesIO(b"%PDF-1.4 ok"), "plan.pdf", "application/pdf"))
+    assert kept.status_code == 302
+    [path] = _stored_files(app)
+    assert path.read_bytes() == b"%PDF-1.4 ok"
+
+
+def test_a_forged_file_reference_is_refused_on_the_page_and_the_api(app: Flask, login, tokens) -> None:
+    victim = login("staff2")
+    created = _upload(victim, attachments=(io.BytesIO(b"%PDF-1.4 secret"), "secret.pdf", "application/pdf"))
+    assert created.status_code == 302
+    rid = int(created.headers["Location"].rsplit("/", 1)[1])
+    ref = app.extensions["promoflow"].records.get(rid).data["attachments"]
+    forged = json.dumps(ref)
+    # the page's hidden "kept file" input, carrying the victim's reference
+    attacker = login("staff")
+    refused = _upload(attacker, attachments=forged)
+    assert refused.status_code == 422
+    assert "secret.pdf" not in refused.text  # not offered back as a kept file either
+    # the API: on create, and on update of the attacker's own record
+    api = app.test_client()
+    headers = bearer(tokens["staff"])
+    body = valid_activity(attachments=ref)
+    response = api.post("/api/v1/forms/activity_request/records", json=body, headers=headers)
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["field"] == "attachments"
+    own = api.post("/api/v1/forms/activity_request/records", json=valid_activity(), headers=headers)
+    assert own.status_code == 201
+    own_id = own.get_json()["id"]
+    patched = api.patch(f"/api/v1/records/{own_id}", json={"attachments": ref}, headers=headers)
+    assert patched.status_code == 422, patched.text  # the reference is checked before anything else
+    # nothing of the attacker's serves the victim's file
+    for record_id in (own_id,):
+        assert api.get(f"/api/v1/records/{record_id}/files/attachments/{ref['id']}",
+                       headers=headers).status_code == 404
+
+
+def test_a_returned_record_keeps_its_own_file_when_resubmitted(app: Flask, login) -> None:
+    """The record's own reference (the page's hidden "kept file" input) is still
+    accepted; a new file refused with the resubmission is not kept."""
+    services = app.extensions["promoflow"]
+    staff = login("staff")
+    created = _upload(staff, attachments=(io.BytesIO(b"%PDF-1.4 mine"), "mine.pdf", "application/pdf"))
+    assert created.status_code == 302
+    rid = int(created.headers["Location"].rsplit("/", 1)[1])
+    ref = services.records.get(rid).data["attachments"]
+    [task] = [t for t in services.workflows.tasks_for("manager") if t.record_id == rid]
+    services.workflows.act(task.id, actor="manager", action="return", comment="补充", now=services.now())
+    page = staff.get(f"/records/{rid}/resubmit")
+    assert page.status_code == 200 and "mine.pdf" in page.text
+    url = f"/records/{rid}/resubmit"
+    refused = staff.post(url, data={**valid_activity_form(budget="abc"), "csrf_token": csrf_from(page.text),
+                                    "attachments": (io.BytesIO(b"%PDF-1.4 new"), "new.pdf", "application/pdf")},
+                         content_type="multipart/form-data")
+    assert refused.status_code == 422
+    assert len(_stored_files(app)) == 1  # the refused new file is gone, the record's own is there
+    done = staff.post(url, data={**valid_activity_form(name="改过"), "csrf_token": csrf_from(page.text),
+                                 "attachments": json.dumps(ref)})
+    assert done.status_code == 302, done.text
+    assert services.records.get(rid).data["attachments"] == ref
+    assert staff.get(f"/records/{rid}/files/attachments/{ref['id']}").data == b"%PDF-1.4 mine"

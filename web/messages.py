@@ -38,6 +38,7 @@ from engine.storage import clicks_repo, dispatch_repo
 from engine.storage.times import to_db_time
 
 from . import api, services
+from .access import BadQuery, day_arg, page_arg
 from .auth import login_required
 from .connector_health import connector_problems, waiting_counts
 from .i18n import t
@@ -84,21 +85,20 @@ def _filters(args: Any, tz: str) -> dict[str, Any]:
     out: dict[str, Any] = {"status": status, "channel": args.get("channel") or None,
                            "rule_id": args.get("rule") or None, "connector": args.get("connector") or None}
     for name, key, extra in (("from", "created_from", 0), ("to", "created_before", 1)):
-        raw = args.get(name)
-        if raw:
-            try:
-                day = date.fromisoformat(raw)
-            except ValueError:
-                raise BadFilter(f"`{name}` must be a date like 2026-03-02") from None
+        try:
+            day = day_arg(args, name)
+        except BadQuery as exc:
+            raise BadFilter(str(exc)) from None
+        if day is not None:
             out[key] = to_db_time(datetime.combine(day + timedelta(days=extra), time(0), zone))
     return out
 
 
 def _page(args: Any) -> int:
     try:
-        return max(1, int(args.get("page", 1)))
-    except ValueError:
-        raise BadFilter("`page` must be a number") from None
+        return page_arg(args)
+    except BadQuery as exc:
+        raise BadFilter(str(exc)) from None
 
 
 def _resend(message_id: int, confirm: bool, actor: str) -> str:

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import Flask
 from web_support import bearer, csrf_from, valid_activity, valid_activity_form
 
@@ -132,3 +133,67 @@ def test_a_returned_record_keeps_its_own_file_when_resubmitted(app: Flask, login
     assert done.status_code == 302, done.text
     assert services.records.get(rid).data["attachments"] == ref
     assert staff.get(f"/records/{rid}/files/attachments/{ref['id']}").data == b"%PDF-1.4 mine"
+
+
+# ------------------------------------------------------------------ list queries
+
+def _nested(levels: int, keyword: str) -> str:
+    cond: Any = {"budget": {"gt": 1}}
+    for _ in range(levels):
+        cond = {"not": cond} if keyword == "not" else {keyword: [cond]}
+    return json.dumps(cond)
+
+
+@pytest.mark.parametrize("keyword", ["not", "all", "any"])
+def test_a_where_nested_too_deeply_is_a_400_on_the_list_and_before_the_csv_starts(
+        app: Flask, tokens: dict[str, str], login, keyword: str) -> None:
+    api = app.test_client()
+    headers = bearer(tokens["admin"])
+    list_url = "/api/v1/forms/activity_request/records?where="
+    api.post("/api/v1/forms/activity_request/records", json=valid_activity(), headers=headers)
+    deep = api.get(list_url + _nested(45, keyword), headers=headers)
+    assert deep.status_code == 400
+    assert deep.get_json()["error"]["message"] == "a condition may nest `all`/`any`/`not` at most 16 levels deep"
+    # the limit itself still runs on the database (an even number of `not`s keeps the match)
+    ok = api.get(list_url + _nested(16, keyword), headers=headers)
+    assert ok.status_code == 200, ok.text
+    assert ok.get_json()["total"] == 1
+    assert api.get(list_url + _nested(17, keyword), headers=headers).status_code == 400
+    export = login("admin").get("/forms/activity_request/records.csv?where=" + _nested(45, keyword))
+    assert export.status_code == 400
+    assert "16 levels" in export.text
+
+
+def test_huge_page_numbers_are_a_400(app: Flask, tokens: dict[str, str], login) -> None:
+    huge = "9" * 25
+    api = app.test_client()
+    for url in (f"/api/v1/messages?page={huge}", f"/api/v1/forms/activity_request/records?page={huge}"):
+        response = api.get(url, headers=bearer(tokens["admin"]))
+        assert response.status_code == 400, url
+        assert response.get_json()["error"]["message"] == "`page` must be between 1 and 1000000"
+    pages = login("admin")
+    for url in (f"/messages?page={huge}", f"/feedback?page={huge}", f"/forms/activity_request/records?page={huge}"):
+        response = pages.get(url)
+        assert response.status_code == 400, url
+        assert "1000000" in response.text
+    assert pages.get("/messages?page=1000000").status_code == 200  # the largest page is just empty
+    assert pages.get("/feedback?page=1000000").status_code == 200
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31"])
+def test_extreme_dates_in_filters_never_500(app: Flask, tokens: dict[str, str], login, day: str) -> None:
+    api = app.test_client()
+    headers = bearer(tokens["admin"])
+    for name in ("from", "to"):
+        response = api.get(f"/api/v1/messages?{name}={day}", headers=headers)
+        assert response.status_code == 400
+        assert response.get_json()["error"]["message"] == f"`{name}` must be a date between 1900-01-01 and 9998-12-31"
+        assert login("admin").get(f"/messages?{name}={day}").status_code == 400
+    assert api.get("/api/v1/messages?from=1900-01-01&to=9998-12-31", headers=headers).status_code == 200
+    # record filters compare stored dates: an extreme day is a valid question with an answer
+    api.post("/api/v1/forms/activity_request/records", json=valid_activity(), headers=headers)
+    records = "/api/v1/forms/activity_request/records"
+    assert api.get(f"{records}?start_date={day}", headers=headers).get_json()["total"] == 0
+    later = api.get(f"{records}?where=" + json.dumps({"start_date": {"gt": day}}), headers=headers)
+    assert later.status_code == 200 and later.get_json()["total"] == (1 if day.startswith("0001") else 0)
+    assert login("admin").get(f"/forms/activity_request/records?start_date={day}").status_code == 200

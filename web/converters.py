@@ -17,6 +17,21 @@ from werkzeug.routing import IntegerConverter
 MAX_ID = 2**63 - 1
 
 
+def at_most(limit: int) -> str:
+    """A regular expression (no capturing groups) for the decimal numbers 0 … ``limit``,
+    leading zeros allowed up to ``limit``'s number of digits."""
+    digits = str(limit)
+    width = len(digits)
+    options = [rf"\d{{1,{width - 1}}}"] if width > 1 else []
+    for i, ch in enumerate(digits):
+        if ch != "0":
+            rest = width - i - 1
+            options.append(digits[:i] + (f"[0-{int(ch) - 1}]" if ch != "1" else "0")
+                           + (rf"\d{{{rest}}}" if rest else ""))
+    options.append(digits)
+    return "(?:" + "|".join(options) + ")"
+
+
 class DatabaseIdConverter(IntegerConverter):
     """``int`` limited to 0 … 2**63-1; a larger number does not match (404)."""
 
@@ -24,6 +39,8 @@ class DatabaseIdConverter(IntegerConverter):
                  max: int | None = None, signed: bool = False) -> None:
         super().__init__(map, fixed_digits=fixed_digits, min=0 if min is None else min,
                          max=MAX_ID if max is None else max, signed=signed)
+        if not fixed_digits and not signed:
+            self.regex = at_most(MAX_ID if max is None else max)
 
 
 def init_app(app: Flask) -> None:

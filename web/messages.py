@@ -242,6 +242,8 @@ def api_resend(message_id: int) -> Any:
             body = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             raise api.ApiError(400, "the body is not JSON", "bad_json") from None
+        except RecursionError:  # issue 16: deep JSON was a 500
+            raise api.ApiError(400, "the JSON is nested too deeply", "bad_json") from None
     if not isinstance(body, dict):
         raise api.ApiError(400, "send a JSON object", "bad_json")
     outcome = _resend(message_id, body.get("confirm_duplicate") is True, user.username)

@@ -252,3 +252,13 @@ def test_record_text_fields_lose_bidi_and_control_characters(app: Flask, tokens:
     assert data["description"] == "第一行\n第二行\t完"  # a textarea keeps its lines
     nul = api.post("/api/v1/forms/activity_request/records", json=valid_activity(name="a\x00b"), headers=headers)
     assert nul.status_code == 422 and nul.get_json()["errors"][0]["code"] == "invalid_chars"
+
+
+def test_deep_json_in_resend_is_a_400(app: Flask, tokens: dict[str, str]) -> None:
+    api = app.test_client()
+    headers = {**bearer(tokens["admin"]), "Content-Type": "application/json"}
+    deep = "[" * 100_000 + "]" * 100_000
+    response = api.post("/api/v1/messages/1/resend", data=deep, headers=headers)
+    assert response.status_code == 400
+    assert response.get_json()["error"] == {"code": "bad_json", "message": "the JSON is nested too deeply"}
+    assert api.post("/api/v1/messages/1/resend", data="{}", headers=headers).status_code == 404  # no message 1

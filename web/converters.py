@@ -1,7 +1,8 @@
 """URL converters registered once for the whole app.
 
-Every ``<int:…>`` id in a route is a database key: a 64-bit signed integer on
-both SQLite and PostgreSQL. Werkzeug's ``int`` converter accepts any number of
+Every ``<int:…>`` id in a route is a database key: records, tasks and
+customers are ``INTEGER`` (32-bit on PostgreSQL), outbox messages ``BIGINT``
+(``<bigint:…>``). Werkzeug's ``int`` converter accepts any number of
 digits, so an id of 2**63 reached the database driver and failed there (a 500
 on most numeric routes). Replacing the app's ``int`` converter with a bounded
 one makes such a URL simply not match: the router answers 404, before any view
@@ -13,8 +14,10 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.routing import IntegerConverter
 
-#: The largest key either database can hold (BIGINT / SQLite INTEGER).
-MAX_ID = 2**63 - 1
+#: The largest key of an INTEGER id column on PostgreSQL (``<int:…>``).
+MAX_ID = 2**31 - 1
+#: The largest key of a BIGINT id column (``<bigint:…>``, e.g. outbox messages).
+MAX_BIG_ID = 2**63 - 1
 
 
 def at_most(limit: int) -> str:
@@ -33,16 +36,25 @@ def at_most(limit: int) -> str:
 
 
 class DatabaseIdConverter(IntegerConverter):
-    """``int`` limited to 0 … 2**63-1; a larger number does not match (404)."""
+    """``int`` limited to 0 … 2**31-1; a larger number does not match (404)."""
+
+    limit = MAX_ID
 
     def __init__(self, map, fixed_digits: int = 0, min: int | None = None,  # noqa: A002 (werkzeug's names)
                  max: int | None = None, signed: bool = False) -> None:
-        super().__init__(map, fixed_digits=fixed_digits, min=0 if min is None else min,
-                         max=MAX_ID if max is None else max, signed=signed)
+        top = self.limit if max is None else max
+        super().__init__(map, fixed_digits=fixed_digits, min=0 if min is None else min, max=top, signed=signed)
         if not fixed_digits and not signed:
-            self.regex = at_most(MAX_ID if max is None else max)
+            self.regex = at_most(top)
+
+
+class BigIdConverter(DatabaseIdConverter):
+    """``bigint``: 0 … 2**63-1, for BIGINT keys."""
+
+    limit = MAX_BIG_ID
 
 
 def init_app(app: Flask) -> None:
     """Register the converters; call before any blueprint adds its rules."""
     app.url_map.converters["int"] = DatabaseIdConverter
+    app.url_map.converters["bigint"] = BigIdConverter

@@ -133,7 +133,7 @@ def index() -> Any:
                            waiting=waiting_counts(svc.session_factory, problems))
 
 
-@bp.route("/messages/<int:message_id>")
+@bp.route("/messages/<bigint:message_id>")
 @login_required
 def detail(message_id: int) -> Any:
     if not _allowed(g.get("user")):
@@ -146,7 +146,7 @@ def detail(message_id: int) -> Any:
     return render_template("messages/detail.html", m=row, confirm=request.args.get("confirm") == "1", links=links)
 
 
-@bp.route("/messages/<int:message_id>/resend", methods=["POST"])
+@bp.route("/messages/<bigint:message_id>/resend", methods=["POST"])
 @login_required
 def resend(message_id: int) -> Any:
     user = g.get("user")
@@ -221,7 +221,7 @@ def api_list() -> Any:
                               "page_size": PAGE_SIZE, "counts": counts})
 
 
-@api_bp.route("/<int:message_id>", methods=["GET"])
+@api_bp.route("/<bigint:message_id>", methods=["GET"])
 def api_detail(message_id: int) -> Any:
     _api_user()
     with services().session_factory() as session:
@@ -232,7 +232,7 @@ def api_detail(message_id: int) -> Any:
     return api.json_response(_json_row(row, full=True))
 
 
-@api_bp.route("/<int:message_id>/resend", methods=["POST"])
+@api_bp.route("/<bigint:message_id>/resend", methods=["POST"])
 def api_resend(message_id: int) -> Any:
     user = _api_user()
     raw = request.get_data(cache=False)

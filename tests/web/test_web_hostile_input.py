@@ -12,19 +12,20 @@ import pytest
 from flask import Flask
 from web_support import bearer, csrf_from, valid_activity, valid_activity_form
 
-from web.converters import MAX_ID
+from web.converters import MAX_BIG_ID, MAX_ID
 
 _INT = re.compile(r"<int:[^>]+>")
+_BIG = re.compile(r"<bigint:[^>]+>")
 _OTHER = re.compile(r"<[^>]+>")
 
 
 def _numeric_rules(app: Flask) -> list[tuple[str, str]]:
-    """(url with every id set to 2**63, method) for every ``<int:…>`` route."""
+    """(url with every id set one past its column's range, method) for every numeric route."""
     found = []
     for rule in app.url_map.iter_rules():
-        if "<int:" not in rule.rule:
+        if "<int:" not in rule.rule and "<bigint:" not in rule.rule:
             continue
-        url = _OTHER.sub("x", _INT.sub(str(MAX_ID + 1), rule.rule))
+        url = _OTHER.sub("x", _BIG.sub(str(MAX_BIG_ID + 1), _INT.sub(str(MAX_ID + 1), rule.rule)))
         found.extend((url, m) for m in sorted(rule.methods - {"HEAD", "OPTIONS"}))
     return found
 
@@ -44,10 +45,13 @@ def test_ids_beyond_64_bits_are_not_found_on_every_numeric_route(app: Flask, tok
 
 
 def test_largest_id_still_routes(app: Flask, tokens: dict[str, str]) -> None:
-    """2**63-1 is a valid key: it reaches the view, which finds nothing (404)."""
-    response = app.test_client().get(f"/api/v1/records/{MAX_ID}", headers=bearer(tokens["admin"]))
-    assert response.status_code == 404
-    assert response.get_json()["error"]["code"] == "not_found"
+    """The largest key of each column reaches the view, which finds nothing (404)."""
+    for url in (f"/api/v1/records/{MAX_ID}", f"/api/v1/messages/{MAX_BIG_ID}", f"/api/v1/customers/{MAX_ID}"):
+        response = app.test_client().get(url, headers=bearer(tokens["admin"]))
+        assert response.status_code == 404, url
+        assert response.get_json()["error"]["code"] == "not_found"
+    assert app.test_client().get(f"/api/v1/records/{MAX_ID + 1}",
+                                 headers=bearer(tokens["admin"])).get_json()["error"]["code"] == "not_found"
 
 
 # ------------------------------------------------------------------ uploads
@@ -202,11 +206,12 @@ def test_extreme_dates_in_filters_never_500(app: Flask, tokens: dict[str, str], 
 def test_the_id_pattern_matches_exactly_the_database_range() -> None:
     from web.converters import at_most
 
-    pattern = re.compile(at_most(MAX_ID))
-    for n in (0, 1, 9, 10, 99, 10**18 - 1, 10**18, MAX_ID - 1, MAX_ID):
-        assert pattern.fullmatch(str(n)), n
-    for n in (MAX_ID + 1, 9223372036854775810, 9999999999999999999, 10**19, 2**64, 2**70):
-        assert not pattern.fullmatch(str(n)), n
+    for top in (MAX_ID, MAX_BIG_ID):
+        pattern = re.compile(at_most(top))
+        for n in (0, 1, 9, 10, 99, 10**9, top // 10, top - 1, top):
+            assert pattern.fullmatch(str(n)), n
+        for n in (top + 1, top + 10, top * 10, 10 ** len(str(top)), 2**64, 2**70):
+            assert not pattern.fullmatch(str(n)), n
 
 
 # ------------------------------------------------------------------ names and text

@@ -84,7 +84,7 @@ def parse_item(raw: Any, prefix: str = "") -> tuple[FeedbackItem | None, list[Fi
         try:
             occurred = datetime.fromisoformat(str(answered))
             occurred = occurred.replace(tzinfo=UTC) if occurred.tzinfo is None else occurred.astimezone(UTC)
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: 0001-01-01 at +14:00 is before year 1 in UTC
             errors.append(_problem(at("answered_at"), "format", "must be an ISO 8601 date-time"))
     unknown = sorted(set(raw) - set(_KEYS))
     if unknown:

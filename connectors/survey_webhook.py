@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -79,10 +80,25 @@ class SurveyWebhookConnector(BaseConnector):
         if age > float(self.setting("tolerance", DEFAULT_TOLERANCE)):
             raise WebhookVerificationError("timestamp outside the accepted window", code="stale_timestamp")
         try:
-            raw: Any = json.loads(body)
+            raw: Any = json.loads(body, parse_constant=_not_json, parse_float=_finite)
         except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[…" nesting
-            raise InvalidFeedbackBody([{"field": "$", "code": "json", "message": "body is not JSON"}]) from None
+            raise InvalidFeedbackBody([{"field": "$", "code": "json", "message": "body is not JSON (numbers must be "
+                                        "finite, at most 4300 digits; NaN and Infinity are not JSON)"}]) from None
         items, errors = parse_items(raw)
         if errors:
             raise InvalidFeedbackBody(errors)
         return items
+
+
+def _not_json(name: str) -> Any:
+    """``NaN``/``Infinity`` are Python's extension, not JSON."""
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    """A JSON number as a float, refusing one too large for a float (1e400
+    would be stored as infinity, which PostgreSQL's jsonb cannot hold)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is out of range")
+    return value

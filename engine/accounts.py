@@ -34,6 +34,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from engine.definitions.errors import did_you_mean
 from engine.definitions.specs import FormSpec
 from engine.login_throttle import ThrottlePolicy, account_key, address_key, retry_after_seconds
+from engine.text_clean import clean_name
 from engine.passwords import PasswordPolicy, PasswordProblem
 from engine.storage import accounts_repo as repo
 from engine.storage import throttle_repo
@@ -280,7 +281,8 @@ class AccountService:
                     raise AccountError(f"unknown manager `{manager}`")
                 manager_id = boss.id
             row = repo.add_user(session, username=username, password_hash=password_hash, roles=roles,
-                                now=now, display_name=display_name, email=email, manager_id=manager_id,
+                                now=now, display_name=(clean_name(display_name) or None) if display_name else None,
+                                email=email, manager_id=manager_id,
                                 locale=locale)
             append_audit(session, at=now, actor=actor, action="user.created", entity_type="user", entity_id=row.id,
                          diff={"username": username, "roles": sorted(roles), "manager": manager})

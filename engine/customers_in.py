@@ -35,6 +35,7 @@ from engine.conditions.customer_fields import CONSENT_CHANNELS
 from engine.definitions.errors import did_you_mean
 from engine.storage import customers_repo, identity_repo
 from engine.storage.times import to_db_time
+from engine.text_clean import clean_name
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -293,7 +294,7 @@ def parse_customer(payload: Any, *, timezone: str, source: str = "api", partial:
             else:
                 if not isinstance(value, str):
                     raise ValueError("must be a string")
-                text = _CONTROL.sub("", value).strip()
+                text = clean_name(value)  # controls and bidi overrides out (issue 16)
                 if len(text) > _TEXT_LIMITS[name]:
                     raise ValueError(f"is longer than {_TEXT_LIMITS[name]} characters")
                 item.fields[name] = text or None

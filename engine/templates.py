@@ -26,8 +26,8 @@ from markupsafe import Markup, escape
 
 from engine.definitions.specs import EMPTY, TemplateSpec
 
-__all__ = ["RenderedMessage", "Renderer", "TemplateRenderError", "references", "render", "render_string",
-           "text_pieces"]
+__all__ = ["MAX_OUTPUT", "RenderedMessage", "Renderer", "TemplateRenderError", "output_cap", "references", "render",
+           "render_string", "text_pieces"]
 
 
 class TemplateRenderError(ValueError):
@@ -49,6 +49,41 @@ class RenderedMessage:
     body: str
     html: str | None = None
     params: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+
+
+#: The longest text one part of a message may render to, by channel (issue
+#: 16): a template looping over ranges could otherwise build megabytes per
+#: customer. Rendering stops as soon as a part passes its cap.
+MAX_OUTPUT: Mapping[str, int] = {"sms": 1_000, "wecom": 4_000, "email": 200_000}
+#: For a part of a channel not listed above, and for :func:`render_string`.
+MAX_OUTPUT_OTHER = 200_000
+#: Subjects and WeCom titles, urls and button texts.
+MAX_OUTPUT_SHORT = 1_000
+
+
+def output_cap(channel: str, part: str) -> int:
+    """The cap of one rendered part of a message on ``channel``."""
+    if part in ("subject", "title", "url", "btntxt"):
+        return MAX_OUTPUT_SHORT
+    if part == "html":
+        return MAX_OUTPUT.get(channel, MAX_OUTPUT_OTHER) * 5  # markup around the same text
+    return MAX_OUTPUT.get(channel, MAX_OUTPUT_OTHER)
+
+
+def _too_long(template_id: str, part: str, cap: int) -> TemplateRenderError:
+    return TemplateRenderError(template_id, part, f"renders to more than {cap} characters, the limit of this part")
+
+
+def _bounded(chunks: Any, cap: int, template_id: str, part: str) -> str:
+    """Join rendered chunks, stopping with an error once they pass ``cap``."""
+    out: list[str] = []
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > cap:
+            raise _too_long(template_id, part, cap)
+        out.append(chunk)
+    return "".join(out)
 
 
 _HTML = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined, keep_trailing_newline=False)
@@ -78,26 +113,32 @@ def render_string(source: str, context: Mapping[str, Any], *, html: bool = False
         TemplateRenderError: syntax error, undefined value or sandbox violation.
     """
     try:
-        return _compile(source, html=html).render(context)
+        template = _compile(source, html=html)
+        return _bounded(template.generate(context), MAX_OUTPUT_OTHER, template_id, part)
+    except TemplateRenderError:  # the output cap
+        raise
     except TemplateError as exc:  # SecurityError and UndefinedError are TemplateErrors
         raise TemplateRenderError(template_id, part, exc.message or str(exc)) from None
     except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
         raise TemplateRenderError(template_id, part, f"{type(exc).__name__}: {exc}") from None
 
 
-def _part(source: str, *, html: bool, template_id: str, part: str) -> Callable[[Mapping[str, Any]], str]:
+def _part(source: str, *, html: bool, template_id: str, part: str,
+          cap: int = MAX_OUTPUT_OTHER) -> Callable[[Mapping[str, Any]], str]:
     """A render function for one template text: ``Template.render`` without its
     per-call argument copying and traceback rewriting (errors as in
-    :func:`render_string`)."""
+    :func:`render_string`), stopping at ``cap`` characters."""
     try:
         template = _compile(source, html=html)
     except TemplateError as exc:
         raise TemplateRenderError(template_id, part, exc.message or str(exc)) from None
-    root, new_context, concat = template.root_render_func, template.new_context, template.environment.concat
+    root, new_context = template.root_render_func, template.new_context
 
     def run(context: Mapping[str, Any]) -> str:
         try:
-            return concat(root(new_context(context)))  # type: ignore[arg-type]
+            return _bounded(root(new_context(context)), cap, template_id, part)  # type: ignore[arg-type]
+        except TemplateRenderError:  # the output cap
+            raise
         except TemplateError as exc:
             raise TemplateRenderError(template_id, part, exc.message or str(exc)) from None
         except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
@@ -121,7 +162,10 @@ def _part(source: str, *, html: bool, template_id: str, part: str) -> Callable[[
                 return run(context)
             value = scope[attr]
             out.append(value if type(value) is str else str(value))
-        return "".join(out)
+        text = "".join(out)
+        if len(text) > cap:
+            raise _too_long(template_id, part, cap)
+        return text
 
     return substitute
 
@@ -174,7 +218,7 @@ class Renderer:
     def __init__(self, template: TemplateSpec, channel: str):
         tid = template.id
         self.template, self.channel = template, channel
-        self._body = _part(template.body, html=False, template_id=tid, part="body")
+        self._body = _part(template.body, html=False, template_id=tid, part="body", cap=output_cap(channel, "body"))
         self._subject: Callable[[Mapping[str, Any]], str] | None = None
         self._html: Callable[[Mapping[str, Any]], str] | None = None
         self._title: str | None = None
@@ -183,17 +227,19 @@ class Renderer:
         self._sign_name: str | None = None
         if channel == "email":
             if template.subject:
-                self._subject = _part(template.subject, html=False, template_id=tid, part="subject")
+                self._subject = _part(template.subject, html=False, template_id=tid, part="subject",
+                                      cap=output_cap(channel, "subject"))
             elif template.title:
                 self._title = template.title
             if template.html:
-                self._html = _part(template.html, html=True, template_id=tid, part="html")
+                self._html = _part(template.html, html=True, template_id=tid, part="html",
+                                   cap=output_cap(channel, "html"))
         elif channel == "sms" and template.sms is not None:
             self._params = template.sms.params
             self._sign_name = template.sms.sign_name
         elif channel == "wecom" and template.wecom is not None:
             w = template.wecom
-            self._wecom = [(part, _part(source, html=False, template_id=tid, part=part))
+            self._wecom = [(part, _part(source, html=False, template_id=tid, part=part, cap=output_cap(channel, part)))
                            for part, source in (("title", w.title), ("url", w.url), ("btntxt", w.btntxt))
                            if source]
 

@@ -104,6 +104,9 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     app.config.from_mapping(config)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    from . import converters
+
+    converters.init_app(app)  # ids beyond 64 bits do not match a route (404), issue 16
 
     db_engine = make_engine(settings.database_url)
     if app.config["MIGRATE"]:

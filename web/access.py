@@ -69,6 +69,43 @@ def _int_arg(args: Mapping[str, str], name: str, default: int, lo: int, hi: int)
     return value
 
 
+#: The largest page number a list accepts (a larger one is a 400, not an
+#: OFFSET the database cannot hold).
+MAX_PAGE = 1_000_000
+#: Days a date filter accepts: wide enough for any real query, narrow enough
+#: that a day ± 1 and its time-zone shift stay inside Python's and the
+#: databases' date range (0001-01-01 and 9999-12-31 gave 500s).
+MIN_DAY = date(1900, 1, 1)
+MAX_DAY = date(9998, 12, 31)
+
+
+def page_arg(args: Mapping[str, str], name: str = "page") -> int:
+    """The page number asked for (1 when absent).
+
+    Raises:
+        BadQuery: not a whole number, or outside 1 … MAX_PAGE.
+    """
+    return _int_arg(args, name, 1, 1, MAX_PAGE)
+
+
+def day_arg(args: Mapping[str, str], name: str) -> date | None:
+    """A ``YYYY-MM-DD`` filter argument (None when absent).
+
+    Raises:
+        BadQuery: not a date, or outside MIN_DAY … MAX_DAY.
+    """
+    raw = str(args.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        day = date.fromisoformat(raw)
+    except ValueError:
+        raise BadQuery(f"`{name}` must be a date like 2026-03-02") from None
+    if not MIN_DAY <= day <= MAX_DAY:
+        raise BadQuery(f"`{name}` must be a date between {MIN_DAY} and {MAX_DAY}")
+    return day
+
+
 def _filter_value(f: FieldSpec, text: str) -> Any:
     if f.type in ("integer", "customer"):
         try:
@@ -138,7 +175,7 @@ def list_query(spec: FormSpec, args: Any, user: Principal) -> ListQuery:
     mine = str(args.get("mine") or "") in ("1", "true", "yes", "on")
     created_by = None if (can_view_all(user, spec) and not mine) else user.username
     return ListQuery(where=where_all, created_by=created_by, sort=sort,
-                     page=_int_arg(args, "page", 1, 1, 1_000_000),
+                     page=page_arg(args),
                      per_page=_int_arg(args, "per_page", DEFAULT_PER_PAGE, 1, MAX_PER_PAGE),
                      search=str(args.get("q") or "").strip() or None)
 

@@ -38,6 +38,7 @@ from .access import BadQuery, list_query, published_forms
 from .errors import api_error
 from .i18n import get_locale
 from .openapi import openapi_document
+from .uploads import check_refs, stored_refs
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -154,6 +155,8 @@ def create_record(form_id: str) -> Any:
     payload = _body()
     svc = services()
     try:
+        if isinstance(payload, dict):  # the API uploads no files: no reference is one of ours
+            check_refs(spec, payload, {})
         record = svc.records.create(form_id, payload, actor=user.username, now=svc.now(), tz=svc.tz)
     except ValidationFailed as exc:
         return _invalid(exc)
@@ -219,6 +222,8 @@ def update_record(record_id: int) -> Any:
     payload = _body()
     svc = services()
     try:
+        if isinstance(payload, dict):  # only the files this record already holds
+            check_refs(spec, payload, stored_refs(spec, record.data))
         updated = svc.records.update(record_id, payload, actor=user.username, now=svc.now(),
                                      expected_version=expected, tz=svc.tz)
     except ValidationFailed as exc:

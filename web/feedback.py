@@ -49,6 +49,7 @@ from engine.storage import feedback_repo
 from engine.storage.database import transaction
 
 from . import services
+from .access import BadQuery, page_arg
 from .auth import login_required
 from .i18n import get_locale, label, t
 
@@ -339,9 +340,9 @@ def feedback_list() -> Any:
     tag = request.args.get("tag", "").strip() or None
     min_score, max_score = _int_arg("min_score"), _int_arg("max_score")
     try:
-        page = max(1, int(request.args.get("page", "1")))
-    except ValueError:
-        page = 1
+        page = page_arg(request.args)
+    except BadQuery as exc:
+        abort(400, description=str(exc))
     per_page = 50
     with svc.session_factory() as session:
         rows = feedback_repo.list_feedback(session, campaign=campaign, tag=tag, min_score=min_score,

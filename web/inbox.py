@@ -424,7 +424,7 @@ def remind(record_id: int, task_id: int) -> Any:
 @login_required
 def resubmit(record_id: int) -> Any:
     from .formbuilder import initial_data
-    from .records import _form_class, _posted_data, _refill, _render_fill
+    from .records import _form_class, _posted_data, _refill, _render_fill, _save_files
 
     record, form = _own_record(record_id)
     wf = workflows()
@@ -440,13 +440,15 @@ def resubmit(record_id: int) -> Any:
         return _render_fill(form, page, back_url=back,
                             refs={f.key: record.data[f.key] for f in form.fields
                                   if f.type == "file" and isinstance(record.data.get(f.key), dict)})
-    data, refs = _posted_data(form)
+    data, refs, uploads = _posted_data(form, record.data)
     payload = coerce_form_data(form, data)
     for f in form.fields:
         if not f.readonly and f.key not in payload:
             payload[f.key] = None
     try:
-        wf.resubmit(record.id, payload, actor=g.user.username, now=svc.now())
+        with uploads.kept_on_success():
+            _save_files(form, payload, uploads, record.data)
+            wf.resubmit(record.id, payload, actor=g.user.username, now=svc.now())
     except ValidationFailed as exc:
         return _refill(form, cls, data, exc, refs, back_url=back)
     except ActionError as exc:

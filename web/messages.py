@@ -38,6 +38,7 @@ from engine.storage import clicks_repo, dispatch_repo
 from engine.storage.times import to_db_time
 
 from . import api, services
+from .access import BadQuery, day_arg, page_arg
 from .auth import login_required
 from .connector_health import connector_problems, waiting_counts
 from .i18n import t
@@ -84,21 +85,20 @@ def _filters(args: Any, tz: str) -> dict[str, Any]:
     out: dict[str, Any] = {"status": status, "channel": args.get("channel") or None,
                            "rule_id": args.get("rule") or None, "connector": args.get("connector") or None}
     for name, key, extra in (("from", "created_from", 0), ("to", "created_before", 1)):
-        raw = args.get(name)
-        if raw:
-            try:
-                day = date.fromisoformat(raw)
-            except ValueError:
-                raise BadFilter(f"`{name}` must be a date like 2026-03-02") from None
+        try:
+            day = day_arg(args, name)
+        except BadQuery as exc:
+            raise BadFilter(str(exc)) from None
+        if day is not None:
             out[key] = to_db_time(datetime.combine(day + timedelta(days=extra), time(0), zone))
     return out
 
 
 def _page(args: Any) -> int:
     try:
-        return max(1, int(args.get("page", 1)))
-    except ValueError:
-        raise BadFilter("`page` must be a number") from None
+        return page_arg(args)
+    except BadQuery as exc:
+        raise BadFilter(str(exc)) from None
 
 
 def _resend(message_id: int, confirm: bool, actor: str) -> str:
@@ -133,7 +133,7 @@ def index() -> Any:
                            waiting=waiting_counts(svc.session_factory, problems))
 
 
-@bp.route("/messages/<int:message_id>")
+@bp.route("/messages/<bigint:message_id>")
 @login_required
 def detail(message_id: int) -> Any:
     if not _allowed(g.get("user")):
@@ -146,7 +146,7 @@ def detail(message_id: int) -> Any:
     return render_template("messages/detail.html", m=row, confirm=request.args.get("confirm") == "1", links=links)
 
 
-@bp.route("/messages/<int:message_id>/resend", methods=["POST"])
+@bp.route("/messages/<bigint:message_id>/resend", methods=["POST"])
 @login_required
 def resend(message_id: int) -> Any:
     user = g.get("user")
@@ -221,7 +221,7 @@ def api_list() -> Any:
                               "page_size": PAGE_SIZE, "counts": counts})
 
 
-@api_bp.route("/<int:message_id>", methods=["GET"])
+@api_bp.route("/<bigint:message_id>", methods=["GET"])
 def api_detail(message_id: int) -> Any:
     _api_user()
     with services().session_factory() as session:
@@ -232,7 +232,7 @@ def api_detail(message_id: int) -> Any:
     return api.json_response(_json_row(row, full=True))
 
 
-@api_bp.route("/<int:message_id>/resend", methods=["POST"])
+@api_bp.route("/<bigint:message_id>/resend", methods=["POST"])
 def api_resend(message_id: int) -> Any:
     user = _api_user()
     raw = request.get_data(cache=False)
@@ -242,6 +242,8 @@ def api_resend(message_id: int) -> Any:
             body = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             raise api.ApiError(400, "the body is not JSON", "bad_json") from None
+        except RecursionError:  # issue 16: deep JSON was a 500
+            raise api.ApiError(400, "the JSON is nested too deeply", "bad_json") from None
     if not isinstance(body, dict):
         raise api.ApiError(400, "send a JSON object", "bad_json")
     outcome = _resend(message_id, body.get("confirm_duplicate") is True, user.username)

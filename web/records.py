@@ -67,6 +67,7 @@ from .formbuilder import (
     initial_data,
 )
 from .i18n import get_locale, label, t
+from .uploads import Uploads, check_refs, stored_refs
 
 bp = Blueprint("records", __name__)
 
@@ -120,11 +121,17 @@ def home() -> Any:
 REMOVE_FILE = "_remove_file"
 
 
-def _posted_data(spec: FormSpec) -> tuple[MultiDict[str, Any], dict[str, dict[str, Any]]]:
-    """The posted form data with each uploaded file replaced by its stored reference."""
+def _posted_data(spec: FormSpec, stored: dict[str, Any] | None = None
+                 ) -> tuple[MultiDict[str, Any], dict[str, dict[str, Any]], Uploads]:
+    """The posted form data with each uploaded file replaced by its stored
+    reference, and the files written for it (see :mod:`web.uploads`). A kept
+    file (the hidden input of a re-shown form) is taken only from ``stored``,
+    the record's own data; any other reference is left for ``check_refs`` to refuse."""
     data: MultiDict[str, Any] = MultiDict(request.form)
     refs: dict[str, dict[str, Any]] = {}
+    uploads = Uploads()
     folder = Path(current_app.config["UPLOAD_FOLDER"])
+    held = stored_refs(spec, stored)
     for f in spec.fields:
         if f.type != "file":
             continue
@@ -137,15 +144,20 @@ def _posted_data(spec: FormSpec) -> tuple[MultiDict[str, Any], dict[str, dict[st
             ref = store_upload(f, upload, folder)
             if ref is not None:
                 data.setlist(f.key, [json.dumps(ref, ensure_ascii=False)])
-                refs[f.key] = ref
+                uploads.add(folder / ref["id"] if (folder / ref["id"]).is_file() else None, ref)
         elif kept:
             try:
                 ref = json.loads(kept)
             except ValueError:
                 ref = None
-            if isinstance(ref, dict):
-                refs[f.key] = ref
-    return data, refs
+            if isinstance(ref, dict) and str(ref.get("id")) in held:
+                refs[f.key] = held[str(ref["id"])]
+    return data, refs, uploads
+
+
+def _save_files(spec: FormSpec, payload: dict[str, Any], uploads: Uploads, stored: dict[str, Any] | None) -> None:
+    """Refuse file references that neither this request uploaded nor the record held."""
+    check_refs(spec, payload, {**stored_refs(spec, stored), **uploads.refs})
 
 
 def _render_fill(spec: FormSpec, form: RecordForm, *, status: int = 200, leftover: list[str] | None = None,
@@ -171,10 +183,12 @@ def fill(form_id: str) -> Any:
         defaults = {f.key: default_value(f, env) for f in spec.fields if f.default is not None}
         form = cls(data=initial_data(spec, {k: v for k, v in defaults.items() if v is not None}, svc.tz))
         return _render_fill(spec, form)
-    data, refs = _posted_data(spec)
+    data, refs, uploads = _posted_data(spec)
     payload = coerce_form_data(spec, data)
     try:
-        record = svc.records.create(form_id, payload, actor=g.user.username, now=svc.now(), tz=svc.tz)
+        with uploads.kept_on_success():
+            _save_files(spec, payload, uploads, None)
+            record = svc.records.create(form_id, payload, actor=g.user.username, now=svc.now(), tz=svc.tz)
     except ValidationFailed as exc:
         return _refill(spec, cls, data, exc, refs)
     flash(t("submitted", id=record.id), "success")
@@ -254,7 +268,7 @@ def edit(record_id: int) -> Any:
         return _render_fill(spec, form, expected_version=record.version, back_url=back,
                             refs={f.key: record.data[f.key] for f in spec.fields
                                   if f.type == "file" and isinstance(record.data.get(f.key), dict)})
-    data, refs = _posted_data(spec)
+    data, refs, uploads = _posted_data(spec, record.data)
     payload = coerce_form_data(spec, data)
     # Every editable field is on the page: a field left out means "cleared".
     for f in spec.fields:
@@ -265,8 +279,10 @@ def edit(record_id: int) -> Any:
     except ValueError:
         expected = None
     try:
-        svc.records.update(record_id, payload, actor=g.user.username, now=svc.now(), expected_version=expected,
-                           tz=svc.tz)
+        with uploads.kept_on_success():
+            _save_files(spec, payload, uploads, record.data)
+            svc.records.update(record_id, payload, actor=g.user.username, now=svc.now(),
+                               expected_version=expected, tz=svc.tz)
     except ValidationFailed as exc:
         return _refill(spec, cls, data, exc, refs, expected_version=expected, back_url=back)
     except Conflict:

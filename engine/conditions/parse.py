@@ -20,6 +20,11 @@ KEYWORDS = ("all", "any", "not", "segment")
 
 _SHAPE = "condition_shape"
 
+#: How deeply ``all``/``any``/``not`` may nest. Real conditions use a handful of
+#: levels; hostile ones (40+) overflowed the parser of SQLite ("parser stack
+#: overflow", a 500 and a CSV export cut off after its header) or Python's stack.
+MAX_NESTING = 16
+
 
 #: What people write for our operators (from SQL, spreadsheets, other tools).
 OPERATOR_ALIASES: Mapping[str, str] = {
@@ -44,8 +49,30 @@ def parse_condition(raw: object, path: Path = ()) -> tuple[Condition | None, lis
     caller never compiles half a condition.
     """
     problems: list[Problem] = []
+    if _nesting(raw) > MAX_NESTING:
+        problems.append(Problem(tuple(path), "condition_too_deep",
+                                f"a condition may nest `all`/`any`/`not` at most {MAX_NESTING} levels deep"))
+        return None, problems
     cond = _parse(raw, tuple(path), problems)
     return (None if problems else cond), problems
+
+
+def _nesting(raw: object) -> int:
+    """How deeply ``all``/``any``/``not`` nest in ``raw`` (counted without
+    recursion, and only up to one level past the limit)."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(raw, 0)]
+    while stack and deepest <= MAX_NESTING:
+        node, depth = stack.pop()
+        if not isinstance(node, Mapping):
+            continue
+        deepest = max(deepest, depth)
+        for key, value in node.items():
+            if key == "not":
+                stack.append((value, depth + 1))
+            elif key in ("all", "any") and isinstance(value, list):
+                stack.extend((item, depth + 1) for item in value)
+    return deepest
 
 
 def _parse(raw: object, path: Path, problems: list[Problem]) -> Condition | None:

@@ -29,6 +29,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from engine.conditions.values import iso_datetime
 from engine.definitions.specs import FieldSpec
+from engine.text_clean import clean_text
 
 #: Hard caps whatever the definition says: bounded work and storage per value.
 MAX_TEXT = 10_000
@@ -116,7 +117,10 @@ def _lengths(value: str, f: FieldSpec) -> str:
 
 
 def convert_text(value: object, f: FieldSpec, env: Env) -> str:
-    return _lengths(_text(value, MAX_TEXTAREA if f.type == "textarea" else MAX_TEXT), f)
+    """Text and textarea: bidi controls and control characters stripped (a
+    textarea keeps its line breaks), NUL and lone surrogates refused."""
+    text = _text(value, MAX_TEXTAREA if f.type == "textarea" else MAX_TEXT)
+    return _lengths(clean_text(text, multiline=f.type == "textarea"), f)
 
 
 def _bounds(value: Any, f: FieldSpec, as_type: Callable[[Any], Any]) -> None:

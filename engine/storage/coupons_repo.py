@@ -194,8 +194,8 @@ def mark_redeemed(session: Db, coupon_id: int, *, order_id: str, amount: Decimal
     other statement (waiting for the first's lock on PostgreSQL, or after it on
     SQLite) matches no row."""
     result = _conn(session).execute(_MARK, {"coupon_id": coupon_id, "at": at, "order_id": order_id,
-                                                  "amount": amount, "store": store, "device": device,
-                                                  "phone": phone})
+                                            "amount": amount, "store": store, "device": device,
+                                            "phone": phone})
     return result.rowcount == 1
 
 

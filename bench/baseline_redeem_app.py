@@ -12,6 +12,9 @@ import sys
 from flask import Flask, jsonify, request
 from sqlalchemy import create_engine, event, text
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from engine.storage.database import SQLITE_WAL_AUTOCHECKPOINT_PAGES  # noqa: E402  (same pragmas as the project)
+
 UPDATE = text("UPDATE coupons SET status = 'redeemed', redeemed_at = CURRENT_TIMESTAMP, redeemed_order = :order "
               "WHERE code = :code AND status = 'issued'")
 
@@ -25,6 +28,7 @@ def make_app(url: str) -> Flask:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=5000")
+            cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT_PAGES}")
             cur.close()
     app = Flask(__name__)
 

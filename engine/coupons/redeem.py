@@ -160,7 +160,8 @@ def redeem(session: Session, request: RedeemRequest, *, pools: Mapping[str, Coup
         raise ValueError("a redemption needs the order id (it makes a repeated request harmless)")
     code = normalize_code(request.code)
     now_db = to_db_time(now)
-    found = repo.find_with_counts(session, code, order_id=request.order_id, phone=normalize_phone(request.phone),
+    db = session.connection()  # once: the statements below run on it (see ``repo.Db``)
+    found = repo.find_with_counts(db, code, order_id=request.order_id, phone=normalize_phone(request.phone),
                                   store=request.store, device=request.device, since=now_db - HOUR) if code else None
     row, read = found if found is not None else (None, None)
     logged = False
@@ -175,7 +176,7 @@ def redeem(session: Session, request: RedeemRequest, *, pools: Mapping[str, Coup
                        "order_id": request.order_id,
                        "amount": None if request.order_amount is None else str(request.order_amount),
                        "store": request.store, "device": request.device}
-            if repo.redeem_logged(session, coupon_id=row.id, code=code, pool_id=row.pool_id,
+            if repo.redeem_logged(db, coupon_id=row.id, code=code, pool_id=row.pool_id,
                                   order_id=request.order_id, amount=request.order_amount, store=request.store,
                                   device=request.device, phone=phone,
                                   attempt_customer=(request.customer_id if request.customer_id is not None
@@ -189,7 +190,7 @@ def redeem(session: Session, request: RedeemRequest, *, pools: Mapping[str, Coup
                                       pool_id=row.pool_id, customer_id=row.customer_id, value=row.value,
                                       min_order=pool.min_order if pool is not None else None, redeemed_at=now)
             else:  # another till won the race: its redemption, or ours if it was this very order
-                again = repo.find_coupon(session, code)
+                again = repo.find_coupon(db, code)
                 if again is not None and again.status == "redeemed" and again.redeemed_order == request.order_id:
                     result = _replay(again, code, pool)
                 else:
@@ -202,7 +203,7 @@ def redeem(session: Session, request: RedeemRequest, *, pools: Mapping[str, Coup
                                   value=row.value if row is not None else None,
                                   min_order=pool.min_order if pool is not None else None)
     if not logged:  # the redeemed path logged its attempt with the coupon's change
-        repo.record_attempt(session, code=code or (request.code or "")[:64], coupon_id=result.coupon_id,
+        repo.record_attempt(db, code=code or (request.code or "")[:64], coupon_id=result.coupon_id,
                             pool_id=result.pool_id, customer_id=request.customer_id if request.customer_id is not None
                             else result.customer_id, phone=normalize_phone(request.phone), order_id=request.order_id,
                             order_amount=request.order_amount, store=request.store, device=request.device,
@@ -272,8 +273,9 @@ class CouponService:
         return self._registry.current().coupon_pools  # type: ignore[no-any-return]
 
     def redeem(self, request: RedeemRequest, *, now: datetime) -> RedeemResult:
+        pools = self.pools()  # before the transaction: a stale registry's check is not a write
         with transaction(self._sf) as session:
-            return redeem(session, request, pools=self.pools(), now=now, tz=self.tz)
+            return redeem(session, request, pools=pools, now=now, tz=self.tz)
 
     def check(self, request: RedeemRequest, *, now: datetime) -> CheckResult:
         with self._sf() as session:

@@ -14,17 +14,25 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, Numeric, Table, bindparam, event, func, insert, or_, select, text, update
+from sqlalchemy import Connection, DateTime, Numeric, Table, bindparam, event, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from engine.storage.events_repo import append_event
-from engine.storage.models import Coupon, Customer, Order, RedemptionAttempt
-from engine.storage.times import from_db_time
+from engine.storage.models import Coupon, Customer, Event, Order, RedemptionAttempt
 
 _c: Table = Coupon.__table__  # type: ignore[assignment]
 _cu: Table = Customer.__table__  # type: ignore[assignment]
 _o: Table = Order.__table__  # type: ignore[assignment]
 _a: Table = RedemptionAttempt.__table__  # type: ignore[assignment]
+
+#: What the hot-path functions accept: the caller's session, or the connection
+#: it already holds (the redemption service looks it up once per request instead
+#: of once per statement: each ``Session.connection()`` walks the session's
+#: transaction state machine).
+Db = Session | Connection
+
+
+def _conn(db: Db) -> Connection:
+    return db if isinstance(db, Connection) else db.connection()
 
 
 @dataclass(frozen=True)
@@ -101,13 +109,13 @@ class RedemptionCounts:
     device_last_hour: int
 
 
-def find_with_counts(session: Session, code: str, *, order_id: str | None, phone: str | None, store: str | None,
+def find_with_counts(session: Db, code: str, *, order_id: str | None, phone: str | None, store: str | None,
                      device: str | None, since: datetime) -> tuple[CouponRow, RedemptionCounts] | None:
     """The coupon issued with ``code`` and the counts of its pool's redemptions
     by its customer, by ``phone`` (as the request gave it, normalized), at ``store``
     and on ``device`` since ``since``, and whether another coupon is redeemed
     on ``order_id``: one statement."""
-    row = session.connection().execute(_FIND_WITH_FACTS, {
+    row = _conn(session).execute(_FIND_WITH_FACTS, {
         "code": code, "order_id": order_id, "phone": phone, "store": store, "device": device, "since": since,
     }).first()
     if row is None:
@@ -116,11 +124,11 @@ def find_with_counts(session: Session, code: str, *, order_id: str | None, phone
     return CouponRow(*base), RedemptionCounts(extra[0] is not None, *(int(x or 0) for x in extra[1:]))
 
 
-def find_coupon(session: Session, code: str, *, order_id: str | None = None) -> CouponRow | None:
+def find_coupon(session: Db, code: str, *, order_id: str | None = None) -> CouponRow | None:
     """The coupon issued with ``code`` (exact, as issued), or None. With
     ``order_id``, also whether another coupon is already redeemed on that
     order (``other_on_order``), in the same statement."""
-    conn = session.connection()
+    conn = _conn(session)
     if order_id is None:
         row = conn.execute(_FIND, {"code": code}).first()
         return CouponRow(*row) if row is not None else None
@@ -179,17 +187,19 @@ _MARK = (update(_c).where(_c.c.id == bindparam("coupon_id"), _c.c.status == "iss
                  redeemed_phone=bindparam("phone")))
 
 
-def mark_redeemed(session: Session, coupon_id: int, *, order_id: str, amount: Decimal | None, store: str | None,
+def mark_redeemed(session: Db, coupon_id: int, *, order_id: str, amount: Decimal | None, store: str | None,
                   device: str | None, phone: str | None, at: datetime) -> bool:
     """``UPDATE coupons SET status='redeemed' … WHERE id=? AND status='issued'``:
     True when this call redeemed it. Two tills at once: one row changes, the
     other statement (waiting for the first's lock on PostgreSQL, or after it on
     SQLite) matches no row."""
-    result = session.connection().execute(_MARK, {"coupon_id": coupon_id, "at": at, "order_id": order_id,
-                                                  "amount": amount, "store": store, "device": device,
-                                                  "phone": phone})
+    result = _conn(session).execute(_MARK, {"coupon_id": coupon_id, "at": at, "order_id": order_id,
+                                            "amount": amount, "store": store, "device": device,
+                                            "phone": phone})
     return result.rowcount == 1
 
+
+_INSERT_EVENT = insert(Event.__table__)
 
 _PG_REDEEM = text("""
 WITH u AS (
@@ -208,7 +218,7 @@ SELECT (SELECT count(*) FROM u)""").bindparams(
     bindparam("at", type_=DateTime()), bindparam("amount", type_=Numeric(14, 2)))
 
 
-def redeem_logged(session: Session, *, coupon_id: int, code: str, pool_id: str, order_id: str,
+def redeem_logged(session: Db, *, coupon_id: int, code: str, pool_id: str, order_id: str,
                   amount: Decimal | None, store: str | None, device: str | None, phone: str | None,
                   attempt_customer: int | None, attempt_phone: str | None, actor: str | None,
                   subject_type: str, subject_id: int, payload: dict[str, Any], at: datetime) -> bool:
@@ -217,18 +227,22 @@ def redeem_logged(session: Session, *, coupon_id: int, code: str, pool_id: str, 
     statement on PostgreSQL (data-modifying CTEs: one round trip where a till
     waits), three on SQLite. True when this call redeemed the coupon; False
     (nothing written) when another till was first."""
-    if session.get_bind().dialect.name == "postgresql":
-        return bool(session.connection().execute(_PG_REDEEM, {
+    conn = _conn(session)
+    if conn.dialect.name == "postgresql":
+        return bool(conn.execute(_PG_REDEEM, {
             "at": at, "order_id": order_id, "amount": amount, "store": store, "device": device, "phone": phone,
             "coupon_id": coupon_id, "subject_type": subject_type, "subject_id": str(subject_id),
             "payload": json.dumps(payload, ensure_ascii=False), "code": code, "pool_id": pool_id,
             "attempt_customer": attempt_customer, "attempt_phone": attempt_phone, "actor": actor,
         }).scalar_one())
-    if not mark_redeemed(session, coupon_id, order_id=order_id, amount=amount, store=store, device=device,
+    if not mark_redeemed(conn, coupon_id, order_id=order_id, amount=amount, store=store, device=device,
                          phone=phone, at=at):
         return False
-    append_event(session, "coupon.redeemed", subject_type, subject_id, payload, from_db_time(at))
-    record_attempt(session, code=code, coupon_id=coupon_id, pool_id=pool_id, customer_id=attempt_customer,
+    # The event row as ``append_event`` writes it (the PostgreSQL statement above
+    # writes the same row), without asking for its id back: nobody needs it here.
+    conn.execute(_INSERT_EVENT, {"name": "coupon.redeemed", "subject_type": subject_type,
+                                 "subject_id": str(subject_id), "payload": payload, "created_at": at})
+    record_attempt(conn, code=code, coupon_id=coupon_id, pool_id=pool_id, customer_id=attempt_customer,
                    phone=attempt_phone, order_id=order_id, order_amount=amount, store=store, device=device,
                    actor=actor, result="redeemed", reason=None, at=at)
     return True
@@ -249,12 +263,12 @@ def unredeem(session: Session, coupon_id: int, *, order_id: str, cancel: bool) -
 _INSERT_ATTEMPT = insert(_a)
 
 
-def record_attempt(session: Session, *, code: str, coupon_id: int | None, pool_id: str | None,
+def record_attempt(session: Db, *, code: str, coupon_id: int | None, pool_id: str | None,
                    customer_id: int | None, phone: str | None, order_id: str | None, order_amount: Decimal | None,
                    store: str | None, device: str | None, actor: str | None, result: str, reason: str | None,
                    at: datetime) -> None:
     """Append one attempt (redeemed, refused, replayed or voided) to the log."""
-    session.connection().execute(_INSERT_ATTEMPT, {
+    _conn(session).execute(_INSERT_ATTEMPT, {
         "code": code[:64], "coupon_id": coupon_id, "pool_id": pool_id, "customer_id": customer_id,
         "phone": phone, "order_id": order_id, "order_amount": order_amount, "store": store, "device": device,
         "actor": actor, "result": result, "reason": reason, "created_at": at})

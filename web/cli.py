@@ -11,6 +11,7 @@ import shutil
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 import yaml
@@ -827,6 +828,31 @@ def customers() -> None:
     """Customers and their orders."""
 
 
+def _run_import(file: str, progress: bool | None, run: Any) -> Any:
+    """Run one CSV import with a progress bar over FILE's rows: ``run(update)``
+    does the import and returns its report. An unreadable file (encoding,
+    header) is a one-line error, never a traceback; bad rows are listed by
+    line and the file's encoding is named when it was not UTF-8."""
+    from tqdm import tqdm
+
+    from engine.customers_import import ImportError_
+
+    if progress is None:
+        progress = sys.stderr.isatty()
+    with open(file, "rb") as fh:
+        total = max(sum(1 for _ in fh) - 1, 0)
+    bar = tqdm(total=total, unit="row", desc="Importing", disable=not progress, file=sys.stderr)
+    try:
+        report = run(bar.update)
+    except ImportError_ as exc:
+        raise click.ClickException(f"{file}: {exc}") from None
+    finally:
+        bar.close()
+    for error in report.errors:
+        click.echo(f"{file}:{error.line}: {error.reason}", err=True)
+    return report
+
+
 @customers.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--progress/--no-progress", default=None,
@@ -847,24 +873,11 @@ def customers_import(obj: Context, file: str, progress: bool | None, batch: int,
     external_id, phone or email; bad rows are listed with their line number
     and skipped; the good ones are kept.
     """
-    from tqdm import tqdm
+    from engine.customers_import import import_customers
 
-    from engine.customers_import import ImportError_, import_customers
-
-    if progress is None:
-        progress = sys.stderr.isatty()
-    with open(file, "rb") as fh:
-        total = max(sum(1 for _ in fh) - 1, 0)
-    bar = tqdm(total=total, unit="row", desc="Importing", disable=not progress, file=sys.stderr)
-    try:
-        report = import_customers(obj.session_factory(), file, now=_now(), timezone=obj.settings.timezone,
-                                  batch=batch, progress=bar.update, history=history, encoding=encoding)
-    except ImportError_ as exc:
-        raise click.ClickException(f"{file}: {exc}") from None
-    finally:
-        bar.close()
-    for error in report.errors:
-        click.echo(f"{file}:{error.line}: {error.reason}", err=True)
+    report = _run_import(file, progress, lambda update: import_customers(
+        obj.session_factory(), file, now=_now(), timezone=obj.settings.timezone, batch=batch, progress=update,
+        history=history, encoding=encoding))
     if report.encoding != "UTF-8":
         click.echo(f"Read as {report.encoding}.")
     click.echo(f"Imported {report.imported} of {report.rows} row(s): {report.customers_new} new customer(s), "
@@ -891,29 +904,15 @@ def events_import(obj: Context, file: str, progress: bool | None, history: bool,
     """Import custom events from a CSV FILE: columns name, customer_id or an
     identity (external_id, member_no, wecom_userid, phone, email),
     idempotency_key, occurred_at; other columns are the event's data."""
-    from tqdm import tqdm
-
-    from engine.customers_import import ImportError_
     from engine.events_import import import_events
     from engine.events_in import listened_events
     from engine.registry import DefinitionRegistry
 
-    if progress is None:
-        progress = sys.stderr.isatty()
     sf = obj.session_factory()
     listened = listened_events(DefinitionRegistry(sf).current().rules.values())
-    with open(file, "rb") as fh:
-        total = max(sum(1 for _ in fh) - 1, 0)
-    bar = tqdm(total=total, unit="row", desc="Importing", disable=not progress, file=sys.stderr)
-    try:
-        report = import_events(sf, file, now=_now(), listened=listened, timezone=obj.settings.timezone,
-                               history=history, encoding=encoding, progress=bar.update)
-    except ImportError_ as exc:
-        raise click.ClickException(f"{file}: {exc}") from None
-    finally:
-        bar.close()
-    for error in report.errors:
-        click.echo(f"{file}:{error.line}: {error.reason}", err=True)
+    report = _run_import(file, progress, lambda update: import_events(
+        sf, file, now=_now(), listened=listened, timezone=obj.settings.timezone, history=history,
+        encoding=encoding, progress=update))
     for warning in sorted(report.warnings):
         click.echo(f"warning: {warning}", err=True)
     if report.encoding != "UTF-8":
@@ -922,6 +921,7 @@ def events_import(obj: Context, file: str, progress: bool | None, history: bool,
                f"{f', {report.duplicates} already stored' if report.duplicates else ''}; "
                f"{len(report.errors)} row(s) skipped."
                + (" History: stored as handled, no rule acts." if history else ""))
+
 
 @main.group()
 def orders() -> None:
@@ -941,28 +941,15 @@ def orders_import(obj: Context, file: str, history: bool, source: str, progress:
     columns are listed in engine/orders_import.py (order_id, placed_at, a
     customer column, amount or line columns …). Bad rows are listed with their
     line number and skipped; the good ones are kept."""
-    from tqdm import tqdm
-
-    from engine.customers_import import ImportError_
     from engine.orders_import import import_orders
 
-    if progress is None:
-        progress = sys.stderr.isatty()
-    with open(file, "rb") as fh:
-        total = max(sum(1 for _ in fh) - 1, 0)
-    bar = tqdm(total=total, unit="row", desc="Importing", disable=not progress, file=sys.stderr)
-    try:
-        report = import_orders(obj.session_factory(), file, now=_now(), timezone=obj.settings.timezone,
-                               history=history, source=source, locale=obj.settings.locale, progress=bar.update)
-    except ImportError_ as exc:
-        raise click.ClickException(f"{file}: {exc}") from None
-    finally:
-        bar.close()
-    for error in report.errors:
-        click.echo(f"{file}:{error.line}: {error.reason}", err=True)
+    report = _run_import(file, progress, lambda update: import_orders(
+        obj.session_factory(), file, now=_now(), timezone=obj.settings.timezone, history=history, source=source,
+        locale=obj.settings.locale, progress=update))
     click.echo(f"Imported {report.created} new order(s) of {report.orders} in {report.rows} row(s) "
                f"({report.encoding}){f', {report.existing} already stored' if report.existing else ''}"
                f"{', history: no events' if history else ''}; {len(report.errors)} row(s) skipped.")
+
 
 from web.cli_ops import register as _register_ops; _register_ops(main)  # noqa: E402,E702 backup, restore, prune (issue 17)
 

@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -47,10 +48,12 @@ def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: floa
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port}")
 
 
-def post_load(port: int, path: str, body: dict, headers: dict[str, str], *, seconds: float,
-              threads: int = 8, expect: int = 201) -> LoadResult:
-    """POST ``body`` to ``path`` from ``threads`` connections for ``seconds``."""
-    payload = json.dumps(body).encode()
+def post_load(port: int, path: str, body: dict | None, headers: dict[str, str], *, seconds: float,
+              threads: int = 8, expect: int = 201, next_body: Any = None) -> LoadResult:
+    """POST ``body`` to ``path`` from ``threads`` connections for ``seconds``;
+    with ``next_body`` (thread-safe, returns the next JSON payload as bytes or
+    None when there is nothing left) each request sends its own body instead."""
+    payload = json.dumps(body).encode() if body is not None else b""
     base_headers = {"Content-Type": "application/json", **headers}
     counts = [0] * threads
     errors = [0] * threads
@@ -62,8 +65,11 @@ def post_load(port: int, path: str, body: dict, headers: dict[str, str], *, seco
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         local: dict[int, int] = {}
         while time.monotonic() < stop:
+            sent = payload if next_body is None else next_body()
+            if sent is None:
+                break
             try:
-                conn.request("POST", path, body=payload, headers=base_headers)
+                conn.request("POST", path, body=sent, headers=base_headers)
                 resp = conn.getresponse()
                 resp.read()
                 local[resp.status] = local.get(resp.status, 0) + 1

@@ -23,21 +23,19 @@ from __future__ import annotations
 
 import argparse
 import csv
-import http.client
 import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import deque
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _load import LoadResult, free_port, wait_for_port  # noqa: E402
+from _load import LoadResult, free_port, post_load, wait_for_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -100,49 +98,18 @@ def reset(url: str, coupons: list[tuple[str, int]]) -> None:
 
 def redeem_load(port: int, path: str, supply: deque, headers: dict[str, str], *, seconds: float,
                 threads: int, tag: str) -> LoadResult:
-    """Like ``_load.post_load``, but every request redeems the next code from ``supply``."""
-    base_headers = {"Content-Type": "application/json", **headers}
-    counts, errors = [0] * threads, [0] * threads
-    statuses: dict[int, int] = {}
-    lock = threading.Lock()
-    stop = time.monotonic() + seconds
+    """``_load.post_load`` where every request redeems the next code from ``supply``."""
 
-    def worker(i: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        local: dict[int, int] = {}
-        while time.monotonic() < stop:
-            try:
-                code, cid = supply.popleft()
-            except IndexError:
-                break
-            k = len(supply)
-            body = json.dumps({"code": code, "customer_id": cid, "order_id": f"{tag}-{code}",
-                               "order_amount": "128.00", "store": f"store{k % 997}", "device": f"till{k}"})
-            try:
-                conn.request("POST", path, body=body.encode(), headers=base_headers)
-                resp = conn.getresponse()
-                resp.read()
-                local[resp.status] = local.get(resp.status, 0) + 1
-                if resp.status == 200:
-                    counts[i] += 1
-                else:
-                    errors[i] += 1
-            except (OSError, http.client.HTTPException):
-                errors[i] += 1
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        conn.close()
-        with lock:
-            for key, v in local.items():
-                statuses[key] = statuses.get(key, 0) + v
+    def next_body() -> bytes | None:
+        try:
+            code, cid = supply.popleft()
+        except IndexError:
+            return None
+        k = len(supply)
+        return json.dumps({"code": code, "customer_id": cid, "order_id": f"{tag}-{code}",
+                           "order_amount": "128.00", "store": f"store{k % 997}", "device": f"till{k}"}).encode()
 
-    started = time.monotonic()
-    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    return LoadResult(sum(counts), sum(errors), time.monotonic() - started, statuses)
+    return post_load(port, path, None, headers, seconds=seconds, threads=threads, expect=200, next_body=next_body)
 
 
 def one_backend(backend: str, url: str, args: argparse.Namespace, tmp: str) -> tuple[float, float, float]:

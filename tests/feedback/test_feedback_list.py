@@ -35,7 +35,9 @@ def test_list_filters_and_nps(app, services, login) -> None:
     low = client.get("/feedback?max_score=6")
     assert low.text.count("data-feedback=") == 2
     assert "&lt;script&gt;" in low.text and "<script>alert" not in low.text
-    assert client.get("/feedback?min_score=abc&page=x").status_code == 200   # bad filters are ignored
+    assert client.get("/feedback?min_score=abc").status_code == 200   # a bad score filter is ignored
+    bad_page = client.get("/feedback?page=x")   # a bad page number is said (issue 16: 4xx, never a 500)
+    assert bad_page.status_code == 400 and "page" in bad_page.text
     assert client.get("/feedback?lang=en").status_code == 200
 
 

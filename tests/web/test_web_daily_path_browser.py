@@ -74,8 +74,7 @@ def _fill_activity(page: Any, name: str, budget: str = "8000") -> None:
     page.select_option("#target_store", "all")
 
 
-def test_a_rejected_attachment_does_not_stick_and_a_kept_one_can_be_removed(app: Flask, live_url: str,
-                                                                            browser: Any) -> None:
+def test_a_rejected_attachment_does_not_stick(app: Flask, live_url: str, browser: Any) -> None:
     staff = sign_in_browser(browser, live_url, "staff", "/forms/activity_request/new")
     _fill_activity(staff, "附件可移除")
     staff.set_input_files("#attachments", files=[{"name": "evil.exe", "mimeType": "application/octet-stream",
@@ -85,19 +84,21 @@ def test_a_rejected_attachment_does_not_stick_and_a_kept_one_can_be_removed(app:
     assert field.locator(".error").count() == 1
     assert "evil.exe" not in field.inner_text()  # refused, so not "已上传：evil.exe"
     assert staff.locator('input[type=hidden][name="attachments"]').count() == 0
-    # a good file, but another field is wrong: the file is kept, with a way to take it off
+    # A good file, but another field is wrong: a refused submission keeps nothing on disk (issue 16), so
+    # the form does not show the file as uploaded; choosing it again with the field fixed saves both.
     staff.set_input_files("#attachments", files=[{"name": "plan.pdf", "mimeType": "application/pdf",
                                                   "buffer": b"%PDF-1.4 plan"}])
     staff.fill("#end_date", "2025-03-01")  # before the start
     staff.click("form.record-form button[type=submit]")
-    assert "已上传：plan.pdf" in field.inner_text()
-    staff.check('input[name="_remove_file"][value="attachments"]')
+    assert "已上传：plan.pdf" not in field.inner_text()
+    staff.set_input_files("#attachments", files=[{"name": "plan.pdf", "mimeType": "application/pdf",
+                                                  "buffer": b"%PDF-1.4 plan"}])
     staff.fill("#end_date", "2025-03-31")
     staff.click("form.record-form button[type=submit]")
     staff.wait_for_url(re.compile(r".*/records/\d+$"))
     record_id = int(staff.url.rsplit("/", 1)[1])
     record = app.extensions["promoflow"].records.get(record_id)
-    assert record.data["name"] == "附件可移除" and record.data.get("attachments") is None
+    assert record.data["name"] == "附件可移除" and record.data["attachments"]["name"] == "plan.pdf"
 
 
 def test_reject_asks_first_needs_a_reason_and_says_where_the_request_went(app: Flask, tokens: dict[str, str],

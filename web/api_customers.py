@@ -98,6 +98,30 @@ def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ customers
 
+def _parse_each(raw: list[Any], parse: Any, invalid: type[Exception]) -> tuple[list[Any], list[Any]]:
+    """Each entry parsed, or None with its problems beside it (a batch answers item by item)."""
+    parsed: list[Any] = []
+    problems: list[Any] = []
+    for entry in raw:
+        try:
+            parsed.append(parse(entry))
+            problems.append(None)
+        except invalid as exc:
+            parsed.append(None)
+            problems.append(exc.problems)  # type: ignore[attr-defined]
+    return parsed, problems
+
+
+def _batch_answer(outcomes: list[Any], problems: list[Any]) -> Any:
+    """The batch's answer: one result per item (its parse problems, else its outcome) and the counts."""
+    results = []
+    for i, (outcome, bad) in enumerate(zip(outcomes, problems)):
+        if bad is not None:
+            outcome.problems = bad
+        results.append({"index": i, **outcome.to_json()})
+    return api.json_response(_summary(results))
+
+
 @bp.post("/customers")
 def upsert() -> Any:
     actor = _require(INGEST_ROLES)
@@ -105,15 +129,8 @@ def upsert() -> Any:
     body = api._body()
     batch = _items(body)
     raw = batch if batch is not None else [body]
-    parsed: list[Any] = []
-    problems: list[Any] = []
-    for entry in raw:
-        try:
-            parsed.append(parse_customer(entry, timezone=svc.tz, source=f"api:{actor}"))
-            problems.append(None)
-        except InvalidCustomer as exc:
-            parsed.append(None)
-            problems.append(exc.problems)
+    parsed, problems = _parse_each(raw, lambda e: parse_customer(e, timezone=svc.tz, source=f"api:{actor}"),
+                                   InvalidCustomer)
     if batch is None and problems[0] is not None:
         return _invalid(problems[0])
     with transaction(svc.session_factory) as session:
@@ -121,12 +138,7 @@ def upsert() -> Any:
         if batch is None and outcomes[0].status != "error":
             found = customer_json(session, outcomes[0].customer_id)  # type: ignore[arg-type]
     if batch is not None:
-        results = []
-        for i, (outcome, bad) in enumerate(zip(outcomes, problems)):
-            if bad is not None:
-                outcome.problems = bad
-            results.append({"index": i, **outcome.to_json()})
-        return api.json_response(_summary(results))
+        return _batch_answer(outcomes, problems)
     outcome = outcomes[0]
     if outcome.status == "error":
         status = 409 if any(p.code == "identity_conflict" for p in outcome.problems) else 422
@@ -199,26 +211,13 @@ def events() -> Any:
     batch = _items(body)
     raw = batch if batch is not None else [body]
     listened = listened_events(svc.registry.current().rules.values())
-    parsed: list[Any] = []
-    problems: list[Any] = []
-    for entry in raw:
-        try:
-            parsed.append(parse_event(entry, listened=listened, timezone=svc.tz))
-            problems.append(None)
-        except InvalidEvent as exc:
-            parsed.append(None)
-            problems.append(exc.problems)
+    parsed, problems = _parse_each(raw, lambda e: parse_event(e, listened=listened, timezone=svc.tz), InvalidEvent)
     if batch is None and problems[0] is not None:
         return _invalid(problems[0])
     with transaction(svc.session_factory) as session:
         outcomes = post_events(session, parsed, now=svc.now(), source=f"api:{actor}")
     if batch is not None:
-        results = []
-        for i, (outcome, bad) in enumerate(zip(outcomes, problems)):
-            if bad is not None:
-                outcome.problems = bad
-            results.append({"index": i, **outcome.to_json()})
-        return api.json_response(_summary(results))
+        return _batch_answer(outcomes, problems)
     outcome = outcomes[0]
     if outcome.status == "error":
         status = 409 if any(p.code == "idempotency_conflict" for p in outcome.problems) else 422

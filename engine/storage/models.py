@@ -439,6 +439,10 @@ class Journey(Base):
     entered_at: Mapped[datetime] = mapped_column(DateTime())
     state: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    #: The experiment arm (migration 0019): NULL when the rule has no experiment,
+    #: ``"control"`` for the holdout, otherwise the variant's key. Campaign
+    #: evaluation compares arms by this column.
+    arm: Mapped[str | None] = mapped_column(String(64))
 
 
 #: Partial indexes over redeemed coupons (migration 0013): an order's coupons, and the

@@ -37,6 +37,7 @@ from zoneinfo import ZoneInfo
 
 from engine.customers_import import normalize_phone
 from engine.forms.errors import FieldError, ValidationFailed
+from engine.loyalty.points import earn_for_orders, follow_order_change
 from engine.storage import customers_repo, identity_repo, orders_repo
 from engine.storage.database import transaction
 from engine.storage.models import COUNTED_ORDER_STATUSES, ORDER_STATUSES
@@ -44,6 +45,8 @@ from engine.storage.times import from_db_time, to_db_time
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
+
+    from engine.definitions.loyalty import PointsPolicySpec
 
 MAX_BATCH = 1000
 MAX_LINES = 500
@@ -483,12 +486,16 @@ class OrderService:
     """Orders in: ``ingest`` (one order or a batch), ``refund``, ``cancel``, ``get``."""
 
     def __init__(self, session_factory: sessionmaker[Session], *, tz: str,
-                 coupon_pools: Callable[[], Mapping[str, Any]] | None = None):
+                 coupon_pools: Callable[[], Mapping[str, Any]] | None = None,
+                 points_policy: Callable[[], PointsPolicySpec | None] | None = None):
         """``coupon_pools``: the published coupon pools (read when an order
-        carries a coupon code); None: codes are stored, not redeemed."""
+        carries a coupon code); None: codes are stored, not redeemed.
+        ``points_policy``: the published points policy (loyalty); orders earn
+        points under it, back-filled ones too (:mod:`engine.loyalty.points`)."""
         self.session_factory = session_factory
         self.tz = ZoneInfo(tz)
         self.coupon_pools = coupon_pools
+        self.points_policy = points_policy
 
     def parse(self, raws: Sequence[Any], *, now: datetime) -> list[OrderIn | list[FieldError]]:
         out: list[OrderIn | list[FieldError]] = []
@@ -571,6 +578,9 @@ class OrderService:
                         n, total, last = sums.get(r["customer_id"], (0, Decimal("0.00"), r["placed_at"]))
                         sums[r["customer_id"]] = (n + 1, total + r["net_amount"], max(last, r["placed_at"]))
                 customers_repo.add_orders(session, sums, db_now=db_now)
+                policy = self.points_policy() if self.points_policy is not None else None
+                if policy is not None:  # back-fills earn too: their old lots lapse at the next expiry tick
+                    earn_for_orders(session, list(created.values()), policy, now=now, tz=str(self.tz))
                 if not history:
                     orders_repo.append_order_events(session, "order.created", [r["id"] for r in created.values()],
                                                     db_now)
@@ -648,6 +658,8 @@ class OrderService:
                     continue  # changed since read: read again
                 new = {**row, **values, "updated_at": db_now}
                 customers_repo.recompute_aggregates(session, db_now=db_now, customer_ids={int(row["customer_id"])})
+                follow_order_change(session, new, self.points_policy() if self.points_policy is not None else None,
+                                    now=now, tz=str(self.tz))
                 orders_repo.append_events(session, [_event("order.refunded", new, db_now, extra)])
                 return OrderChange(order_json(new), applied=True)
         raise OrderStateConflict("busy", "the order kept changing; try again")

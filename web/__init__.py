@@ -174,6 +174,9 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     from . import rights  # customer export and erasure, the audit trail (issue 16, admins)
 
     rights.init_app(app, csrf)
+    from . import api_points  # loyalty points: redeem, balance and history (issue 13)
+
+    api_points.init_app(app, csrf)
     errors.init_app(app)
     context.init_app(app)
     return app

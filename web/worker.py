@@ -42,7 +42,19 @@ def tick_functions(services: Any) -> list[tuple[str, Callable[[datetime], Any]]]
     ticks.append(("tasks", followups_tick(services)))  # rule tasks: the approvals' overdue rules
     ticks.append(("dispatch", dispatch_tick(services)))
     ticks.append(("feedback", feedback_tick(services)))
+    ticks.append(("loyalty", loyalty_tick(services)))
     return ticks
+
+
+def loyalty_tick(services: Any) -> Callable[[datetime], Any]:
+    """The scheduler's ``loyalty`` tick: points expiry and tier evaluation,
+    each at most once per local day (:mod:`engine.loyalty.tick`)."""
+    from engine.loyalty.tick import loyalty_tick as run
+
+    def tick(now: datetime) -> Any:
+        return run(services.session_factory, now=now, definitions=services.registry.current(), tz=services.tz)
+
+    return tick
 
 
 #: Connector types that are polled for feedback by cursor.

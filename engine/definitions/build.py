@@ -20,6 +20,7 @@ from .check_calendar import WEEKDAY_NAMES
 from .check_coupons import local_time
 from .check_forms import expand_fields
 from .context import Context
+from .loyalty import build_points_policy, build_tier
 
 
 def _cond(raw: object) -> Condition | None:
@@ -345,4 +346,5 @@ BUILDERS: Mapping[str, Callable[[Context, dict, s.Source], s.Spec]] = MappingPro
     "coupon_pool": build_coupon_pool, "template": build_template, "connector": build_connector,
     "workflow": build_workflow, "rule": build_rule, "calendar": build_calendar,
     "feedback_tags": build_feedback_tags,
+    "points_policy": build_points_policy, "tier": build_tier,
 })

@@ -25,6 +25,7 @@ EVENTS: frozenset[str] = frozenset({
     "order.created", "order.refunded", "feedback.received",
     "coupon.issued", "coupon.redeemed",
     "message.sent", "message.replied", "message.clicked",
+    "tier.changed",  # loyalty: payload {customer_id, from, to, direction: up|down}
 })
 CUSTOM_EVENT_PREFIX = "custom."
 

@@ -23,6 +23,7 @@ from .check_coupons import check_coupon_pool, check_form_redemption
 from .check_misc import check_connector, check_segment, check_template, segment_cycles
 from .context import Context
 from .errors import DefinitionError, DefinitionsInvalid, did_you_mean
+from .loyalty import PointsPolicySpec, TierSpec, check_points_policy, check_tier
 from .prune import Pruned
 from .schema_check import kinds as schema_kinds
 from .schema_check import schema_problems
@@ -32,7 +33,7 @@ SUFFIXES = (".yaml", ".yml", ".json")
 SETTINGS_PREFIX = "settings"
 #: Checked in this order, so that e.g. segments are known before rules use them.
 KIND_ORDER = ("role", "fieldset", "form", "coupon_pool", "connector", "template", "segment", "calendar", "workflow",
-              "rule", "feedback_tags")
+              "rule", "feedback_tags", "tier", "points_policy")
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,16 @@ class DefinitionSet:
     @property
     def coupon_pools(self) -> Mapping[str, s.CouponPoolSpec]:
         return self.of("coupon_pool")  # type: ignore[return-value]
+
+    @property
+    def points_policy(self) -> PointsPolicySpec | None:
+        """The enabled points policy (the loader allows one), or None: orders earn nothing."""
+        return next((p for p in self.of("points_policy").values() if p.enabled), None)  # type: ignore[attr-defined]
+
+    @property
+    def tier(self) -> TierSpec | None:
+        """The tier definition (the loader allows one), or None: nobody has a tier."""
+        return next(iter(self.of("tier").values()), None)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -189,6 +200,10 @@ def _cross_check(ctx: Context, kind: str, raw: RawDefinition, types: Mapping[str
         return check_calendar(ctx, raw.data)
     if kind == "coupon_pool":
         return check_coupon_pool(ctx, raw.data)
+    if kind == "points_policy":
+        return check_points_policy(ctx, raw.data)
+    if kind == "tier":
+        return check_tier(ctx, raw.data)
     return []
 
 

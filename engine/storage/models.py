@@ -320,6 +320,11 @@ class Customer(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime())
     # Migration 0018: erased (PIPL, engine/customer_rights.py); no rule enters the customer again.
     erased_at: Mapped[datetime | None] = mapped_column(DateTime())
+    # Migration 0021 (loyalty): the points balance and the day the oldest open lot lapses, kept by
+    # engine/storage/points_repo.py (the ledger's one writer); the tier set by the tier evaluation.
+    points: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    points_expire_on: Mapped[date | None] = mapped_column(Date, index=True)
+    tier: Mapped[str | None] = mapped_column(String(32), index=True)
 
 
 class CustomerTag(Base):
@@ -765,3 +770,39 @@ class LinkClick(Base):
     link_id: Mapped[int] = mapped_column(BigId, ForeignKey("click_links.id", ondelete="CASCADE"), index=True)
     at: Mapped[datetime] = mapped_column(DateTime())
     user_agent: Mapped[str | None] = mapped_column(String(255))
+
+
+# --- loyalty (migration 0021, issue 13) ------------------------------------------------
+
+
+#: What a ledger row records. ``earn`` and a positive ``adjust`` are lots (they carry
+#: ``remaining`` and ``expires_on``); ``spend``, ``expire``, ``reverse`` and a negative
+#: ``adjust`` consume lots oldest first.
+POINTS_KINDS = ("earn", "spend", "expire", "adjust", "reverse")
+#: Where points come from: an order (the points policy), a rule step, the API, the expiry tick.
+POINTS_SOURCES = ("order", "rule", "api", "expiry")
+
+
+class PointsEntry(Base):
+    """One movement of a customer's points. The balance is the sum of
+    ``amount``; written only by ``engine/storage/points_repo.py``."""
+
+    __tablename__ = "points_ledger"
+    __table_args__ = (
+        Index("ix_points_ledger_customer_id", "customer_id", "id"),
+        Index("ix_points_ledger_source_ref", "source", "source_ref"),
+        Index("ix_points_ledger_open_lots", "expires_on", "customer_id",
+              sqlite_where=text("remaining > 0"), postgresql_where=text("remaining > 0")),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    remaining: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    expires_on: Mapped[date | None] = mapped_column(Date)
+    reason: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(16))
+    source_ref: Mapped[str | None] = mapped_column(String(128))
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime())

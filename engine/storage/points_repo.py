@@ -80,8 +80,8 @@ def append_entry(session: Session, row: Mapping[str, Any]) -> bool:
     """Insert one consuming entry (spend, reverse, negative adjust; ``amount``
     < 0, ``remaining`` 0). False when its idempotency key is already stored."""
     stmt = _insert(_dialect_name(session), _ledger).values(**{**row, "remaining": 0}).on_conflict_do_nothing(
-        index_elements=["idempotency_key"])
-    return bool(session.connection().execute(stmt).rowcount == 1)
+        index_elements=["idempotency_key"]).returning(_ledger.c.id)
+    return session.connection().execute(stmt).scalar_one_or_none() is not None
 
 
 def entry_by_key(session: Session, key: str) -> dict[str, Any] | None:

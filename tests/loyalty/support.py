@@ -4,6 +4,7 @@ the product's scheduler tick, and readers of what the product stored."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -14,6 +15,7 @@ from engine.storage.models import Customer, PointsEntry
 from web.scheduler import SchedulerHost
 from web.worker import tick_functions
 
+HERE = Path(__file__).resolve().parent
 NOW = datetime(2025, 3, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 
 CUSTOMERS_CSV = """external_id,name,phone,email,consent_sms

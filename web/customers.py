@@ -111,8 +111,28 @@ def detail(customer_id: int) -> Any:
                    if r in definitions.rules}
     return render_template("customers/detail.html", c=found.customer, d=found, channels=CONSENT_CHANNELS,
                            segments=segment_titles, rule_titles=rule_titles, limit=SECTION_LIMIT,
-                           attrs=_attrs(found.customer.get("attrs")),
+                           attrs=_attrs(found.customer.get("attrs")), points=_points(svc, customer_id),
                            can_open_messages=g.user.has_any(MESSAGE_ROLES), msg_statuses=STATUSES)
+
+
+def _points(svc: Any, customer_id: int) -> dict[str, Any] | None:
+    """The customer's points, tier title and one page of the ledger (``?points_page=``)
+    for the page's loyalty section (:mod:`engine.loyalty.points`)."""
+    from engine.loyalty.points import PointsService
+
+    try:
+        page = max(1, int(request.args.get("points_page", "1")))
+    except ValueError:
+        page = 1
+    account = PointsService(svc.session_factory, tz=svc.tz).account(customer_id, now=svc.now(), page=page,
+                                                                    per_page=SECTION_LIMIT)
+    if account is None:
+        return None
+    spec = svc.registry.current().tier
+    level = spec.level(account.tier) if spec is not None else None
+    pages = max(1, -(-account.total // SECTION_LIMIT))
+    return {"account": account, "tier_title": label(level, "title") if level is not None else account.tier,
+            "page": min(page, pages), "pages": pages}
 
 
 def _attrs(raw: Any) -> list[tuple[str, str]]:

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from engine.customers_in import PROFILE_FIELDS
-from engine.storage import identity_repo, merge_repo
+from engine.storage import identity_repo, merge_repo, points_repo
 from engine.storage.audit import append_audit
 from engine.storage.times import to_db_time
 
@@ -103,6 +103,7 @@ def merge_customers(session: Session, survivor: int, loser: int, *, now: datetim
         identity_repo.set_customer_values(session, [{"cid": survivor, **values}], db_now)
     identity_repo.add_identities(session, aliases, db_now)
     merge_repo.recount_orders(session, survivor, db_now)
+    points_repo.refresh_customers(session, {survivor}, db_now)  # the loser's points lots moved over (issue 13)
     append_audit(session, at=now, actor=actor, action="customer.merged", entity_type="customer",
                  entity_id=survivor, diff={"merged": loser, "moved": report.moved,
                                            "filled": sorted(values), "aliases": [a[:2] for a in aliases],

@@ -58,6 +58,7 @@ ERASE_POLICY: dict[str, str | dict[str, Any]] = {
     "tasks": {"title": None, "comment": None},
     "click_links": "keep",  # the campaign's URL and times
     "link_clicks": {"user_agent": None},
+    "points_ledger": {"reason": None},  # amounts and days stay (the balance); free-text reasons go
     "journeys": {"state": None},
     "events": {"payload": None},
 }

@@ -931,7 +931,9 @@ def orders() -> None:
 @orders.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--history", is_flag=True,
-              help="A back-fill of past orders: aggregates and RFM are updated, no event is emitted, nothing is sent.")
+              help="A back-fill of past orders: aggregates and RFM are updated, no event is emitted, nothing is sent. "
+                   "Orders earn points under the published points policy; lots past their validity lapse at the "
+                   "next expiry tick (docs/loyalty.md).")
 @click.option("--source", default="import", show_default=True, help="Source of rows without a `source` cell.")
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress bar (default: only when stderr is a terminal).")

@@ -793,6 +793,8 @@ class PointsEntry(Base):
         Index("ix_points_ledger_source_ref", "source", "source_ref"),
         Index("ix_points_ledger_open_lots", "expires_on", "customer_id",
               sqlite_where=text("remaining > 0"), postgresql_where=text("remaining > 0")),
+        Index("ix_points_ledger_customer_open", "customer_id", "expires_on", "remaining",
+              sqlite_where=text("remaining > 0"), postgresql_where=text("remaining > 0")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

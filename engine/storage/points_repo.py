@@ -185,7 +185,7 @@ def expire_due(session: Session, today: date, db_now: datetime, *, reason: str) 
     3. one UPDATE recomputes the balance and next lapse day of the customers
        that had an entry today.
 
-    Returns how many customers lost points. The partial index on open lots
+    Returns how many customers lost points today. The partial index on open lots
     (``expires_on``, ``customer_id``) makes each statement read only due lots.
     """
     c = _ledger.c
@@ -200,12 +200,13 @@ def expire_due(session: Session, today: date, db_now: datetime, *, reason: str) 
     stmt = _insert(_dialect_name(session), _ledger).from_select(
         ["customer_id", "kind", "amount", "remaining", "reason", "source", "source_ref", "idempotency_key",
          "created_at"], rows).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    written = session.connection().execute(stmt).rowcount or 0
+    session.connection().execute(stmt)
     session.connection().execute(update(_ledger).where(due).values(remaining=0))
     expired_today = select(c.customer_id).where(c.kind == "expire", c.source == "expiry", c.source_ref == day)
     session.connection().execute(update(_cust).where(_cust.c.id.in_(expired_today)).values(**_mirrors(),
                                                                                           updated_at=db_now))
-    return int(written)
+    # Counted, not taken from the INSERT's rowcount (which psycopg leaves at -1 for INSERT … SELECT here).
+    return int(session.scalar(select(func.count()).select_from(expired_today.subquery())) or 0)
 
 
 def history(session: Session, customer_id: int, *, page: int, per_page: int) -> tuple[int, list[dict[str, Any]]]:

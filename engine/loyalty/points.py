@@ -167,6 +167,7 @@ def add_points(session: Session, customer_id: int, points: int, *, reason: str |
         return points
     if points == 0 or points_repo.entry_by_key(session, key) is not None:
         return 0
+    points_repo.lock_customer(session, customer_id)
     taken = points_repo.consume(session, customer_id, -points, local_day(now, tz))
     if taken:
         points_repo.append_entry(session, {
@@ -227,7 +228,7 @@ class PointsService:
 
     def _redeem_once(self, session: Session, customer_id: int, points: int, key: str, reason: str | None,
                      now: datetime) -> Redemption:
-        if session.get(Customer, customer_id) is None:
+        if not points_repo.lock_customer(session, customer_id):
             raise ValidationFailed([FieldError("customer_id", "customer_not_found")])
         today = local_day(now, self.tz)
         stored = points_repo.entry_by_key(session, key)

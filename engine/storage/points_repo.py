@@ -40,7 +40,7 @@ ENTRY_COLUMNS = ("id", "customer_id", "kind", "amount", "remaining", "expires_on
                  "idempotency_key", "created_at")
 
 __all__ = ["ENTRY_COLUMNS", "ConsumeRaced", "Lot", "add_lots", "append_entry", "available", "consume",
-           "entries_for", "entry_by_key", "expire_due", "history", "next_lapse", "refresh_customers"]
+           "entries_for", "entry_by_key", "expire_due", "history", "lock_customer", "next_lapse", "refresh_customers"]
 
 
 class ConsumeRaced(Exception):
@@ -95,6 +95,15 @@ def entries_for(session: Session, source: str, source_ref: str) -> list[dict[str
     stmt = select(*(_ledger.c[c] for c in ENTRY_COLUMNS)).where(
         _ledger.c.source == source, _ledger.c.source_ref == source_ref).order_by(_ledger.c.id)
     return [dict(r) for r in session.execute(stmt).mappings()]
+
+
+def lock_customer(session: Session, customer_id: int) -> bool:
+    """Lock the customer's row for this transaction (PostgreSQL; SQLite writers are serial):
+    every writer of a customer's points takes the customer first, then the lots. False: no such customer."""
+    stmt = select(_cust.c.id).where(_cust.c.id == customer_id)
+    if _dialect_name(session) == "postgresql":
+        stmt = stmt.with_for_update()
+    return session.execute(stmt).first() is not None
 
 
 def available(session: Session, customer_id: int, today: date) -> int:
@@ -164,9 +173,13 @@ def refresh_customers(session: Session, customer_ids: Collection[int], db_now: d
         update(_cust).where(_cust.c.id.in_(sorted(set(customer_ids)))).values(**_mirrors(), updated_at=db_now))
 
 
-def _mirrors() -> dict[str, Any]:
+def _mirrors(today: date | None = None) -> dict[str, Any]:
+    """``points`` and ``points_expire_on`` from the customer's open lots (those
+    still open after ``today``'s lapse, when given)."""
     lots = _ledger.c
     mine = and_(lots.customer_id == _cust.c.id, lots.remaining > 0)
+    if today is not None:
+        mine = and_(mine, _open(today))
     return {
         "points": select(func.coalesce(func.sum(lots.remaining), 0)).where(mine).scalar_subquery(),
         "points_expire_on": select(func.min(lots.expires_on)).where(mine).scalar_subquery(),
@@ -180,10 +193,10 @@ def expire_due(session: Session, today: date, db_now: datetime, *, reason: str) 
     1. one INSERT … SELECT … GROUP BY customer writes one ``expire`` entry per
        customer (amount: minus what was left of their due lots; key
        ``expire:<customer>:<day>:<last lot>``, so a second run writes nothing);
-    2. one UPDATE zeroes the due lots (only what remained lapses: what was spent
-       of a lot was spent);
-    3. one UPDATE recomputes the balance and next lapse day of the customers
-       that had an entry today.
+    2. one UPDATE recomputes the balance and next lapse day of the customers
+       that had an entry today, from their lots still open after today;
+    3. one UPDATE zeroes the due lots (only what remained lapses: what was spent
+       of a lot was spent).
 
     Returns how many customers lost points today. The partial index on open lots
     (``expires_on``, ``customer_id``) makes each statement read only due lots.
@@ -201,10 +214,12 @@ def expire_due(session: Session, today: date, db_now: datetime, *, reason: str) 
         ["customer_id", "kind", "amount", "remaining", "reason", "source", "source_ref", "idempotency_key",
          "created_at"], rows).on_conflict_do_nothing(index_elements=["idempotency_key"])
     session.connection().execute(stmt)
-    session.connection().execute(update(_ledger).where(due).values(remaining=0))
+    # Customers before lots, the order every writer takes its locks in (a redemption locks the
+    # customer, then their lots), so the tick and a till at midnight never deadlock.
     expired_today = select(c.customer_id).where(c.kind == "expire", c.source == "expiry", c.source_ref == day)
-    session.connection().execute(update(_cust).where(_cust.c.id.in_(expired_today)).values(**_mirrors(),
+    session.connection().execute(update(_cust).where(_cust.c.id.in_(expired_today)).values(**_mirrors(today),
                                                                                           updated_at=db_now))
+    session.connection().execute(update(_ledger).where(due).values(remaining=0))
     # Counted, not taken from the INSERT's rowcount (which psycopg leaves at -1 for INSERT … SELECT here).
     return int(session.scalar(select(func.count()).select_from(expired_today.subquery())) or 0)
 

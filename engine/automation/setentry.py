@@ -1,11 +1,13 @@
 """Entry plus the first steps of a scheduled rule as SQL, when the steps allow it.
 
-:func:`enter_and_start` is what a schedule (or ``rules run``) calls: it plans
-the rule's first segment with the fast path's planner and, when every step of
-it can be written as SQL (see :mod:`engine.storage.entry_sql`), enters the
-audience and runs the segment in a few statements. Otherwise it enters as
-:func:`engine.automation.entry.enter_audience` does and leaves the steps to
-:func:`engine.automation.journeys.advance_due`.
+:func:`enter_and_start` is what a schedule (or ``rules run``) calls: it asks
+each step of the rule's first segment for its SQL form (one module per step
+type, :meth:`engine.steps.registry.StepType.sql_form`) and, when every step
+has one (see :mod:`engine.storage.entry_sql`), enters the audience and runs
+the segment in a few statements. Otherwise it enters as
+:func:`engine.automation.entry.enter_audience` does, leaves the steps to
+:func:`engine.automation.journeys.advance_due`, and the run's report says why
+(:class:`engine.steps.sql.NoSql`).
 
 The SQL path only takes what it can do exactly as the per-journey path would:
 customers in the rule's own time zone (or none) when it is not quiet there,

@@ -49,8 +49,8 @@ if TYPE_CHECKING:
     from engine.steps.runtime import Batch, Cursor, Writes
     from engine.steps.sql import SqlPlanner
 
-__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "BuildSite", "CheckSite", "StepType", "UnknownStepError", "keys",
-           "register", "schema_properties", "step", "step_of", "steps"]
+__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "BuildSite", "CheckSite", "StepType", "UnknownStepError", "emitted", "keys",
+           "labels", "register", "reload", "schema_properties", "step", "step_of", "steps"]
 
 #: The step types that ship with the product, in the order docs and the designer list them.
 BUILTIN = (
@@ -161,6 +161,18 @@ def _load() -> None:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         found = ep.load()
         register(found() if isinstance(found, type) else found)
+
+
+def reload() -> None:
+    """Forget what was loaded: the next use reads the built-ins and the entry
+    points again (after installing a package that declares steps)."""
+    global _loaded
+    _loaded = False
+    _steps.clear()
+    _by_spec.clear()
+    from engine.definitions.schema_check import validator
+
+    validator.cache_clear()
 
 
 def steps() -> tuple[StepType, ...]:

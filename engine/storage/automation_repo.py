@@ -524,7 +524,7 @@ def record_run(session: Session, *, run_id: int | None = None, rule_id: str, rul
 
 
 
-# --- set-based batch writes (the journey fast path) ------------------------------
+# --- set-based batch writes (a claimed batch of journeys) ------------------------
 #
 # A batch's per-row values travel as ONE JSON document (an array of arrays)
 # bound to ``:doc`` and unpacked by the database (``json_each`` on SQLite,

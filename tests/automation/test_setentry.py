@@ -1,6 +1,6 @@
 """Entry plus first steps in SQL writes exactly what entry plus the per-journey path writes.
 
-The same mixed audience as test_fastpath (consent given or not, a missing
+The same mixed audience as test_batch_runtime (consent given or not, a missing
 phone, a customer in quiet hours, capped customers, an unknown time zone, a
 missing name, a future purchase) runs through an SMS rule twice on the same
 database: once entered by :func:`enter_and_start` (the SQL segment for plain

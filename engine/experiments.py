@@ -120,7 +120,7 @@ def arm_spec(rule: RuleSpec, key: str | None) -> Arm | None:
         if v.key == key:
             return Arm(v.key, templates=dict(v.templates), pools=dict(v.pools), coupon_value=v.coupon_value,
                        title=v.title, title_en=v.title_en)
-    return Arm(key) if key == TREATMENT else None
+    return Arm(key, title="实验组", title_en="Treatment group") if key == TREATMENT else None
 
 
 @dataclass(frozen=True)

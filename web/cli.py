@@ -788,6 +788,8 @@ def rules_run(obj: Context, rule_id: str, at: str | None) -> None:
                f"sent {c.sent}, skipped (consent {c.skipped_consent}, caps {c.skipped_cap}, other {c.skipped_other}), "
                f"deferred (quiet hours {c.deferred_quiet}, caps {c.deferred_cap}), completed {c.completed}, "
                f"exited {c.exited}, errors {c.errors}.")
+    if report.sql_fallback:
+        click.echo(f"First steps ran journey by journey, not as SQL: {report.sql_fallback}.")
 
 
 @main.group()

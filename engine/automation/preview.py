@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from engine.definitions.loader import DefinitionSet
 
-__all__ = ["DayForecast", "Preview", "preview_rule"]
+__all__ = ["ArmForecast", "DayForecast", "Preview", "preview_rule"]
 
 _cust: Table = Customer.__table__  # type: ignore[assignment]
 _out: Table = OutboxMessage.__table__  # type: ignore[assignment]
@@ -60,6 +60,19 @@ class DayForecast:
 
 
 @dataclass
+class ArmForecast:
+    """One experiment arm over the forecast: who entered it, what it was sent
+    and issued (the control group's messages and coupons stay at 0)."""
+
+    key: str
+    title: str
+    title_en: str | None
+    entered: int = 0
+    messages: int = 0
+    coupons: int = 0
+
+
+@dataclass
 class Preview:
     rule_id: str
     title: str
@@ -68,6 +81,7 @@ class Preview:
     days: list[DayForecast]
     sms_price: Decimal
     event_triggered: bool = False
+    arms: list[ArmForecast] = field(default_factory=list)
 
     @property
     def channels(self) -> list[str]:
@@ -88,6 +102,8 @@ class Preview:
             "days": [{"day": d.day.isoformat(), "entered": d.entered, "messages": d.messages, "coupons": d.coupons,
                       "sms_cost": str(d.sms_cost)} for d in self.days],
             "total_messages": self.total_messages, "total_sms_cost": str(self.total_sms_cost),
+            "arms": [{"key": a.key, "title": a.title, "title_en": a.title_en, "entered": a.entered,
+                      "messages": a.messages, "coupons": a.coupons} for a in self.arms],
         }
 
 
@@ -130,6 +146,7 @@ def preview_rule(session_factory: sessionmaker[Session], rule_id: str, *, now: d
             return result
         first_out = session.execute(select(func.coalesce(func.max(_out.c.id), 0))).scalar_one()
         first_coupon = session.execute(select(func.coalesce(func.max(_coupons.c.id), 0))).scalar_one()
+        first_journey = session.execute(select(func.coalesce(func.max(_j.c.id), 0))).scalar_one()
         _simulate(session, rule, now=now, horizon=horizon, definitions=definitions, policy=policy, batch=batch,
                   forecast=forecast, tz=tz)
         for created, channel in session.execute(select(_out.c.created_at, _out.c.channel).where(
@@ -141,12 +158,41 @@ def preview_rule(session_factory: sessionmaker[Session], rule_id: str, *, now: d
             day = forecast.get(from_db_time(issued).astimezone(tz).date())
             if day is not None:
                 day.coupons += 1
+        result.arms = _arms(session, rule, first_journey=first_journey, first_out=first_out,
+                            first_coupon=first_coupon)
         for day in forecast.values():
             day.sms_cost = (price * day.messages.get("sms", 0)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
         return result
     finally:
         session.rollback()
         session.close()
+
+
+def _arms(session: Session, rule: RuleSpec, *, first_journey: int, first_out: int,
+          first_coupon: int) -> list[ArmForecast]:
+    """Per experiment arm of the rule: journeys entered, messages and coupons of the simulation."""
+    from engine.experiments import arm_spec, bounds
+
+    if rule.experiment is None:
+        return []
+    out: dict[str, ArmForecast] = {}
+    for _, key in bounds(rule.experiment):
+        arm = arm_spec(rule, key)
+        out[key] = ArmForecast(key, (arm.title if arm else None) or key, arm.title_en if arm else None)
+    new = (_j.c.id > first_journey) & (_j.c.rule_id == rule.id)
+    for key, n in session.execute(select(_j.c.arm, func.count()).where(new).group_by(_j.c.arm)):
+        if key in out:
+            out[key].entered = int(n)
+    for key, n in session.execute(select(_j.c.arm, func.count()).select_from(_out.join(_j, _j.c.id == _out.c.journey_id))
+                                  .where(_out.c.id > first_out, _out.c.rule_id == rule.id).group_by(_j.c.arm)):
+        if key in out:
+            out[key].messages = int(n)
+    for key, n in session.execute(select(_j.c.arm, func.count()).select_from(
+            _coupons.join(_j, _j.c.id == _coupons.c.journey_id))
+            .where(_coupons.c.id > first_coupon, _j.c.rule_id == rule.id).group_by(_j.c.arm)):
+        if key in out:
+            out[key].coupons = int(n)
+    return list(out.values())
 
 
 def _simulate(session: Session, rule: RuleSpec, *, now: datetime, horizon: datetime, definitions: DefinitionSet,

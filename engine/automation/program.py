@@ -9,11 +9,15 @@ version always resumes at the same instruction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from engine.definitions.specs import IfSpec, JourneyAction, JourneyStep, RuleSpec
 
-__all__ = ["END", "Instruction", "Program", "compile_program"]
+__all__ = ["END", "Instruction", "Program", "RuleLookup", "compile_program"]
+
+#: A rule spec by (id, version): journeys run on the version they entered (see engine.automation.versions).
+RuleLookup = Callable[[str, int], "RuleSpec | None"]
 
 #: The program counter of a finished journey.
 END = -1

@@ -43,7 +43,7 @@ from engine.storage.times import to_db_time
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
-    from engine.automation.fastpath import RuleLookup
+    from engine.automation.program import RuleLookup
     from engine.automation.runner import TickReport
 
 __all__ = [

@@ -33,17 +33,6 @@ CUSTOM_EVENT_PREFIX = "custom."
 RECORD_EVENTS = frozenset({"record.created", "record.updated"})
 WORKFLOW_EVENTS = frozenset({"workflow.approved", "workflow.rejected", "task.created"})
 
-#: What a journey step emits, for the static loop check.
-STEP_EMITS: Mapping[str, str] = MappingProxyType({
-    "add_tag": "customer.tagged",
-    "remove_tag": "customer.tagged",
-    "set_field": "customer.updated",
-    "create_record": "record.created",
-    "issue_coupon": "coupon.issued",
-    "send": "message.sent",
-    "create_task": "task.created",
-})
-
 #: Facts about a subject's journey that ``if`` and ``exit_when`` may test,
 #: next to the customer's own fields.
 JOURNEY_FACTS: Mapping[str, FieldKind] = MappingProxyType({

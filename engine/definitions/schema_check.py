@@ -64,14 +64,25 @@ def _registry() -> Registry:
 @cache
 def validator(kind: str) -> Draft202012Validator:
     """The compiled validator for one kind (built once per process)."""
-    schema = json.loads((SCHEMA_DIR / f"{kind}.schema.json").read_text(encoding="utf-8"))
+    schema = schema_document(kind)
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema, registry=_registry(), format_checker=_FORMATS)
 
 
 def schema_document(kind: str) -> dict[str, Any]:
-    """The raw schema, e.g. for the designer or the OpenAPI document."""
-    return json.loads((SCHEMA_DIR / f"{kind}.schema.json").read_text(encoding="utf-8"))
+    """The schema of a kind, e.g. for the designer or the OpenAPI document.
+
+    A rule's step object is assembled here from the step types' fragments
+    (:func:`engine.steps.registry.schema_properties`): the file holds the
+    step's ``id`` only, so a step type (built in or a plug-in) is described
+    in one place, its module."""
+    schema = json.loads((SCHEMA_DIR / f"{kind}.schema.json").read_text(encoding="utf-8"))
+    if kind == "rule":
+        from engine.steps.registry import schema_properties
+
+        step = schema["$defs"]["step"]
+        step["properties"] = {**step["properties"], **schema_properties()}
+    return schema
 
 
 def _describe(value: Any) -> str:

@@ -483,6 +483,33 @@ class JourneyStep:
 
 
 @dataclass(frozen=True)
+class VariantSpec:
+    """One arm of a rule's experiment: its share (``weight``, relative to the
+    other variants) and what it changes: templates and coupon pools swapped by
+    id (``templates: {winback_sms: winback_sms_b}``), a coupon value."""
+
+    key: str
+    weight: int = 1
+    title: str | None = None
+    title_en: str | None = None
+    templates: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    pools: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    coupon_value: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """A rule's A/B test (engine/experiments.py): ``holdout`` percent of the
+    audience is the control group (enters, is counted, gets no message or
+    coupon of the rule); the rest is split over ``variants`` by weight.
+    ``salt`` reshuffles the assignment (change it for a new test)."""
+
+    holdout: int = 0
+    salt: str = ""
+    variants: tuple[VariantSpec, ...] = ()
+
+
+@dataclass(frozen=True)
 class RuleSpec:
     id: str
     title: str
@@ -504,6 +531,7 @@ class RuleSpec:
     catch_up: str = "fire_late"
     exit_when: Condition | None = None
     source: Source | None = None
+    experiment: ExperimentSpec | None = None
 
 
 @dataclass(frozen=True)

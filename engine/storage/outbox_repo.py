@@ -88,7 +88,21 @@ def mark_sent(session: Session, *, connectors: Collection[str], now: datetime, l
     return len(ids)
 
 
-__all__ = ["COLUMNS", "ROW_COLUMNS", "count_recent", "insert_message", "insert_messages", "insert_rows", "mark_sent"]
+__all__ = ["COLUMNS", "ROW_COLUMNS", "count_recent", "insert_message", "insert_messages", "insert_rows",
+           "insert_selected", "mark_sent"]
+
+
+def insert_selected(session: Session, select_sql: str, params: Mapping[str, Any]) -> int:
+    """Queue the messages a ``SELECT`` yields, one per row, its columns those of
+    :data:`COLUMNS` in order (a set-based send: engine/storage/entry_sql.py);
+    ``:now`` is bound as a naive UTC time. Rows whose idempotency key exists
+    are skipped. Returns rows inserted."""
+    from sqlalchemy import DateTime, bindparam, text
+
+    stmt = text(f"INSERT INTO outbox ({', '.join(COLUMNS)}) {select_sql} ON CONFLICT DO NOTHING")
+    if ":now" in select_sql:
+        stmt = stmt.bindparams(bindparam("now", type_=DateTime()))
+    return int(session.execute(stmt.execution_options(preserve_rowcount=True), dict(params)).rowcount)
 
 
 #: The per-row columns of :func:`insert_rows`, in order.

@@ -1,0 +1,43 @@
+"""The experiment arm of a subject as a SQL expression (SQLite and PostgreSQL alike).
+
+The same integer steps as :func:`engine.experiments.bucket`, written with
+``+ * % >> & |`` only (xor as ``(a | b) - (a & b)``), on non-negative values
+below 2⁶², so both databases compute exactly what Python does; the property
+test in tests/automation/test_experiments.py proves it on both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import String, literal_column
+
+from engine.experiments import BUCKETS, MODULUS, ROUNDS, Assignment
+
+__all__ = ["arm_column", "arm_sql", "bucket_sql"]
+
+
+def bucket_sql(seed: int, id_sql: str) -> str:
+    """The bucket (0 … 9,999) of the subject whose id is the SQL expression ``id_sql``."""
+    x = f"((({id_sql}) % {MODULUS} + {int(seed)}) % {MODULUS})"
+    for mult, shift in ROUNDS:
+        m = f"(({x} * {mult}) % {MODULUS})"
+        x = f"(({m} | ({m} >> {shift})) - ({m} & ({m} >> {shift})))"
+    return f"({x} % {BUCKETS})"
+
+
+def arm_sql(assignment: Assignment, id_sql: str) -> str:
+    """``CASE`` over the bucket: the arm key of the subject ``id_sql`` (keys are identifiers: no quoting issue)."""
+    b = bucket_sql(assignment.seed, id_sql)
+    parts = [f"WHEN {b} < {upper} THEN '{key}'" for upper, key in assignment.bounds[:-1]]
+    last = assignment.bounds[-1][1]
+    return f"(CASE {' '.join(parts)} ELSE '{last}' END)" if parts else f"'{last}'"
+
+
+def arm_column(assignment: Assignment | None, id_sql: str) -> Any:
+    """The arm as a Core column for ``INSERT … SELECT`` (NULL without an experiment)."""
+    from sqlalchemy import null
+
+    if assignment is None:
+        return null()
+    return literal_column(arm_sql(assignment, id_sql), String)

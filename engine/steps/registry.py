@@ -56,7 +56,7 @@ __all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "BuildSite", "CheckSite", "StepType",
 BUILTIN = (
     "engine.steps.send", "engine.steps.issue_coupon", "engine.steps.add_tag", "engine.steps.remove_tag",
     "engine.steps.set_field", "engine.steps.wait", "engine.steps.branch", "engine.steps.webhook",
-    "engine.steps.create_record", "engine.steps.create_task",
+    "engine.steps.create_record", "engine.steps.create_task", "engine.steps.add_points",
 )
 #: The entry point group third-party packages register step types in.
 ENTRY_POINT_GROUP = "promoflow.steps"

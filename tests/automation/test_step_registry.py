@@ -28,7 +28,7 @@ NOW = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
 def test_every_step_declares_schema_labels_and_help() -> None:
     kinds = registry.steps()
     assert [k.key for k in kinds] == ["send", "issue_coupon", "add_tag", "remove_tag", "set_field", "wait", "if",
-                                      "webhook", "create_record", "create_task"]
+                                      "webhook", "create_record", "create_task", "add_points"]
     for kind in kinds:
         assert kind.label["zh"] and kind.label["en"] and kind.label["zh"] != kind.label["en"], kind.key
         assert kind.help["zh"] and kind.help["en"], kind.key

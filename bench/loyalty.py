@@ -34,13 +34,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sqlalchemy import func, select, text  # noqa: E402
+from sqlalchemy import func, select, text
 
-from engine.definitions.loader import DefinitionSet  # noqa: E402
-from engine.loyalty.tick import loyalty_tick  # noqa: E402
-from engine.storage.database import make_engine, make_session_factory  # noqa: E402
-from engine.storage.migrate import upgrade  # noqa: E402
-from engine.storage.models import Customer, PointsEntry  # noqa: E402
+from engine.definitions.loader import DefinitionSet
+from engine.loyalty.tick import loyalty_tick
+from engine.storage.database import make_engine, make_session_factory
+from engine.storage.migrate import upgrade
+from engine.storage.models import Customer, PointsEntry
 
 NOW = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 TODAY = date(2026, 3, 1)
@@ -119,7 +119,10 @@ def one_backend(backend: str, url: str, n: int) -> Result:
 
 
 def main() -> None:
-    from rules import drop_schema, pg_url  # the throw-away PostgreSQL schema of bench/rules.py
+    from rules import (  # the throw-away PostgreSQL schema of bench/rules.py
+        drop_schema,
+        pg_url,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0)

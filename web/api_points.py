@@ -18,7 +18,12 @@ from typing import Any
 from flask import Blueprint, Flask, g, request
 
 from engine.forms.errors import FieldError, ValidationFailed, to_json
-from engine.loyalty.points import IdempotencyConflict, PointsService, entry_json, parse_redeem
+from engine.loyalty.points import (
+    IdempotencyConflict,
+    PointsService,
+    entry_json,
+    parse_redeem,
+)
 from engine.storage.customers_view_repo import MAX_ID
 
 from . import api, services

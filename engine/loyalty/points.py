@@ -22,19 +22,16 @@ Every movement has an idempotency key, so nothing is counted twice.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-
 from engine.forms.errors import FieldError, ValidationFailed
 from engine.storage import points_repo
 from engine.storage.database import transaction
-from engine.storage.models import Customer
 from engine.storage.times import from_db_time, to_db_time
 
 if TYPE_CHECKING:
@@ -80,11 +77,6 @@ def _floor(value: Decimal) -> int:
     return int(value.to_integral_value(rounding=ROUND_FLOOR))
 
 
-def _tiers(session: Session, customer_ids: Collection[int]) -> dict[int, str | None]:
-    rows = session.execute(select(Customer.id, Customer.tier).where(Customer.id.in_(sorted(set(customer_ids)))))
-    return {int(cid): tier for cid, tier in rows}
-
-
 def earn_for_orders(session: Session, orders: Sequence[Mapping[str, Any]], policy: PointsPolicySpec, *,
                     now: datetime, tz: str) -> int:
     """Write the lots that new counted orders earn (one INSERT for the batch,
@@ -93,7 +85,7 @@ def earn_for_orders(session: Session, orders: Sequence[Mapping[str, Any]], polic
     counted = [o for o in orders if Decimal(o["net_amount"]) > 0]
     if not counted:
         return 0
-    tiers = _tiers(session, {int(o["customer_id"]) for o in counted})
+    tiers = points_repo.tiers_of(session, {int(o["customer_id"]) for o in counted})
     zone = ZoneInfo(tz)
     rows = []
     for o in counted:
@@ -255,14 +247,14 @@ class PointsService:
     def account(self, customer_id: int, *, now: datetime, page: int = 1, per_page: int = 20) -> PointsAccount | None:
         """The customer's points and one page of their ledger; None for an unknown customer."""
         with self.session_factory() as session:
-            customer = session.get(Customer, customer_id)
-            if customer is None:
+            tiers = points_repo.tiers_of(session, {customer_id})
+            if customer_id not in tiers:
                 return None
             today = local_day(now, self.tz)
             balance = points_repo.available(session, customer_id, today)
             expire_on, expiring = points_repo.next_lapse(session, customer_id, today)
             total, rows = points_repo.history(session, customer_id, page=page, per_page=per_page)
-            return PointsAccount(customer_id, balance, expire_on, expiring, customer.tier, total, rows)
+            return PointsAccount(customer_id, balance, expire_on, expiring, tiers[customer_id], total, rows)
 
 
 def parse_redeem(body: Any) -> tuple[int, int, str, str | None]:

@@ -26,7 +26,17 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, String, Table, and_, cast, func, literal, select, update
+from sqlalchemy import (
+    DateTime,
+    String,
+    Table,
+    and_,
+    cast,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from engine.storage.bulk import _dialect_name, _insert
@@ -40,7 +50,7 @@ ENTRY_COLUMNS = ("id", "customer_id", "kind", "amount", "remaining", "expires_on
                  "idempotency_key", "created_at")
 
 __all__ = ["ENTRY_COLUMNS", "ConsumeRaced", "Lot", "add_lots", "append_entry", "available", "consume",
-           "entries_for", "entry_by_key", "expire_due", "history", "lock_customer", "next_lapse", "refresh_customers"]
+           "entries_for", "entry_by_key", "expire_due", "history", "lock_customer", "next_lapse", "refresh_customers", "tiers_of"]
 
 
 class ConsumeRaced(Exception):
@@ -95,6 +105,12 @@ def entries_for(session: Session, source: str, source_ref: str) -> list[dict[str
     stmt = select(*(_ledger.c[c] for c in ENTRY_COLUMNS)).where(
         _ledger.c.source == source, _ledger.c.source_ref == source_ref).order_by(_ledger.c.id)
     return [dict(r) for r in session.execute(stmt).mappings()]
+
+
+def tiers_of(session: Session, customer_ids: Collection[int]) -> dict[int, str | None]:
+    """The stored customers among ``customer_ids`` and their tier (the order points multiplier reads it)."""
+    rows = session.execute(select(_cust.c.id, _cust.c.tier).where(_cust.c.id.in_(sorted(set(customer_ids)))))
+    return {int(cid): tier for cid, tier in rows}
 
 
 def lock_customer(session: Session, customer_id: int) -> bool:

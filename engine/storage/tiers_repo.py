@@ -21,11 +21,30 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, String, Table, case, cast, func, insert, literal, null, select, update
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    String,
+    Table,
+    case,
+    cast,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from engine.storage.bulk import _dialect_name
-from engine.storage.models import COUNTED_ORDER_STATUSES, Customer, Event, Order, PointsEntry
+from engine.storage.models import (
+    COUNTED_ORDER_STATUSES,
+    Customer,
+    Event,
+    Order,
+    PointsEntry,
+)
 
 _cust: Table = Customer.__table__  # type: ignore[assignment]
 _orders: Table = Order.__table__  # type: ignore[assignment]

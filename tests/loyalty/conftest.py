@@ -47,7 +47,7 @@ def app(db_engine: Engine, db_url: str, tmp_path: Path, clock: Clock) -> Flask:
 
 
 @pytest.fixture
-def services(app: Flask):  # noqa: ANN201 - the app's Services
+def services(app: Flask):
     return app.extensions["promoflow"]
 
 

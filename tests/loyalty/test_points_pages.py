@@ -80,7 +80,7 @@ def test_points_in_conditions_sql_and_python(app: Flask, tokens, services, clock
     # SQL: the customer list filtered by the segment `points: {gte: 100}`.
     listed = _login(app, "mkt", "zh").get("/customers?segment=points_rich")
     assert listed.status_code == 200
-    found = set(int(x) for x in re.findall(r'href="/customers/(\d+)"', listed.text))
+    found = {int(x) for x in re.findall(r'href="/customers/(\d+)"', listed.text)}
     assert li in found and zhang not in found
 
     # Python: an event rule whose audience is `points: {gte: 100}`.

@@ -13,7 +13,13 @@ from sqlalchemy import select
 
 from engine.library import library_paths
 from engine.publishing import publish_paths
-from engine.storage.models import CustomerTag, Event, Journey, OutboxMessage, PointsEntry
+from engine.storage.models import (
+    CustomerTag,
+    Event,
+    Journey,
+    OutboxMessage,
+    PointsEntry,
+)
 
 from .support import HERE, NOW, bearer, customer, ledger_sum, order, tick
 

@@ -79,6 +79,7 @@ class RawKpis:
 
     audience: int
     control: int
+    control_reached: int
     messages: Mapping[str, int]
     reached: int
     clicked_customers: int
@@ -266,6 +267,10 @@ def compute_raw(session: Session, q: KpiQuery) -> RawKpis:
                    COUNT(DISTINCT CASE WHEN clicked_at IS NOT NULL THEN customer_id END),
                    COUNT(*)
             FROM kp_msgs WHERE {in_range}""")
+        control_reached = r.one(f"""
+            SELECT COUNT(DISTINCT m.customer_id) FROM kp_msgs m
+            JOIN kp_members mb ON mb.customer_id = m.customer_id AND mb.arm = 'control'
+            WHERE m.status = 'sent' AND m.{in_range}""")[0]
         replied = r.one(f"""
             SELECT COUNT(DISTINCT f.message_id) FROM feedback f
             WHERE f.message_id IN (SELECT id FROM kp_msgs WHERE {in_range})""")[0]
@@ -344,7 +349,7 @@ def compute_raw(session: Session, q: KpiQuery) -> RawKpis:
     finally:
         r.drop()
     return RawKpis(
-        audience=int(members[0] or 0), control=int(members[1] or 0),
+        audience=int(members[0] or 0), control=int(members[1] or 0), control_reached=int(control_reached or 0),
         messages={"sent": int(msg[0] or 0), "delivered": int(msg[1] or 0), "failed": int(msg[2] or 0),
                   "clicked": int(msg[3] or 0), "written": int(msg[6] or 0)},
         reached=int(msg[4] or 0), clicked_customers=int(msg[5] or 0), replied=int(replied or 0),

@@ -28,7 +28,14 @@ from flask import Flask
 from sqlalchemy import insert
 
 from engine.storage.database import transaction
-from engine.storage.models import ClickLink, Coupon, Feedback, Journey, OutboxMessage, Task
+from engine.storage.models import (
+    ClickLink,
+    Coupon,
+    Feedback,
+    Journey,
+    OutboxMessage,
+    Task,
+)
 
 from .support import bearer
 

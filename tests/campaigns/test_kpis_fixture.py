@@ -65,7 +65,7 @@ def _close(value: float | None, expected: float) -> bool:
     return value is not None and abs(value - expected) < 1e-6
 
 
-def test_every_kpi_of_the_hand_built_fixture(app: Flask, tokens: dict[str, str], clock) -> None:  # noqa: ANN001
+def test_every_kpi_of_the_hand_built_fixture(app: Flask, tokens: dict[str, str], clock) -> None:
     seed(app, tokens, clock)
     clock.now = datetime(2025, 10, 1, 2, 0, tzinfo=UTC)
     got = app.test_client().get("/api/v1/campaigns/fx/kpis", headers=bearer(tokens["mm"]))
@@ -149,7 +149,7 @@ def test_every_kpi_of_the_hand_built_fixture(app: Flask, tokens: dict[str, str],
         {"metric": "cac", "target": "300.00", "actual": 312.36, "met": False, "higher_is_better": False}]
 
 
-def test_the_competing_campaign_gets_its_last_touch_order(app: Flask, tokens: dict[str, str], clock) -> None:  # noqa: ANN001
+def test_the_competing_campaign_gets_its_last_touch_order(app: Flask, tokens: dict[str, str], clock) -> None:
     """fy reached c08 and c09 on 03-03 02:00: c08's order of 03-04 (110.00) is
     fy's (its touch is the later one); c09's order came before fy's touch."""
     seed(app, tokens, clock)

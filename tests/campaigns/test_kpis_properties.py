@@ -25,7 +25,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.storage import campaigns_repo
 from engine.storage.kpis_repo import KpiQuery, compute_raw
-from engine.storage.models import ClickLink, Coupon, Customer, Journey, Order, OutboxMessage
+from engine.storage.models import (
+    ClickLink,
+    Coupon,
+    Customer,
+    Journey,
+    Order,
+    OutboxMessage,
+)
 
 START = datetime(2025, 3, 1)
 END = datetime(2025, 4, 1)

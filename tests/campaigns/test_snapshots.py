@@ -23,7 +23,7 @@ def extra_definitions() -> list[Path]:
     return [HERE / "fixture.yaml"]
 
 
-def test_views_read_the_snapshot_and_the_tick_refreshes_it(app: Flask, tokens: dict[str, str], clock) -> None:  # noqa: ANN001
+def test_views_read_the_snapshot_and_the_tick_refreshes_it(app: Flask, tokens: dict[str, str], clock) -> None:
     ids = seed(app, tokens, clock)
     clock.now = datetime(2025, 3, 21, 2, 0, tzinfo=UTC)  # fx is running
     client = app.test_client()

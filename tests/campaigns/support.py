@@ -46,3 +46,14 @@ def statsmodels_modules() -> tuple[Any, Any]:
         if shadow is not None:
             sys.modules["packaging"] = shadow
     return proportion, weightstats
+
+
+def check_schema(app: Any, name: str, body: object) -> None:
+    """Validate ``body`` against ``components.schemas[name]`` of the app's OpenAPI document."""
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    doc = app.test_client().get("/api/v1/openapi.json").get_json()
+    registry = Registry().with_resource("urn:openapi", Resource.from_contents(doc, default_specification=DRAFT202012))
+    Draft202012Validator({"$ref": f"urn:openapi#/components/schemas/{name}"}, registry=registry).validate(body)

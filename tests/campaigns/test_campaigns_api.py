@@ -104,3 +104,24 @@ def test_ending_a_campaign_early(app: Flask, tokens: dict[str, str]) -> None:
     ended = client.post("/api/v1/campaigns/member_winback/end", headers=bearer(tokens["mm"]))
     assert ended.status_code == 200 and ended.get_json()["status"] == "ended"
     assert ended.get_json()["ended_at"] == "2025-03-01T02:00:00Z"
+
+
+def test_answers_match_the_openapi_document(app: Flask, tokens: dict[str, str]) -> None:
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    client = app.test_client()
+    doc = client.get("/api/v1/openapi.json").get_json()
+    registry = Registry().with_resource("urn:openapi", Resource.from_contents(doc, default_specification=DRAFT202012))
+
+    def check(name: str, body: object) -> None:
+        schema = {"$ref": f"urn:openapi#/components/schemas/{name}"}
+        Draft202012Validator(schema, registry=registry).validate(body)
+
+    assert {"/campaigns", "/campaigns/{campaign_id}/kpis", "/campaigns/{campaign_id}/costs"} <= set(doc["paths"])
+    check("Campaign", client.get("/api/v1/campaigns/member_winback", headers=bearer(tokens["mm"])).get_json())
+    check("CampaignKpis", client.get("/api/v1/campaigns/member_winback/kpis", headers=bearer(tokens["mm"])).get_json())
+    made = client.post("/api/v1/campaigns/member_winback/costs", headers=bearer(tokens["fin"]),
+                       json={"category": "labour", "amount": 10})
+    check("CampaignCost", made.get_json())

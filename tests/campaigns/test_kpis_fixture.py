@@ -51,7 +51,7 @@ import pytest
 from flask import Flask
 
 from .kpi_fixture import seed
-from .support import bearer, statsmodels_modules
+from .support import bearer, check_schema, statsmodels_modules
 
 HERE = Path(__file__).resolve().parent
 
@@ -71,6 +71,7 @@ def test_every_kpi_of_the_hand_built_fixture(app: Flask, tokens: dict[str, str],
     got = app.test_client().get("/api/v1/campaigns/fx/kpis", headers=bearer(tokens["mm"]))
     assert got.status_code == 200, got.text
     k = got.get_json()
+    check_schema(app, "CampaignKpis", k)
     assert (k["start"], k["end"], k["as_of"]) == ("2025-02-28T16:00:00Z", "2025-04-07T16:00:00Z",
                                                   "2025-04-07T16:00:00Z")
     assert k["attribution_window_days"] == 7

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from engine.campaigns.service import linked_pools, materials_total
 from engine.definitions.catalog import TARGET_METRICS
 from engine.definitions.loader import DefinitionSet
 from engine.definitions.specs import FormSpec
@@ -79,8 +80,6 @@ def create_from_request(session: Session | Any, form: FormSpec, definitions: Def
         key = parts.get(part)
         return data.get(key) if key else None
 
-    from engine.campaigns.service import _materials_total, linked_pools
-
     start, end = field("start"), field("end")
     starts_on = date.fromisoformat(start) if isinstance(start, str) else now.date()
     ends_on = date.fromisoformat(end) if isinstance(end, str) else starts_on
@@ -95,6 +94,6 @@ def create_from_request(session: Session | Any, form: FormSpec, definitions: Def
         "record_id": record_id, "channel": str(channel)[:32] if channel else None,
         "budget": _money(field("budget")), "starts_on": starts_on, "ends_on": max(starts_on, ends_on),
         "attribution_days": window if isinstance(window, int) and window > 0 else DEFAULT_WINDOW_DAYS,
-        "targets": _targets(field("targets")), "materials": materials, "materials_cost": _materials_total(materials),
+        "targets": _targets(field("targets")), "materials": materials, "materials_cost": materials_total(materials),
     }, {"rule": rules, "pool": pools, "form": [form.id]}, now=now)
     return cid if made else None

@@ -42,8 +42,8 @@ from engine.storage.database import transaction
 from engine.storage.kpis_repo import KpiQuery, compute_raw
 from engine.storage.times import from_db_time, to_db_time
 
-__all__ = ["COST_CATEGORIES", "CampaignNotFound", "CampaignService", "CampaignView", "linked_pools", "status_of",
-           "sync_definitions"]
+__all__ = ["COST_CATEGORIES", "CampaignNotFound", "CampaignService", "CampaignView", "linked_pools",
+           "materials_total", "status_of", "sync_definitions"]
 
 #: Categories of a cost entered by hand.
 COST_CATEGORIES = ("labour", "media", "materials", "other")
@@ -128,7 +128,8 @@ def linked_pools(rules: Mapping[str, RuleSpec], rule_ids: Sequence[str]) -> set[
     return out
 
 
-def _materials_total(rows: Sequence[Mapping[str, Any]]) -> Decimal:
+def materials_total(rows: Sequence[Mapping[str, Any]]) -> Decimal:
+    """The sum of cost rows' ``amount`` (a request's materials, a definition's costs)."""
     return sum((Decimal(str(r.get("amount", 0))) for r in rows), Decimal(0)).quantize(CENT)
 
 
@@ -153,7 +154,7 @@ def _definition_row(spec: CampaignSpec, costs: list[dict[str, Any]]) -> dict[str
             "starts_on": spec.start, "ends_on": spec.end,
             "attribution_days": max(1, int(spec.attribution_window.total_seconds() // 86400)),
             "targets": [{"metric": t.metric, "target": str(t.target)} for t in spec.targets],
-            "materials": costs, "materials_cost": _materials_total(costs)}
+            "materials": costs, "materials_cost": materials_total(costs)}
 
 
 class CampaignService:

@@ -22,6 +22,7 @@ are business-zone calendar days (a fixed UTC offset, ``offset_minutes``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -382,8 +383,6 @@ def compute_raw(session: Session, q: KpiQuery) -> RawKpis:
 
 
 def _json_list(raw: Any) -> list[Any]:
-    import json
-
     try:
         value = json.loads(raw) if isinstance(raw, str) else raw
     except ValueError:

@@ -241,9 +241,14 @@ class CampaignService:
                          view.attribution_days * 86400, offset, observed=to_db_time(max(now, start)))
         local_first = start.astimezone(self._tz).date()
         local_last = (end - timedelta(microseconds=1)).astimezone(self._tz).date()
-        with transaction(self._sf) as session:
-            raw = compute_raw(session, query)
-            manual = repo.cost_totals(session, view.id, local_first, local_last)
+        # A read, not a transaction(): on SQLite that would hold the process's writer lock for the
+        # whole computation; the temporary tables live in the connection's own temp schema.
+        with self._sf() as session:
+            try:
+                raw = compute_raw(session, query)
+                manual = repo.cost_totals(session, view.id, local_first, local_last)
+            finally:
+                session.rollback()
         extra: dict[str, Decimal] = dict(manual)
         for row in view.materials:
             cat = str(row.get("category") or "materials")

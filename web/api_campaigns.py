@@ -134,7 +134,8 @@ def get_kpis(campaign_id: str) -> Any:
         d_start, d_end = service.default_range(view)
         start, end = start or d_start, end or d_end
     kpis = service.kpis(campaign_id, now=svc.now(), start=start, end=end,
-                        refresh=request.args.get("refresh") in ("1", "true"))
+                        refresh=request.args.get("refresh") in ("1", "true"),
+                        total_revenue=request.args.get("total_revenue") in ("1", "true"))
     return api.json_response(kpis_to_json(kpis))
 
 

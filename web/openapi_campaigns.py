@@ -126,7 +126,9 @@ def campaigns_paths(errors: Any) -> dict[str, Any]:
             "parameters": [*cid, {"name": "from", "in": "query", "schema": {"type": "string"}, "description": moment},
                            {"name": "to", "in": "query", "schema": {"type": "string"}, "description": moment},
                            {"name": "refresh", "in": "query", "schema": {"enum": ["1", "true"]},
-                            "description": "recompute now instead of reading the snapshot"}],
+                            "description": "recompute now instead of reading the snapshot"},
+                           {"name": "total_revenue", "in": "query", "schema": {"enum": ["1", "true"]},
+                            "description": "also sum every counted order of the range (`total_revenue`; else null)"}],
             "responses": {"200": _json(_ref("CampaignKpis"), "The KPIs"), **errors(401, 403, 404, 422)},
         }},
         "/campaigns/{campaign_id}/costs": {

@@ -160,7 +160,8 @@ class CampaignKpis:
     coupon_orders: int
     message_orders: int
     attributed_revenue: Decimal
-    total_revenue: Decimal
+    #: Every counted order of the range; None unless asked for (``KpiQuery.with_total_revenue``).
+    total_revenue: Decimal | None
     average_order_value: Decimal | None
     new_customers: int
     # money

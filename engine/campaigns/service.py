@@ -212,15 +212,18 @@ class CampaignService:
         return datetime.combine(day, time(0), self._tz).astimezone(UTC)
 
     def kpis(self, campaign_id: str, *, now: datetime, start: datetime | None = None, end: datetime | None = None,
-             refresh: bool = False) -> CampaignKpis:
+             refresh: bool = False, total_revenue: bool = False) -> CampaignKpis:
         """The campaign's KPIs over [start, end) (default: its whole range),
-        from the snapshot when it is current (see the module docstring).
+        from the snapshot when it is current (see the module docstring);
+        ``total_revenue`` also sums every order of the range (a snapshot of its own).
 
         Raises: CampaignNotFound."""
         view = self.get(campaign_id, now=now)
         d_start, d_end = self.default_range(view)
         start, end = start or d_start, end or d_end
         key = "default" if (start, end) == (d_start, d_end) else f"{_key(start)}|{_key(end)}"
+        if total_revenue:
+            key += "|total"
         with transaction(self._sf) as session:
             mark = repo.watermark(session, campaign_id)
             snap = repo.snapshot(session, campaign_id, key)
@@ -228,17 +231,18 @@ class CampaignService:
             fresh_enough = to_db_time(now) - snap["computed_at"] < SNAPSHOT_MAX_AGE
             if snap["watermark"] == mark or fresh_enough:
                 return kpis_from_json(snap["body"])
-        return self._compute_and_store(view, key, start, end, now=now, mark=mark)
+        return self._compute_and_store(view, key, start, end, now=now, mark=mark, total_revenue=total_revenue)
 
     def _compute_and_store(self, view: CampaignView, key: str, start: datetime, end: datetime, *, now: datetime,
-                           mark: str) -> CampaignKpis:
+                           mark: str, total_revenue: bool = False) -> CampaignKpis:
         definitions = self._defs()
         prices, defaults = prices_of(definitions.connectors)
         pools = definitions.coupon_pools
         as_of = min(now, end)
         offset = int((now.astimezone(self._tz).utcoffset() or timedelta(0)).total_seconds() // 60)
         query = KpiQuery(view.id, to_db_time(start), to_db_time(end), to_db_time(max(as_of, start)),
-                         view.attribution_days * 86400, offset, observed=to_db_time(max(now, start)))
+                         view.attribution_days * 86400, offset, observed=to_db_time(max(now, start)),
+                         with_total_revenue=total_revenue)
         local_first = start.astimezone(self._tz).date()
         local_last = (end - timedelta(microseconds=1)).astimezone(self._tz).date()
         # A read, not a transaction(): on SQLite that would hold the process's writer lock for the

@@ -68,7 +68,7 @@ def _close(value: float | None, expected: float) -> bool:
 def test_every_kpi_of_the_hand_built_fixture(app: Flask, tokens: dict[str, str], clock) -> None:
     seed(app, tokens, clock)
     clock.now = datetime(2025, 10, 1, 2, 0, tzinfo=UTC)
-    got = app.test_client().get("/api/v1/campaigns/fx/kpis", headers=bearer(tokens["mm"]))
+    got = app.test_client().get("/api/v1/campaigns/fx/kpis?total_revenue=1", headers=bearer(tokens["mm"]))
     assert got.status_code == 200, got.text
     k = got.get_json()
     check_schema(app, "CampaignKpis", k)

@@ -116,7 +116,8 @@ def test_kpi_invariants(session_factory: sessionmaker[Session], members: list, m
     with session_factory() as s:
         try:
             _write(s, members, messages, coupons, orders)
-            raws = {c: compute_raw(s, KpiQuery(c, START, END, END, window * 86400, 480, observed=END + timedelta(days=60)))
+            raws = {c: compute_raw(s, KpiQuery(c, START, END, END, window * 86400, 480, observed=END + timedelta(days=60),
+                                              with_total_revenue=True))
                     for c, window in (("c1", 7), ("c2", 3))}
         finally:
             s.rollback()

@@ -7,9 +7,9 @@ an entry, so a new field cannot ship without its help.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
 
 __all__ = ["COST_LABELS", "FUNNEL_LABELS", "GLOSSARY", "STATUS_LABELS", "Term", "term"]
 

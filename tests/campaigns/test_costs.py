@@ -23,7 +23,7 @@ def test_prices_of_the_shipped_connectors() -> None:
     prices, defaults = prices_of(defs.connectors)
     assert prices["sms_aliyun"] == MessagePrice(per_segment=Decimal("0.045"), signature=len("【促销通】"))
     assert prices["email_smtp"].per_thousand == Decimal("1.5")
-    assert prices["wecom_customer"].per_message == Decimal("0")
+    assert prices["wecom_customer"].per_message == Decimal(0)
     assert defaults["sms"] is prices["sms_aliyun"]
     groups = [("sms_aliyun", "sms", 65, 100),    # 65 + 5 = 70: one segment each
               ("sms_aliyun", "sms", 66, 10),     # 71: two segments each

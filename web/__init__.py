@@ -177,6 +177,9 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     from . import api_points  # loyalty points: redeem, balance and history (issue 13)
 
     api_points.init_app(app, csrf)
+    from . import api_campaigns  # campaigns and their KPIs (issue 14)
+
+    app.register_blueprint(api_campaigns.bp)  # exempts itself from CSRF (bearer tokens only)
     errors.init_app(app)
     context.init_app(app)
     return app

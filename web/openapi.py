@@ -316,6 +316,9 @@ def openapi_document(forms: Iterable[FormSpec], *, server_url: str, version: str
     from .openapi_points import points_paths, points_schemas  # loyalty points (issue 13)
 
     schemas.update(points_schemas()), paths.update(points_paths(_errors))
+    from .openapi_campaigns import campaigns_paths, campaigns_schemas  # campaigns and KPIs (issue 14)
+
+    schemas.update(campaigns_schemas()), paths.update(campaigns_paths(_errors))
     paths["/openapi.json"] = {
         "get": {"operationId": "openapi", "summary": "This document", "security": [],
                 "responses": {"200": {"description": "OpenAPI 3.1 document",

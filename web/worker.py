@@ -43,6 +43,9 @@ def tick_functions(services: Any) -> list[tuple[str, Callable[[datetime], Any]]]
     ticks.append(("dispatch", dispatch_tick(services)))
     ticks.append(("feedback", feedback_tick(services)))
     ticks.append(("loyalty", loyalty_tick(services)))
+    from .api_campaigns import tick as campaigns_tick
+
+    ticks.append(("campaigns", campaigns_tick(services)))  # issue 14: KPI snapshots whose sources moved
     return ticks
 
 

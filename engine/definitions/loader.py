@@ -19,6 +19,7 @@ from .catalog import CONNECTOR_TYPES, ConnectorType
 from .check_calendar import check_calendar
 from .check_flows import check_rule, check_workflow
 from .check_forms import check_form, expand_fields
+from .check_campaigns import check_campaign, check_form_campaign
 from .check_coupons import check_coupon_pool, check_form_redemption
 from .check_misc import check_connector, check_segment, check_template, segment_cycles
 from .context import Context
@@ -33,7 +34,7 @@ SUFFIXES = (".yaml", ".yml", ".json")
 SETTINGS_PREFIX = "settings"
 #: Checked in this order, so that e.g. segments are known before rules use them.
 KIND_ORDER = ("role", "fieldset", "form", "coupon_pool", "connector", "template", "segment", "calendar", "workflow",
-              "rule", "feedback_tags", "tier", "points_policy")
+              "rule", "feedback_tags", "tier", "points_policy", "campaign")
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,10 @@ class DefinitionSet:
     def tier(self) -> TierSpec | None:
         """The tier definition (the loader allows one), or None: nobody has a tier."""
         return next(iter(self.of("tier").values()), None)  # type: ignore[return-value]
+
+    @property
+    def campaigns(self) -> Mapping[str, s.CampaignSpec]:
+        return self.of("campaign")  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -184,7 +189,8 @@ def _cross_check(ctx: Context, kind: str, raw: RawDefinition, types: Mapping[str
         problems = check_form(ctx, raw.data, kind=kind)
         if kind == "form":
             ctx.form_fields[raw.data["id"]] = [f for f, _ in expand_fields(ctx, raw.data["fields"], ("fields",), [])]
-            problems = [*problems, *check_form_redemption(raw.data, ctx.form_fields[raw.data["id"]])]
+            problems = [*problems, *check_form_redemption(raw.data, ctx.form_fields[raw.data["id"]]),
+                        *check_form_campaign(raw.data, ctx.form_fields[raw.data["id"]])]
         return problems
     if kind == "segment":
         return check_segment(ctx, raw.data)
@@ -204,6 +210,8 @@ def _cross_check(ctx: Context, kind: str, raw: RawDefinition, types: Mapping[str
         return check_points_policy(ctx, raw.data)
     if kind == "tier":
         return check_tier(ctx, raw.data)
+    if kind == "campaign":
+        return check_campaign(ctx, raw.data)
     return []
 
 

@@ -340,9 +340,12 @@ def build_feedback_tags(ctx: Context, d: dict, src: s.Source) -> s.FeedbackTagsS
     )
 
 
+from engine.alerts.spec import build_alert  # noqa: E402
+
 BUILDERS: Mapping[str, Callable[[Context, dict, s.Source], s.Spec]] = MappingProxyType({
     "form": build_form, "fieldset": build_fieldset, "role": build_role, "segment": build_segment,
     "coupon_pool": build_coupon_pool, "template": build_template, "connector": build_connector,
     "workflow": build_workflow, "rule": build_rule, "calendar": build_calendar,
     "feedback_tags": build_feedback_tags,
+    "alert": build_alert,  # issue 14: 数据预警 (engine/alerts/spec.py)
 })

@@ -24,7 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 #: How a column's values are shown (and typed in an export).
-KINDS = ("text", "int", "number", "money", "percent", "date", "datetime")
+KINDS = ("text", "int", "number", "money", "percent", "date", "datetime", "auto")
 #: Chart kinds ``static/charts.js`` knows.
 CHART_KINDS = ("line", "bar", "funnel", "heatmap", "pie", "sparkline")
 
@@ -54,12 +54,24 @@ class Table:
     rows: tuple[tuple[Any, ...], ...]
     #: Text shown when there are no rows.
     empty: str = ""
+    #: For key/value tables (one metric per row): the kind of each row's
+    #: ``auto`` columns, so a rate shows as a percentage and money as yuan.
+    row_kinds: tuple[str, ...] = ()
+    #: A stable key per row (``data-row`` on the ``<tr>``, for links and tests), or ().
+    row_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         width = len(self.columns)
         for row in self.rows:
             if len(row) != width:
                 raise ValueError(f"table {self.id}: a row has {len(row)} cells for {width} columns")
+        if any(c.kind == "auto" for c in self.columns) and len(self.row_kinds) != len(self.rows):
+            raise ValueError(f"table {self.id}: `auto` columns need one row kind per row")
+
+    def kind_at(self, row: int, column: int) -> str:
+        """The kind of one cell: the column's, or the row's for an ``auto`` column."""
+        kind = self.columns[column].kind
+        return self.row_kinds[row] if kind == "auto" else kind
 
     def column(self, key: str) -> int:
         """The index of column ``key``.
@@ -183,14 +195,15 @@ def shown_rows(table: Table, *, tz: str, locale: str, heat: bool = False) -> lis
         numbers = [abs(float(v)) for row in table.rows for v in row if _number(v) is not None]
         top = max(numbers, default=0.0)
     out = []
-    for row in table.rows:
+    for r, row in enumerate(table.rows):
         cells = []
-        for col, value in zip(table.columns, row):
+        for c, value in enumerate(row):
+            kind = table.kind_at(r, c)
             shade = None
-            if heat and col.kind in ("percent", "number", "int") and _number(value) is not None and top:
+            if heat and kind in ("percent", "number", "int") and _number(value) is not None and top:
                 shade = min(9, int(abs(float(value)) / top * 9.999))
-            cells.append(ShownCell(format_cell(value, col.kind, tz=tz, locale=locale),
-                                   plain_value(value, col.kind, tz=tz), shade))
+            cells.append(ShownCell(format_cell(value, kind, tz=tz, locale=locale), plain_value(value, kind, tz=tz),
+                                   shade))
         out.append(cells)
     return out
 

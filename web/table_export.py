@@ -47,12 +47,12 @@ def to_csv(table: Table, *, tz: str) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow([c.label for c in table.columns])
-    for row in table.rows:
-        writer.writerow([_csv_text(plain_value(v, c.kind, tz=tz)) for c, v in zip(table.columns, row)])
+    for r, row in enumerate(table.rows):
+        writer.writerow([_csv_text(plain_value(v, table.kind_at(r, c), tz=tz)) for c, v in enumerate(row)])
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
-def _xlsx_value(value: Any, kind: str, tz: str) -> Any:
+def _xlsx_value(value: Any, tz: str) -> Any:
     if value is None:
         return None
     if isinstance(value, datetime):
@@ -83,11 +83,11 @@ def to_xlsx(table: Table, *, tz: str) -> bytes:
     for cell in sheet[1]:
         cell.font = Font(bold=True)
     for row in table.rows:
-        sheet.append([_xlsx_value(v, c.kind, tz) for c, v in zip(table.columns, row)])
-    for index, col in enumerate(table.columns, start=1):
-        fmt = _NUMBER_FORMATS.get(col.kind)
-        if fmt:
-            for (cell,) in sheet.iter_rows(min_row=2, min_col=index, max_col=index):
+        sheet.append([_xlsx_value(v, tz) for v in row])
+    for r, cells in enumerate(sheet.iter_rows(min_row=2, max_row=len(table.rows) + 1)):
+        for c, cell in enumerate(cells):
+            fmt = _NUMBER_FORMATS.get(table.kind_at(r, c))
+            if fmt and cell.value is not None:
                 cell.number_format = fmt
     sheet.freeze_panes = "A2"
     buffer = io.BytesIO()

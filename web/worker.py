@@ -42,6 +42,12 @@ def tick_functions(services: Any) -> list[tuple[str, Callable[[datetime], Any]]]
     ticks.append(("tasks", followups_tick(services)))  # rule tasks: the approvals' overdue rules
     ticks.append(("dispatch", dispatch_tick(services)))
     ticks.append(("feedback", feedback_tick(services)))
+    from .alerts import alerts_tick
+    from .campaign_reports import retrospective_tick, weekly_report_tick
+
+    ticks.append(("alerts", alerts_tick(services)))  # 数据预警 on campaign KPIs (issue 14)
+    ticks.append(("reports", weekly_report_tick(services)))  # weekly report to each running campaign's owner
+    ticks.append(("retrospectives", retrospective_tick(services)))  # 复盘 record when a campaign ends
     return ticks
 
 

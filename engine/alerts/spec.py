@@ -21,15 +21,24 @@ from engine.durations import parse_duration
 #: KPIs an alert may watch, and what counts their denominator (for ``min_count``).
 ALERT_KPIS: dict[str, str] = {
     "redemption_rate": "coupons_issued",
-    "conversion_rate": "audience",
-    "click_rate": "delivered",
+    "conversion_rate": "reached",
+    "click_rate": "sent",
     "nps": "nps_answers",
     "sms_failure_rate": "sms_sent",
     "failure_rate": "sent",
     "budget_spent": "budget",
     "roi": "cost",
     "cost": "cost",
-    "revenue": "orders",
+    "revenue": "attributed_orders",
+}
+#: Where each alert KPI (and denominator) is in the campaign KPI body
+#: (``engine.campaigns.kpis.CampaignKpis`` field names) when the names differ.
+KPI_FIELDS: dict[str, str] = {
+    "budget_spent": "budget_used_rate",
+    "cost": "total_cost",
+    "revenue": "attributed_revenue",
+    "sms_failure_rate": "sms_failure_rate",
+    "sms_sent": "sms_sent",
 }
 #: KPIs that are rates (shown as percentages).
 RATE_KPIS = frozenset({"redemption_rate", "conversion_rate", "click_rate", "sms_failure_rate", "failure_rate",
@@ -132,4 +141,4 @@ def check_alert(ctx: Context, d: dict) -> list[Problem]:
     return problems
 
 
-__all__ = ["ALERT_KPIS", "AlertNotify", "AlertSpec", "RATE_KPIS", "build_alert", "check_alert", "threshold_value"]
+__all__ = ["ALERT_KPIS", "KPI_FIELDS", "AlertNotify", "AlertSpec", "RATE_KPIS", "build_alert", "check_alert", "threshold_value"]

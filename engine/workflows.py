@@ -878,6 +878,8 @@ class WorkflowService:
             repo.set_record_status_fast(db, txn.record_id, status)
         if status is not None:
             txn.record_status = status
+        if status == "approved":
+            self._campaign_of_request(txn)  # issue 14: an approved request becomes a campaign
         repo.queue_audit(session, at=txn.now, actor=actor, action=f"workflow.{type(event).__name__.lower()}",
                          entity_type="workflow_instance", entity_id=txn.instance_id,
                          diff={"event": event_to_json(event), "status": [old.status, new.status]})
@@ -886,6 +888,24 @@ class WorkflowService:
             # RecordService.create reads this instead of reading the record back
             session.info.setdefault("pf.records", {})[txn.record_id] = (
                 txn.record_data, txn.record_version, txn.record_status)
+
+    def _campaign_of_request(self, txn: _Txn) -> None:
+        """Write the campaign of an approved record whose form declares one
+        (``campaign:``), in this transaction; see engine/campaigns/requests.py."""
+        from engine.campaigns.requests import create_from_request
+        from engine.storage.times import to_db_time
+
+        try:
+            form, _ = self._registry.form(txn.form_id, txn.form_version)
+        except UnknownForm:
+            return
+        if form.campaign is None:
+            return
+        made = create_from_request(txn.session, form, self._registry.current(), record_id=txn.record_id,
+                                   data=txn.record_data, now=to_db_time(txn.now))
+        if made is not None:
+            repo.queue_audit(txn.session, at=txn.now, actor="workflow", action="campaign.created",
+                             entity_type="campaign", entity_id=made, diff={"record_id": txn.record_id})
 
     def _set_fields(self, txn: _Txn, values: dict[str, Any]) -> None:
         """A workflow's set_field: changes the record's data in memory; ``_apply``

@@ -174,6 +174,9 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     from . import rights  # customer export and erasure, the audit trail (issue 16, admins)
 
     rights.init_app(app, csrf)
+    from . import api_campaigns  # campaigns and their KPIs (issue 14)
+
+    app.register_blueprint(api_campaigns.bp)  # exempts itself from CSRF (bearer tokens only)
     from . import alerts, dashboard, retrospectives  # campaign dashboard, alerts and 复盘 (issue 14)
 
     app.register_blueprint(dashboard.bp)

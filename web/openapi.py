@@ -313,6 +313,9 @@ def openapi_document(forms: Iterable[FormSpec], *, server_url: str, version: str
     paths.update(coupons_paths(_errors))
     from .openapi_ops import ops_paths, ops_schemas; schemas.update(ops_schemas()); paths.update(ops_paths())  # noqa: E702 (issue 17)
     schemas.update(rights_schemas()), paths.update(rights_paths(_errors))  # customer rights, audit (issue 16)
+    from .openapi_campaigns import campaigns_paths, campaigns_schemas  # campaigns and KPIs (issue 14)
+
+    schemas.update(campaigns_schemas()), paths.update(campaigns_paths(_errors))
     paths["/openapi.json"] = {
         "get": {"operationId": "openapi", "summary": "This document", "security": [],
                 "responses": {"200": {"description": "OpenAPI 3.1 document",

@@ -42,6 +42,9 @@ def tick_functions(services: Any) -> list[tuple[str, Callable[[datetime], Any]]]
     ticks.append(("tasks", followups_tick(services)))  # rule tasks: the approvals' overdue rules
     ticks.append(("dispatch", dispatch_tick(services)))
     ticks.append(("feedback", feedback_tick(services)))
+    from .api_campaigns import tick as campaigns_tick
+
+    ticks.append(("campaigns", campaigns_tick(services)))  # issue 14: KPI snapshots whose sources moved
     from .alerts import alerts_tick
     from .campaign_reports import retrospective_tick, weekly_report_tick
 

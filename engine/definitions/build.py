@@ -96,6 +96,7 @@ def build_form(ctx: Context, d: dict, src: s.Source) -> s.FormSpec:
         on_submit=tuple(s.TagSpec(step["add_tag"]) if "add_tag" in step else s.EmitSpec(step["emit"])
                         for step in d.get("on_submit", ())),
         redeems_coupon=MappingProxyType(dict(d["redeems_coupon"])) if d.get("redeems_coupon") else None,
+        campaign=MappingProxyType(dict(d["campaign"])) if d.get("campaign") else None,
     )
 
 
@@ -159,6 +160,9 @@ def build_connector(ctx: Context, d: dict, src: s.Source) -> s.ConnectorSpec:
         per_second=rate.get("per_second"), per_minute=rate.get("per_minute"),
         per_recipient_per_minute=rate.get("per_recipient_per_minute"),
         send_window=_range(d.get("send_window")), max_attempts=d.get("max_attempts", 8), source=src,
+        price_per_segment=_money((d.get("price") or {}).get("per_segment")),
+        price_per_thousand=_money((d.get("price") or {}).get("per_thousand")),
+        price_per_message=_money((d.get("price") or {}).get("per_message")),
     )
 
 
@@ -340,12 +344,24 @@ def build_feedback_tags(ctx: Context, d: dict, src: s.Source) -> s.FeedbackTagsS
     )
 
 
+def build_campaign(ctx: Context, d: dict, src: s.Source) -> s.CampaignSpec:
+    return s.CampaignSpec(
+        id=d["id"], title=d["title"], title_en=d.get("title_en"), description=d.get("description"),
+        owner=d.get("owner"), channel=d.get("channel"), budget=_money(d.get("budget")),
+        start=date.fromisoformat(d["start"]), end=date.fromisoformat(d["end"]),
+        attribution_window=_dur(d.get("attribution_window")) or timedelta(days=7),
+        rules=tuple(d.get("rules", ())), coupon_pools=tuple(d.get("coupon_pools", ())), forms=tuple(d.get("forms", ())),
+        targets=tuple(s.TargetSpec(t["metric"], _money(t["target"])) for t in d.get("targets", ())),
+        costs=tuple(s.CostSpec(c["category"], _money(c["amount"]), c.get("note")) for c in d.get("costs", ())),
+        source=src,
+    )
+
 from engine.alerts.spec import build_alert  # noqa: E402
 
 BUILDERS: Mapping[str, Callable[[Context, dict, s.Source], s.Spec]] = MappingProxyType({
     "form": build_form, "fieldset": build_fieldset, "role": build_role, "segment": build_segment,
     "coupon_pool": build_coupon_pool, "template": build_template, "connector": build_connector,
     "workflow": build_workflow, "rule": build_rule, "calendar": build_calendar,
-    "feedback_tags": build_feedback_tags,
+    "feedback_tags": build_feedback_tags, "campaign": build_campaign,
     "alert": build_alert,  # issue 14: 数据预警 (engine/alerts/spec.py)
 })

@@ -96,3 +96,15 @@ WEEKDAY_NAMES: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun
 
 #: Channels whose marketing messages need the customer's consent.
 CONSENT_CHANNELS = frozenset({"sms", "email", "wecom"})
+
+#: KPIs a campaign's ``targets`` may name, and whether more is better (False:
+#: a target is a ceiling, e.g. the cost of a new customer). The names are
+#: fields of ``engine.campaigns.kpis.CampaignKpis``.
+TARGET_METRICS: Mapping[str, bool] = MappingProxyType({
+    "audience": True, "sent": True, "delivered": True, "clicked": True, "replied": True,
+    "coupons_issued": True, "coupons_redeemed": True, "redemption_rate": True,
+    "converted_customers": True, "conversion_rate": True, "attributed_orders": True, "attributed_revenue": True,
+    "average_order_value": True, "new_customers": True, "roi": True, "cac": False, "total_cost": False,
+    "repurchase_rate_30d": True, "repurchase_rate_90d": True, "churn_rate": False, "nps": True,
+    "nps_answers": True, "clv": True,
+})

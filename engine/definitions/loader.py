@@ -19,6 +19,7 @@ from .catalog import CONNECTOR_TYPES, ConnectorType
 from .check_calendar import check_calendar
 from .check_flows import check_rule, check_workflow
 from .check_forms import check_form, expand_fields
+from .check_campaigns import check_campaign, check_form_campaign
 from .check_coupons import check_coupon_pool, check_form_redemption
 from .check_misc import check_connector, check_segment, check_template, segment_cycles
 from .context import Context
@@ -32,7 +33,7 @@ SUFFIXES = (".yaml", ".yml", ".json")
 SETTINGS_PREFIX = "settings"
 #: Checked in this order, so that e.g. segments are known before rules use them.
 KIND_ORDER = ("role", "fieldset", "form", "coupon_pool", "connector", "template", "segment", "calendar", "workflow",
-              "rule", "feedback_tags", "alert")
+              "rule", "feedback_tags", "campaign", "alert")
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,10 @@ class DefinitionSet:
     @property
     def coupon_pools(self) -> Mapping[str, s.CouponPoolSpec]:
         return self.of("coupon_pool")  # type: ignore[return-value]
+
+    @property
+    def campaigns(self) -> Mapping[str, s.CampaignSpec]:
+        return self.of("campaign")  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -178,7 +183,8 @@ def _cross_check(ctx: Context, kind: str, raw: RawDefinition, types: Mapping[str
         problems = check_form(ctx, raw.data, kind=kind)
         if kind == "form":
             ctx.form_fields[raw.data["id"]] = [f for f, _ in expand_fields(ctx, raw.data["fields"], ("fields",), [])]
-            problems = [*problems, *check_form_redemption(raw.data, ctx.form_fields[raw.data["id"]])]
+            problems = [*problems, *check_form_redemption(raw.data, ctx.form_fields[raw.data["id"]]),
+                        *check_form_campaign(raw.data, ctx.form_fields[raw.data["id"]])]
         return problems
     if kind == "segment":
         return check_segment(ctx, raw.data)
@@ -194,6 +200,8 @@ def _cross_check(ctx: Context, kind: str, raw: RawDefinition, types: Mapping[str
         return check_calendar(ctx, raw.data)
     if kind == "coupon_pool":
         return check_coupon_pool(ctx, raw.data)
+    if kind == "campaign":
+        return check_campaign(ctx, raw.data)
     if kind == "alert":
         from engine.alerts.spec import check_alert  # issue 14
 

@@ -111,6 +111,8 @@ class FormSpec:
     on_submit: tuple[TagSpec | EmitSpec, ...] = ()
     #: ``redeems_coupon``: role (code, customer, phone, amount, store) → field key; submitting redeems.
     redeems_coupon: Mapping[str, str] | None = None
+    #: ``campaign``: part (title, start, end, budget, …) → field key; an approved record becomes a campaign.
+    campaign: Mapping[str, str] | None = None
 
     def field(self, key: str) -> FieldSpec:
         for f in self.fields:
@@ -228,6 +230,11 @@ class ConnectorSpec:
     send_window: tuple[time, time] | None = None
     max_attempts: int = 8
     source: Source | None = None
+    #: Prices for campaign costs (issue 14): per SMS segment and recipient,
+    #: per thousand e-mails, or per message; None when not declared (costs 0).
+    price_per_segment: Decimal | None = None
+    price_per_thousand: Decimal | None = None
+    price_per_message: Decimal | None = None
 
 
 # ------------------------------------------------------- shared actions
@@ -554,7 +561,47 @@ class FeedbackTagsSpec:
     source: Source | None = None
 
 
+@dataclass(frozen=True)
+class TargetSpec:
+    """A campaign target: ``metric`` is a field of ``CampaignKpis``."""
+
+    metric: str
+    target: Decimal
+
+
+@dataclass(frozen=True)
+class CostSpec:
+    """A cost a campaign definition declares up front."""
+
+    category: str
+    amount: Decimal
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class CampaignSpec:
+    """A campaign defined in YAML (issue 14): dates are local calendar days in
+    the business time zone, ``end`` inclusive."""
+
+    id: str
+    title: str
+    start: date
+    end: date
+    title_en: str | None = None
+    description: str | None = None
+    owner: str | None = None
+    channel: str | None = None
+    budget: Decimal | None = None
+    attribution_window: timedelta = timedelta(days=7)
+    rules: tuple[str, ...] = ()
+    coupon_pools: tuple[str, ...] = ()
+    forms: tuple[str, ...] = ()
+    targets: tuple[TargetSpec, ...] = ()
+    costs: tuple[CostSpec, ...] = ()
+    source: Source | None = None
+
+
 Spec = Union[
     FormSpec, FieldsetSpec, RoleSpec, SegmentSpec, CouponPoolSpec, TemplateSpec,
-    ConnectorSpec, WorkflowSpec, RuleSpec, CalendarSpec, FeedbackTagsSpec,
+    ConnectorSpec, WorkflowSpec, RuleSpec, CalendarSpec, FeedbackTagsSpec, CampaignSpec,
 ]

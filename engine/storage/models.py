@@ -767,6 +767,80 @@ class LinkClick(Base):
     user_agent: Mapped[str | None] = mapped_column(String(255))
 
 
+# --- issue 14: campaigns, their costs and KPI snapshots (migration 0022) ---------------
+
+
+class Campaign(Base):
+    """The unit a manager asks about: a promotion with dates, budget, channel,
+    targets and the rules, coupon pools and forms whose effects count for it.
+
+    Written from a ``campaign`` definition on publish (``source`` definition)
+    or from an approved activity request (``source`` request, ``record_id``
+    the request). ``ended_at`` is an explicit early end; the status (planned,
+    running, ended) is derived from the dates and it, never stored."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    title: Mapped[str] = mapped_column(String(255))
+    title_en: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(16))
+    record_id: Mapped[int | None] = mapped_column(Integer, unique=True)
+    owner: Mapped[str | None] = mapped_column(String(128))
+    channel: Mapped[str | None] = mapped_column(String(32))
+    budget: Mapped[Decimal | None] = mapped_column(Money)
+    starts_on: Mapped[date] = mapped_column(Date)
+    ends_on: Mapped[date] = mapped_column(Date)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime())
+    attribution_days: Mapped[int] = mapped_column(Integer, default=7, server_default=text("7"))
+    targets: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
+    materials: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
+    materials_cost: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default=text("0"))
+    created_at: Mapped[datetime] = mapped_column(DateTime())
+    updated_at: Mapped[datetime] = mapped_column(DateTime())
+
+
+class CampaignLink(Base):
+    """A rule, coupon pool or form of a campaign (``kind`` rule | pool | form):
+    the KPI statements join on it, so it is a table, not JSON."""
+
+    __tablename__ = "campaign_links"
+    __table_args__ = (Index("ix_campaign_links_kind_ref", "kind", "ref"),)
+
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    ref: Mapped[str] = mapped_column(String(128), primary_key=True)
+
+
+class CampaignCost(Base):
+    """A cost entered by hand (labour, media, other) for a campaign."""
+
+    __tablename__ = "campaign_costs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    category: Mapped[str] = mapped_column(String(32))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    incurred_on: Mapped[date] = mapped_column(Date)
+    note: Mapped[str | None] = mapped_column(String(255))
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime())
+
+
+class CampaignKpiSnapshot(Base):
+    """The KPIs of one campaign over one range as last computed, with the
+    source watermark they were computed at: pages read this row, and it is
+    recomputed only when the watermark moved (engine/campaigns/snapshots.py)."""
+
+    __tablename__ = "campaign_kpi_snapshots"
+
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    range_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    watermark: Mapped[str] = mapped_column(String(255))
+    computed_at: Mapped[datetime] = mapped_column(DateTime())
+    body: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
 # --- issue 14, items 6 and 7: alerts and retrospectives (migration 0023) --------------
 
 from sqlalchemy import Float  # noqa: E402 (kept with the tables that use it)

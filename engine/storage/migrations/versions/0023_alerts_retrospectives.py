@@ -6,7 +6,7 @@
   against targets frozen at the end plus the team's lessons.
 
 Revision ID: 0023
-Revises: 0019
+Revises: 0022 (chained after the campaigns migration once merged)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision: str = "0023"
-down_revision: str | None = "0019"
+down_revision: str | None = "0022"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

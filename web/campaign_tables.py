@@ -188,12 +188,15 @@ def costs_table(body: Mapping[str, Any], t: Translate) -> Table:
 
 
 def targets_table(body: Mapping[str, Any], t: Translate) -> Table:
+    """Targets against actuals, each in its metric's unit (a rate as a percentage)."""
     targets = list(_kpis(body).get("targets") or ())
+    kinds = {key: kind for key, _, kind in HEADLINE}
     rows = tuple((_metric_label(str(x.get("metric")), t), _num(x.get("target")), _num(x.get("actual")),
                   None if x.get("met") is None else (t("yes") if x.get("met") else t("no"))) for x in targets)
     return Table("targets", t("t_targets"), (
-        Column("label", t("col_metric")), Column("target", t("col_target"), "number"),
-        Column("actual", t("col_actual"), "number"), Column("met", t("col_met"))), rows,
+        Column("label", t("col_metric")), Column("target", t("col_target"), "auto"),
+        Column("actual", t("col_actual"), "auto"), Column("met", t("col_met"))), rows,
+        row_kinds=tuple(kinds.get(str(x.get("metric")), "number") for x in targets),
         row_keys=tuple(str(x.get("metric")) for x in targets))
 
 
@@ -233,14 +236,16 @@ def campaign_page(body: Mapping[str, Any], t: Translate) -> CampaignPage:
                         tuple(c for c in charts if c.table.rows))
 
 
-def overview_table(rows: Sequence[Mapping[str, Any]], t: Translate) -> Table:
-    """One row per campaign: identity, status, dates and the overview KPIs."""
+def overview_table(rows: Sequence[Mapping[str, Any]], t: Translate, locale: str = "zh") -> Table:
+    """One row per campaign: title (``title_en`` in English when written),
+    status, owner, dates, budget and the overview KPIs."""
     labels = {key: (label, kind) for key, label, kind in HEADLINE}
     out = []
     for r in rows:
         kpis = r.get("kpis") or {}
         status = str(r.get("status") or "")
-        out.append((r.get("title"), t(f"status_{status}") if status in STATUSES else status,
+        title = r.get("title_en") if locale == "en" and r.get("title_en") else r.get("title")
+        out.append((title, t(f"status_{status}") if status in STATUSES else status,
                     r.get("owner"), r.get("starts_on"), r.get("ends_on"), _num(r.get("budget")),
                     *(_num(kpis.get(k)) for k in OVERVIEW_KPIS)))
     return Table("campaigns", t("t_overview"), (

@@ -105,12 +105,12 @@ def overview() -> Any:
     require_reader()
     src = source(services())
     rows = src.campaigns() if src is not None else []
-    table = overview_table([r.as_dict() for r in rows], t)
+    table = overview_table([r.as_dict() for r in rows], t, get_locale())
     done = export_if_asked([table], "dashboard")
     if done is not None:
         return done
     links = [url_for("dashboard.campaign", campaign_id=r.id) for r in rows]
-    trends = [chart_view(trend_chart(r.id, r.title, r.daily, t), export=False) for r in rows if r.daily]
+    trends = [chart_view(trend_chart(r.id, r.title_en if get_locale() == 'en' and r.title_en else r.title, r.daily, t), export=False) for r in rows if r.daily]
     return render_template("dashboard/overview.html", overview=table_view(table, links=links), trends=trends,
                            engine_missing=src is None)
 
@@ -122,7 +122,7 @@ def campaigns() -> Any:
     q, status = _search()
     src = source(services())
     rows = src.campaigns(search=q, status=status) if src is not None else []
-    table = overview_table([r.as_dict() for r in rows], t)
+    table = overview_table([r.as_dict() for r in rows], t, get_locale())
     with services().session_factory() as s:
         retros = retrospectives_repo.search(s, q, limit=50)
     done = export_if_asked([table], "campaigns")

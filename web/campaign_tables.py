@@ -229,7 +229,8 @@ def campaign_page(body: Mapping[str, Any], t: Translate) -> CampaignPage:
         Chart("daily", "line", daily, "day", ("sends", "redemptions", "revenue"), {"dual_axis": True}),
         Chart("cohorts", "heatmap", cohorts, "cohort", tuple(f"d{d}" for d, _ in COHORT_PERIODS)),
         Chart("nps", "bar", nps, "score", ("answers",)),
-        Chart("arms", "bar", arms, "label", ("conversion_uplift", "conversion_low", "conversion_high")),
+        Chart("arms", "bar", arms, "label",
+              ("conversion_rate", "conversion_uplift", "conversion_low", "conversion_high")),
         Chart("costs", "pie", costs, "label", ("amount",)),
     ]
     return CampaignPage((headline, funnel, daily, cohorts, nps, tags, arms, costs, targets),

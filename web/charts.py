@@ -183,7 +183,7 @@ def format_cell(value: Any, kind: str, *, tz: str, locale: str) -> str:
 class ShownCell:
     text: str
     value: Any
-    #: 0–9 for heat-map tables (a CSS class, since the CSP forbids inline styles), else None.
+    #: 0–9 for the rates of heat-map tables (a CSS class, since the CSP forbids inline styles), else None.
     heat: int | None = None
 
 
@@ -191,8 +191,9 @@ def shown_rows(table: Table, *, tz: str, locale: str, heat: bool = False) -> lis
     """The table's rows as the template prints them: text, ``data-value`` and,
     for a heat map, the shade of each numeric cell relative to the largest."""
     top = 0.0
-    if heat:
-        numbers = [abs(float(v)) for row in table.rows for v in row if _number(v) is not None]
+    if heat:  # shade the rates (retention), not counts beside them
+        numbers = [abs(float(v)) for r, row in enumerate(table.rows) for c, v in enumerate(row)
+                   if table.kind_at(r, c) == "percent" and _number(v) is not None]
         top = max(numbers, default=0.0)
     out = []
     for r, row in enumerate(table.rows):
@@ -200,7 +201,7 @@ def shown_rows(table: Table, *, tz: str, locale: str, heat: bool = False) -> lis
         for c, value in enumerate(row):
             kind = table.kind_at(r, c)
             shade = None
-            if heat and kind in ("percent", "number", "int") and _number(value) is not None and top:
+            if heat and kind == "percent" and _number(value) is not None and top:
                 shade = min(9, int(abs(float(value)) / top * 9.999))
             cells.append(ShownCell(format_cell(value, kind, tz=tz, locale=locale), plain_value(value, kind, tz=tz),
                                    shade))

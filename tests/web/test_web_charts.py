@@ -58,10 +58,11 @@ def test_the_chart_blob_holds_the_tables_numbers() -> None:
 
 
 def test_heat_shades_scale_to_the_largest_value() -> None:
-    table = Table("cohorts", "留存", (Column("cohort", "同期群"), Column("d7", "1 周", "percent")),
-                  (("2025-01", 0.5), ("2025-02", 0.25), ("2025-03", None)))
-    shades = [r[1].heat for r in shown_rows(table, tz=TZ, locale="zh", heat=True)]
-    assert shades == [9, 4, None]
+    table = Table("cohorts", "留存", (Column("cohort", "同期群"), Column("n", "人数", "int"),
+                                      Column("d7", "1 周", "percent")),
+                  (("2025-01", 40, 0.5), ("2025-02", 12, 0.25), ("2025-03", 3, None)))
+    shades = [[c.heat for c in r] for r in shown_rows(table, tz=TZ, locale="zh", heat=True)]
+    assert shades == [[None, None, 9], [None, None, 4], [None, None, None]]  # rates only, not counts
 
 
 def test_csv_has_a_bom_labels_and_machine_values_and_defuses_formulas() -> None:

@@ -16,7 +16,13 @@ from typing import Any
 
 from flask import Blueprint, render_template
 
-from engine.alerts.check import CampaignFacts, breaches, campaign_started, format_kpi, notify_breaches
+from engine.alerts.check import (
+    CampaignFacts,
+    breaches,
+    campaign_started,
+    format_kpi,
+    notify_breaches,
+)
 from engine.alerts.spec import KPI_FIELDS, AlertSpec
 from engine.storage import alerts_repo
 

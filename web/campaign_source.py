@@ -114,7 +114,7 @@ def source(services: Any) -> CampaignSource | None:
         except ImportError:
             cached = None
         services._campaign_source = cached  # per app: Services is built once per app
-    return cached  # type: ignore[no-any-return]
+    return cached  # type: ignore[return-value]
 
 
 _UNSET = object()

@@ -265,5 +265,12 @@ def trend_chart(campaign_id: str, title: str, daily: Sequence[Mapping[str, Any]]
     return Chart(f"trend-{campaign_id}", "sparkline", table, "day", ("revenue",))
 
 
-__all__ = ["CampaignPage", "FUNNEL_STAGES", "HEADLINE", "OVERVIEW_KPIS", "campaign_page", "overview_table",
-           "trend_chart"]
+__all__ = [
+    "FUNNEL_STAGES",
+    "HEADLINE",
+    "OVERVIEW_KPIS",
+    "CampaignPage",
+    "campaign_page",
+    "overview_table",
+    "trend_chart",
+]

@@ -214,5 +214,15 @@ def find_table(tables: Sequence[Table], table_id: str) -> Table | None:
     return next((tb for tb in tables if tb.id == table_id), None)
 
 
-__all__ = ["CHART_KINDS", "Chart", "Column", "KINDS", "ShownCell", "Table", "find_table", "format_cell",
-           "plain_value", "shown_rows"]
+__all__ = [
+    "CHART_KINDS",
+    "KINDS",
+    "Chart",
+    "Column",
+    "ShownCell",
+    "Table",
+    "find_table",
+    "format_cell",
+    "plain_value",
+    "shown_rows",
+]

@@ -137,7 +137,8 @@ def notify_breaches(session_factory: Any, found: Sequence[Breach], *, now: datet
                           "checked_at": local_now.strftime("%Y-%m-%d %H:%M")},
             }
             sent = 0
-            for name in names or [None]:
+            recipients: list[str | None] = list(names) or [None]
+            for name in recipients:
                 contact = contacts.get(name) if name else None
                 address = None
                 if contact is not None:

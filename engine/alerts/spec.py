@@ -99,6 +99,7 @@ def build_alert(ctx: Context, d: dict, src: Source) -> AlertSpec:
     direction = "below" if "below" in d else "above"
     notify = d["notify"]
     to = notify.get("to", "owner")
+    names: tuple[str, ...]
     if isinstance(to, dict) and "role" in to:
         to_kind, names = "role", (to["role"],)
     elif isinstance(to, dict):
@@ -141,4 +142,4 @@ def check_alert(ctx: Context, d: dict) -> list[Problem]:
     return problems
 
 
-__all__ = ["ALERT_KPIS", "KPI_FIELDS", "AlertNotify", "AlertSpec", "RATE_KPIS", "build_alert", "check_alert", "threshold_value"]
+__all__ = ["ALERT_KPIS", "KPI_FIELDS", "RATE_KPIS", "AlertNotify", "AlertSpec", "build_alert", "check_alert", "threshold_value"]

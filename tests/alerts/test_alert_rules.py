@@ -7,7 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from engine.alerts.check import CampaignFacts, breaches, campaign_started, format_kpi, period_key
+from engine.alerts.check import (
+    CampaignFacts,
+    breaches,
+    campaign_started,
+    format_kpi,
+    period_key,
+)
 from engine.alerts.spec import AlertSpec
 from engine.definitions.loader import load_paths, load_texts
 from engine.library import library_paths
@@ -31,9 +37,10 @@ def _template_files() -> list:
 
 
 def _campaign(**kw: object) -> CampaignFacts:
-    base = dict(campaign_id="spring", title="春季促销", starts_at=campaign_started(datetime(2025, 3, 4).date(), TZ),
-                owner="manager", kpis={"redemption_rate": 0.04, "nps": -5.0}, counts={"coupons_issued": 100,
-                                                                                        "nps_answers": 12})
+    base: dict[str, object] = {
+        "campaign_id": "spring", "title": "春季促销", "starts_at": campaign_started(datetime(2025, 3, 4).date(), TZ),
+        "owner": "manager", "kpis": {"redemption_rate": 0.04, "nps": -5.0},
+        "counts": {"coupons_issued": 100, "nps_answers": 12}}
     base.update(kw)
     return CampaignFacts(**base)  # type: ignore[arg-type]
 

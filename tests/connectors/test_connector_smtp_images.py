@@ -13,7 +13,7 @@ from email import policy
 # matplotlib imports, because tests/ is on sys.path: load the real one first.
 _path = sys.path[:]
 sys.path[:] = [p for p in sys.path if not p.rstrip("/").endswith("/tests")]
-import packaging.version  # noqa: E402,F401
+import packaging.version  # noqa: F401
 
 sys.path[:] = _path
 

@@ -102,7 +102,7 @@ def test_every_table_exports_as_csv_and_excel_with_the_same_numbers(
     sheet = load_workbook(io.BytesIO(xlsx.data)).active
     values = list(sheet.iter_rows(values_only=True))
     assert values[0] == ("Category", "Amount (CNY)")
-    assert [(a, Decimal(str(b))) for a, b in values[1:]] == [("Labour", Decimal("3000"))]
+    assert [(a, Decimal(str(b))) for a, b in values[1:]] == [("Labour", Decimal(3000))]
     overview = manager.get("/dashboard?table=campaigns&format=xlsx&lang=zh")
     sheet = load_workbook(io.BytesIO(overview.data)).active
     titles = [r[0] for r in sheet.iter_rows(min_row=2, values_only=True)]

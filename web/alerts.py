@@ -132,6 +132,17 @@ def campaign_facts(row: Any, tz: str) -> CampaignFacts | None:
                          starts_at=campaign_started(row.starts_on, tz), kpis=numbers, counts=numbers)
 
 
+def with_sms_failures(svc: Any, facts: CampaignFacts) -> CampaignFacts:
+    """``facts`` with ``sms_failure_rate`` (failed ÷ written SMS since the
+    campaign started) and ``sms_sent``, which the KPI body does not split by channel."""
+    from dataclasses import replace
+
+    with svc.session_factory() as s:
+        written, failed = alerts_repo.sms_failures(s, facts.campaign_id, facts.starts_at)
+    return replace(facts, kpis={**facts.kpis, "sms_failure_rate": failed / written if written else None},
+                   counts={**facts.counts, "sms_sent": float(written)})
+
+
 def alerts_tick(svc: Any) -> Callable[[datetime], Any]:
     """The scheduler's ``alerts`` part: check every enabled alert against every
     running campaign's snapshot and notify new breaches (once per period)."""
@@ -144,6 +155,8 @@ def alerts_tick(svc: Any) -> Callable[[datetime], Any]:
         if not alerts or src is None:
             return None
         facts = [f for f in (campaign_facts(r, svc.tz) for r in src.campaigns(status="running")) if f is not None]
+        if any(a.kpi == "sms_failure_rate" for a in alerts):
+            facts = [with_sms_failures(svc, f) for f in facts]
         found = breaches(alerts, facts, now=now, tz=svc.tz)
         if not found:
             return None

@@ -37,8 +37,6 @@ KPI_FIELDS: dict[str, str] = {
     "budget_spent": "budget_used_rate",
     "cost": "total_cost",
     "revenue": "attributed_revenue",
-    "sms_failure_rate": "sms_failure_rate",
-    "sms_sent": "sms_sent",
 }
 #: KPIs that are rates (shown as percentages).
 RATE_KPIS = frozenset({"redemption_rate", "conversion_rate", "click_rate", "sms_failure_rate", "failure_rate",

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.orm import Session
 
 from engine.storage.bulk import _dialect_name, _insert
@@ -66,3 +66,19 @@ def _row(r: Any) -> FiringRow:
     return FiringRow(int(r["id"]), r["alert_id"], r["campaign_id"], r["period_key"], r["kpi"],
                      None if r["value"] is None else float(r["value"]), float(r["threshold"]),
                      from_db_time(r["fired_at"]), int(r["notified"]))
+
+
+def sms_failures(session: Session, campaign_id: str, since: datetime) -> tuple[int, int]:
+    """(SMS messages written, of which failed) for the campaign's rules since
+    ``since`` (aware): one aggregate over the outbox, with the KPI engine's
+    meaning of "failed" (status failed/dead, or a failed/undelivered receipt).
+    The campaign KPIs count failures over every channel; an SMS alert needs SMS alone."""
+    row = session.connection().execute(text("""
+        SELECT COUNT(*),
+               SUM(CASE WHEN m.status IN ('failed', 'dead') OR m.delivery_status IN ('failed', 'undelivered')
+                        THEN 1 ELSE 0 END)
+        FROM outbox m
+        WHERE m.channel = 'sms' AND m.customer_id IS NOT NULL AND m.created_at >= :since
+          AND m.rule_id IN (SELECT ref FROM campaign_links WHERE campaign_id = :c AND kind = 'rule')"""),
+        {"c": campaign_id, "since": to_db_time(since)}).one()
+    return int(row[0] or 0), int(row[1] or 0)

@@ -177,3 +177,74 @@ def test_an_ended_campaign_gets_a_retrospective_the_team_completes_and_finds(
     assert 'data-row="' not in manager.get("/campaigns?q=没有这回事").text.split('class="retros"')[1]
     # readers of the dashboard read the lessons too
     assert login("admin").get(f"/campaigns/{CAMPAIGN}/retrospective").status_code == 200
+
+
+SMS_WORLD = """
+- kind: connector
+  id: sms_mem
+  type: memory
+  channel: sms
+  settings: {fail_recipients: ["13800000001"]}
+- kind: template
+  id: flash_sms
+  channels: [sms]
+  sms: {aliyun_template_code: SMS_100001, sign_name: 促销通}
+  body: "{{ customer.name }}您好，限时闪购今晚开始。退订回T"
+- kind: rule
+  id: flash_sms
+  title: 闪购短信
+  trigger: {schedule: "0 10 * * *", timezone: Asia/Shanghai}
+  audience: {customer: {consent.sms: true}}
+  once_per: ever
+  steps:
+    - send: {channel: sms, template: flash_sms, connector: sms_mem}
+- kind: campaign
+  id: flash
+  title: 闪购
+  owner: marketing
+  channel: sms
+  start: "2025-02-20"
+  end: "2025-03-31"
+  rules: [flash_sms]
+- kind: alert
+  id: flash_sms_failures
+  title: 闪购短信失败率超过 2%
+  kpi: sms_failure_rate
+  above: 2%
+  min_count: 3
+  campaigns: [flash]
+  notify: {channel: email, to: owner}
+"""
+SMS_CUSTOMERS = """external_id,name,phone,consent_sms
+f1,李雷,13800000001,1
+f2,韩梅梅,13800000002,1
+f3,王芳,13800000003,1
+"""
+
+
+def test_sms_failures_of_a_campaigns_rules_raise_the_sms_alert(
+        app: Flask, owner: str, ticks: dict[str, Callable[..., Any]], clock: Clock, tmp_path: Path) -> None:
+    from engine.customers_import import import_customers
+
+    services = app.extensions["promoflow"]
+    extra = tmp_path / "flash.yaml"
+    extra.write_text(SMS_WORLD, encoding="utf-8")
+    publish_paths(services.session_factory, [*library_paths(), extra], now=NOW - timedelta(days=1), by="test")
+    people = tmp_path / "customers.csv"
+    people.write_text(SMS_CUSTOMERS, encoding="utf-8")
+    assert not import_customers(services.session_factory, people, now=NOW - timedelta(days=1)).errors
+    ticks["alerts"](clock.now)
+    assert _outbox(app, "alert:") == []  # nothing sent yet: nothing to judge
+    # the rule fires at 10:00 and the dispatcher delivers: one of three SMS fails (33 % > 2 %)
+    for at in (NOW, NOW + timedelta(minutes=1), NOW + timedelta(minutes=2)):
+        clock.now = at
+        ticks["automation"](at)
+        ticks["dispatch"](at)
+    with services.session_factory() as s:
+        sent = list(s.scalars(select(OutboxMessage).where(OutboxMessage.rule_id == "flash_sms")))
+    assert sorted((m.recipient, m.status) for m in sent) == [
+        ("13800000001", "failed"), ("13800000002", "sent"), ("13800000003", "sent")]
+    ticks["alerts"](clock.now)
+    [notice] = [m for m in _outbox(app, "alert:") if "闪购" in (m.subject or "")]
+    assert notice.recipient == OWNER_EMAIL
+    assert "当前 短信失败率：33.3%（阈值：高于 2.0%）" in notice.body

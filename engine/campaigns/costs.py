@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from engine.definitions.specs import ConnectorSpec
 
@@ -75,4 +75,4 @@ def message_costs(groups: Iterable[tuple[str | None, str, int, int]], prices: Ma
             continue
         key = f"messages_{channel}"
         totals[key] = totals.get(key, Decimal(0)) + cost
-    return {k: v.quantize(CENT) for k, v in totals.items() if v}
+    return {k: v.quantize(CENT, rounding=ROUND_HALF_UP) for k, v in totals.items() if v}

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields, is_dataclass
+from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from engine.campaigns.costs import MessagePrice, message_costs
@@ -198,6 +198,9 @@ class CampaignKpis:
     cohorts: tuple[CohortRow, ...]
     costs: tuple[CostLine, ...]
     targets: tuple[TargetRow, ...]
+    #: Control-arm customers who were sent a campaign message: must stay 0
+    #: (a holdout receives nothing); anything else is an alarm.
+    control_reached: int = 0
 
 
 @dataclass(frozen=True)
@@ -224,7 +227,7 @@ def _rate(num: float, den: float) -> float | None:
 
 
 def _cents(value: Decimal) -> Decimal:
-    return value.quantize(CENT)
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 def _arm_name(arm: str) -> str:
@@ -321,7 +324,7 @@ def build_kpis(raw: RawKpis, inputs: KpiInputs) -> CampaignKpis:
         task_response_hours_avg=task_seconds / 3600.0 if task_seconds is not None else None,
         uplift_conversion=uplift_conv, uplift_revenue_per_customer=uplift_rev, uplift_method=UPLIFT_METHOD,
         arms=tuple(arms), daily=tuple(DailyRow(d, s, k, v) for d, s, k, v in raw.daily), funnel=funnel,
-        cohorts=cohorts, costs=costs, targets=(),
+        cohorts=cohorts, costs=costs, targets=(), control_reached=raw.control_reached,
     )
     targets = tuple(_target(kpis, metric, target) for metric, target in inputs.targets)
     return _replace_targets(kpis, targets)
@@ -395,6 +398,9 @@ def kpis_from_json(body: Mapping[str, Any]) -> CampaignKpis:
     """Read back what :func:`kpis_to_json` wrote (a snapshot)."""
     out: dict[str, Any] = {}
     for f in fields(CampaignKpis):
+        if f.name not in body and f.default is not MISSING:
+            out[f.name] = f.default  # a snapshot stored before the field was added
+            continue
         v = body.get(f.name)
         if f.name in ("start", "end", "as_of"):
             out[f.name] = _time(v)

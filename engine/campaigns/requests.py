@@ -67,12 +67,12 @@ def _targets(rows: Any) -> list[dict[str, str]]:
     return out
 
 
-def create_from_request(session: Session, form: FormSpec, definitions: DefinitionSet, *, record_id: int,
+def create_from_request(session: Session | Any, form: FormSpec, definitions: DefinitionSet, *, record_id: int,
                         data: Mapping[str, Any], now: datetime) -> str | None:
     """Write the campaign of an approved record of ``form`` (``now`` naive
     UTC); None when the form makes no campaigns or it already exists."""
     parts = form.campaign
-    if parts is None or repo.by_record(session, record_id) is not None:
+    if parts is None:
         return None
 
     def field(part: str) -> Any:
@@ -90,11 +90,11 @@ def create_from_request(session: Session, form: FormSpec, definitions: Definitio
     materials = _materials(field("materials"))
     cid = campaign_id_for(record_id)
     channel = field("channel")
-    repo.put(session, {
+    made = repo.insert_request_campaign(session, {
         "id": cid, "title": str(field("title") or cid)[:255], "title_en": None, "source": "request",
-        "record_id": record_id, "owner": repo.record_creator(session, record_id), "channel": str(channel)[:32] if channel else None,
+        "record_id": record_id, "channel": str(channel)[:32] if channel else None,
         "budget": _money(field("budget")), "starts_on": starts_on, "ends_on": max(starts_on, ends_on),
         "attribution_days": window if isinstance(window, int) and window > 0 else DEFAULT_WINDOW_DAYS,
         "targets": _targets(field("targets")), "materials": materials, "materials_cost": _materials_total(materials),
     }, {"rule": rules, "pool": pools, "form": [form.id]}, now=now)
-    return cid
+    return cid if made else None

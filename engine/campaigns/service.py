@@ -235,7 +235,7 @@ class CampaignService:
         as_of = min(now, end)
         offset = int((now.astimezone(self._tz).utcoffset() or timedelta(0)).total_seconds() // 60)
         query = KpiQuery(view.id, to_db_time(start), to_db_time(end), to_db_time(max(as_of, start)),
-                         view.attribution_days * 86400, offset)
+                         view.attribution_days * 86400, offset, observed=to_db_time(max(now, start)))
         local_first = start.astimezone(self._tz).date()
         local_last = (end - timedelta(microseconds=1)).astimezone(self._tz).date()
         with transaction(self._sf) as session:

@@ -12,7 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from engine.storage.models import (
@@ -173,3 +173,49 @@ def store_snapshot(session: Session, campaign_id: str, range_key: str, *, waterm
     session.execute(delete(_snaps).where(_snaps.c.campaign_id == campaign_id, _snaps.c.range_key == range_key))
     session.execute(insert(_snaps).values(campaign_id=campaign_id, range_key=range_key, watermark=watermark,
                                           computed_at=now, body=body))
+
+
+# --- the approval path (engine/campaigns/requests.py) --------------------------------
+# The last approval runs on a lean transaction (engine.storage.workflows_repo.Lean: a
+# driver connection, no ORM Session), so the campaign of an approved request is written
+# with prepared Core statements on that connection.
+
+def _prepared() -> dict[str, Any]:
+    from engine.storage.models import Record
+    from engine.storage.workflows_repo import Prepared
+
+    columns = ("id", "title", "title_en", "source", "record_id", "owner", "channel", "budget", "starts_on",
+               "ends_on", "attribution_days", "targets", "materials", "materials_cost", "created_at", "updated_at")
+    return {
+        "by_record": Prepared(select(_campaigns.c.id).where(_campaigns.c.record_id == bindparam("record_id"))),
+        "creator": Prepared(select(Record.created_by_name).where(Record.id == bindparam("record_id"))),
+        "insert": Prepared(insert(_campaigns), columns),
+        "link": Prepared(insert(_links), ("campaign_id", "kind", "ref")),
+    }
+
+
+_PREPARED: dict[str, Any] = {}
+
+
+def _p(name: str) -> Any:
+    if not _PREPARED:
+        _PREPARED.update(_prepared())
+    return _PREPARED[name]
+
+
+def insert_request_campaign(session: Any, row: Mapping[str, Any], links: Mapping[str, Iterable[str]], *,
+                            now: datetime) -> bool:
+    """Write the campaign of an approved request once (False when the
+    request already has one); ``session`` is a Session or a Lean."""
+    from engine.storage.workflows_repo import Db
+
+    db = Db.of(session)
+    if db.rows(_p("by_record"), {"record_id": row["record_id"]}):
+        return False
+    found = db.rows(_p("creator"), {"record_id": row["record_id"]})
+    values = {"owner": found[0][0] if found else None, **row, "created_at": now, "updated_at": now}
+    db.execute(_p("insert"), values)
+    for kind in LINK_KINDS:
+        for ref in sorted(set(links.get(kind, ()))):
+            db.execute(_p("link"), {"campaign_id": row["id"], "kind": kind, "ref": ref})
+    return True

@@ -52,6 +52,10 @@ class KpiQuery:
     as_of: datetime
     window_seconds: int
     offset_minutes: int = 480
+    #: Until when loyalty is observed (repurchase, retention, CLV, the arms'
+    #: windows): later orders of the range's buyers still tell whether they
+    #: came back. Default: ``as_of``.
+    observed: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class RawKpis:
 
     audience: int
     control: int
+    control_reached: int
     messages: Mapping[str, int]
     reached: int
     clicked_customers: int
@@ -142,7 +147,7 @@ class _Sql:
         return f"CREATE TEMPORARY TABLE {name} AS {query}"
 
 
-_TIMES = ("start", "end", "as_of")
+_TIMES = ("start", "end", "as_of", "observed")
 
 
 class _Run:
@@ -151,6 +156,7 @@ class _Run:
     def __init__(self, session: Session, q: KpiQuery):
         self.s, self.q, self.sql = session, q, _Sql(session)
         self.params = {"c": q.campaign_id, "start": q.start, "end": q.end, "as_of": q.as_of,
+                       "observed": q.observed or q.as_of,
                        "win": q.window_seconds, "offset": q.offset_minutes,
                        "offmod": f"{q.offset_minutes:+d} minutes"}
 
@@ -261,6 +267,10 @@ def compute_raw(session: Session, q: KpiQuery) -> RawKpis:
                    COUNT(DISTINCT CASE WHEN clicked_at IS NOT NULL THEN customer_id END),
                    COUNT(*)
             FROM kp_msgs WHERE {in_range}""")
+        control_reached = r.one(f"""
+            SELECT COUNT(DISTINCT m.customer_id) FROM kp_msgs m
+            JOIN kp_members mb ON mb.customer_id = m.customer_id AND mb.arm = 'control'
+            WHERE m.status = 'sent' AND m.{in_range}""")[0]
         replied = r.one(f"""
             SELECT COUNT(DISTINCT f.message_id) FROM feedback f
             WHERE f.message_id IN (SELECT id FROM kp_msgs WHERE {in_range})""")[0]
@@ -288,13 +298,13 @@ def compute_raw(session: Session, q: KpiQuery) -> RawKpis:
             WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = b.customer_id
                               AND o.status IN {COUNTED} AND o.placed_at < b.first_at)""")[0]
         again = f"""EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = b.customer_id AND o.status IN {COUNTED}
-                               AND o.placed_at > b.first_at AND o.placed_at < :as_of"""
+                               AND o.placed_at > b.first_at AND o.placed_at < :observed"""
         repurchased = r.one(f"SELECT COUNT(*) FROM {first} b WHERE {again})")[0]
         repurchase: dict[int, tuple[int, int]] = {}
         cohort_cols = []
         for days in RETENTION_DAYS:
             span = str(days * 86400)
-            matured = f"{sql.plus('b.first_at', span)} <= :as_of"
+            matured = f"{sql.plus('b.first_at', span)} <= :observed"
             kept = f"{again} AND o.placed_at <= {sql.plus('b.first_at', span)})"
             cohort_cols.append(f"SUM(CASE WHEN {matured} THEN 1 ELSE 0 END), "
                                f"SUM(CASE WHEN {matured} AND {kept} THEN 1 ELSE 0 END)")
@@ -339,7 +349,7 @@ def compute_raw(session: Session, q: KpiQuery) -> RawKpis:
     finally:
         r.drop()
     return RawKpis(
-        audience=int(members[0] or 0), control=int(members[1] or 0),
+        audience=int(members[0] or 0), control=int(members[1] or 0), control_reached=int(control_reached or 0),
         messages={"sent": int(msg[0] or 0), "delivered": int(msg[1] or 0), "failed": int(msg[2] or 0),
                   "clicked": int(msg[3] or 0), "written": int(msg[6] or 0)},
         reached=int(msg[4] or 0), clicked_customers=int(msg[5] or 0), replied=int(replied or 0),
@@ -380,7 +390,7 @@ def _arms(r: _Run) -> tuple[ArmRow, ...]:
                      COALESCE(SUM(o.net_amount), 0) AS clv
               FROM kp_members mb
               LEFT JOIN orders o ON o.customer_id = mb.customer_id AND o.status IN {COUNTED}
-                   AND o.placed_at >= mb.entered_at AND o.placed_at < :as_of AND o.placed_at < {clv_end}
+                   AND o.placed_at >= mb.entered_at AND o.placed_at < :observed AND o.placed_at < {clv_end}
               GROUP BY mb.arm, mb.customer_id) pc
         GROUP BY pc.arm ORDER BY pc.arm""")
     return tuple(ArmRow(str(a or ""), int(n), int(conv or 0), _money(rev), float(sq or 0), _money(clv))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 NOW = datetime(2025, 3, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 
@@ -17,3 +18,31 @@ class Clock:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def statsmodels_modules() -> tuple[Any, Any]:
+    """``statsmodels.stats.proportion`` and ``statsmodels.stats.weightstats``.
+
+    pytest puts tests/ first on ``sys.path``, where tests/packaging (the wheel
+    tests) shadows the ``packaging`` distribution statsmodels imports; import
+    statsmodels with the real one, then give the shadow its name back."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    tests_dir = Path(__file__).resolve().parents[1]
+    shadow = sys.modules.get("packaging")
+    saved = sys.path[:]
+    if shadow is not None and tests_dir in Path(getattr(shadow, "__file__", "/")).resolve().parents:
+        del sys.modules["packaging"]
+    else:
+        shadow = None
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != tests_dir]
+    try:
+        proportion = importlib.import_module("statsmodels.stats.proportion")
+        weightstats = importlib.import_module("statsmodels.stats.weightstats")
+    finally:
+        sys.path[:] = saved
+        if shadow is not None:
+            sys.modules["packaging"] = shadow
+    return proportion, weightstats

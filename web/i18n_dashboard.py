@@ -19,6 +19,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "dash_bad_format": ("导出格式只能是 csv 或 xlsx", "The export format must be csv or xlsx"),
     "dash_unknown_table": ("没有名为 {table} 的表格", "There is no table called {table}"),
     "dash_not_computed": ("指标尚未计算，请稍后刷新。", "The KPIs are not computed yet; refresh in a moment."),
+    "dash_control_reached": ("注意：对照组中有 {n} 位顾客收到了本活动的消息，提升数据不可信。",
+                             "Warning: {n} control-group customers were sent this campaign's messages; the uplift cannot be trusted."),
     "dash_computed_at": ("指标计算于 {at}", "KPIs computed at {at}"),
     "dash_no_campaigns": ("还没有活动", "No campaigns yet"),
     "dash_engine_missing": ("活动指标模块尚未安装，看板暂无数据。", "The campaign KPI module is not installed; the dashboard has no data."),

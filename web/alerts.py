@@ -30,7 +30,7 @@ from . import services
 from .auth import login_required
 from .charts import Column, Table
 from .dashboard import export_if_asked, require_reader, table_view
-from .i18n import label, t
+from .i18n import get_locale, label, t
 from .i18n_dashboard import MESSAGES as DASHBOARD_MESSAGES
 
 bp = Blueprint("alerts", __name__)
@@ -39,11 +39,12 @@ RECENT = 200
 
 
 def _duration_text(value: timedelta) -> str:
-    days, rest = value.days, value.seconds
-    if rest == 0 and days:
-        return f"{days} 天" if t("yes") == "是" else f"{days} d"
+    """``3d`` as 3 天 / 3 d, ``12h`` as 12 小时 / 12 h."""
+    zh = get_locale() != "en"
+    if value.seconds == 0 and value.days:
+        return f"{value.days} 天" if zh else f"{value.days} d"
     hours = value.total_seconds() / 3600
-    return f"{hours:g} 小时" if t("yes") == "是" else f"{hours:g} h"
+    return f"{hours:g} 小时" if zh else f"{hours:g} h"
 
 
 def _condition(alert: AlertSpec) -> str:

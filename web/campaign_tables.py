@@ -6,14 +6,14 @@ numbers by construction, and the browser test can compare one with the other.
 Nothing is computed here: every value is read from the KPI snapshot; this
 module only chooses rows, columns, labels and chart kinds.
 
-The body's shape (written by the campaigns KPI engine, ``engine.campaigns``)
-is read through :mod:`web.campaign_source`, which maps it onto these keys:
-``campaign`` (id, title, status, owner, …), ``kpis`` (flat headline numbers,
-rates as fractions), ``funnel`` (stage, count), ``daily`` (day, sent,
-redeemed, revenue), ``cohorts`` (cohort, size, retention by period),
-``nps`` (distribution by score, tags), ``arms`` (per variant and control,
-uplift with a 95 % interval), ``costs`` (category, amount), ``targets``
-(metric, target, actual, met).
+The body is ``{"campaign": CampaignView.to_json(), "kpis": kpis_to_json(CampaignKpis)}``
+(``engine.campaigns``; :mod:`web.campaign_source`): ``kpis`` is exactly what
+``GET /api/v1/campaigns/<id>/kpis`` answers — flat headline numbers (rates as
+fractions, money as decimal strings), ``funnel`` (stage, customers), ``daily``
+(day, sends, redemptions, revenue), ``cohorts`` (cohort, customers, cells by
+days), ``nps_distribution`` (answers per score 0–10), ``feedback_tags``,
+``arms`` (with uplift intervals), ``costs`` (category, amount) and
+``targets`` (metric, target, actual, met).
 """
 
 from __future__ import annotations

@@ -119,7 +119,7 @@ def build_alert(ctx: Context, d: dict, src: Source) -> AlertSpec:
 
 def check_alert(ctx: Context, d: dict) -> list[Problem]:
     """References an alert makes: its template (which must serve the channel),
-    its role and its connector."""
+    its role, its campaigns and its connector."""
     problems: list[Problem] = []
     notify = d["notify"]
     template_id = notify.get("template", DEFAULT_TEMPLATE)
@@ -134,6 +134,10 @@ def check_alert(ctx: Context, d: dict) -> list[Problem]:
     if isinstance(to, dict) and "role" in to and to["role"] not in ctx.ids("role") | BUILTIN_ROLES:
         problems.append(Problem(("notify", "to", "role"), "unknown_ref",
                                 unknown("role", to["role"], ctx.ids("role") | BUILTIN_ROLES)))
+    for i, campaign in enumerate(d.get("campaigns", ())):
+        if campaign not in ctx.ids("campaign"):
+            problems.append(Problem(("campaigns", i), "unknown_ref",
+                                    unknown("campaign", campaign, ctx.ids("campaign"))))
     if notify.get("connector") and notify["connector"] not in ctx.ids("connector"):
         problems.append(Problem(("notify", "connector"), "unknown_ref",
                                 unknown("connector", notify["connector"], ctx.ids("connector"))))

@@ -65,10 +65,13 @@ def test_the_shipped_alerts_load_with_percentages_as_fractions() -> None:
     ("kpi: nps\nbelow: 0\nnotify: {channel: sms}", "template `alert_notice` has no sms version"),
     ("kpi: nps\nbelow: 0\nnotify: {channel: email, template: alert_notic}", "did you mean `alert_notice`?"),
     ("kpi: nps\nbelow: five\nnotify: {channel: email}", "a percentage such as 5%"),
+    ("kpi: nps\nbelow: 0\ncampaigns: [spring_sal]\nnotify: {channel: email}",
+     "unknown campaign `spring_sal`; did you mean `spring_sale`?"),
 ])
 def test_a_wrong_alert_is_a_located_error(text: str, message: str) -> None:
     files = [(f"lib{i}.yaml", p.read_text(encoding="utf-8")) for i, p in enumerate(_template_files())]
-    result = load_texts([*files, ("a.yaml", "kind: alert\nid: x\ntitle: X\n" + text)])
+    campaign = "kind: campaign\nid: spring_sale\ntitle: 春季促销\nstart: '2025-03-01'\nend: '2025-03-31'\n"
+    result = load_texts([*files, ("c.yaml", campaign), ("a.yaml", "kind: alert\nid: x\ntitle: X\n" + text)])
     found = [e for e in result.errors if e.file == "a.yaml"]
     assert any(message in e.message for e in found), found
     assert all(e.line >= 1 for e in found)
@@ -94,7 +97,8 @@ def test_low_redemption_breaches_only_three_days_in_and_with_enough_coupons() ->
 
 
 def test_an_alert_limited_to_campaigns_and_a_disabled_alert() -> None:
-    alerts = _alerts("- kind: alert\n  id: only\n  title: 仅\n  kpi: nps\n  below: 0\n  campaigns: [autumn]\n"
+    alerts = _alerts("- kind: campaign\n  id: autumn\n  title: 秋\n  start: '2025-09-01'\n  end: '2025-09-30'\n"
+                     "- kind: alert\n  id: only\n  title: 仅\n  kpi: nps\n  below: 0\n  campaigns: [autumn]\n"
                      "  notify: {channel: email}\n"
                      "- kind: alert\n  id: off\n  title: 关\n  kpi: nps\n  below: 0\n  enabled: false\n"
                      "  notify: {channel: email}\n"

@@ -79,7 +79,7 @@ def weekly_report_tick(svc: Any) -> Callable[[datetime], Any]:
 
     def tick(now: datetime) -> Any:
         from engine import outbox
-        from engine.storage import workflows_repo
+        from engine.storage import outbox_repo, reports_repo, workflows_repo
         from engine.storage.database import transaction
         from engine.storage.events_repo import append_event
         from engine.templates import TemplateRenderError, render
@@ -98,7 +98,7 @@ def weekly_report_tick(svc: Any) -> Callable[[datetime], Any]:
                 continue
             key = f"report:{row.id}:{week}"
             with transaction(svc.session_factory) as s:
-                if outbox_exists(s, key):
+                if reports_repo.report_queued(s, key):
                     continue
                 contact = workflows_repo.contacts(s, [row.owner]).get(row.owner)
                 if contact is None or not contact.email:
@@ -118,8 +118,6 @@ def weekly_report_tick(svc: Any) -> Callable[[datetime], Any]:
                                              context=context, idempotency_key=key, delivery_class="transactional",
                                              connector=conn.id, extra={"options": {"inline_images": images}})
                     message = render(template, context, channel="email")
-                    from engine.storage import outbox_repo
-
                     if outbox_repo.insert_message(s, outbox.row_for(item, message, conn, now, template)) is not None:
                         queued += 1
             except (outbox.OutboxError, TemplateRenderError) as exc:
@@ -129,14 +127,6 @@ def weekly_report_tick(svc: Any) -> Callable[[datetime], Any]:
         return queued or None
 
     return tick
-
-
-def outbox_exists(session: Any, key: str) -> bool:
-    from sqlalchemy import select
-
-    from engine.storage.models import OutboxMessage
-
-    return session.execute(select(OutboxMessage.id).where(OutboxMessage.idempotency_key == key)).first() is not None
 
 
 def retrospective_tick(svc: Any) -> Callable[[datetime], Any]:

@@ -546,6 +546,8 @@ def _play_demo(settings: Settings, start: datetime, days: int) -> None:
         report = play(app, clock, start=first, days=days, progress=bar.update)
     app.extensions["promoflow"].db_engine.dispose()
     click.echo(report.line())
+    for line in report.campaign_lines():  # issue 14: what the campaign dashboard opens on
+        click.echo(line)
     for problem in report.errors[:5]:
         click.echo(f"  ! {problem}", err=True)
 

@@ -5,8 +5,8 @@ status, their KPIs read from snapshots, and costs entered by hand.
 The KPI snapshot of a campaign and range is recomputed only when the
 source watermark (``campaigns_repo.watermark``) moved since it was stored,
 and at most once per ``SNAPSHOT_MAX_AGE`` on a page view; the worker's tick
-refreshes the default range of every campaign that is running or ended
-within ``TICK_KEEP``. A page therefore reads one row, whatever the data size.
+refreshes (at most once per ``TICK_MIN_AGE``) the default range of every
+campaign that is running or ended within ``TICK_KEEP``. A page therefore reads one row, whatever the data size.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ __all__ = ["COST_CATEGORIES", "CampaignNotFound", "CampaignService", "CampaignVi
 #: Categories of a cost entered by hand.
 COST_CATEGORIES = ("labour", "media", "materials", "other")
 SNAPSHOT_MAX_AGE = timedelta(seconds=60)
+#: The worker recomputes a moved snapshot at most this often (a page view after a minute does it sooner).
+TICK_MIN_AGE = timedelta(hours=1)
 TICK_KEEP = timedelta(days=180)
 CENT = Decimal("0.01")
 MAX_COST = Decimal("1e10")
@@ -267,7 +269,7 @@ class CampaignService:
             with transaction(self._sf) as session:
                 mark = repo.watermark(session, view.id)
                 snap = repo.snapshot(session, view.id, "default")
-            recent = snap is not None and to_db_time(now) - snap["computed_at"] < SNAPSHOT_MAX_AGE
+            recent = snap is not None and to_db_time(now) - snap["computed_at"] < TICK_MIN_AGE
             if snap is None or (snap["watermark"] != mark and not recent):
                 self._compute_and_store(view, "default", d_start, d_end, now=now, mark=mark)
                 done += 1

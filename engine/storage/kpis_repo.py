@@ -11,7 +11,8 @@ tables (``kp_*``) that the later statements join, so that each big table
 * ``kp_msgs``: the campaign's messages to customers created before the range
   ends, each with its touch time (delivered or first clicked, the earlier);
 * ``kp_touch``: each customer's first touch by the campaign;
-* ``kp_other``: the first touches of the same customers by every other campaign
+* ``kp_cand``: orders inside a touch's window carrying no campaign's code;
+* ``kp_other``: the first touches of those customers by every other campaign
   (for last-touch attribution);
 * ``kp_attr``: the orders attributed to the campaign (see docs/campaigns.md).
 
@@ -178,7 +179,7 @@ class _Run:
         return self.rows(sql)[0]
 
     def drop(self) -> None:
-        for name in ("kp_attr", "kp_other", "kp_touch", "kp_msgs", "kp_members"):
+        for name in ("kp_buyers", "kp_attr", "kp_other", "kp_cand", "kp_touch", "kp_msgs", "kp_members"):
             self.s.execute(text(f"DROP TABLE IF EXISTS {name}"))
 
 
@@ -192,14 +193,21 @@ def _earlier(a: str, b: str) -> str:
 
 
 def _build_tables(r: _Run) -> None:
+    """The temporary tables. Each time bound a later join compares with is
+    computed once here (``win_end``, ``clv_end``, ``until_at``), so the joins
+    are plain index ranges; ``CROSS JOIN`` fixes SQLite's join order (the
+    temporary tables have no statistics), and means an ordinary join to
+    PostgreSQL."""
     sql = r.sql
     r.drop()
     r.run(sql.temp("kp_members", f"""
-        SELECT j.subject_id AS customer_id, MIN(j.entered_at) AS entered_at, MIN(COALESCE(j.arm, '')) AS arm
-        FROM journeys j
-        WHERE j.subject_type = 'customer' AND j.rule_id IN {_RULES}
-          AND j.entered_at >= :start AND j.entered_at < :end
-        GROUP BY j.subject_id"""))
+        SELECT g.customer_id, g.entered_at, g.arm, {sql.plus('g.entered_at', ':win')} AS win_end,
+               {sql.plus('g.entered_at', str(CLV_DAYS * 86400))} AS clv_end
+        FROM (SELECT j.subject_id AS customer_id, MIN(j.entered_at) AS entered_at, MIN(COALESCE(j.arm, '')) AS arm
+              FROM journeys j
+              WHERE j.subject_type = 'customer' AND j.rule_id IN {_RULES}
+                AND j.entered_at >= :start AND j.entered_at < :end
+              GROUP BY j.subject_id) g"""))
     r.run("CREATE INDEX kp_members_customer ON kp_members (customer_id)")
     click = "(SELECT MIN(cl.first_clicked_at) FROM click_links cl WHERE cl.message_id = m.id)"
     delivered = "CASE WHEN m.delivery_status = 'delivered' THEN m.delivered_at END"
@@ -211,9 +219,19 @@ def _build_tables(r: _Run) -> None:
               FROM outbox m
               WHERE m.rule_id IN {_RULES} AND m.customer_id IS NOT NULL AND m.created_at < :end) x"""))
     r.run("CREATE INDEX kp_msgs_customer ON kp_msgs (customer_id)")
-    r.run(sql.temp("kp_touch", """
-        SELECT customer_id, MIN(touch_at) AS touch_at FROM kp_msgs WHERE touch_at IS NOT NULL GROUP BY customer_id"""))
+    r.run(sql.temp("kp_touch", f"""
+        SELECT f.customer_id, f.touch_at, {sql.plus('f.touch_at', ':win')} AS until_at
+        FROM (SELECT customer_id, MIN(touch_at) AS touch_at FROM kp_msgs WHERE touch_at IS NOT NULL
+              GROUP BY customer_id) f"""))
     r.run("CREATE INDEX kp_touch_customer ON kp_touch (customer_id)")
+    # orders in a touch's window, not carrying a code of any campaign's pool: candidates for last touch
+    r.run(sql.temp("kp_cand", f"""
+        SELECT o.id AS order_id, o.customer_id, o.net_amount AS amount, o.placed_at, t.touch_at
+        FROM kp_touch t CROSS JOIN orders o
+        WHERE o.customer_id = t.customer_id AND o.placed_at >= t.touch_at AND o.placed_at < t.until_at
+          AND o.status IN {COUNTED} AND o.placed_at >= :start AND o.placed_at < :end AND o.placed_at < :as_of
+          AND NOT EXISTS (SELECT 1 FROM coupons c3 JOIN campaign_links l3 ON l3.kind = 'pool' AND l3.ref = c3.pool_id
+                          WHERE o.coupon_code IS NOT NULL AND c3.code = o.coupon_code)"""))
     other_click = "(SELECT MIN(cl.first_clicked_at) FROM click_links cl WHERE cl.message_id = m2.id)"
     other_delivered = "CASE WHEN m2.delivery_status = 'delivered' THEN m2.delivered_at END"
     r.run(sql.temp("kp_other", f"""
@@ -221,29 +239,25 @@ def _build_tables(r: _Run) -> None:
                {sql.plus('y.first_at', 'c2.attribution_days * 86400')} AS until_at
         FROM (SELECT l2.campaign_id, m2.customer_id,
                      MIN({_earlier(other_delivered, other_click)}) AS first_at
-              FROM outbox m2
+              FROM (SELECT DISTINCT customer_id FROM kp_cand) k CROSS JOIN outbox m2
               JOIN campaign_links l2 ON l2.kind = 'rule' AND l2.ref = m2.rule_id AND l2.campaign_id <> :c
-              WHERE m2.customer_id IN (SELECT customer_id FROM kp_touch)
+              WHERE m2.customer_id = k.customer_id
               GROUP BY l2.campaign_id, m2.customer_id) y
         JOIN campaigns c2 ON c2.id = y.campaign_id
         WHERE y.first_at IS NOT NULL"""))
     r.run("CREATE INDEX kp_other_customer ON kp_other (customer_id)")
     r.run(sql.temp("kp_attr", f"""
         SELECT o.id AS order_id, o.customer_id, o.net_amount AS amount, o.placed_at, 'coupon' AS via
-        FROM coupons c JOIN orders o ON o.coupon_code = c.code
-        WHERE c.pool_id IN {_POOLS} AND o.status IN {COUNTED}
-          AND o.placed_at >= :start AND o.placed_at < :end AND o.placed_at < :as_of
+        FROM coupons c CROSS JOIN orders o
+        WHERE c.pool_id IN {_POOLS} AND o.coupon_code IS NOT NULL AND o.coupon_code = c.code
+          AND o.status IN {COUNTED} AND o.placed_at >= :start AND o.placed_at < :end AND o.placed_at < :as_of
         UNION ALL
-        SELECT o.id, o.customer_id, o.net_amount, o.placed_at, 'message'
-        FROM kp_touch t JOIN orders o ON o.customer_id = t.customer_id
-        WHERE o.status IN {COUNTED} AND o.placed_at >= t.touch_at AND o.placed_at < {sql.plus('t.touch_at', ':win')}
-          AND o.placed_at >= :start AND o.placed_at < :end AND o.placed_at < :as_of
-          AND NOT EXISTS (SELECT 1 FROM coupons c3 JOIN campaign_links l3 ON l3.kind = 'pool' AND l3.ref = c3.pool_id
-                          WHERE o.coupon_code IS NOT NULL AND c3.code = o.coupon_code)
-          AND NOT EXISTS (SELECT 1 FROM kp_other x
-                          WHERE x.customer_id = o.customer_id AND x.first_at <= o.placed_at
-                            AND o.placed_at < x.until_at
-                            AND (x.first_at > t.touch_at OR (x.first_at = t.touch_at AND x.campaign_id < :c)))"""))
+        SELECT k.order_id, k.customer_id, k.amount, k.placed_at, 'message'
+        FROM kp_cand k
+        WHERE NOT EXISTS (SELECT 1 FROM kp_other x
+                          WHERE x.customer_id = k.customer_id AND x.first_at <= k.placed_at
+                            AND k.placed_at < x.until_at
+                            AND (x.first_at > k.touch_at OR (x.first_at = k.touch_at AND x.campaign_id < :c)))"""))
     r.run("CREATE INDEX kp_attr_customer ON kp_attr (customer_id)")
 
 
@@ -291,26 +305,28 @@ def compute_raw(session: Session, q: KpiQuery) -> RawKpis:
         converted = r.one(f"""
             SELECT COUNT(DISTINCT a.customer_id) FROM kp_attr a
             WHERE a.customer_id IN (SELECT customer_id FROM kp_msgs WHERE status = 'sent' AND {in_range})""")[0]
-        # a buyer's first attributed order, and whether it was their first counted order ever
-        first = """(SELECT customer_id, MIN(placed_at) AS first_at FROM kp_attr GROUP BY customer_id)"""
-        new = r.one(f"""
-            SELECT COUNT(*) FROM {first} b
-            WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = b.customer_id
-                              AND o.status IN {COUNTED} AND o.placed_at < b.first_at)""")[0]
-        again = f"""EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = b.customer_id AND o.status IN {COUNTED}
-                               AND o.placed_at > b.first_at AND o.placed_at < :observed"""
-        repurchased = r.one(f"SELECT COUNT(*) FROM {first} b WHERE {again})")[0]
+        # each buyer once: the first attributed order, the next counted order after it (until
+        # ``observed``), and whether the first was their first counted order ever
+        r.run(sql.temp("kp_buyers", f"""
+            SELECT x.*, {sql.month('x.first_at')} AS cohort, {sql.seconds(':observed', 'x.first_at')} AS age_s,
+                   {sql.seconds('x.next_at', 'x.first_at')} AS gap_s
+            FROM (SELECT b.customer_id, b.first_at,
+                         (SELECT MIN(o.placed_at) FROM orders o WHERE o.customer_id = b.customer_id
+                          AND o.status IN {COUNTED} AND o.placed_at > b.first_at AND o.placed_at < :observed) AS next_at,
+                         CASE WHEN EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = b.customer_id
+                                           AND o.status IN {COUNTED} AND o.placed_at < b.first_at)
+                              THEN 0 ELSE 1 END AS is_new
+                  FROM (SELECT customer_id, MIN(placed_at) AS first_at FROM kp_attr GROUP BY customer_id) b) x"""))
+        new, repurchased = r.one("SELECT SUM(is_new), SUM(CASE WHEN next_at IS NOT NULL THEN 1 ELSE 0 END) "
+                                 "FROM kp_buyers")
         repurchase: dict[int, tuple[int, int]] = {}
         cohort_cols = []
         for days in RETENTION_DAYS:
-            span = str(days * 86400)
-            matured = f"{sql.plus('b.first_at', span)} <= :observed"
-            kept = f"{again} AND o.placed_at <= {sql.plus('b.first_at', span)})"
-            cohort_cols.append(f"SUM(CASE WHEN {matured} THEN 1 ELSE 0 END), "
-                               f"SUM(CASE WHEN {matured} AND {kept} THEN 1 ELSE 0 END)")
+            span = days * 86400
+            cohort_cols.append(f"SUM(CASE WHEN age_s >= {span} THEN 1 ELSE 0 END), "
+                               f"SUM(CASE WHEN age_s >= {span} AND gap_s <= {span} THEN 1 ELSE 0 END)")
         cohort_rows = r.rows(f"""
-            SELECT {sql.month('b.first_at')} AS cohort, COUNT(*), {', '.join(cohort_cols)}
-            FROM {first} b GROUP BY {sql.month('b.first_at')} ORDER BY 1""")
+            SELECT cohort, COUNT(*), {', '.join(cohort_cols)} FROM kp_buyers GROUP BY cohort ORDER BY 1""")
         cohorts = []
         totals = {d: [0, 0] for d in RETENTION_DAYS}
         for row in cohort_rows:
@@ -377,21 +393,19 @@ def _json_list(raw: Any) -> list[Any]:
 
 def _arms(r: _Run) -> tuple[ArmRow, ...]:
     """Per arm: customers, converted within the window after entering, the
-    window revenue's sum and sum of squares per customer, and CLV revenue."""
-    sql = r.sql
-    clv_end = sql.plus("mb.entered_at", str(CLV_DAYS * 86400))
+    window revenue's sum and sum of squares per customer, and CLV revenue.
+    Grouped by the member's id, which ``kp_members``' index already orders."""
     rows = r.rows(f"""
         SELECT pc.arm, COUNT(*), SUM(CASE WHEN pc.n > 0 THEN 1 ELSE 0 END), SUM(pc.rev), SUM(pc.rev * pc.rev),
                SUM(pc.clv)
-        FROM (SELECT mb.arm, mb.customer_id,
-                     SUM(CASE WHEN o.placed_at < {sql.plus('mb.entered_at', ':win')} THEN 1 ELSE 0 END) AS n,
-                     COALESCE(SUM(CASE WHEN o.placed_at < {sql.plus('mb.entered_at', ':win')}
-                                       THEN o.net_amount ELSE 0 END), 0) AS rev,
+        FROM (SELECT MIN(mb.arm) AS arm,
+                     SUM(CASE WHEN o.placed_at < mb.win_end THEN 1 ELSE 0 END) AS n,
+                     COALESCE(SUM(CASE WHEN o.placed_at < mb.win_end THEN o.net_amount ELSE 0 END), 0) AS rev,
                      COALESCE(SUM(o.net_amount), 0) AS clv
               FROM kp_members mb
               LEFT JOIN orders o ON o.customer_id = mb.customer_id AND o.status IN {COUNTED}
-                   AND o.placed_at >= mb.entered_at AND o.placed_at < :observed AND o.placed_at < {clv_end}
-              GROUP BY mb.arm, mb.customer_id) pc
+                   AND o.placed_at >= mb.entered_at AND o.placed_at < mb.clv_end AND o.placed_at < :observed
+              GROUP BY mb.customer_id) pc
         GROUP BY pc.arm ORDER BY pc.arm""")
     return tuple(ArmRow(str(a or ""), int(n), int(conv or 0), _money(rev), float(sq or 0), _money(clv))
                  for a, n, conv, rev, sq, clv in rows)

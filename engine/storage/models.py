@@ -827,6 +827,11 @@ class CampaignCost(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime())
 
 
+#: Migration 0022: an order's coupon code, for attribution by code (only orders that carry one).
+Index("ix_orders_coupon_code", Order.coupon_code, sqlite_where=text("coupon_code IS NOT NULL"),
+      postgresql_where=text("coupon_code IS NOT NULL"))
+
+
 class CampaignKpiSnapshot(Base):
     """The KPIs of one campaign over one range as last computed, with the
     source watermark they were computed at: pages read this row, and it is

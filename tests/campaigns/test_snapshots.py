@@ -1,6 +1,8 @@
-"""KPI snapshots (issue 14, item 4): a page view reads the stored snapshot;
-a new order moves the watermark; the worker's ``campaigns`` tick (run as the
-scheduler runs it, on the fake clock) recomputes only what moved."""
+"""KPI snapshots (issue 14, item 4): a page view reads the stored snapshot
+(recomputed when its sources moved and it is a minute old); a new order
+moves the watermark; the worker's ``campaigns`` tick (run as the scheduler
+runs it, on the fake clock) computes missing snapshots and recomputes moved
+ones once they are an hour old."""
 
 from __future__ import annotations
 
@@ -37,7 +39,14 @@ def test_views_read_the_snapshot_and_the_tick_refreshes_it(app: Flask, tokens: d
     assert again == first  # within a minute of the last computation: the snapshot is served
     ticks = dict(tick_functions(app.extensions["promoflow"]))
     clock.now += timedelta(minutes=2)
-    assert ticks["campaigns"](clock.now) == 3  # fx moved; fy and member_winback had no snapshot yet
+    # a page view a minute later recomputes what moved
     fresh = client.get("/api/v1/campaigns/fx/kpis", headers=bearer(tokens["mm"])).get_json()
     assert (fresh["attributed_orders"], fresh["coupons_redeemed"], fresh["attributed_revenue"]) == (8, 4, "816.00")
+    assert ticks["campaigns"](clock.now) == 2  # fy and member_winback had no snapshot yet; fx is current
     assert ticks["campaigns"](clock.now + timedelta(minutes=2)) == 0  # nothing moved since
+    # another order moves every watermark: the tick recomputes a moved snapshot once it is an hour old
+    later = {**order, "external_id": "later", "placed_at": clock.now.isoformat()}
+    del later["coupon_code"]
+    assert client.post("/api/v1/orders", headers=bearer(tokens["till"]), json=later).status_code == 201
+    assert ticks["campaigns"](clock.now + timedelta(minutes=30)) == 0
+    assert ticks["campaigns"](clock.now + timedelta(minutes=70)) == 3

@@ -1,5 +1,6 @@
 """Campaign evaluation (issue 14): campaigns, the rules/pools/forms they link,
-hand-entered costs and KPI snapshots.
+hand-entered costs and KPI snapshots; an index of orders by coupon code
+(attribution by code).
 
 Revision ID: 0022
 Revises: 0019
@@ -83,7 +84,12 @@ def upgrade() -> None:
     )
 
 
+    op.create_index("ix_orders_coupon_code", "orders", ["coupon_code"],
+                    sqlite_where=sa.text("coupon_code IS NOT NULL"), postgresql_where=sa.text("coupon_code IS NOT NULL"))
+
+
 def downgrade() -> None:
+    op.drop_index("ix_orders_coupon_code", table_name="orders")
     op.drop_table("campaign_kpi_snapshots")
     op.drop_index(op.f("ix_campaign_costs_campaign_id"), table_name="campaign_costs")
     op.drop_table("campaign_costs")

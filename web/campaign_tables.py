@@ -234,7 +234,7 @@ def campaign_page(body: Mapping[str, Any], t: Translate) -> CampaignPage:
         Chart("costs", "pie", costs, "label", ("amount",)),
     ]
     return CampaignPage((headline, funnel, daily, cohorts, nps, tags, arms, costs, targets),
-                        tuple(c for c in charts if c.table.rows))
+                        tuple(c for c in charts if c.has_data))
 
 
 def overview_table(rows: Sequence[Mapping[str, Any]], t: Translate, locale: str = "zh") -> Table:

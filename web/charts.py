@@ -111,6 +111,12 @@ class Chart:
         for key in self.series:
             self.table.column(key)
 
+    @property
+    def has_data(self) -> bool:
+        """True when some drawn cell holds a number (a chart of dashes only is
+        not drawn: its table says "—" better than an empty frame)."""
+        return any(_number(v) is not None for key in self.series for v in self.table.values(key))
+
     def blob(self, *, tz: str, locale: str) -> dict[str, Any]:
         """What ``static/charts.js`` draws: category labels as shown in the
         table, and each series' machine values (None for a gap)."""

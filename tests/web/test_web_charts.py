@@ -90,3 +90,10 @@ def test_export_file_names_are_ascii() -> None:
     assert filename(_table(), "campaign-春季 promo", "csv") == "campaign-_promo-daily.csv"
     assert plain_value(Decimal("1.10"), "money", tz=TZ) == "1.10"
     assert format_cell(-12.34, "number", tz=TZ, locale="zh") == "-12.34"
+
+
+def test_a_chart_without_a_number_is_not_drawn() -> None:
+    table = Table("cohorts", "留存", (Column("cohort", "同期群"), Column("d7", "1 周", "percent")),
+                  (("2025-03", None),))
+    assert not Chart("cohorts", "heatmap", table, "cohort", ("d7",)).has_data
+    assert Chart("daily", "line", _table(), "day", ("sends",)).has_data

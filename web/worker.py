@@ -46,6 +46,12 @@ def tick_functions(services: Any) -> list[tuple[str, Callable[[datetime], Any]]]
     from .api_campaigns import tick as campaigns_tick
 
     ticks.append(("campaigns", campaigns_tick(services)))  # issue 14: KPI snapshots whose sources moved
+    from .alerts import alerts_tick
+    from .campaign_reports import retrospective_tick, weekly_report_tick
+
+    ticks.append(("alerts", alerts_tick(services)))  # 数据预警 on campaign KPIs (issue 14)
+    ticks.append(("reports", weekly_report_tick(services)))  # weekly report to each running campaign's owner
+    ticks.append(("retrospectives", retrospective_tick(services)))  # 复盘 record when a campaign ends
     return ticks
 
 

@@ -337,6 +337,7 @@ def build_campaign(ctx: Context, d: dict, src: s.Source) -> s.CampaignSpec:
         source=src,
     )
 
+from engine.alerts.spec import build_alert  # noqa: E402
 
 BUILDERS: Mapping[str, Callable[[Context, dict, s.Source], s.Spec]] = MappingProxyType({
     "form": build_form, "fieldset": build_fieldset, "role": build_role, "segment": build_segment,
@@ -344,4 +345,5 @@ BUILDERS: Mapping[str, Callable[[Context, dict, s.Source], s.Spec]] = MappingPro
     "workflow": build_workflow, "rule": build_rule, "calendar": build_calendar,
     "feedback_tags": build_feedback_tags, "campaign": build_campaign,
     "points_policy": build_points_policy, "tier": build_tier,
+    "alert": build_alert,  # issue 14: 数据预警 (engine/alerts/spec.py)
 })

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from . import specs as s
 from .build import BUILDERS
@@ -34,7 +34,7 @@ SUFFIXES = (".yaml", ".yml", ".json")
 SETTINGS_PREFIX = "settings"
 #: Checked in this order, so that e.g. segments are known before rules use them.
 KIND_ORDER = ("role", "fieldset", "form", "coupon_pool", "connector", "template", "segment", "calendar", "workflow",
-              "rule", "feedback_tags", "tier", "points_policy", "campaign")
+              "rule", "feedback_tags", "tier", "points_policy", "campaign", "alert")
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,11 @@ class DefinitionSet:
     @property
     def feedback_tags(self) -> Mapping[str, s.FeedbackTagsSpec]:
         return self.of("feedback_tags")  # type: ignore[return-value]
+
+    @property
+    def alerts(self) -> Mapping[str, Any]:
+        """``kind: alert`` definitions (:class:`engine.alerts.spec.AlertSpec`), issue 14."""
+        return self.of("alert")
 
     @property
     def coupon_pools(self) -> Mapping[str, s.CouponPoolSpec]:
@@ -212,6 +217,10 @@ def _cross_check(ctx: Context, kind: str, raw: RawDefinition, types: Mapping[str
         return check_tier(ctx, raw.data)
     if kind == "campaign":
         return check_campaign(ctx, raw.data)
+    if kind == "alert":
+        from engine.alerts.spec import check_alert  # issue 14
+
+        return check_alert(ctx, raw.data)
     return []
 
 

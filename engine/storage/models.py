@@ -885,3 +885,49 @@ class CampaignKpiSnapshot(Base):
     watermark: Mapped[str] = mapped_column(String(255))
     computed_at: Mapped[datetime] = mapped_column(DateTime())
     body: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+# --- issue 14, items 6 and 7: alerts and retrospectives (migration 0023) --------------
+
+from sqlalchemy import Float  # noqa: E402 (kept with the tables that use it)
+
+class AlertFiring(Base):
+    """One alert that fired for one campaign in one period. The unique
+    ``(alert_id, campaign_id, period_key)`` is what makes "at most once per
+    period" hold across ticks, restarts and two schedulers."""
+
+    __tablename__ = "alert_firings"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "campaign_id", "period_key"),
+        Index("ix_alert_firings_fired_at", "fired_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    alert_id: Mapped[str] = mapped_column(String(128))
+    # No foreign key: campaigns may be defined after or removed before their alerts' history.
+    campaign_id: Mapped[str] = mapped_column(String(128))
+    period_key: Mapped[str] = mapped_column(String(32))
+    kpi: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    fired_at: Mapped[datetime] = mapped_column(DateTime())
+    notified: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CampaignRetrospective(Base):
+    """The 复盘 of an ended campaign: KPIs against targets frozen when it
+    ended (``kpis``), and what the team writes (``lessons``, a mapping of the
+    form's fields). ``version`` guards concurrent edits."""
+
+    __tablename__ = "campaign_retrospectives"
+
+    campaign_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    title: Mapped[str] = mapped_column(String(255))
+    ended_on: Mapped[date | None] = mapped_column(Date)
+    kpis: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    lessons: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    search_text: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime())
+    updated_at: Mapped[datetime] = mapped_column(DateTime())
+    updated_by: Mapped[str | None] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer, default=1)

@@ -161,9 +161,9 @@ def build_connector(ctx: Context, d: dict, src: s.Source) -> s.ConnectorSpec:
         per_second=rate.get("per_second"), per_minute=rate.get("per_minute"),
         per_recipient_per_minute=rate.get("per_recipient_per_minute"),
         send_window=_range(d.get("send_window")), max_attempts=d.get("max_attempts", 8), source=src,
-        price_per_segment=_money((d.get("price") or {}).get("per_segment")),
-        price_per_thousand=_money((d.get("price") or {}).get("per_thousand")),
-        price_per_message=_money((d.get("price") or {}).get("per_message")),
+        price_per_segment=money_of((d.get("price") or {}).get("per_segment")),
+        price_per_thousand=money_of((d.get("price") or {}).get("per_thousand")),
+        price_per_message=money_of((d.get("price") or {}).get("per_message")),
     )
 
 
@@ -328,12 +328,12 @@ def build_feedback_tags(ctx: Context, d: dict, src: s.Source) -> s.FeedbackTagsS
 def build_campaign(ctx: Context, d: dict, src: s.Source) -> s.CampaignSpec:
     return s.CampaignSpec(
         id=d["id"], title=d["title"], title_en=d.get("title_en"), description=d.get("description"),
-        owner=d.get("owner"), channel=d.get("channel"), budget=_money(d.get("budget")),
+        owner=d.get("owner"), channel=d.get("channel"), budget=money_of(d.get("budget")),
         start=date.fromisoformat(d["start"]), end=date.fromisoformat(d["end"]),
-        attribution_window=_dur(d.get("attribution_window")) or timedelta(days=7),
+        attribution_window=duration_of(d.get("attribution_window")) or timedelta(days=7),
         rules=tuple(d.get("rules", ())), coupon_pools=tuple(d.get("coupon_pools", ())), forms=tuple(d.get("forms", ())),
-        targets=tuple(s.TargetSpec(t["metric"], _money(t["target"])) for t in d.get("targets", ())),
-        costs=tuple(s.CostSpec(c["category"], _money(c["amount"]), c.get("note")) for c in d.get("costs", ())),
+        targets=tuple(s.TargetSpec(t["metric"], money_of(t["target"])) for t in d.get("targets", ())),
+        costs=tuple(s.CostSpec(c["category"], money_of(c["amount"]), c.get("note")) for c in d.get("costs", ())),
         source=src,
     )
 

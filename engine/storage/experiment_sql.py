@@ -19,7 +19,8 @@ __all__ = ["arm_column", "arm_sql", "bucket_sql"]
 
 def bucket_sql(seed: int, id_sql: str) -> str:
     """The bucket (0 … 9,999) of the subject whose id is the SQL expression ``id_sql``."""
-    x = f"((({id_sql}) % {MODULUS} + {int(seed)}) % {MODULUS})"
+    # BIGINT from the start: PostgreSQL types bare literals as 32-bit integers, whose products overflow.
+    x = f"((CAST({id_sql} AS BIGINT) % {MODULUS} + {int(seed)}) % {MODULUS})"
     for mult, shift in ROUNDS:
         m = f"(({x} * {mult}) % {MODULUS})"
         x = f"(({m} | ({m} >> {shift})) - ({m} & ({m} >> {shift})))"

@@ -37,12 +37,19 @@ if TYPE_CHECKING:
     from engine.experiments import Arm
 
 __all__ = ["Batch", "CouponRow", "Cursor", "EventRow", "FieldChange", "NewRecord", "OutboxRow", "RuleLookup",
-           "StepFailed", "WriteKind", "Writes", "display"]
+           "StepFailed", "WriteKind", "Writes", "display", "idempotency_key"]
 
 
 
 class StepFailed(Exception):
     """A journey cannot go on (unknown template, render error …): it ends as ``error``."""
+
+
+def idempotency_key(rule_id: str, subject_type: str, subject_id: Any, period_key: str, step_id: str) -> str:
+    """The outbox idempotency key of a step's message: one per rule, subject,
+    period and step, so a repeated batch (or run) queues nothing twice. The
+    one formula of it: the SQL path splits it around the subject id."""
+    return f"{rule_id}:{subject_type}:{subject_id}:{period_key}:{step_id}"
 
 
 def display(value: Any) -> Any:

@@ -29,8 +29,20 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from engine.definitions.specs import ExperimentSpec, RuleSpec
 
-__all__ = ["BUCKETS", "CONTROL", "MODULUS", "TREATMENT", "Arm", "Assignment", "arm_of", "arm_spec", "assignment", "bucket",
-           "bounds", "hash_keys"]
+__all__ = [
+    "BUCKETS",
+    "CONTROL",
+    "MODULUS",
+    "TREATMENT",
+    "Arm",
+    "Assignment",
+    "arm_of",
+    "arm_spec",
+    "assignment",
+    "bounds",
+    "bucket",
+    "hash_keys",
+]
 
 MODULUS = 2_147_483_647          # 2^31 - 1, prime
 BUCKETS = 10_000

@@ -229,7 +229,7 @@ class Batch:
         self.cache: dict[Any, Any] = {}   # per-batch memo for steps (compiled renderers, time zones …)
         self.customers: dict[int, dict[str, Any]] = {}
         self.records: dict[int, dict[str, Any]] = {}
-        self.coupons: dict[int, list[dict[str, Any]]] = {}
+        self.coupons: dict[int, list[Any]] = {}  # coupon rows per journey (issued ones appended)
         self.orders: dict[int, datetime] = {}
         self.feedback: dict[int, Any] = {}
         self.replies: dict[int, Any] = {}

@@ -129,7 +129,11 @@ class SendStep(StepType):
 
     def _one(self, batch: Batch, out: Writes, instr: Instruction, spec: SendSpec, c: Cursor) -> datetime | None:
         """Queue the message(s) of one journey; the time to retry when deferred."""
-        from engine.automation.timing import end_of_quiet, in_quiet_hours, next_workday_time
+        from engine.automation.timing import (
+            end_of_quiet,
+            in_quiet_hours,
+            next_workday_time,
+        )
 
         rule, row, counters, now, policy = c.rule, c.row, c.counters, batch.now, batch.policy
         template_id = c.arm.template(spec.template) if c.arm is not None else spec.template

@@ -39,6 +39,7 @@ from sqlalchemy import (
     DateTime,
     Integer,
     String,
+    Table,
     and_,
     case,
     cast,
@@ -59,8 +60,8 @@ from engine.storage.bulk import _dialect_name, insert_ignore_from_select
 from engine.storage.experiment_sql import arm_column
 from engine.storage.models import Customer, Journey, OutboxMessage
 
-_j = Journey.__table__
-_cust = Customer.__table__
+_j: Table = Journey.__table__  # type: ignore[assignment]
+_cust: Table = Customer.__table__  # type: ignore[assignment]
 
 __all__ = ["CODE_ALPHABET", "customer_id_span", "Piece", "SetArm", "SetCoupon", "SetPlan", "SetResult", "SetSend", "TEXT_COLUMNS",
            "enter_and_start"]

@@ -21,10 +21,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.automation import run_rule
 from engine.definitions.loader import DefinitionSet, load_paths
 from engine.definitions.specs import ExperimentSpec, VariantSpec
-from engine.experiments import BUCKETS, CONTROL, MODULUS, arm_of, bounds, bucket, hash_keys
+from engine.experiments import (
+    BUCKETS,
+    CONTROL,
+    MODULUS,
+    arm_of,
+    assignment,
+    bounds,
+    bucket,
+    hash_keys,
+)
 from engine.storage.database import transaction
 from engine.storage.experiment_sql import arm_sql, bucket_sql
-from engine.experiments import assignment
 
 from .conftest import HERE, ROOT
 from .helpers import add_customer

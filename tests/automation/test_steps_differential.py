@@ -255,8 +255,8 @@ def _snapshot(s: Session) -> dict[str, Any]:
 def _definitions(base: DefinitionSet, rule: dict[str, Any], listened: set[str]) -> DefinitionSet:
     specs = {k: dict(v) for k, v in base.specs.items()}
     specs["rule"] = {"diff": build_rule(None, rule, Source("diff.yaml", 1))}  # type: ignore[arg-type]
-    for n, event in enumerate(sorted(listened)):
-        listener = {"kind": "rule", "id": f"listen_{n}", "title": "监听", "trigger": {"event": event},
+    for n, name in enumerate(sorted(listened)):
+        listener = {"kind": "rule", "id": f"listen_{n}", "title": "监听", "trigger": {"event": name},
                     "steps": [{"wait": "1d"}]}
         specs["rule"][listener["id"]] = build_rule(None, listener, Source("diff.yaml", 1))  # type: ignore[arg-type]
     return DefinitionSet(documents=base.documents, specs=specs)

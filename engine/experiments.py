@@ -2,20 +2,21 @@
 
 A rule's ``experiment:`` holds back ``holdout`` percent of its audience as the
 control group and splits the rest over weighted variants. A subject's arm
-comes from a hash of (rule id, subject id, salt):
+comes from a universal hash (Carter and Wegman) of its id, keyed by the rule:
 
-* ``seed`` = the first 4 bytes of SHA-256 of ``"{rule id}\\x1f{salt}"``, mod
-  2³¹−1 (a constant per rule, computed in Python, bound into the SQL);
-* ``x`` = (subject id mod 2³¹−1 + seed) mod 2³¹−1, then twice
-  ``x = (x · A) mod 2³¹−1; x = x xor (x >> S)`` with fixed A and S;
-* ``bucket`` = x mod 10,000 (basis points); the arms own consecutive ranges
-  of buckets (control first, then the variants in order, by weight).
+* ``(a, b)`` = two numbers from SHA-256 of ``"{rule id}\x1f{salt}"``, with
+  1 ≤ a < p and 0 ≤ b < p for the prime p = 2³¹−1 (constants per rule,
+  computed in Python and bound into the SQL);
+* ``bucket`` = ((a · (id mod p) + b) mod p) mod 10,000 (basis points); the
+  arms own consecutive ranges of buckets (control first, then the variants in
+  order, by weight).
 
-Only integer ``+ * % >> & |`` on non-negative numbers below 2⁶² appear, so
-SQLite and PostgreSQL (64-bit integers, no overflow) compute exactly what
-Python does (xor is written ``(a | b) - (a & b)``, which both databases have).
-Nothing depends on the rule's version, the run or the time: a customer stays
-in their arm until the salt (or the rule id) changes.
+Only integer ``+ * %`` on non-negative numbers below 2⁶² appear, so SQLite
+and PostgreSQL (64-bit integers) compute exactly what Python does, and the
+expression names the id once (cheap in an ``INSERT … SELECT`` over a million
+customers). A new salt draws new keys: a new, independent split. Nothing
+depends on the rule's version, the run or the time: a customer stays in
+their arm until the salt (or the rule id) changes.
 """
 
 from __future__ import annotations
@@ -28,30 +29,38 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from engine.definitions.specs import ExperimentSpec, RuleSpec
 
-__all__ = ["BUCKETS", "CONTROL", "MODULUS", "ROUNDS", "TREATMENT", "Arm", "Assignment", "arm_of", "arm_spec", "assignment", "bucket", "bounds",
-           "seed"]
+__all__ = [
+    "BUCKETS",
+    "CONTROL",
+    "MODULUS",
+    "TREATMENT",
+    "Arm",
+    "Assignment",
+    "arm_of",
+    "arm_spec",
+    "assignment",
+    "bounds",
+    "bucket",
+    "hash_keys",
+]
 
 MODULUS = 2_147_483_647          # 2^31 - 1, prime
-ROUNDS = ((1_103_515_245 % MODULUS, 15), (48_271 * 69_621 % MODULUS, 13))   # (multiplier, shift)
 BUCKETS = 10_000
 CONTROL = "control"
 #: The arm of everyone not held out when the experiment lists no variants.
 TREATMENT = "treatment"
 
 
-def seed(rule_id: str, salt: str) -> int:
-    """The per-rule constant of the hash (stable across runs, versions and machines)."""
+def hash_keys(rule_id: str, salt: str) -> tuple[int, int]:
+    """The rule's keys (a, b) of the hash (stable across runs, versions and machines)."""
     digest = hashlib.sha256(f"{rule_id}\x1f{salt}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") % MODULUS
+    return 1 + int.from_bytes(digest[:4], "big") % (MODULUS - 1), int.from_bytes(digest[4:8], "big") % MODULUS
 
 
-def bucket(seed_: int, subject_id: int) -> int:
+def bucket(keys: tuple[int, int], subject_id: int) -> int:
     """The subject's bucket, 0 … 9,999 (see the module notes; SQL: engine/storage/experiment_sql.py)."""
-    x = (subject_id % MODULUS + seed_) % MODULUS
-    for mult, shift in ROUNDS:
-        x = (x * mult) % MODULUS
-        x = (x | (x >> shift)) - (x & (x >> shift))
-    return x % BUCKETS
+    a, b = keys
+    return ((a * (subject_id % MODULUS) + b) % MODULUS) % BUCKETS
 
 
 @dataclass(frozen=True)
@@ -101,7 +110,7 @@ def arm_of(rule: RuleSpec, subject_id: int) -> str | None:
     exp = rule.experiment
     if exp is None:
         return None
-    b = bucket(seed(rule.id, exp.salt), subject_id)
+    b = bucket(hash_keys(rule.id, exp.salt), subject_id)
     for upper, key in bounds(exp):
         if b < upper:
             return key
@@ -125,9 +134,9 @@ def arm_spec(rule: RuleSpec, key: str | None) -> Arm | None:
 
 @dataclass(frozen=True)
 class Assignment:
-    """What SQL needs to assign arms for one rule: the seed and the bucket bounds."""
+    """What SQL needs to assign arms for one rule: the hash keys and the bucket bounds."""
 
-    seed: int
+    keys: tuple[int, int]
     bounds: tuple[tuple[int, str], ...]
 
 
@@ -136,4 +145,4 @@ def assignment(rule: RuleSpec) -> Assignment | None:
     exp = rule.experiment
     if exp is None:
         return None
-    return Assignment(seed(rule.id, exp.salt), tuple(bounds(exp)))
+    return Assignment(hash_keys(rule.id, exp.salt), tuple(bounds(exp)))

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from engine.definitions.loader import DefinitionSet
 
-__all__ = ["AdvanceReport", "advance_due"]
+__all__ = ["AdvanceReport", "advance_due", "run_journeys"]
 
 MAX_STEPS_PER_PASS = 200
 
@@ -157,6 +157,16 @@ def advance_due(session: Session, *, now: datetime, definitions: DefinitionSet, 
     """
     policy = policy or Policy()
     journeys = repo.claim_due(session, db_now=to_db_time(now), batch=batch, rule_ids=rule_ids)
+    return run_journeys(session, journeys, now=now, definitions=definitions, policy=policy,
+                        per_journey=per_journey, rule_of=rule_of)
+
+
+def run_journeys(session: Session, journeys: list[repo.JourneyRow], *, now: datetime, definitions: DefinitionSet,
+                 policy: Policy | None = None, per_journey: bool = False,
+                 rule_of: RuleLookup | None = None) -> AdvanceReport:
+    """Run journeys the caller holds (claimed, or replayed after a crash) as
+    one batch: load, move, write, record the counters (see :func:`advance_due`)."""
+    policy = policy or Policy()
     report = AdvanceReport(claimed=len(journeys))
     if not journeys:
         return report

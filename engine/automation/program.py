@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from engine.definitions.specs import IfSpec, JourneyAction, JourneyStep, RuleSpec
+from engine.definitions.specs import IfSpec, JourneyStep, RuleSpec
 
 __all__ = ["END", "Instruction", "Program", "RuleLookup", "compile_program"]
 
@@ -26,7 +27,8 @@ END = -1
 @dataclass(frozen=True)
 class Instruction:
     step_id: str
-    action: JourneyAction
+    #: The step's spec: a built-in ``JourneyAction`` or a plug-in step's own spec (engine/steps/registry.py).
+    action: Any
     next: int
     else_next: int = END  # only for ``if``: where a false condition goes
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Mapping, Union
+from typing import Any, Mapping, Union
 
 from engine.conditions.ast import Condition
 from engine.conditions.kinds import FieldKind
@@ -486,7 +486,7 @@ class JourneyStep:
     (``s3``, ``s4_else_1``) so that migrating to a new version can match steps."""
 
     id: str
-    action: JourneyAction
+    action: JourneyAction | Any  # a plug-in step's spec is its own type (engine/steps/registry.py)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,11 @@ from typing import TYPE_CHECKING, Any
 from engine import rule_tasks
 from engine.definitions.build import duration_of, overdue_of, recipient_of
 from engine.definitions.errors import Problem, unknown
-from engine.definitions.specs import DEFAULT_TASK_OUTCOMES, CreateTaskSpec, TaskOutcomeSpec
+from engine.definitions.specs import (
+    DEFAULT_TASK_OUTCOMES,
+    CreateTaskSpec,
+    TaskOutcomeSpec,
+)
 from engine.steps.registry import BuildSite, CheckSite, StepType
 from engine.steps.runtime import EventRow, Writes
 

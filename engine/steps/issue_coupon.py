@@ -21,6 +21,7 @@ from engine.definitions.specs import CouponPoolSpec, IssueCouponSpec, RuleSpec
 from engine.steps.registry import BuildSite, CheckSite, StepType
 from engine.steps.runtime import CouponRow, StepFailed, Writes, display
 from engine.storage import automation_repo as repo
+from engine.storage import entry_sql
 from engine.storage.times import from_db_time, to_db_time
 
 if TYPE_CHECKING:
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CODE_ALPHABET", "STEP", "IssueCouponStep", "coupon_context", "random_code"]
 
-CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # 32 symbols: no 0/O, 1/I
+#: 32 symbols, no 0/O, 1/I; the SQL form draws from the same alphabet (engine/storage/entry_sql.py).
+CODE_ALPHABET = entry_sql.CODE_ALPHABET
 
 
 def random_code(length: int = 10) -> str:

@@ -36,7 +36,7 @@ docs find the step here.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from engine.steps.runtime import Batch, Cursor, Writes
     from engine.steps.sql import SqlPlanner
 
-__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "BuildSite", "CheckSite", "StepType", "UnknownStepError", "emitted", "keys",
+__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "BuildSite", "CheckSite", "StepType", "UnknownStepError", "keys",
            "labels", "register", "reload", "schema_properties", "step", "step_of", "steps"]
 
 #: The step types that ship with the product, in the order docs and the designer list them.
@@ -224,8 +224,3 @@ def schema_properties() -> dict[str, Any]:
 def labels(lang: str) -> dict[str, str]:
     """Step titles by key in ``lang`` (``zh`` or ``en``)."""
     return {s.key: s.label.get(lang) or s.label["en"] for s in steps()}
-
-
-def emitted(keys_: Iterable[str]) -> dict[str, str]:
-    """The event each of these step keys emits (only those that emit one)."""
-    return {k: s.emits for k in keys_ if (s := _steps.get(k) or step(k)).emits}

@@ -37,12 +37,19 @@ if TYPE_CHECKING:
     from engine.experiments import Arm
 
 __all__ = ["Batch", "CouponRow", "Cursor", "EventRow", "FieldChange", "NewRecord", "OutboxRow", "RuleLookup",
-           "StepFailed", "WriteKind", "Writes", "display"]
+           "StepFailed", "WriteKind", "Writes", "display", "idempotency_key"]
 
 
 
 class StepFailed(Exception):
     """A journey cannot go on (unknown template, render error …): it ends as ``error``."""
+
+
+def idempotency_key(rule_id: str, subject_type: str, subject_id: Any, period_key: str, step_id: str) -> str:
+    """The outbox idempotency key of a step's message: one per rule, subject,
+    period and step, so a repeated batch (or run) queues nothing twice. The
+    one formula of it: the SQL path splits it around the subject id."""
+    return f"{rule_id}:{subject_type}:{subject_id}:{period_key}:{step_id}"
 
 
 def display(value: Any) -> Any:
@@ -222,7 +229,7 @@ class Batch:
         self.cache: dict[Any, Any] = {}   # per-batch memo for steps (compiled renderers, time zones …)
         self.customers: dict[int, dict[str, Any]] = {}
         self.records: dict[int, dict[str, Any]] = {}
-        self.coupons: dict[int, list[dict[str, Any]]] = {}
+        self.coupons: dict[int, list[Any]] = {}  # coupon rows per journey (issued ones appended)
         self.orders: dict[int, datetime] = {}
         self.feedback: dict[int, Any] = {}
         self.replies: dict[int, Any] = {}

@@ -24,7 +24,7 @@ from engine.definitions.errors import Problem
 from engine.definitions.specs import SendSpec
 from engine.outbox import OutboxError, pick_connector, provider_template_code
 from engine.steps.registry import BuildSite, CheckSite, StepType
-from engine.steps.runtime import OutboxRow, StepFailed, Writes
+from engine.steps.runtime import OutboxRow, StepFailed, Writes, idempotency_key
 from engine.storage.times import from_db_time, to_db_time
 from engine.templates import Renderer, TemplateRenderError, references, text_pieces
 
@@ -129,7 +129,11 @@ class SendStep(StepType):
 
     def _one(self, batch: Batch, out: Writes, instr: Instruction, spec: SendSpec, c: Cursor) -> datetime | None:
         """Queue the message(s) of one journey; the time to retry when deferred."""
-        from engine.automation.timing import end_of_quiet, in_quiet_hours, next_workday_time
+        from engine.automation.timing import (
+            end_of_quiet,
+            in_quiet_hours,
+            next_workday_time,
+        )
 
         rule, row, counters, now, policy = c.rule, c.row, c.counters, batch.now, batch.policy
         template_id = c.arm.template(spec.template) if c.arm is not None else spec.template
@@ -187,7 +191,7 @@ class SendStep(StepType):
         if message.params:
             payload["params"] = dict(message.params)
         j = c.journey
-        base_key = f"{rule.id}:{j.subject_type}:{j.subject_id}:{j.period_key}:{instr.step_id}"
+        base_key = idempotency_key(rule.id, j.subject_type, j.subject_id, j.period_key, instr.step_id)
         subject = (message.subject or None) and message.subject[:255]
         for n, (address, _) in enumerate(targets):
             out.outbox.append(OutboxRow(spec.channel, connector.id, str(address), subject, message.body, payload,
@@ -304,12 +308,14 @@ class SendStep(StepType):
             payload["template_code"] = code
         dclass = "marketing" if "marketing" in (rule.delivery_class, template.delivery_class) else "transactional"
         planner.count_send(arm, dclass, spec.channel)
+        key_prefix, key_suffix = idempotency_key(rule.id, "customer", "\x00", planner.key, instr.step_id).split("\x00")
         return SetSend(step_id=instr.step_id, channel=spec.channel, connector=connector.id,
                        template_id=template.id, delivery_class=dclass,
                        needs_consent=dclass == "marketing" and not consented(rule.audience, spec.channel),
                        body=tuple(body), strip=strip, params=tuple(params), payload=payload,
                        params_const=params_const,
-                       coupon_pool=coupon.pool_id if uses_code and coupon is not None else None)
+                       coupon_pool=coupon.pool_id if uses_code and coupon is not None else None,
+                       key_prefix=key_prefix, key_suffix=key_suffix)
 
 
 STEP = SendStep()

@@ -103,8 +103,8 @@ class SqlPlanner:
     def count_send(self, arm: Arm | None, dclass: str, channel: str) -> None:
         """Note a send's frequency caps: a customer is plain only while every
         cap has room for the segment's sends (counted once, not per arm)."""
-        arms = self.message_arms()
-        if arm is not arms[0]:
+        first = self.message_arms()[0]
+        if (arm.key if arm else None) != (first.key if first else None):
             return
         from engine.storage.times import to_db_time
 

@@ -15,7 +15,7 @@ from engine.definitions.build import frozen
 from engine.definitions.errors import Problem, unknown
 from engine.definitions.specs import WebhookSpec
 from engine.steps.registry import BuildSite, CheckSite, StepType
-from engine.steps.runtime import OutboxRow, StepFailed, Writes
+from engine.steps.runtime import OutboxRow, StepFailed, Writes, idempotency_key
 from engine.templates import TemplateRenderError, render_string
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ class WebhookStep(StepType):
             out.outbox.append(OutboxRow(
                 connector.channel, connector.id, connector.id, None,
                 json.dumps(payload, ensure_ascii=False, default=str), {"data": payload},
-                f"{rule.id}:{j.subject_type}:{j.subject_id}:{j.period_key}:{instr.step_id}", "transactional",
+                idempotency_key(rule.id, j.subject_type, j.subject_id, j.period_key, instr.step_id), "transactional",
                 rule.id, j.id, c.customer_id, None))
         return out
 

@@ -39,6 +39,7 @@ from sqlalchemy import (
     DateTime,
     Integer,
     String,
+    Table,
     and_,
     case,
     cast,
@@ -59,13 +60,13 @@ from engine.storage.bulk import _dialect_name, insert_ignore_from_select
 from engine.storage.experiment_sql import arm_column
 from engine.storage.models import Customer, Journey, OutboxMessage
 
-_j = Journey.__table__
-_cust = Customer.__table__
+_j: Table = Journey.__table__  # type: ignore[assignment]
+_cust: Table = Customer.__table__  # type: ignore[assignment]
 
 __all__ = ["CODE_ALPHABET", "customer_id_span", "Piece", "SetArm", "SetCoupon", "SetPlan", "SetResult", "SetSend", "TEXT_COLUMNS",
            "enter_and_start"]
 
-CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # as the coupon codes of the journey paths
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # 32 symbols, no 0/O, 1/I: the coupon codes of every path
 CODE_LENGTH = 10  # 3 + 3 + 3 + 1 symbols in SQLite's code expression, 10 bytes of a UUID in PostgreSQL's
 _TRIPLES = bytes("".join(a + b + c for a in CODE_ALPHABET for b in CODE_ALPHABET for c in CODE_ALPHABET), "ascii")
 
@@ -115,6 +116,8 @@ class SetSend:
     payload: dict[str, Any]             # constant payload keys (template, connector_type, template_code …)
     params_const: dict[str, str]        # constant params (sign_name)
     coupon_pool: str | None             # the pool of the coupon whose code is in scope
+    key_prefix: str = ""                # the idempotency key is key_prefix || customer id || key_suffix
+    key_suffix: str = ""
 
 
 @dataclass(frozen=True)
@@ -320,13 +323,11 @@ def _piece_sql(piece: Piece, *, code: str, jid: str, binds: dict[str, Any], null
 
 
 def _send(session: Session, plan: SetPlan, send: SetSend, plain_sql: str, params: dict[str, Any], *,
-          period_key: str, db_now: datetime, arm: str | None = None) -> int:
+          period_key: str, db_now: datetime) -> int:
     dialect = _dialect_name(session)
     if send.coupon_pool is not None:
         src, jid, cid, code = "coupons k", "k.journey_id", "k.customer_id", "k.code"
         where = "k.id > :mxc AND k.pool_id = :cpool"
-        if arm is not None:  # two arms may issue from one pool: this arm's coupons only
-            where += " AND EXISTS (SELECT 1 FROM journeys ja WHERE ja.id = k.journey_id AND ja.arm = :arm)"
         params = {**params, "cpool": send.coupon_pool}
     else:
         src, jid, cid, code = "journeys j", "j.id", "j.subject_id", "''"
@@ -361,8 +362,6 @@ def _send(session: Session, plan: SetPlan, send: SetSend, plain_sql: str, params
     b = lambda name: _bind(name, dialect)  # noqa: E731
     consent = (f" AND EXISTS (SELECT 1 FROM consents s WHERE s.customer_id = c.id AND s.channel = {b('channel')} "
                "AND s.granted)") if send.needs_consent else ""
-    key_prefix = f"{plan.rule_id}:customer:"
-    key_suffix = f":{period_key}:{send.step_id}"
     select_sql = (
         f"SELECT {b('channel')}, {b('connector')}, c.phone, NULL, {body}, {payload}, "
         f"{b('kp')} || CAST({cid} AS TEXT) || {b('ks')}, "
@@ -370,8 +369,8 @@ def _send(session: Session, plan: SetPlan, send: SetSend, plain_sql: str, params
         f"FROM {src} JOIN customers c ON c.id = {cid} "
         f"WHERE {where} AND c.phone IS NOT NULL AND c.phone <> ''{consent}"
     )
-    args = {**params, **binds, "channel": send.channel, "connector": send.connector, "kp": key_prefix,
-            "ks": key_suffix, "dclass": send.delivery_class, "now": db_now, "rule": plan.rule_id,
+    args = {**params, **binds, "channel": send.channel, "connector": send.connector, "kp": send.key_prefix,
+            "ks": send.key_suffix, "dclass": send.delivery_class, "now": db_now, "rule": plan.rule_id,
             "template": send.template_id}
     return outbox_repo.insert_selected(session, select_sql, args)
 
@@ -408,15 +407,16 @@ def enter_and_start(
     for arm in plan.arms:
         arm_sql, arm_params, arm_plain = plain_sql, params, result.plain
         if arm.key is not None:
-            arm_sql, arm_params = plain_sql + " AND j.arm = :arm", {**params, "arm": arm.key}
+            # The arm's coupons are the ones issued after this mark: arms run one after another.
+            mark = _count(session, "SELECT coalesce(max(id), 0) FROM coupons", {})
+            arm_sql, arm_params = plain_sql + " AND j.arm = :arm", {**params, "arm": arm.key, "mxc": mark}
             arm_plain = _count(session, f"SELECT count(*) FROM journeys j WHERE {arm_sql}", arm_params)
             if not arm_plain:
                 continue
         for coupon in arm.coupons:
             _issue(session, plan, coupon, arm_sql, arm_params, arm_plain, db_now)
         for send in arm.sends:
-            sent = _send(session, plan, send, arm_sql, arm_params, period_key=period_key, db_now=db_now,
-                         arm=arm.key)
+            sent = _send(session, plan, send, arm_sql, arm_params, period_key=period_key, db_now=db_now)
             result.sent += sent
             result.by_step[send.step_id] = result.by_step.get(send.step_id, 0) + sent
             if sent < arm_plain:

@@ -1,9 +1,9 @@
 """The experiment arm of a subject as a SQL expression (SQLite and PostgreSQL alike).
 
-The same integer steps as :func:`engine.experiments.bucket`, written with
-``+ * % >> & |`` only (xor as ``(a | b) - (a & b)``), on non-negative values
-below 2⁶², so both databases compute exactly what Python does; the property
-test in tests/automation/test_experiments.py proves it on both.
+The same integer steps as :func:`engine.experiments.bucket`, with ``+ * %``
+only, on non-negative values below 2⁶², so both databases compute exactly
+what Python does; the property test in tests/automation/test_experiments.py
+proves it on both.
 """
 
 from __future__ import annotations
@@ -12,24 +12,21 @@ from typing import Any
 
 from sqlalchemy import String, literal_column
 
-from engine.experiments import BUCKETS, MODULUS, ROUNDS, Assignment
+from engine.experiments import BUCKETS, MODULUS, Assignment
 
 __all__ = ["arm_column", "arm_sql", "bucket_sql"]
 
 
-def bucket_sql(seed: int, id_sql: str) -> str:
+def bucket_sql(keys: tuple[int, int], id_sql: str) -> str:
     """The bucket (0 … 9,999) of the subject whose id is the SQL expression ``id_sql``."""
-    # BIGINT first: customers.id is a 32-bit INTEGER on PostgreSQL, and id % M + seed overflows it.
-    x = f"((CAST(({id_sql}) AS BIGINT) % {MODULUS} + {int(seed)}) % {MODULUS})"
-    for mult, shift in ROUNDS:
-        m = f"(({x} * {mult}) % {MODULUS})"
-        x = f"(({m} | ({m} >> {shift})) - ({m} & ({m} >> {shift})))"
-    return f"({x} % {BUCKETS})"
+    a, b = (int(k) for k in keys)
+    # BIGINT: PostgreSQL types bare literals as 32-bit integers, whose products overflow.
+    return f"(((CAST({id_sql} AS BIGINT) % {MODULUS}) * {a} + {b}) % {MODULUS} % {BUCKETS})"
 
 
 def arm_sql(assignment: Assignment, id_sql: str) -> str:
     """``CASE`` over the bucket: the arm key of the subject ``id_sql`` (keys are identifiers: no quoting issue)."""
-    b = bucket_sql(assignment.seed, id_sql)
+    b = bucket_sql(assignment.keys, id_sql)
     parts = [f"WHEN {b} < {upper} THEN '{key}'" for upper, key in assignment.bounds[:-1]]
     last = assignment.bounds[-1][1]
     return f"(CASE {' '.join(parts)} ELSE '{last}' END)" if parts else f"'{last}'"

@@ -539,7 +539,7 @@ class OrderService:
             stored = orders_repo.find_orders(session, {item.key for _, item, _ in pending})
             rows: dict[tuple[str, str], dict[str, Any]] = {}
             first_hash: dict[tuple[str, str], str] = {}
-            for i, item, digest in pending:
+            for _, item, digest in pending:
                 if item.key in stored or item.key in first_hash:
                     continue
                 first_hash[item.key] = digest

@@ -11,7 +11,7 @@ import shutil
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
@@ -20,6 +20,9 @@ from engine.definitions.errors import DefinitionsInvalid
 from engine.definitions.loader import load_paths
 from engine.library import FOLDERS, library_paths, library_root
 from engine.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 
 def _now() -> datetime:
@@ -33,7 +36,7 @@ class Context:
         self._settings_file = settings_file
         self._database_url = database_url
         self._settings: Settings | None = None
-        self._session_factory = None
+        self._session_factory: sessionmaker[Session] | None = None
 
     @property
     def settings(self) -> Settings:
@@ -451,7 +454,7 @@ def _serve(settings: Settings, host: str, port: int, threads: int, *, scheduler:
     setup_logging(settings.log_format, settings.log_level)  # text on a terminal, else JSON; request ids
     app = create_app(settings=settings)
     limit = default_limit(settings.database_url) if write_concurrency is None else write_concurrency
-    app.wsgi_app = gate(app.wsgi_app, limit)  # type: ignore[method-assign]
+    app.wsgi_app = gate(app.wsgi_app, limit)  # type: ignore[method-assign,assignment]
     if scheduler:
         from web.worker import scheduler_init_app
 
@@ -637,7 +640,7 @@ def demo(instance: str, keep: bool, customers: int, serve_app: bool | None, host
 # --- automation: rules, journeys, customers ---------------------------------------------
 
 
-def _parse_at(value: str | None) -> datetime:
+def parse_at(value: str | None) -> datetime:
     """A ``--at`` timestamp (ISO; a naive one is in the settings' zone) as aware UTC, or now."""
     if not value:
         return _now()
@@ -708,7 +711,7 @@ def rules_list(obj: Context, at: str | None) -> None:
 
     auto = _Automation(obj)
     tz = obj.settings.timezone
-    now = _parse_at(at)
+    now = parse_at(at)
     with auto.session_factory() as session:
         for rule in sorted(auto.definitions.rules.values(), key=lambda r: r.id):
             version = auto.registry.version_of("rule", rule.id)
@@ -740,7 +743,7 @@ def rules_preview(obj: Context, rule_id: str, days: int, at: str | None, sms_pri
 
     auto = _Automation(obj)
     rule = auto.rule(rule_id)
-    now = _parse_at(at)
+    now = parse_at(at)
     price = sms_price if sms_price is not None else obj.settings.sms_price
     result = preview_rule(auto.session_factory, rule.id, now=now, definitions=auto.definitions, days=days,
                           policy=auto.policy, sms_price=price)
@@ -776,7 +779,7 @@ def rules_run(obj: Context, rule_id: str, at: str | None) -> None:
 
     auto = _Automation(obj)
     rule = auto.rule(rule_id)
-    now = _parse_at(at)
+    now = parse_at(at)
     try:
         # Journeys pinned to an older version of the rule advance on that version's spec.
         report = run_rule(auto.session_factory, rule.id, now=now, definitions=auto.definitions, policy=auto.policy,

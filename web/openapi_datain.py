@@ -107,7 +107,7 @@ def datain_schemas() -> dict[str, Any]:
         "required": ["name", "idempotency_key"],
         "additionalProperties": False,
     }
-    event_result = {"type": "object", "properties": {
+    event_result: dict[str, Any] = {"type": "object", "properties": {
         "status": {"enum": ["created", "duplicate", "error"]}, "id": {"type": ["integer", "null"]},
         "customer_id": {"type": ["integer", "null"]}, "name": _TEXT,
         "warning": {"type": "string", "description": "no published rule listens to this name (did you mean …)"},

@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import date, time, timedelta
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from engine.conditions.ast import Condition
 from engine.conditions.parse import parse_condition
@@ -27,6 +28,13 @@ def _cond(raw: object) -> Condition | None:
         return None
     cond, problems = parse_condition(raw)
     assert cond is not None and not problems, problems
+    return cond
+
+
+def _condition(raw: object) -> Condition:
+    """A condition the checks made required: present by now."""
+    cond = _cond(raw)
+    assert cond is not None, raw
     return cond
 
 
@@ -52,6 +60,17 @@ def _freeze(value: object) -> object:
     if isinstance(value, list):
         return tuple(_freeze(v) for v in value)
     return value
+
+
+def _frozen_map(value: object) -> Mapping[str, object]:
+    """A checked mapping (or nothing) frozen for a spec."""
+    frozen = _freeze(value if value is not None else {})
+    assert isinstance(frozen, Mapping), value
+    return frozen
+
+
+def _amount(value: object) -> Decimal:
+    return Decimal(str(value))
 
 
 def _money(value: object) -> Decimal | None:
@@ -110,12 +129,12 @@ def build_role(ctx: Context, d: dict, src: s.Source) -> s.RoleSpec:
 
 def build_segment(ctx: Context, d: dict, src: s.Source) -> s.SegmentSpec:
     return s.SegmentSpec(id=d["id"], title=d["title"], title_en=d.get("title_en"), description=d.get("description"),
-                         condition=_cond(d["condition"]), source=src)
+                         condition=_condition(d["condition"]), source=src)
 
 
 def build_coupon_pool(ctx: Context, d: dict, src: s.Source) -> s.CouponPoolSpec:
     return s.CouponPoolSpec(
-        id=d["id"], title=d["title"], title_en=d.get("title_en"), value=_money(d["value"]),
+        id=d["id"], title=d["title"], title_en=d.get("title_en"), value=_amount(d["value"]),
         min_order=_money(d.get("min_order")), currency=d.get("currency", "CNY"), expires_in=_dur(d.get("expires_in")),
         budget=_money(d.get("budget")), max_issued=d.get("max_issued"), code_prefix=d.get("code_prefix"),
         cost_per_coupon=_money(d.get("cost_per_coupon")), source=src, redemption=_redemption(d),
@@ -154,7 +173,7 @@ def build_connector(ctx: Context, d: dict, src: s.Source) -> s.ConnectorSpec:
     rate = d.get("rate_limit", {})
     return s.ConnectorSpec(
         id=d["id"], type=d["type"], channel=d["channel"], title=d.get("title"), default=d.get("default", False),
-        enabled=d.get("enabled", True), settings=_freeze(d.get("settings", {})),
+        enabled=d.get("enabled", True), settings=_frozen_map(d.get("settings", {})),
         secrets=MappingProxyType({k: v["env"] for k, v in d.get("secrets", {}).items()}),
         per_second=rate.get("per_second"), per_minute=rate.get("per_minute"),
         per_recipient_per_minute=rate.get("per_recipient_per_minute"),
@@ -162,13 +181,19 @@ def build_connector(ctx: Context, d: dict, src: s.Source) -> s.ConnectorSpec:
     )
 
 
-def _recipient(raw: object) -> s.Recipient | None:
+def _recipient(raw: Any) -> s.Recipient | None:
     if raw is None:
         return None
     if isinstance(raw, str):
         return s.Recipient(raw)
     (kind, value), = raw.items()
     return s.Recipient(kind, tuple(value) if isinstance(value, list) else value)
+
+
+def _required_recipient(raw: Any) -> s.Recipient:
+    to = _recipient(raw)
+    assert to is not None
+    return to
 
 
 def _send(d: dict) -> s.SendSpec:
@@ -185,7 +210,7 @@ def _workflow_action(d: dict) -> s.WorkflowAction:
     if "send" in d:
         return _send(d["send"])
     if "set_field" in d:
-        return s.SetFieldSpec(_freeze(d["set_field"]))
+        return s.SetFieldSpec(_frozen_map(d["set_field"]))
     if "cc" in d:
         return _assignees(d["cc"])
     if "approval" in d:
@@ -196,7 +221,7 @@ def _workflow_action(d: dict) -> s.WorkflowAction:
     if "branch" in d:
         b = d["branch"]
         return s.BranchSpec(
-            cases=tuple(s.BranchCase(_cond(c["when"]), _workflow_steps(c["steps"])) for c in b["cases"]),
+            cases=tuple(s.BranchCase(_condition(c["when"]), _workflow_steps(c["steps"])) for c in b["cases"]),
             default=_workflow_steps(b.get("default", ())),
         )
     if "parallel" in d:
@@ -227,7 +252,7 @@ def _workflow_steps(steps: list) -> tuple[s.WorkflowStep, ...]:
     return tuple(out)
 
 
-def _actions(raw: object) -> tuple[s.WorkflowAction, ...]:
+def _actions(raw: Any) -> tuple[s.WorkflowAction, ...]:
     if raw is None:
         return ()
     return tuple(_workflow_action(a) for a in (raw if isinstance(raw, list) else [raw]))
@@ -278,7 +303,7 @@ def _journey_action(d: dict, sid: str) -> s.JourneyAction:
     if "remove_tag" in d:
         return s.TagSpec(d["remove_tag"], remove=True)
     if "set_field" in d:
-        return s.SetFieldSpec(_freeze(d["set_field"]))
+        return s.SetFieldSpec(_frozen_map(d["set_field"]))
     if "wait" in d:
         w = d["wait"]
         if isinstance(w, str):
@@ -286,15 +311,15 @@ def _journey_action(d: dict, sid: str) -> s.JourneyAction:
         return s.WaitSpec(duration=_dur(w.get("for")), until=_time(w["until"]) if "until" in w else None,
                           on=w.get("on", "any_day"))
     if "if" in d:
-        return s.IfSpec(_cond(d["if"]), _journey_steps(d.get("then", ()), f"{sid}_then_"),
+        return s.IfSpec(_condition(d["if"]), _journey_steps(d.get("then", ()), f"{sid}_then_"),
                         _journey_steps(d.get("else", ()), f"{sid}_else_"))
     if "webhook" in d:
-        return s.WebhookSpec(d["webhook"]["connector"], _freeze(d["webhook"].get("payload", {})))
+        return s.WebhookSpec(d["webhook"]["connector"], _frozen_map(d["webhook"].get("payload", {})))
     if "create_record" in d:
-        return s.CreateRecordSpec(d["create_record"]["form"], _freeze(d["create_record"].get("data", {})))
+        return s.CreateRecordSpec(d["create_record"]["form"], _frozen_map(d["create_record"].get("data", {})))
     if "create_task" in d:
         t = d["create_task"]
-        return s.CreateTaskSpec(t["title"], _recipient(t["to"]), _dur(t.get("due")), t.get("form"),
+        return s.CreateTaskSpec(t["title"], _required_recipient(t["to"]), _dur(t.get("due")), t.get("form"),
                                 title_en=t.get("title_en"), remind_every=_dur(t.get("remind_every")),
                                 on_overdue=_overdue(t.get("on_overdue")),
                                 outcomes=tuple(_KNOWN_OUTCOMES.get(o, s.TaskOutcomeSpec(o, o)) if isinstance(o, str) else

@@ -10,16 +10,16 @@ branch with no default path.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
+from engine.conditions.ast import Condition
 from engine.conditions.check import check_condition, required_true_fields
 from engine.conditions.customer_fields import CUSTOMER_FIELDS
-from engine.conditions.kinds import FieldKind
 from engine.conditions.parse import parse_condition
 from engine.durations import DurationError, parse_duration
 
@@ -87,7 +87,7 @@ def _check_person_field(form_fields: dict[str, dict], name: str, path: Path) -> 
     return []
 
 
-def _condition(raw: object, path: Path, kinds: dict, ctx: Context, what: str) -> tuple[object, Problems]:
+def _condition(raw: object, path: Path, kinds: dict, ctx: Context, what: str) -> tuple[Condition | None, Problems]:
     cond, problems = parse_condition(raw, path)
     if cond is not None:
         problems = problems + check_condition(cond, kinds, segments=ctx.ids("segment"), what=what)
@@ -375,9 +375,10 @@ def _check_set_form_fields(values: dict, path: Path, fields: dict[str, dict]) ->
 
 # ---------------------------------------------------------------- rules
 
-def _walk_journey(steps: list, path: Path, guards: tuple[set[str], ...] = ()) -> Iterator[tuple[dict, Path, tuple]]:
+def _walk_journey(steps: list, path: Path, guards: tuple[tuple[str, Path], ...] = ()
+                  ) -> Iterator[tuple[dict, Path, tuple[tuple[str, Path], ...]]]:
     """Each step with its path and the conditions that must hold to reach it
-    (as sets of fields required true), for the consent check."""
+    (as the paths of the ``if`` conditions), for the consent check."""
     for i, step in enumerate(steps):
         yield step, path + (i,), guards
         if "if" in step:
@@ -419,7 +420,7 @@ def check_rule(ctx: Context, data: dict) -> Problems:
         problems.extend(cond_problems)
         if cond is not None:
             problems.extend(_check_pool_facts(ctx, cond))
-    conditions: dict[Path, object] = {}
+    conditions: dict[Path, Condition | None] = {}
     emitted: dict[str, Path] = {}
     delivery_class = data.get("class", "marketing")
     for step, path, guards in _walk_journey(data["steps"], ("steps",)):
@@ -440,8 +441,9 @@ def check_rule(ctx: Context, data: dict) -> Problems:
             if body["channel"] in CONSENT_CHANNELS and cls == "marketing" and body.get("to") in (None, "customer"):
                 required = required_true_fields(audience, ctx.segment_conditions) if audience is not None else set()
                 for _, guard_path in guards:
-                    if guard_path in conditions and conditions[guard_path] is not None:
-                        required |= required_true_fields(conditions[guard_path], ctx.segment_conditions)
+                    guard = conditions.get(guard_path)
+                    if guard is not None:
+                        required |= required_true_fields(guard, ctx.segment_conditions)
                 if f"consent.{body['channel']}" not in required:
                     problems.append(Problem(p + ("channel",), "consent",
                                             f"marketing message on {body['channel']} without consent: add "

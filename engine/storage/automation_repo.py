@@ -19,6 +19,7 @@ from sqlalchemy import (
     ColumnElement,
     DateTime,
     Integer,
+    Select,
     String,
     Table,
     and_,
@@ -36,8 +37,8 @@ from sqlalchemy.orm import Session
 
 from engine.conditions.ast import Condition
 from engine.storage.bulk import (
-    _dialect_name,
-    _insert,
+    dialect_name,
+    dialect_insert,
     insert_ignore,
     insert_ignore_from_select,
 )
@@ -130,7 +131,9 @@ def _date_clause(session: Session, f: DateFilter) -> ColumnElement[bool]:
             lo = datetime.combine(f.on, datetime.min.time())
             return and_(column >= lo, column < lo + timedelta(days=1))
         return column == f.on
-    if _dialect_name(session) == "sqlite":
+    month: ColumnElement[Any]
+    day: ColumnElement[Any]
+    if dialect_name(session) == "sqlite":
         month = func.cast(func.strftime("%m", column), Integer)
         day = func.cast(func.strftime("%d", column), Integer)
     else:
@@ -335,7 +338,7 @@ def claim_due(session: Session, *, db_now: datetime, batch: int,
     if rule_ids is not None:
         pick = pick.where(_j.c.rule_id.in_(list(rule_ids)))
     pick = pick.order_by(_j.c.due_at, _j.c.id).limit(batch)
-    if _dialect_name(session) == "postgresql":
+    if dialect_name(session) == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
     stmt = update(_j).where(_j.c.id.in_(pick.scalar_subquery())).values(version=_j.c.version + 1).returning(*_JCOLS)
     rows = [JourneyRow(*r) for r in session.execute(stmt)]
@@ -359,7 +362,8 @@ def update_journeys(session: Session, rows: Sequence[Mapping[str, Any]]) -> None
 
 def journeys_of(session: Session, rule_id: str) -> list[JourneyRow]:
     """All journeys of a rule (for tests and ``journeys show``), by id."""
-    return [JourneyRow(*r) for r in session.execute(select(*_JCOLS).where(_j.c.rule_id == rule_id).order_by(_j.c.id))]
+    return [JourneyRow(*list(r))
+            for r in session.execute(select(*_JCOLS).where(_j.c.rule_id == rule_id).order_by(_j.c.id))]
 
 
 # --- subjects and facts -----------------------------------------------------------
@@ -459,7 +463,7 @@ def users_in_role(session: Session, role: str) -> list[dict[str, Any]]:
 def insert_coupons(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert issued coupons (one executemany; a clashing code is skipped)."""
     if rows:
-        session.connection().execute(_insert(_dialect_name(session), _coupons).on_conflict_do_nothing(), list(rows))
+        session.connection().execute(dialect_insert(dialect_name(session), _coupons).on_conflict_do_nothing(), list(rows))
 
 
 def add_tags(session: Session, pairs: Collection[tuple[int, str]]) -> int:
@@ -493,7 +497,7 @@ def fetch_events(session: Session, *, names: Collection[str], batch: int) -> lis
     stmt = (select(_events.c.id, _events.c.name, _events.c.subject_type, _events.c.subject_id, _events.c.payload,
                    _events.c.created_at)
             .where(_events.c.processed_at.is_(None)).order_by(_events.c.id).limit(batch))
-    if _dialect_name(session) == "postgresql":
+    if dialect_name(session) == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     return [dict(r._mapping) for r in session.execute(stmt)]
 
@@ -522,7 +526,7 @@ def claim_occurrence(session: Session, *, rule_id: str, rule_version: int, sched
                      db_now: datetime) -> int | None:
     """Insert the run row of a schedule occurrence; its id, or None when
     another scheduler (or an earlier attempt that committed) already has it."""
-    stmt = (_insert(_dialect_name(session), _runs)
+    stmt = (dialect_insert(dialect_name(session), _runs)
             .values(rule_id=rule_id, rule_version=rule_version, kind="schedule", scheduled_for=scheduled_for,
                     started_at=db_now)
             .on_conflict_do_nothing().returning(_runs.c.id))
@@ -576,7 +580,7 @@ def db_time_text(value: datetime | None) -> str | None:
     return None if value is None else value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _dumps(rows: Sequence[Sequence[Any]]) -> str:
+def _dumps(rows: Sequence[Any]) -> str:
     import json
 
     return json.dumps(rows, ensure_ascii=False, separators=(",", ":"), default=str)
@@ -588,9 +592,9 @@ def _ids_clause(session: Session, column: Any, ids: Sequence[int]) -> tuple[Colu
     from sqlalchemy.dialects.postgresql import ARRAY
     from sqlalchemy.types import BigInteger
 
-    if _dialect_name(session) == "postgresql":
+    if dialect_name(session) == "postgresql":
         return column == any_(bindparam("ids", type_=ARRAY(BigInteger))), {"ids": list(ids)}
-    sub = select(literal_column("value")).select_from(func.json_each(bindparam("ids", type_=String)))
+    sub: Select[Any] = select(literal_column("value")).select_from(func.json_each(bindparam("ids", type_=String)))
     return column.in_(sub.scalar_subquery()), {"ids": _dumps(list(ids))}
 
 
@@ -635,7 +639,7 @@ def insert_coupon_rows(session: Session, rows: Sequence[Sequence[Any]], *, pool_
         return 0
     from sqlalchemy import Numeric, text
 
-    dialect = _dialect_name(session)
+    dialect = dialect_name(session)
     src = json_rows(dialect, [("jid", "int"), ("cid", "int"), ("code", "text")])
     where = " WHERE true" if dialect == "sqlite" else ""
     stmt = text(
@@ -656,7 +660,7 @@ def delete_coupon_codes(session: Session, pairs: Sequence[Sequence[Any]]) -> Non
     if pairs:
         from sqlalchemy import text
 
-        src = json_rows(_dialect_name(session), [("jid", "int"), ("code", "text")])
+        src = json_rows(dialect_name(session), [("jid", "int"), ("code", "text")])
         session.connection().execute(
             text(f"DELETE FROM coupons WHERE (journey_id, code) IN (SELECT v.jid, v.code FROM {src})"),
             {"doc": _dumps(list(pairs))})
@@ -667,7 +671,7 @@ def add_tag_rows(session: Session, pairs: Collection[tuple[int, str]]) -> None:
     if pairs:
         from sqlalchemy import text
 
-        dialect = _dialect_name(session)
+        dialect = dialect_name(session)
         src = json_rows(dialect, [("cid", "int"), ("tag", "text")])
         where = " WHERE true" if dialect == "sqlite" else ""
         session.connection().execute(
@@ -680,7 +684,7 @@ def remove_tag_rows(session: Session, pairs: Collection[tuple[int, str]]) -> Non
     if pairs:
         from sqlalchemy import text
 
-        src = json_rows(_dialect_name(session), [("cid", "int"), ("tag", "text")])
+        src = json_rows(dialect_name(session), [("cid", "int"), ("tag", "text")])
         session.connection().execute(
             text(f"DELETE FROM customer_tags WHERE (customer_id, tag) IN (SELECT v.cid, v.tag FROM {src})"),
             {"doc": _dumps(sorted(pairs))})
@@ -692,7 +696,7 @@ def update_journey_rows(session: Session, rows: Sequence[Sequence[Any]]) -> None
     if rows:
         from sqlalchemy import text
 
-        src = json_rows(_dialect_name(session), [("jid", "int"), ("pc", "int"), ("sid", "text"), ("st", "text"),
+        src = json_rows(dialect_name(session), [("jid", "int"), ("pc", "int"), ("sid", "text"), ("st", "text"),
                                                  ("due", "time"), ("state", "json")])
         session.connection().execute(
             text(f"UPDATE journeys SET step_index = v.pc, step_id = v.sid, status = v.st, due_at = v.due, "

@@ -35,6 +35,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     DateTime,
     Integer,
@@ -52,12 +53,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from engine.storage.automation_repo import _cust, _j, entry_where
-from engine.storage.bulk import _dialect_name, insert_ignore_from_select
-from engine.storage.models import OutboxMessage
+from engine.storage.automation_repo import entry_where
+from engine.storage.bulk import dialect_name, insert_ignore_from_select
+from engine.storage.models import Customer, Journey, OutboxMessage
+from engine.storage.results import affected
 
 __all__ = ["CODE_ALPHABET", "customer_id_span", "Piece", "SetCoupon", "SetPlan", "SetResult", "SetSend", "TEXT_COLUMNS",
            "enter_and_start"]
+
+_cust = Customer.__table__
+_j = Journey.__table__
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # as the coupon codes of the journey paths
 CODE_LENGTH = 10  # 3 + 3 + 3 + 1 symbols in SQLite's code expression, 10 bytes of a UUID in PostgreSQL's
@@ -151,7 +156,7 @@ def customer_id_span(session: Session) -> tuple[int, int] | None:
 
 def _lock_and_mark(session: Session, rule_id: str) -> tuple[int, int]:
     """Take the rule's entry lock and return the largest journey and coupon ids."""
-    if _dialect_name(session) == "postgresql":
+    if dialect_name(session) == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"promoflow.entry:{rule_id}"})
     else:
         # A write statement takes SQLite's write lock (even when it changes
@@ -191,7 +196,7 @@ def _enter(session: Session, plan: SetPlan, where: list[ColumnElement[bool]], *,
     state: Any = null()
     if plan.final_state is not None:
         state = literal(json.dumps(plan.final_state), String)
-        if _dialect_name(session) == "postgresql":
+        if dialect_name(session) == "postgresql":
             state = cast(state, JSONB)
     step_index: Any = literal(plan.final_pc, Integer)
     if plain is not None:
@@ -243,7 +248,7 @@ def _count(session: Session, sql: str, params: dict[str, Any]) -> int:
 
 def _issue(session: Session, plan: SetPlan, coupon: SetCoupon, plain_sql: str, params: dict[str, Any],
            want: int, db_now: datetime) -> None:
-    dialect = _dialect_name(session)
+    dialect = dialect_name(session)
     lateral = " CROSS JOIN LATERAL (SELECT uuid_send(gen_random_uuid()) AS b WHERE j.id IS NOT NULL) r" \
         if dialect == "postgresql" else ""
     base = (f"INSERT INTO coupons (pool_id, code, customer_id, value, issued_at, expires_at, journey_id, status) "
@@ -255,13 +260,13 @@ def _issue(session: Session, plan: SetPlan, coupon: SetCoupon, plain_sql: str, p
             "expires": coupon.expires_at, "alpha": CODE_ALPHABET}
     args["triples"] = _TRIPLES
     stmt = _typed(base + " ON CONFLICT DO NOTHING")
-    done = session.execute(stmt.execution_options(preserve_rowcount=True), args).rowcount
+    done = affected(session.execute(stmt.execution_options(preserve_rowcount=True), args))
     for _attempt in range(5):
         if done >= want:
             return
         # A code clashed with an existing one (50 bits: rare): draw again for those without a coupon.
         stmt = _typed(base + missing + " ON CONFLICT DO NOTHING")
-        done += session.execute(stmt.execution_options(preserve_rowcount=True), args).rowcount
+        done += affected(session.execute(stmt.execution_options(preserve_rowcount=True), args))
     if done < want:
         raise RuntimeError("coupon codes clashed five times in a row")
 
@@ -273,7 +278,8 @@ def _typed(sql: str) -> Any:
     stmt = text(sql)
     from sqlalchemy import Numeric
 
-    times = [bindparam(n, type_=DateTime()) for n in ("issued", "expires", "now") if f":{n}" in sql]
+    times: list[BindParameter[Any]] = [bindparam(n, type_=DateTime()) for n in ("issued", "expires", "now")
+                                       if f":{n}" in sql]
     if ":value" in sql:
         times.append(bindparam("value", type_=Numeric(14, 2)))
     return stmt.bindparams(*times) if times else stmt
@@ -302,7 +308,7 @@ def _piece_sql(piece: Piece, *, code: str, jid: str, binds: dict[str, Any], null
 
 def _send(session: Session, plan: SetPlan, send: SetSend, plain_sql: str, params: dict[str, Any], *,
           period_key: str, db_now: datetime) -> int:
-    dialect = _dialect_name(session)
+    dialect = dialect_name(session)
     if send.coupon_pool is not None:
         src, jid, cid, code = "coupons k", "k.journey_id", "k.customer_id", "k.code"
         where = "k.id > :mxc AND k.pool_id = :cpool"
@@ -355,7 +361,7 @@ def _send(session: Session, plan: SetPlan, send: SetSend, plain_sql: str, params
             "ks": key_suffix, "dclass": send.delivery_class, "now": db_now, "rule": plan.rule_id,
             "template": send.template_id}
     stmt = _typed(sql)
-    return int(session.execute(stmt.execution_options(preserve_rowcount=True), args).rowcount)
+    return affected(session.execute(stmt.execution_options(preserve_rowcount=True), args))
 
 
 def enter_and_start(
@@ -394,7 +400,7 @@ def enter_and_start(
         result.sent += sent
         result.by_step[send.step_id] = sent
         if sent < result.plain:
-            consent = (f"EXISTS (SELECT 1 FROM consents s WHERE s.customer_id = c.id AND s.channel = :channel "
+            consent = ("EXISTS (SELECT 1 FROM consents s WHERE s.customer_id = c.id AND s.channel = :channel "
                        "AND s.granted)") if send.needs_consent else "1 = 1"
             row = session.execute(text(
                 f"SELECT sum(CASE WHEN {consent} THEN 0 ELSE 1 END), "

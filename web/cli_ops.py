@@ -50,7 +50,7 @@ def register(main: click.Group) -> None:
     def prune(obj: Context, dry_run: bool, at: str | None) -> None:
         """Prune old processed events, sent message bodies and send attempts
         after the `retention` setting's windows. The audit log is never pruned."""
-        from web.cli import parse_at
+        from web.cli_rules import parse_at
         from web.retention import describe, run_prune
 
         sf = obj.session_factory()

@@ -416,10 +416,10 @@ def upsert_customers(session: Session, items: Sequence[CustomerInput | None], *,
         outcomes.append(Outcome("created" if new else "updated", target))  # type: ignore[arg-type]
 
     new_keys = [k for k in groups if isinstance(k, str)]
-    inserts = []
-    for k in new_keys:
-        g = groups[k]
-        row = {f: g["fields"].get(f) for f in PROFILE_FIELDS}
+    inserts: list[dict[str, Any]] = []
+    for new_key in new_keys:
+        g = groups[new_key]
+        row: dict[str, Any] = {f: g["fields"].get(f) for f in PROFILE_FIELDS}
         if row["registered_at"] is None and not history:
             row["registered_at"] = db_now
         attrs = dict(g["attrs"]) if g["has_attrs"] else None
@@ -431,11 +431,11 @@ def upsert_customers(session: Session, items: Sequence[CustomerInput | None], *,
     real: dict[int | str, int] = {k: k for k in groups if isinstance(k, int)}  # type: ignore[misc]
     real.update(zip(new_keys, customers_repo.insert_customers(session, inserts)))
 
-    updates = []
+    updates: list[dict[str, Any]] = []
     for k, g in groups.items():
         if not isinstance(k, int):
             continue
-        row: dict[str, Any] = {"cid": k, **g["fields"]}
+        row = {"cid": k, **g["fields"]}
         for kind in ("external_id", "phone", "email"):
             if kind in g["identity"] and g["identity"][kind] != stored[k].get(kind):
                 row[kind] = g["identity"][kind]
@@ -492,7 +492,7 @@ def customer_json(session: Session, customer_id: int) -> dict[str, Any] | None:
     return {
         "id": int(c["id"]),
         "external_id": c["external_id"],
-        "member_no": (identities.get("member_no") or [None])[0],
+        "member_no": next(iter(identities.get("member_no") or ()), None),
         "wecom_userids": identities.get("wecom", []),
         "phone": c["phone"],
         "email": c["email"],

@@ -639,24 +639,22 @@ def sandboxed(spec: Any, settings: Any) -> Any:
                    settings={"folder": sandbox_folder(settings), "instead_of": spec.type})
 
 
-def dispatch_tick(services: Any, *, loader: Callable[..., Connector] | None = None,
+def dispatch_tick(services: Any, *, loader: Callable[..., Connector],
                   env: Mapping[str, str] | None = None) -> Callable[[datetime], DispatchReport]:
     """The scheduler's ``dispatch`` tick for the app's services: reap stale
     claims, dispatch until idle, then reconcile ``unknown`` rows by the
     providers' status queries, through every enabled connector of the
     current definitions (``log`` ones are delivered by the automation tick).
-    Connectors are built once per definitions version; one that fails to
-    build is left out and reported as a ``connector.misconfigured`` event."""
+    Connectors are built once per definitions version by ``loader`` (the
+    host passes ``connectors.registry.load_connector``: the engine knows the
+    Connector port, never the concrete connectors); one that fails to build
+    is left out and reported as a ``connector.misconfigured`` event."""
     state: dict[str, Any] = {"key": None, "dispatcher": None, "broken": {}}
 
     def build(now: datetime) -> Dispatcher:
         definitions = services.registry.current()
         if state["key"] is definitions and state["dispatcher"] is not None:
             return state["dispatcher"]
-        load = loader
-        if load is None:
-            import importlib
-            load = importlib.import_module("connectors.registry").load_connector
         built: dict[str, Connector] = {}
         broken: dict[str, str] = {}
         settings = getattr(services, "settings", None)
@@ -669,7 +667,7 @@ def dispatch_tick(services: Any, *, loader: Callable[..., Connector] | None = No
                     continue  # receive only: nothing of theirs is dispatched
                 spec = sandboxed(spec, settings)
             try:
-                built[spec.id] = load(spec, env=os.environ if env is None else env)
+                built[spec.id] = loader(spec, env=os.environ if env is None else env)
             except ConfigurationError as exc:
                 broken[spec.id] = f"waiting: connector `{spec.id}` cannot deliver: {exc}"[:500]
                 with transaction(services.session_factory) as session:

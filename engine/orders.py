@@ -181,14 +181,14 @@ def parse_money(value: Any, name: str, errors: list[FieldError], *, required: bo
     if not amount.is_finite():
         errors.append(FieldError(name, "money_type"))
         return None
-    if amount != amount.quantize(Decimal("0.01")):
-        errors.append(FieldError(name, "decimal_places", {"places": 2}))
-        return None
     if amount < 0:
         errors.append(FieldError(name, "min", {"min": 0}))
         return None
-    if amount >= MAX_MONEY:
+    if amount >= MAX_MONEY:  # before quantize: 1e155 has more digits than the context holds
         errors.append(FieldError(name, "out_of_range"))
+        return None
+    if amount != amount.quantize(Decimal("0.01")):
+        errors.append(FieldError(name, "decimal_places", {"places": 2}))
         return None
     return amount.quantize(Decimal("0.01"))
 
@@ -546,7 +546,7 @@ class OrderService:
             stored = orders_repo.find_orders(session, {item.key for _, item, _ in pending})
             rows: dict[tuple[str, str], dict[str, Any]] = {}
             first_hash: dict[tuple[str, str], str] = {}
-            for i, item, digest in pending:
+            for _, item, digest in pending:
                 if item.key in stored or item.key in first_hash:
                     continue
                 first_hash[item.key] = digest

@@ -56,9 +56,7 @@ from engine.definitions.specs import FormSpec, WorkflowSpec, WorkflowStep
 from engine.registry import DefinitionRegistry, UnknownForm
 from engine.storage import records_repo
 from engine.storage import workflows_repo as repo
-from engine.storage.audit import append_audit
 from engine.storage.database import transaction
-from engine.storage.events_repo import append_event
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -452,7 +450,7 @@ class WorkflowService:
         """Run one read statement on a pooled connection, without a session or
         an explicit transaction (a single statement is its own snapshot)."""
         engine = self._sf.kw.get("bind")
-        if not hasattr(engine, "raw_connection") or not hasattr(engine, "dialect"):
+        if engine is None or not hasattr(engine, "raw_connection") or not hasattr(engine, "dialect"):
             with self._sf() as session:
                 return run(repo.Db.of(session))
         raw = engine.raw_connection()
@@ -1028,9 +1026,9 @@ class WorkflowService:
 
 
 def _step_map(spec: WorkflowSpec) -> dict[str, WorkflowStep]:
-    from engine.approvals.machine import _index
+    from engine.approvals.machine import steps_by_id
 
-    return {sid: pos.step for sid, pos in _index(spec).pos.items()}
+    return steps_by_id(spec)
 
 
 __all__ = [

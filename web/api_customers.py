@@ -133,10 +133,11 @@ def upsert() -> Any:
                                    InvalidCustomer)
     if batch is None and problems[0] is not None:
         return _invalid(problems[0])
+    found: dict[str, Any] = {}
     with transaction(svc.session_factory) as session:
         outcomes = upsert_customers(session, parsed, now=svc.now(), source=f"api:{actor}")
         if batch is None and outcomes[0].status != "error":
-            found = customer_json(session, outcomes[0].customer_id)  # type: ignore[arg-type]
+            found = customer_json(session, outcomes[0].customer_id) or {}  # type: ignore[arg-type]
     if batch is not None:
         return _batch_answer(outcomes, problems)
     outcome = outcomes[0]

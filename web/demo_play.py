@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -131,7 +132,7 @@ class DemoPlay:
         self.visits: list[_Visit] = []
         self.seen: set[str] = set()
         self.ordinal = 0
-        self._read_inbox = lambda: read_inbox(sandbox_folder(self.svc.settings), limit=1_000_000)
+        self._read_inbox = lambda: read_inbox(Path(sandbox_folder(self.svc.settings)), limit=1_000_000)
         self._short_tokens = lambda text: short_tokens(text, self.svc.settings.base_url)
         self.tokens: dict[str, str] = {}
 

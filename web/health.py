@@ -22,7 +22,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import Engine
 
 from . import services
-from .leader import LOCK_NAME, LeaderLock, _lock_key
+from .leader import LOCK_NAME, LeaderLock, lock_key
 
 bp = Blueprint("health", __name__)
 
@@ -38,7 +38,7 @@ def leader_status(engine: Engine) -> dict[str, Any]:
     from engine.storage.ops_repo import advisory_lock_holder
 
     if engine.dialect.name == "postgresql":
-        pid = advisory_lock_holder(engine, _lock_key(LOCK_NAME))
+        pid = advisory_lock_holder(engine, lock_key(LOCK_NAME))
         return {"held": pid is not None, "holder": f"postgresql backend {pid}" if pid else None}
     path = LeaderLock(engine)._sqlite_path()
     if not path.is_file():
@@ -47,8 +47,8 @@ def leader_status(engine: Engine) -> dict[str, Any]:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            pid = handle.read().strip()
-            return {"held": True, "holder": f"pid {pid}" if pid.isdigit() else "unknown"}
+            written = handle.read().strip()
+            return {"held": True, "holder": f"pid {written}" if written.isdigit() else "unknown"}
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
     return {"held": False, "holder": None}
 

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, text
 LOCK_NAME = "promoflow.scheduler"
 
 
-def _lock_key(name: str) -> int:
+def lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 
@@ -35,7 +35,7 @@ class LeaderLock:
     def __init__(self, engine: Engine, *, name: str = LOCK_NAME, lock_dir: str | os.PathLike | None = None):
         self._engine = engine
         self._name = name
-        self._key = _lock_key(name)
+        self._key = lock_key(name)
         self._conn: Any = None
         self._file: Any = None
         self._lock_dir = Path(lock_dir) if lock_dir else None

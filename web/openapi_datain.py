@@ -21,10 +21,18 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def batch_item(item: str) -> dict[str, Any]:
+    """A batch's item: any JSON value, checked one by one. Each should be an
+    ``item``; one that is not is answered in its own result, and the batch
+    goes on, so the batch as a whole refuses no item."""
+    return {"description": f"a {item} (#/components/schemas/{item}); an item that is not valid is answered "
+                           "in its own result (status `error`) and the other items are stored"}
+
+
 def _batch_of(item: str) -> dict[str, Any]:
     from .api_customers import BATCH_LIMIT
 
-    return {"type": "object", "properties": {"items": {"type": "array", "items": _ref(item), "minItems": 1,
+    return {"type": "object", "properties": {"items": {"type": "array", "items": batch_item(item), "minItems": 1,
                                                        "maxItems": BATCH_LIMIT}},
             "required": ["items"], "additionalProperties": False}
 
@@ -107,7 +115,7 @@ def datain_schemas() -> dict[str, Any]:
         "required": ["name", "idempotency_key"],
         "additionalProperties": False,
     }
-    event_result = {"type": "object", "properties": {
+    event_result: dict[str, Any] = {"type": "object", "properties": {
         "status": {"enum": ["created", "duplicate", "error"]}, "id": {"type": ["integer", "null"]},
         "customer_id": {"type": ["integer", "null"]}, "name": _TEXT,
         "warning": {"type": "string", "description": "no published rule listens to this name (did you mean …)"},

@@ -24,6 +24,7 @@ def tick_functions(services: Any) -> list[tuple[str, Callable[[datetime], Any]]]
     delivery of the outbox through the configured connectors."""
     from engine.automation.configure import policy_from_settings
     from engine.automation.versions import StoredRules, tick_versions
+    from connectors.registry import load_connector
     from engine.dispatch import dispatch_tick
 
     stored = StoredRules(services.session_factory)
@@ -40,7 +41,7 @@ def tick_functions(services: Any) -> list[tuple[str, Callable[[datetime], Any]]]
     from .followups import tick as followups_tick
 
     ticks.append(("tasks", followups_tick(services)))  # rule tasks: the approvals' overdue rules
-    ticks.append(("dispatch", dispatch_tick(services)))
+    ticks.append(("dispatch", dispatch_tick(services, loader=load_connector)))
     ticks.append(("feedback", feedback_tick(services)))
     ticks.append(("loyalty", loyalty_tick(services)))
     from .api_campaigns import tick as campaigns_tick

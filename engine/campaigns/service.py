@@ -86,7 +86,8 @@ class CampaignView:
     updated_at: datetime
 
     def to_json(self) -> dict[str, Any]:
-        iso = (lambda t: None if t is None else from_db_time(t).isoformat().replace("+00:00", "Z"))
+        def iso(t):
+            return (None if t is None else from_db_time(t).isoformat().replace("+00:00", "Z"))
         return {
             "id": self.id, "title": self.title, "title_en": self.title_en, "source": self.source,
             "record_id": self.record_id, "owner": self.owner, "channel": self.channel,

@@ -10,22 +10,21 @@ branch with no default path.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
-from engine.conditions.check import check_condition, required_true_fields
+from engine.conditions.check import check_condition
 from engine.conditions.customer_fields import CUSTOMER_FIELDS
-from engine.conditions.kinds import FieldKind
 from engine.conditions.parse import parse_condition
 from engine.durations import DurationError, parse_duration
 
 from .catalog import (
-    BUILTIN_ROLES, CONSENT_CHANNELS, CUSTOM_EVENT_PREFIX, CUSTOMER_DATE_FIELDS, EVENTS, JOURNEY_FACTS,
-    POOL_FACTS, RECORD_EVENTS, WORKFLOW_EVENTS, WRITABLE_CUSTOMER_FIELDS,
+    BUILTIN_ROLES, CUSTOM_EVENT_PREFIX, CUSTOMER_DATE_FIELDS, EVENTS, JOURNEY_FACTS,
+    POOL_FACTS, RECORD_EVENTS, WORKFLOW_EVENTS,
 )
 from .check_forms import field_kinds
 from .context import Context, Problems

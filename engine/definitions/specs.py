@@ -223,7 +223,7 @@ class ConnectorSpec:
     default: bool = False
     enabled: bool = True
     settings: Mapping[str, object] = field(default_factory=lambda: EMPTY)
-    secrets: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    secrets: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     per_second: float | None = None
     per_minute: float | None = None
     per_recipient_per_minute: float | None = None

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.orm import Session
 
-from engine.storage.bulk import _dialect_name, _insert
+from engine.storage.bulk import dialect_name, dialect_insert
 from engine.storage.models import AlertFiring
 from engine.storage.times import from_db_time, to_db_time
 
@@ -34,7 +34,7 @@ def record_firing(session: Session, *, alert_id: str, campaign_id: str, period_k
     """Insert the firing; its id, or None when this alert already fired for
     this campaign in this period (INSERT … ON CONFLICT DO NOTHING, so two
     schedulers racing insert one row)."""
-    stmt = (_insert(_dialect_name(session), _t)
+    stmt = (dialect_insert(dialect_name(session), _t)
             .values(alert_id=alert_id, campaign_id=campaign_id, period_key=period_key, kpi=kpi, value=value,
                     threshold=threshold, fired_at=to_db_time(now), notified=0)
             .on_conflict_do_nothing().returning(_t.c.id))

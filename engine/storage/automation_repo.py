@@ -37,8 +37,8 @@ from sqlalchemy.orm import Session
 from engine.conditions.ast import Condition
 from engine.experiments import Assignment
 from engine.storage.bulk import (
-    _dialect_name,
-    _insert,
+    dialect_name,
+    dialect_insert,
     insert_ignore,
     insert_ignore_from_select,
 )
@@ -132,7 +132,7 @@ def _date_clause(session: Session, f: DateFilter) -> ColumnElement[bool]:
             lo = datetime.combine(f.on, datetime.min.time())
             return and_(column >= lo, column < lo + timedelta(days=1))
         return column == f.on
-    if _dialect_name(session) == "sqlite":
+    if dialect_name(session) == "sqlite":
         month = func.cast(func.strftime("%m", column), Integer)
         day = func.cast(func.strftime("%d", column), Integer)
     else:
@@ -340,7 +340,7 @@ def claim_due(session: Session, *, db_now: datetime, batch: int,
     if rule_ids is not None:
         pick = pick.where(_j.c.rule_id.in_(list(rule_ids)))
     pick = pick.order_by(_j.c.due_at, _j.c.id).limit(batch)
-    if _dialect_name(session) == "postgresql":
+    if dialect_name(session) == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
     stmt = update(_j).where(_j.c.id.in_(pick.scalar_subquery())).values(version=_j.c.version + 1).returning(*_JCOLS)
     rows = [JourneyRow(*r) for r in session.execute(stmt)]
@@ -450,7 +450,7 @@ def users_in_role(session: Session, role: str) -> list[dict[str, Any]]:
 def insert_coupons(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert issued coupons (one executemany; a clashing code is skipped)."""
     if rows:
-        session.connection().execute(_insert(_dialect_name(session), _coupons).on_conflict_do_nothing(), list(rows))
+        session.connection().execute(dialect_insert(dialect_name(session), _coupons).on_conflict_do_nothing(), list(rows))
 
 
 def set_customer_fields(session: Session, customer_id: int, values: Mapping[str, Any], db_now: datetime) -> None:
@@ -474,7 +474,7 @@ def fetch_events(session: Session, *, names: Collection[str], batch: int) -> lis
     stmt = (select(_events.c.id, _events.c.name, _events.c.subject_type, _events.c.subject_id, _events.c.payload,
                    _events.c.created_at)
             .where(_events.c.processed_at.is_(None)).order_by(_events.c.id).limit(batch))
-    if _dialect_name(session) == "postgresql":
+    if dialect_name(session) == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     return [dict(r._mapping) for r in session.execute(stmt)]
 
@@ -503,7 +503,7 @@ def claim_occurrence(session: Session, *, rule_id: str, rule_version: int, sched
                      db_now: datetime) -> int | None:
     """Insert the run row of a schedule occurrence; its id, or None when
     another scheduler (or an earlier attempt that committed) already has it."""
-    stmt = (_insert(_dialect_name(session), _runs)
+    stmt = (dialect_insert(dialect_name(session), _runs)
             .values(rule_id=rule_id, rule_version=rule_version, kind="schedule", scheduled_for=scheduled_for,
                     started_at=db_now)
             .on_conflict_do_nothing().returning(_runs.c.id))
@@ -569,7 +569,7 @@ def _ids_clause(session: Session, column: Any, ids: Sequence[int]) -> tuple[Colu
     from sqlalchemy.dialects.postgresql import ARRAY
     from sqlalchemy.types import BigInteger
 
-    if _dialect_name(session) == "postgresql":
+    if dialect_name(session) == "postgresql":
         return column == any_(bindparam("ids", type_=ARRAY(BigInteger))), {"ids": list(ids)}
     sub = select(literal_column("value")).select_from(func.json_each(bindparam("ids", type_=String)))
     return column.in_(sub.scalar_subquery()), {"ids": _dumps(list(ids))}
@@ -589,7 +589,7 @@ def add_tags(session: Session, pairs: Collection[tuple[int, str]]) -> None:
     if pairs:
         from sqlalchemy import text
 
-        dialect = _dialect_name(session)
+        dialect = dialect_name(session)
         src = json_rows(dialect, [("cid", "int"), ("tag", "text")])
         where = " WHERE true" if dialect == "sqlite" else ""
         session.connection().execute(
@@ -602,7 +602,7 @@ def remove_tags(session: Session, pairs: Collection[tuple[int, str]]) -> None:
     if pairs:
         from sqlalchemy import text
 
-        src = json_rows(_dialect_name(session), [("cid", "int"), ("tag", "text")])
+        src = json_rows(dialect_name(session), [("cid", "int"), ("tag", "text")])
         session.connection().execute(
             text(f"DELETE FROM customer_tags WHERE (customer_id, tag) IN (SELECT v.cid, v.tag FROM {src})"),
             {"doc": _dumps(sorted(pairs))})
@@ -614,7 +614,7 @@ def update_journey_rows(session: Session, rows: Sequence[Sequence[Any]]) -> None
     if rows:
         from sqlalchemy import text
 
-        src = json_rows(_dialect_name(session), [("jid", "int"), ("pc", "int"), ("sid", "text"), ("st", "text"),
+        src = json_rows(dialect_name(session), [("jid", "int"), ("pc", "int"), ("sid", "text"), ("st", "text"),
                                                  ("due", "time"), ("state", "json")])
         session.connection().execute(
             text(f"UPDATE journeys SET step_index = v.pc, step_id = v.sid, status = v.st, due_at = v.due, "

@@ -131,16 +131,20 @@ def find_coupon(session: Db, code: str, *, order_id: str | None = None) -> Coupo
     conn = _conn(session)
     if order_id is None:
         row = conn.execute(_FIND, {"code": code}).first()
-        return CouponRow(*row) if row is not None else None
+        return CouponRow(*list(row)) if row is not None else None
     row = conn.execute(_FIND_WITH_ORDER, {"code": code, "order_id": order_id}).first()
-    return CouponRow(*row[:-1], other_on_order=row[-1] is not None) if row is not None else None
+    if row is None:
+        return None
+    values = list(row)
+    values[-1] = values[-1] is not None  # the last column: another coupon's id on that order, or NULL
+    return CouponRow(*values)
 
 
 def coupons_of_customer(session: Session, customer_id: int, *, limit: int = 50) -> list[CouponRow]:
     """A customer's coupons, newest first (the till shows which are still usable)."""
     rows = session.execute(select(*_COLS).select_from(_FROM).where(_c.c.customer_id == customer_id)
                            .order_by(_c.c.issued_at.desc(), _c.c.id.desc()).limit(limit))
-    return [CouponRow(*r) for r in rows]
+    return [CouponRow(*list(r)) for r in rows]
 
 
 def _count(by: Any, since: bool) -> Any:

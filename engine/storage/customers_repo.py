@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from engine.storage.bulk import _dialect_name, _insert, insert_ignore
+from engine.storage.bulk import dialect_name, dialect_insert, insert_ignore
 from engine.storage.models import COUNTED_ORDER_STATUSES, Consent, Customer, CustomerTag, Order
 from engine.storage.orders_repo import one_of
 from engine.storage.workflows_repo import Db, Prepared
@@ -99,7 +99,7 @@ def upsert_consents(session: Session, rows: Sequence[Mapping[str, Any]]) -> None
     """Insert or update (customer_id, channel) consents: one executemany."""
     if not rows:
         return
-    stmt = _insert(_dialect_name(session), _consents)
+    stmt = dialect_insert(dialect_name(session), _consents)
     stmt = stmt.on_conflict_do_update(index_elements=["customer_id", "channel"],
                                       set_={"granted": stmt.excluded.granted, "source": stmt.excluded.source,
                                             "updated_at": stmt.excluded.updated_at})
@@ -226,7 +226,7 @@ def add_orders(session: Session, sums: Mapping[int, tuple[int, Any, datetime]], 
     if not sums:
         return
     rows = [{"cid": cid, "n": n, "total": total, "last": at} for cid, (n, total, at) in sorted(sums.items())]
-    if _dialect_name(session) == "postgresql":
+    if dialect_name(session) == "postgresql":
         # One statement over arrays: psycopg would otherwise send a thousand UPDATEs.
         v = select(*(func.unnest(bindparam(k, [r[k] for r in rows], type_=ARRAY(t))).label(k) for k, t in
                      (("cid", Integer()), ("n", Integer()), ("total", _cust.c.total_spent.type),
@@ -249,8 +249,8 @@ def rescore(session: Session, *, db_now: datetime, customer_ids: Sequence[int] |
     """``rfm_recency_days``, the RFM quintile scores and ``rfm_segment`` of
     ``customer_ids`` (everyone with orders when None), ranked against every
     customer with orders."""
-    scope = None if customer_ids is None else one_of(_cust.c.id, customer_ids, _dialect_name(session))
-    if _dialect_name(session) == "sqlite":
+    scope = None if customer_ids is None else one_of(_cust.c.id, customer_ids, dialect_name(session))
+    if dialect_name(session) == "sqlite":
         days = func.cast(func.julianday(literal(db_now.isoformat(sep=" "))) - func.julianday(_cust.c.last_purchase_at),
                          Integer)
     else:

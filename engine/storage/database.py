@@ -115,7 +115,7 @@ def transaction(session_factory: sessionmaker[Session]) -> Iterator[Session]:
     entry, its event and its outbox rows commit together or not at all.
     """
     session = session_factory()
-    lock = _writer_lock(session.get_bind())
+    lock = writer_lock(session.get_bind())
     if lock is not None:
         lock.acquire()
     try:
@@ -134,7 +134,7 @@ _WRITER_LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.Weak
 _WRITER_LOCKS_GUARD = threading.Lock()
 
 
-def _writer_lock(bind: Any) -> Any:
+def writer_lock(bind: Any) -> Any:
     """SQLite lets one connection write at a time. Threads of one process queue
     on a lock instead of in SQLite's busy handler, which sleeps in growing steps
     (1, 2, 5, 10 … ms) and under contention spends more time asleep than

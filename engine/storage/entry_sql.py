@@ -56,7 +56,7 @@ from sqlalchemy.orm import Session
 from engine.experiments import Assignment
 from engine.storage import outbox_repo
 from engine.storage.automation_repo import entry_where
-from engine.storage.bulk import _dialect_name, insert_ignore_from_select
+from engine.storage.bulk import dialect_name, insert_ignore_from_select
 from engine.storage.experiment_sql import arm_column
 from engine.storage.models import Customer, Journey, OutboxMessage
 
@@ -173,7 +173,7 @@ def customer_id_span(session: Session) -> tuple[int, int] | None:
 
 def _lock_and_mark(session: Session, rule_id: str) -> tuple[int, int]:
     """Take the rule's entry lock and return the largest journey and coupon ids."""
-    if _dialect_name(session) == "postgresql":
+    if dialect_name(session) == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"promoflow.entry:{rule_id}"})
     else:
         # A write statement takes SQLite's write lock (even when it changes
@@ -213,7 +213,7 @@ def _enter(session: Session, plan: SetPlan, where: list[ColumnElement[bool]], *,
     state: Any = null()
     if plan.final_state is not None:
         state = literal(json.dumps(plan.final_state), String)
-        if _dialect_name(session) == "postgresql":
+        if dialect_name(session) == "postgresql":
             state = cast(state, JSONB)
     step_index: Any = literal(plan.final_pc, Integer)
     if plain is not None:
@@ -265,7 +265,7 @@ def _count(session: Session, sql: str, params: dict[str, Any]) -> int:
 
 def _issue(session: Session, plan: SetPlan, coupon: SetCoupon, plain_sql: str, params: dict[str, Any],
            want: int, db_now: datetime) -> None:
-    dialect = _dialect_name(session)
+    dialect = dialect_name(session)
     lateral = " CROSS JOIN LATERAL (SELECT uuid_send(gen_random_uuid()) AS b WHERE j.id IS NOT NULL) r" \
         if dialect == "postgresql" else ""
     base = (f"INSERT INTO coupons (pool_id, code, customer_id, value, issued_at, expires_at, journey_id, status) "
@@ -324,7 +324,7 @@ def _piece_sql(piece: Piece, *, code: str, jid: str, binds: dict[str, Any], null
 
 def _send(session: Session, plan: SetPlan, send: SetSend, plain_sql: str, params: dict[str, Any], *,
           period_key: str, db_now: datetime) -> int:
-    dialect = _dialect_name(session)
+    dialect = dialect_name(session)
     if send.coupon_pool is not None:
         src, jid, cid, code = "coupons k", "k.journey_id", "k.customer_id", "k.code"
         where = "k.id > :mxc AND k.pool_id = :cpool"
@@ -420,7 +420,7 @@ def enter_and_start(
             result.sent += sent
             result.by_step[send.step_id] = result.by_step.get(send.step_id, 0) + sent
             if sent < arm_plain:
-                consent = (f"EXISTS (SELECT 1 FROM consents s WHERE s.customer_id = c.id AND s.channel = :channel "
+                consent = ("EXISTS (SELECT 1 FROM consents s WHERE s.customer_id = c.id AND s.channel = :channel "
                            "AND s.granted)") if send.needs_consent else "1 = 1"
                 row = session.execute(text(
                     f"SELECT sum(CASE WHEN {consent} THEN 0 ELSE 1 END), "

@@ -426,9 +426,11 @@ def _daily(r: _Run) -> tuple[tuple[str, int, int, Decimal], ...]:
     if not whole_hours:
         bucket = sql.day
     elif sql.pg:
-        bucket = lambda col: f"to_char({col}, 'YYYY-MM-DD HH24')"
+        def bucket(col):
+            return f"to_char({col}, 'YYYY-MM-DD HH24')"
     else:
-        bucket = lambda col: f"substr({col}, 1, 13)"
+        def bucket(col):
+            return f"substr({col}, 1, 13)"
     rows = r.rows(f"""
         SELECT d, SUM(sends), SUM(redemptions), SUM(revenue) FROM (
             SELECT {bucket('sent_at')} AS d, 1 AS sends, 0 AS redemptions, 0 AS revenue FROM kp_msgs

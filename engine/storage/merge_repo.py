@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from engine.storage.bulk import insert_ignore_from_select
+from engine.storage.results import affected
 from engine.storage.models import (
     Base,
     Consent,
@@ -88,15 +89,15 @@ def move_rows(session: Session, survivor: int, loser: int) -> dict[str, int]:
         name = _NAMES.get(table.name, table.name)
         try:
             with session.begin_nested():
-                count = session.execute(update(table).where(table.c[column] == loser)
-                                        .values({column: survivor})).rowcount
+                count = affected(session.execute(update(table).where(table.c[column] == loser)
+                                                 .values({column: survivor})))
         except IntegrityError:
             raise MoveConflict(table.name) from None
         moved[name] = moved.get(name, 0) + count
     events: Table = Event.__table__  # type: ignore[assignment]
-    moved["events"] = session.execute(update(events).where(events.c.subject_type == "customer",
-                                                           events.c.subject_id == str(loser))
-                                      .values(subject_id=str(survivor))).rowcount
+    moved["events"] = affected(session.execute(update(events).where(events.c.subject_type == "customer",
+                                                                    events.c.subject_id == str(loser))
+                                               .values(subject_id=str(survivor))))
     return moved
 
 
@@ -113,9 +114,9 @@ def move_journeys(session: Session, survivor: int, loser: int) -> tuple[int, int
                                       other.c.subject_id == survivor, other.c.period_key == _j.c.period_key)
     survivor_running = exists().where(other.c.rule_id == _j.c.rule_id, other.c.subject_type == "customer",
                                       other.c.subject_id == survivor, other.c.status == "active")
-    exited = session.execute(update(_j).where(mine, _j.c.status == "active", survivor_running | survivor_has_key)
-                             .values(status="exited", due_at=None, version=_j.c.version + 1)).rowcount
-    moved = session.execute(update(_j).where(mine, ~survivor_has_key).values(subject_id=survivor)).rowcount
+    exited = affected(session.execute(update(_j).where(mine, _j.c.status == "active", survivor_running | survivor_has_key)
+                                      .values(status="exited", due_at=None, version=_j.c.version + 1)))
+    moved = affected(session.execute(update(_j).where(mine, ~survivor_has_key).values(subject_id=survivor)))
     return moved, exited
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -32,6 +32,7 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     String,
+    Table,
     Text,
     UniqueConstraint,
     false,
@@ -61,6 +62,9 @@ class Base(DeclarativeBase):
     """Declarative base whose metadata carries the constraint naming convention."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # Every model here is mapped to one Table (no mapped joins or selects), so
+    # Model.__table__ is typed as such: Core statements then type-check.
+    __table__: ClassVar[Table]
 
 
 # --- definitions -----------------------------------------------------------

@@ -20,7 +20,7 @@ from sqlalchemy import DateTime, Float, String, Table, any_, bindparam, cast, fu
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from engine.storage.bulk import _dialect_name, _insert
+from engine.storage.bulk import dialect_name, dialect_insert
 from engine.storage.models import Customer, Event, Order
 from engine.storage.workflows_repo import Db, Prepared
 
@@ -62,7 +62,7 @@ def find_orders(session: Session, keys: Collection[OrderKey]) -> dict[OrderKey, 
     out: dict[OrderKey, dict[str, Any]] = {}
     for source, ids in by_source.items():
         stmt = _select().where(_orders.c.source == source,
-                               one_of(_orders.c.external_id, sorted(set(ids)), _dialect_name(session)))
+                               one_of(_orders.c.external_id, sorted(set(ids)), dialect_name(session)))
         for row in session.execute(stmt).mappings():
             out[(row["source"], row["external_id"])] = dict(row)
     return out
@@ -91,7 +91,7 @@ INSERT_COLUMNS = ("source", "external_id", "customer_id", "amount", "discount", 
                   "lines", "placed_at", "channel", "store", "campaign", "coupon_code", "status", "body_hash",
                   "created_at")
 
-_INSERT_ORDERS = {dialect: Prepared(_insert(dialect, _orders).on_conflict_do_nothing(
+_INSERT_ORDERS = {dialect: Prepared(dialect_insert(dialect, _orders).on_conflict_do_nothing(
     index_elements=["source", "external_id"]), column_keys=INSERT_COLUMNS) for dialect in ("sqlite", "postgresql")}
 
 
@@ -153,13 +153,13 @@ def append_order_events(session: Session, name: str, order_ids: Collection[int],
     if not order_ids:
         return
     o = _orders.c
-    build = func.jsonb_build_object if _dialect_name(session) == "postgresql" else func.json_object
+    build = func.jsonb_build_object if dialect_name(session) == "postgresql" else func.json_object
     payload = build("customer_id", o.customer_id, "order_id", o.id, "source", o.source,
                     "external_id", o.external_id, "amount", cast(o.amount, Float),
                     "net_amount", cast(o.net_amount, Float), "status", o.status, "store", o.store,
                     "channel", o.channel, "coupon_code", o.coupon_code)
     rows = select(literal(name), literal("order"), cast(o.id, String), payload, literal(db_now, DateTime())).where(
-        one_of(o.id, sorted(order_ids), _dialect_name(session)))
+        one_of(o.id, sorted(order_ids), dialect_name(session)))
     session.connection().execute(
         insert(_events).from_select(["name", "subject_type", "subject_id", "payload", "created_at"], rows))
 

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import String, Table, and_, cast, literal, select, update
 from sqlalchemy.orm import Session
 
-from engine.storage.bulk import _dialect_name, _insert
+from engine.storage.bulk import dialect_name, dialect_insert
 from engine.storage.models import OutboxMessage
 
 _outbox: Table = OutboxMessage.__table__  # type: ignore[assignment]
@@ -36,7 +36,7 @@ def insert_messages(session: Session, rows: Sequence[Mapping[str, Any]], *, retu
     """
     if not rows:
         return []
-    stmt = _insert(_dialect_name(session), _outbox).on_conflict_do_nothing()
+    stmt = dialect_insert(dialect_name(session), _outbox).on_conflict_do_nothing()
     params = [{k: r.get(k) for k in COLUMNS} for r in rows]
     if not returning:
         session.connection().execute(stmt, params)
@@ -46,7 +46,7 @@ def insert_messages(session: Session, rows: Sequence[Mapping[str, Any]], *, retu
 
 def insert_message(session: Session, row: Mapping[str, Any]) -> int | None:
     """Insert one outbox row; its id, or None when the idempotency key exists."""
-    stmt = (_insert(_dialect_name(session), _outbox)
+    stmt = (dialect_insert(dialect_name(session), _outbox)
             .values({k: row.get(k) for k in COLUMNS})
             .on_conflict_do_nothing().returning(_c.id))
     found = session.connection().execute(stmt).scalar_one_or_none()
@@ -77,7 +77,7 @@ def mark_sent(session: Session, *, connectors: Collection[str], now: datetime, l
     pick = (select(_c.id).where(_c.status == "queued", _c.connector.in_(list(connectors)),
                                 _c.next_attempt_at <= now)
             .order_by(_c.id).limit(limit))
-    if _dialect_name(session) == "postgresql":
+    if dialect_name(session) == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
     ids = [r[0] for r in session.connection().execute(pick)]
     if not ids:
@@ -124,7 +124,7 @@ def insert_rows(session: Session, rows: Sequence[Sequence[Any]], *, now: datetim
 
     from engine.storage.automation_repo import json_rows
 
-    dialect = _dialect_name(session)
+    dialect = dialect_name(session)
     names = [n for n, _ in ROW_COLUMNS]
     where = " WHERE true" if dialect == "sqlite" else ""
     stmt = text(

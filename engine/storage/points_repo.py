@@ -39,7 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from engine.storage.bulk import _dialect_name, _insert
+from engine.storage.bulk import dialect_name, dialect_insert
 from engine.storage.models import Customer, PointsEntry
 
 _ledger: Table = PointsEntry.__table__  # type: ignore[assignment]
@@ -81,7 +81,7 @@ def add_lots(session: Session, rows: Sequence[Mapping[str, Any]]) -> list[str]:
     stored = set(session.scalars(select(_ledger.c.idempotency_key).where(_ledger.c.idempotency_key.in_(keys))))
     fresh = [{**r, "remaining": r["amount"]} for r in rows if r["idempotency_key"] not in stored]
     if fresh:
-        stmt = _insert(_dialect_name(session), _ledger).on_conflict_do_nothing(index_elements=["idempotency_key"])
+        stmt = dialect_insert(dialect_name(session), _ledger).on_conflict_do_nothing(index_elements=["idempotency_key"])
         session.connection().execute(stmt, fresh)
     return [r["idempotency_key"] for r in fresh]
 
@@ -89,7 +89,7 @@ def add_lots(session: Session, rows: Sequence[Mapping[str, Any]]) -> list[str]:
 def append_entry(session: Session, row: Mapping[str, Any]) -> bool:
     """Insert one consuming entry (spend, reverse, negative adjust; ``amount``
     < 0, ``remaining`` 0). False when its idempotency key is already stored."""
-    stmt = _insert(_dialect_name(session), _ledger).values(**{**row, "remaining": 0}).on_conflict_do_nothing(
+    stmt = dialect_insert(dialect_name(session), _ledger).values(**{**row, "remaining": 0}).on_conflict_do_nothing(
         index_elements=["idempotency_key"]).returning(_ledger.c.id)
     return session.connection().execute(stmt).scalar_one_or_none() is not None
 
@@ -117,7 +117,7 @@ def lock_customer(session: Session, customer_id: int) -> bool:
     """Lock the customer's row for this transaction (PostgreSQL; SQLite writers are serial):
     every writer of a customer's points takes the customer first, then the lots. False: no such customer."""
     stmt = select(_cust.c.id).where(_cust.c.id == customer_id)
-    if _dialect_name(session) == "postgresql":
+    if dialect_name(session) == "postgresql":
         stmt = stmt.with_for_update()
     return session.execute(stmt).first() is not None
 
@@ -161,7 +161,7 @@ def consume(session: Session, customer_id: int, points: int, today: date, *,
     c = _ledger.c
     stmt = (select(c.id, c.remaining, c.expires_on).where(c.customer_id == customer_id, _open(today))
             .order_by((c.id != (first_lot or 0)), c.expires_on.is_(None), c.expires_on, c.id))
-    if _dialect_name(session) == "postgresql":
+    if dialect_name(session) == "postgresql":
         stmt = stmt.with_for_update()
     left = points
     takes: list[tuple[int, int, int]] = []
@@ -226,7 +226,7 @@ def expire_due(session: Session, today: date, db_now: datetime, *, reason: str) 
     rows = (select(c.customer_id, literal("expire"), -func.sum(c.remaining), literal(0), literal(reason),
                    literal("expiry"), literal(day), key, literal(db_now, DateTime()))
             .where(due).group_by(c.customer_id))
-    stmt = _insert(_dialect_name(session), _ledger).from_select(
+    stmt = dialect_insert(dialect_name(session), _ledger).from_select(
         ["customer_id", "kind", "amount", "remaining", "reason", "source", "source_ref", "idempotency_key",
          "created_at"], rows).on_conflict_do_nothing(index_elements=["idempotency_key"])
     session.connection().execute(stmt)

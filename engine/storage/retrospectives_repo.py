@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Table, or_, select, update
 from sqlalchemy.orm import Session
 
-from engine.storage.bulk import _dialect_name, _insert
+from engine.storage.bulk import dialect_name, dialect_insert
 from engine.storage.models import CampaignRetrospective
 from engine.storage.times import from_db_time, to_db_time
 
@@ -48,7 +48,7 @@ def create(session: Session, *, campaign_id: str, title: str, ended_on: date | N
     """Create the retrospective pre-filled with ``kpis``; False when it exists
     (a campaign ends once: a second end, or a second scheduler, changes nothing)."""
     stamp = to_db_time(now)
-    stmt = (_insert(_dialect_name(session), _t)
+    stmt = (dialect_insert(dialect_name(session), _t)
             .values(campaign_id=campaign_id, title=title[:255], ended_on=ended_on, kpis=dict(kpis), lessons={},
                     search_text=_search_text(title, {}), created_at=stamp, updated_at=stamp, updated_by=None,
                     version=1)

@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from engine.storage.bulk import _dialect_name
+from engine.storage.bulk import dialect_name
 from engine.storage.models import (
     COUNTED_ORDER_STATUSES,
     Customer,
@@ -87,7 +87,7 @@ def evaluate_tiers(session: Session, *, basis: str, levels: Sequence[tuple[str, 
                 .where(_cust.c.erased_at.is_(None)).subquery("computed"))
     changed = computed.c.new.is_distinct_from(computed.c.old)
     up = rank(computed.c.new) > rank(computed.c.old)
-    build = func.jsonb_build_object if _dialect_name(session) == "postgresql" else func.json_object
+    build = func.jsonb_build_object if dialect_name(session) == "postgresql" else func.json_object
     payload = build("customer_id", computed.c.id, "from", computed.c.old, "to", computed.c.new,
                     "direction", case((up, literal("up")), else_=literal("down")))
     rows = select(literal("tier.changed"), literal("customer"), cast(computed.c.id, String), payload,

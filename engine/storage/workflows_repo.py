@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import json as _json
 import sqlite3 as _sqlite3
@@ -44,8 +44,8 @@ try:  # the fast path raises the driver's own errors, not SQLAlchemy's wrappers
 except ImportError:  # pragma: no cover - PostgreSQL support not installed
     pass
 
-_instances = cast(Table, WorkflowInstance.__table__)
-_tasks = cast(Table, Task.__table__)
+_instances = WorkflowInstance.__table__
+_tasks = Task.__table__
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -250,7 +250,7 @@ class RecordSnapshot:
     status: str
 
 
-_r = cast(Table, Record.__table__)
+_r = Record.__table__
 _GET_RECORD = select(_r.c.id, _r.c.form_id, _r.c.form_version, _r.c.data, _r.c.version, _r.c.created_by_name,
                      _r.c.status).where(_r.c.id == bindparam("rid"))
 _UPDATE_RECORD = (
@@ -601,9 +601,9 @@ def insert_many(db: Db, table: Table, columns: tuple[str, ...], rows: Sequence[M
 
 from engine.storage.models import AuditEntry, Event, OutboxMessage  # noqa: E402
 
-_events = cast(Table, Event.__table__)
-_audit = cast(Table, AuditEntry.__table__)
-_outbox = cast(Table, OutboxMessage.__table__)
+_events = Event.__table__
+_audit = AuditEntry.__table__
+_outbox = OutboxMessage.__table__
 _EVENT_COLUMNS = ("name", "subject_type", "subject_id", "payload", "created_at")
 _AUDIT_COLUMNS = ("at", "actor", "action", "entity_type", "entity_id", "diff")
 OUTBOX_COLUMNS = ("channel", "connector", "recipient", "subject", "body", "payload", "idempotency_key",
@@ -919,9 +919,9 @@ def lean_transaction(engine: Any) -> Iterator[Lean]:
     """One transaction on a pooled connection: commit if the block returns,
     roll back if it raises. On SQLite it queues on the process's writer lock
     first, exactly like :func:`engine.storage.database.transaction`."""
-    from engine.storage.database import _writer_lock  # the one writer lock per SQLite engine
+    from engine.storage.database import writer_lock  # the one writer lock per SQLite engine
 
-    lock = _writer_lock(engine)
+    lock = writer_lock(engine)
     if lock is not None:
         lock.acquire()
     try:

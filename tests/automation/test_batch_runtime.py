@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.automation import Policy, advance_due, enter_audience
+from engine.automation import advance_due, enter_audience
 from engine.conditions.ast import Compare
 from engine.definitions.loader import DefinitionSet, load_paths
 from engine.storage.database import transaction

@@ -56,7 +56,8 @@ def find_customers(session: Session, *, external_ids: Collection[str], phones: C
                                 (sorted(phones), _cust.c.phone, by_phone)):
         for start in range(0, len(values), CHUNK):
             chunk = values[start:start + CHUNK]
-            for key, cid in session.execute(select(column, _cust.c.id).where(column.in_(chunk)).order_by(_cust.c.id)):
+            stmt = select(column, _cust.c.id).where(one_of(column, chunk, _dialect_name(session)))
+            for key, cid in session.execute(stmt.order_by(_cust.c.id)):
                 out.setdefault(key, int(cid))
     values = sorted(emails)
     for start in range(0, len(values), CHUNK):

@@ -30,6 +30,7 @@ import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -107,6 +108,11 @@ class OrderIn:
     def key(self) -> tuple[str, str]:
         return self.source, self.external_id
 
+    @cached_property
+    def placed_db(self) -> datetime:
+        """``placed_at`` as stored (naive UTC): computed once for the hash and the row."""
+        return to_db_time(self.placed_at)
+
     @property
     def net_amount(self) -> Decimal:
         if self.status not in COUNTED_ORDER_STATUSES:
@@ -119,7 +125,7 @@ class OrderIn:
         c = self.customer
         lines = tuple((ln["sku"], ln["name"], ln["quantity"], ln["unit_price"]) for ln in self.lines)
         body = (c.id, c.external_id, c.phone, c.email, str(self.amount), str(self.discount), lines,
-                to_db_time(self.placed_at).isoformat(), self.store, self.channel, self.campaign, self.coupon_code,
+                self.placed_db.isoformat(), self.store, self.channel, self.campaign, self.coupon_code,
                 self.status, str(self.refunded_amount))
         return hashlib.sha256(repr(body).encode()).hexdigest()  # repr of str/int/None/tuple: stable across runs
 
@@ -547,7 +553,7 @@ class OrderService:
                     "source": item.source, "external_id": item.external_id, "customer_id": owners[item.customer],
                     "amount": item.amount, "discount": item.discount, "net_amount": item.net_amount,
                     "refunded_amount": item.refunded_amount, "lines": list(item.lines) or None,
-                    "placed_at": to_db_time(item.placed_at), "channel": item.channel, "store": item.store,
+                    "placed_at": item.placed_db, "channel": item.channel, "store": item.store,
                     "campaign": item.campaign, "coupon_code": item.coupon_code, "status": item.status,
                     "body_hash": digest, "created_at": db_now}  # refunds, updated_at: NULL (no JSON null to encode)
             # Keys stored by a concurrent request since our SELECT raise InsertRaced: the batch is

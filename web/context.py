@@ -46,7 +46,7 @@ class CookieSessionInterface(SecureCookieSessionInterface):
     Flask would give it."""
 
     def open_session(self, app: Flask, request: Any) -> Any:
-        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+        if app.secret_key and "HTTP_COOKIE" not in request.environ:  # no cookie at all: nothing to verify
             return self.session_class()
         return super().open_session(app, request)
 

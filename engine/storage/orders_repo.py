@@ -154,6 +154,10 @@ def insert_new_orders(session: Session, rows: Sequence[Mapping[str, Any]]) -> di
         cursor.close()
     if inserted != len(rows):
         raise InsertRaced(f"{len(rows) - inserted} order(s) stored concurrently")
+    if db.dialect.name == "sqlite":
+        found = _ids_by_rowid(db, rows)
+        if found is not None:
+            return found
     by_source: dict[str, list[str]] = defaultdict(list)
     for r in rows:
         by_source[r["source"]].append(r["external_id"])
@@ -166,6 +170,22 @@ def insert_new_orders(session: Session, rows: Sequence[Mapping[str, Any]]) -> di
             stmt2 = select(_orders.c.id, _orders.c.external_id).where(_orders.c.source == source,
                                                                       one_of(_orders.c.external_id, ids, "sqlite"))
         out.update({(source, ext): int(oid) for oid, ext in session.execute(stmt2)})
+    return out
+
+
+def _ids_by_rowid(db: Db, rows: Sequence[Mapping[str, Any]]) -> dict[OrderKey, int] | None:
+    """SQLite: the ids of the rows just inserted, read as the range of rowids
+    ending at ``last_insert_rowid()``. This transaction holds SQLite's write
+    lock and every row went in (the count was checked), so they are the
+    ``len(rows)`` highest rowids, one index range instead of a thousand key
+    probes. Checked: the range must hold exactly these keys, else None (the
+    caller looks them up by key)."""
+    last = db.raw.execute("SELECT last_insert_rowid()").fetchone()[0]
+    got = db.raw.execute("SELECT id, source, external_id FROM orders WHERE id > ? AND id <= ?",
+                         (last - len(rows), last)).fetchall()
+    out = {(source, ext): int(oid) for oid, source, ext in got}
+    if len(got) != len(rows) or any((r["source"], r["external_id"]) not in out for r in rows):
+        return None
     return out
 
 

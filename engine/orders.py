@@ -546,10 +546,11 @@ class OrderService:
             rows: dict[tuple[str, str], dict[str, Any]] = {}
             first_hash: dict[tuple[str, str], str] = {}
             for i, item, digest in pending:
-                if item.key in stored or item.key in first_hash:
+                key = item.key
+                if key in stored or key in first_hash:
                     continue
-                first_hash[item.key] = digest
-                rows[item.key] = {
+                first_hash[key] = digest
+                rows[key] = {
                     "source": item.source, "external_id": item.external_id, "customer_id": owners[item.customer],
                     "amount": item.amount, "discount": item.discount, "net_amount": item.net_amount,
                     "refunded_amount": item.refunded_amount, "lines": list(item.lines) or None,
@@ -559,7 +560,11 @@ class OrderService:
             # Keys stored by a concurrent request since our SELECT raise InsertRaced: the batch is
             # rolled back and read again, and they are then a repeat or a conflict like any other.
             new_ids = orders_repo.insert_new_orders(session, list(rows.values()))
-            created = {k: {**rows[k], "id": oid, "refunds": None, "updated_at": None} for k, oid in new_ids.items()}
+            created = {}
+            for k, oid in new_ids.items():  # the stored rows as answered (written: no copy needed)
+                row = rows[k]
+                row["id"], row["refunds"], row["updated_at"] = oid, None, None
+                created[k] = row
             answered: set[tuple[str, str]] = set()
             for i, item, digest in pending:
                 key = item.key

@@ -160,6 +160,24 @@ def _ranked(key: Any, population: Any) -> Any:
 _RANKED = {name: _ranked(key, population) for name, (key, population) in _RFM_KEYS.items()}
 
 
+def _ranked_counted() -> Any:
+    """PostgreSQL: the frequency boundaries and, in the same pass, ``n`` (every
+    buyer: ``count(*) OVER ()`` of ``order_count > 0``, the count the other two
+    rankings use), the ranks computed from it as :func:`quintile_ends` does
+    (``j·(n div 5) + min(j, n mod 5)``; ranks below 1 or repeated match no
+    row or the same one)."""
+    key, population = _RFM_KEYS["f"]
+    ranked = select(key.label("k"), _cust.c.id.label("cid"),
+                    func.row_number().over(order_by=(key, _cust.c.id)).label("rn"),
+                    func.count().over().label("n")).where(population).subquery()
+    n = ranked.c.n
+    ends = [j * func.div(n, 5) + func.least(j, func.mod(n, 5)) for j in range(1, 5)]
+    return select(ranked.c.k, ranked.c.cid, ranked.c.n).where(ranked.c.rn.in_(ends)).order_by(ranked.c.rn)
+
+
+_RANKED_COUNTED = _ranked_counted()
+
+
 def _boundaries(session: Session, name: str, n: int) -> list[tuple[Any, Any]]:
     """The (key, id) of the last row of each of the first four quintiles of the
     ``n`` ranked customers, as ``NTILE(5) OVER (ORDER BY key, id)`` deals them
@@ -330,10 +348,16 @@ def rescore(session: Session, *, db_now: datetime, customer_ids: Sequence[int] |
     ``customer_ids`` (everyone with orders when None), ranked against every
     customer with orders."""
     dialect = _dialect_name(session)
-    n = int(session.scalar(select(func.count()).select_from(_cust).where(_cust.c.order_count > 0)) or 0)
     params: dict[str, Any] = {"now": db_now, "now_text": db_now.isoformat(sep=" ")}
+    known: dict[str, list[tuple[Any, Any]]] = {}
+    if dialect == "postgresql":  # the buyers are counted by the frequency ranking's own pass
+        rows = session.execute(_RANKED_COUNTED).all()
+        n = int(rows[0][2]) if rows else 0
+        known["f"] = [(k, i) for k, i, _ in rows]
+    else:
+        n = int(session.scalar(select(func.count()).select_from(_cust).where(_cust.c.order_count > 0)) or 0)
     for name in _RFM_KEYS:
-        found = _boundaries(session, name, n)
+        found = known[name] if name in known else _boundaries(session, name, n)
         for j in range(1, 5):
             params[f"{name}_k{j}"], params[f"{name}_i{j}"] = found[j - 1] if j <= len(found) else (None, None)
     if customer_ids is not None:

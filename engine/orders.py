@@ -30,6 +30,7 @@ import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -110,6 +111,11 @@ class OrderIn:
     def key(self) -> tuple[str, str]:
         return self.source, self.external_id
 
+    @cached_property
+    def placed_db(self) -> datetime:
+        """``placed_at`` as stored (naive UTC): computed once for the hash and the row."""
+        return to_db_time(self.placed_at)
+
     @property
     def net_amount(self) -> Decimal:
         if self.status not in COUNTED_ORDER_STATUSES:
@@ -122,7 +128,7 @@ class OrderIn:
         c = self.customer
         lines = tuple((ln["sku"], ln["name"], ln["quantity"], ln["unit_price"]) for ln in self.lines)
         body = (c.id, c.external_id, c.phone, c.email, str(self.amount), str(self.discount), lines,
-                to_db_time(self.placed_at).isoformat(), self.store, self.channel, self.campaign, self.coupon_code,
+                self.placed_db.isoformat(), self.store, self.channel, self.campaign, self.coupon_code,
                 self.status, str(self.refunded_amount))
         return hashlib.sha256(repr(body).encode()).hexdigest()  # repr of str/int/None/tuple: stable across runs
 
@@ -547,22 +553,27 @@ class OrderService:
             rows: dict[tuple[str, str], dict[str, Any]] = {}
             first_hash: dict[tuple[str, str], str] = {}
             for _, item, digest in pending:
-                if item.key in stored or item.key in first_hash:
+                key = item.key
+                if key in stored or key in first_hash:
                     continue
-                first_hash[item.key] = digest
-                rows[item.key] = {
+                first_hash[key] = digest
+                rows[key] = {
                     "source": item.source, "external_id": item.external_id, "customer_id": owners[item.customer],
                     "amount": item.amount, "discount": item.discount, "net_amount": item.net_amount,
                     "refunded_amount": item.refunded_amount, "lines": list(item.lines) or None,
-                    "placed_at": to_db_time(item.placed_at), "channel": item.channel, "store": item.store,
+                    "placed_at": item.placed_db, "channel": item.channel, "store": item.store,
                     "campaign": item.campaign, "coupon_code": item.coupon_code, "status": item.status,
                     "body_hash": digest, "created_at": db_now}  # refunds, updated_at: NULL (no JSON null to encode)
             # Keys stored by a concurrent request since our SELECT raise InsertRaced: the batch is
             # rolled back and read again, and they are then a repeat or a conflict like any other.
             new_ids = orders_repo.insert_new_orders(session, list(rows.values()))
-            created = {k: {**rows[k], "id": oid, "refunds": None, "updated_at": None} for k, oid in new_ids.items()}
+            created = {}
+            for k, oid in new_ids.items():  # the stored rows as answered (written: no copy needed)
+                row = rows[k]
+                row["id"], row["refunds"], row["updated_at"] = oid, None, None
+                created[k] = row
             answered: set[tuple[str, str]] = set()
-            for i, item, digest in pending:
+            for _, item, digest in pending:
                 key = item.key
                 if key in created and key not in answered:
                     answered.add(key)

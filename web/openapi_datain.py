@@ -66,6 +66,12 @@ def datain_schemas() -> dict[str, Any]:
             "consent": {"type": "object", "properties": {ch: consent_in for ch in CONSENT_CHANNELS},
                         "additionalProperties": False},
             "attrs": {"type": "object"},
+            "account_manager": {"type": ["string", "null"], "maxLength": 128,
+                                "description": "user name of the account manager (their follow-up tasks go to "
+                                               "them); null clears it in PATCH"},
+            "store": {"type": ["string", "null"], "maxLength": 64,
+                      "description": "the customer's store (kept as attrs.store; role tasks go to that store's "
+                                     "staff); null clears it in PATCH"},
         },
         "additionalProperties": False,
     }
@@ -83,6 +89,7 @@ def datain_schemas() -> dict[str, Any]:
             "tags": {"type": "array", "items": {"type": "string"}},
             "consent": {"type": "object", "additionalProperties": consent_out},
             "attrs": {"type": "object"},
+            "account_manager": _TEXT, "store": _TEXT,
             "order_count": {"type": "integer"},
             "total_spent": {"type": "string", "description": "decimal, 2 places"},
             "last_purchase_at": _TIME, "rfm_segment": _TEXT,

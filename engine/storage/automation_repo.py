@@ -45,6 +45,7 @@ from engine.storage.bulk import (
 from engine.storage.condition_sql import customer_rows, customer_where
 from engine.storage.experiment_sql import arm_column
 from engine.storage.models import (
+    COUNTED_ORDER_STATUSES,
     Coupon,
     Customer,
     CustomerTag,
@@ -385,11 +386,14 @@ def coupons_of_journeys(session: Session, journey_ids: Collection[int]) -> dict[
 
 
 def latest_orders(session: Session, customer_ids: Collection[int]) -> dict[int, datetime]:
-    """Each customer's latest order time (paid orders)."""
+    """Each customer's latest order time, of the orders that count (paid and
+    partially refunded: :data:`COUNTED_ORDER_STATUSES`, as the aggregates and
+    order windows count them; a partial refund does not undo the purchase)."""
     out: dict[int, datetime] = {}
     for chunk in _chunks(list(customer_ids)):
         stmt = (select(_orders.c.customer_id, func.max(_orders.c.placed_at))
-                .where(_orders.c.customer_id.in_(chunk), _orders.c.status == "paid").group_by(_orders.c.customer_id))
+                .where(_orders.c.customer_id.in_(chunk), _orders.c.status.in_(COUNTED_ORDER_STATUSES))
+                .group_by(_orders.c.customer_id))
         out.update({int(c): t for c, t in session.execute(stmt) if t is not None})
     return out
 

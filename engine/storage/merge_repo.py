@@ -6,10 +6,9 @@ customer's orders or messages), in the caller's transaction.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, Table, and_, cast, delete, exists, func, literal, select, update
+from sqlalchemy import BigInteger, Integer, Table, and_, cast, delete, exists, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -22,7 +21,6 @@ from engine.storage.models import (
     CustomerTag,
     Event,
     Journey,
-    Order,
     SegmentMemory,
 )
 
@@ -32,8 +30,7 @@ _consents: Table = Consent.__table__  # type: ignore[assignment]
 _tags: Table = CustomerTag.__table__  # type: ignore[assignment]
 _seg: Table = SegmentMemory.__table__  # type: ignore[assignment]
 
-__all__ = ["MoveConflict", "customer_columns", "delete_customer", "lock_customers", "move_consents", "move_journeys", "move_rows", "move_segment_memory", "move_tags",
-           "recount_orders"]
+__all__ = ["MoveConflict", "customer_columns", "delete_customer", "lock_customers", "move_consents", "move_journeys", "move_rows", "move_segment_memory", "move_tags"]
 
 
 def lock_customers(session: Session, ids: list[int]) -> dict[int, dict[str, Any]]:
@@ -156,14 +153,3 @@ def move_segment_memory(session: Session, survivor: int, loser: int) -> None:
                               select(_seg.c.rule_id, _seg.c.side, cast(literal(survivor), BigInteger))
                               .where(_seg.c.customer_id == loser))
     session.execute(delete(_seg).where(_seg.c.customer_id == loser))
-
-
-def recount_orders(session: Session, customer_id: int, db_now: datetime) -> None:
-    """Order count, total and last purchase of one customer from their paid orders."""
-    orders: Table = Order.__table__  # type: ignore[assignment]
-    paid = and_(orders.c.customer_id == customer_id, orders.c.status == "paid")
-    session.execute(update(_cust).where(_cust.c.id == customer_id).values(
-        order_count=select(func.count()).where(paid).scalar_subquery(),
-        total_spent=select(func.coalesce(func.sum(orders.c.amount), 0)).where(paid).scalar_subquery(),
-        last_purchase_at=select(func.max(orders.c.placed_at)).where(paid).scalar_subquery(),
-        updated_at=db_now))

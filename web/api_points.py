@@ -73,8 +73,7 @@ def redeem() -> Any:
     return api.json_response({"entry": done.entry, "balance": done.balance}, 200 if done.repeated else 201)
 
 
-def _int_arg(name: str, default: int, high: int) -> int:
-    raw = request.args.get(name)
+def _int_arg(raw: str | None, name: str, default: int, high: int) -> int:
     if raw is None:
         return default
     if not raw.isdigit() or not 1 <= int(raw) <= high:
@@ -84,8 +83,8 @@ def _int_arg(name: str, default: int, high: int) -> int:
 
 @bp.get("/customers/<int:customer_id>/points")
 def account(customer_id: int) -> Any:
-    page = _int_arg("page", 1, 1_000_000)
-    per_page = _int_arg("per_page", 20, MAX_PER_PAGE)
+    page = _int_arg(request.args.get("page"), "page", 1, 1_000_000)
+    per_page = _int_arg(request.args.get("per_page"), "per_page", 20, MAX_PER_PAGE)
     found = None if not 1 <= customer_id <= MAX_ID else _service().account(
         customer_id, now=services().now(), page=page, per_page=per_page)
     if found is None:

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from engine.campaigns import kpis as k
-from engine.campaigns.service import COST_CATEGORIES
+from engine.campaigns.service import CAMPAIGN_STATUSES, COST_CATEGORIES
 
 _MONEY = {"type": "string", "pattern": r"^-?[0-9]+\.[0-9]{2}$", "examples": ["128.00"]}
 _TIME = {"type": "string", "format": "date-time"}
@@ -76,7 +76,7 @@ def campaigns_schemas() -> dict[str, Any]:
         "budget": {"anyOf": [_MONEY, {"type": "null"}]}, "starts_on": {"type": "string", "format": "date"},
         "ends_on": {"type": "string", "format": "date"}, "ended_at": {"type": ["string", "null"], "format": "date-time"},
         "attribution_window_days": {"type": "integer"},
-        "status": {"type": "string", "enum": ["planned", "running", "ended"]},
+        "status": {"type": "string", "enum": list(CAMPAIGN_STATUSES)},
         "targets": {"type": "array", "items": {"type": "object", "properties": {
             "metric": {"type": "string"}, "target": {"type": "string"}}}},
         "materials": {"type": "array", "items": {"type": "object"}}, "materials_cost": _MONEY,
@@ -111,7 +111,7 @@ def campaigns_paths(errors: Any) -> dict[str, Any]:
     return {
         "/campaigns": {"get": {
             "operationId": "list_campaigns", "summary": "Every campaign with its status", "tags": tags,
-            "parameters": [{"name": "status", "in": "query", "schema": {"enum": ["planned", "running", "ended"]}}],
+            "parameters": [{"name": "status", "in": "query", "schema": {"enum": list(CAMPAIGN_STATUSES)}}],
             "responses": {"200": _json(listed, "The campaigns, newest first"), **errors(401, 403, 422)},
         }},
         "/campaigns/{campaign_id}": {"get": {

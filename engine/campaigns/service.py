@@ -46,6 +46,8 @@ __all__ = ["COST_CATEGORIES", "CampaignNotFound", "CampaignService", "CampaignVi
            "materials_total", "status_of", "sync_definitions"]
 
 #: Categories of a cost entered by hand.
+#: A campaign's status, derived from its dates and an explicit end (never stored).
+CAMPAIGN_STATUSES = ("planned", "running", "ended")
 COST_CATEGORIES = ("labour", "media", "materials", "other")
 SNAPSHOT_MAX_AGE = timedelta(seconds=60)
 #: The worker recomputes a moved snapshot at most this often (a page view after a minute does it sooner).

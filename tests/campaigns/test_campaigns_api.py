@@ -26,7 +26,7 @@ def test_shipped_campaign_is_listed_running_with_links_and_targets(app: Flask, t
     assert one.get_json() == winback
     assert client.get("/api/v1/campaigns?status=planned", headers=bearer(tokens["mm"])).get_json()["items"] == []
     bad = client.get("/api/v1/campaigns?status=soon", headers=bearer(tokens["mm"]))
-    assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"] == "status"
+    assert bad.status_code == 400 and "status" in bad.get_json()["error"]["message"]
 
 
 def test_kpis_of_a_campaign_without_data_are_zero_and_unmeasurable(app: Flask, tokens: dict[str, str]) -> None:

@@ -24,7 +24,7 @@ from . import services
 MAX_PER_PAGE = 200
 DEFAULT_PER_PAGE = 20
 #: Query arguments that are not ``field=value`` filters.
-RESERVED_ARGS = frozenset({"where", "sort", "page", "per_page", "lang", "mine", "format", "q"})
+RESERVED_ARGS = frozenset({"where", "sort", "page", "per_page", "lang", "mine", "format", "q", "unmask"})
 _SORT = re.compile(r"-?[A-Za-z_][A-Za-z0-9_.]{0,127}")
 
 

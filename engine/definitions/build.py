@@ -107,7 +107,8 @@ def build_fieldset(ctx: Context, d: dict, src: s.Source) -> s.FieldsetSpec:
 
 
 def build_role(ctx: Context, d: dict, src: s.Source) -> s.RoleSpec:
-    return s.RoleSpec(id=d["id"], title=d["title"], title_en=d.get("title_en"), description=d.get("description"), source=src)
+    return s.RoleSpec(id=d["id"], title=d["title"], title_en=d.get("title_en"), description=d.get("description"),
+                      source=src, permissions=tuple(d.get("permissions", ())))
 
 
 def build_segment(ctx: Context, d: dict, src: s.Source) -> s.SegmentSpec:

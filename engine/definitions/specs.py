@@ -132,6 +132,9 @@ class RoleSpec:
     title_en: str | None = None
     description: str | None = None
     source: Source | None = None
+    #: What the role may do beyond its place in forms and flows (issue 16):
+    #: ``unmask_personal_data`` shows full phones and e-mails (audited).
+    permissions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from engine.automation.facts import business_now
 from engine.automation.policy import Counters, Policy
 from engine.automation.program import END, RuleLookup, compile_program
+from engine.definitions.specs import IssueCouponSpec
 from engine.experiments import arm_spec
 from engine.steps import registry
 from engine.steps import runtime as rt
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from engine.definitions.loader import DefinitionSet
+    from engine.definitions.specs import RuleSpec
 
 __all__ = ["AdvanceReport", "advance_due", "run_journeys"]
 
@@ -141,6 +143,56 @@ def _walk(batch: rt.Batch, slots: list[_Slot], out: rt.Writes) -> None:
         s.cursor.counters.errors += 1  # type: ignore[union-attr]
 
 
+def _limited_pools(batch: rt.Batch, rule: RuleSpec) -> frozenset[str]:
+    """The pools with a limit (``max_issued``, ``budget``) the rule's ``issue_coupon`` steps may
+    draw from, with any arm's swapped pool."""
+    key = ("limited_pools", id(rule))
+    if key not in batch.cache:
+        swaps = [v.pools for v in rule.experiment.variants] if rule.experiment is not None else []
+        named = {p for instr in compile_program(rule).instructions if isinstance(instr.action, IssueCouponSpec)
+                 for p in (instr.action.pool, *(m.get(instr.action.pool, instr.action.pool) for m in swaps))}
+        pools = batch.defs.coupon_pools
+        batch.cache[key] = frozenset(p for p in named if p in pools and (
+            pools[p].max_issued is not None or pools[p].budget is not None))
+    return batch.cache[key]  # type: ignore[no-any-return]
+
+
+def _has_room(batch: rt.Batch, pool_ids: frozenset[str]) -> bool:
+    """Whether one of the pools may still issue a coupon in this batch (a pool not yet counted may)."""
+    for pool_id in pool_ids:
+        if pool_id not in batch.pool_counts:
+            return True
+        count, total = batch.pool_counts[pool_id]
+        pool = batch.defs.coupon_pools[pool_id]
+        if (pool.max_issued is None or count < pool.max_issued) and (pool.budget is None or total < pool.budget):
+            return True
+    return False
+
+
+def _walk_batch(batch: rt.Batch, slots: list[_Slot], out: rt.Writes) -> None:
+    """Walk the slots together, except that journeys of a rule with a limited coupon pool walk
+    one at a time, lowest journey id first, while one of its pools has room.
+
+    Why: moving together, a journey that reaches the pool's step in fewer
+    instructions (the shorter branch of an ``if``) would take a coupon before
+    a journey with a lower id on a longer branch, so who gets a limited
+    coupon would depend on the branches and the batch size. One at a time it
+    is the same as batches of one (``per_journey``): lowest id first. Once the
+    pools are used up the order no longer matters and the rest walk together.
+    """
+    together: list[_Slot] = []
+    queued: list[_Slot] = []
+    for s in slots:
+        limited = _limited_pools(batch, s.cursor.rule) if s.cursor is not None else frozenset()
+        (queued if limited else together).append(s)
+    for s in sorted(queued, key=lambda s: int(s.update[0])):
+        if _has_room(batch, _limited_pools(batch, s.cursor.rule)):  # type: ignore[union-attr]
+            _walk(batch, [s], out)
+        else:
+            together.append(s)
+    _walk(batch, together, out)
+
+
 def advance_due(session: Session, *, now: datetime, definitions: DefinitionSet, batch: int = 5000,
                 policy: Policy | None = None, rule_ids: list[str] | None = None, per_journey: bool = False,
                 rule_of: RuleLookup | None = None) -> AdvanceReport:
@@ -178,7 +230,7 @@ def run_journeys(session: Session, journeys: list[repo.JourneyRow], *, now: date
         for s in slots:
             _walk(work, [s], out)
     else:
-        _walk(work, slots, out)
+        _walk_batch(work, slots, out)
     due_text: dict[datetime, str | None] = {}
     rows = []
     for s in slots:

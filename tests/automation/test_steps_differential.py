@@ -3,7 +3,7 @@
 Hypothesis draws an audience (consents, missing phones and names, time zones
 in and out of quiet hours, tags, customers already at their frequency cap)
 and a rule built from every step type (send on each channel and to staff,
-coupons from pools with and without limits, tags, set_field, waits, nested
+coupons from pools with and without limits, tags, set_field, points, waits, nested
 if/else, webhook, create_record, create_task), optionally with quiet hours,
 an ``exit_when``, an experiment and rules listening to the steps' events.
 Each draw runs three ways on the same database (SQLite and PostgreSQL):
@@ -14,8 +14,8 @@ Each draw runs three ways on the same database (SQLite and PostgreSQL):
   takes it; when it does not, ``plan_segment`` must say why.
 
 over a simulated week, and every row written — journeys (with arms), outbox,
-coupons, tags, tasks, events, records, customers' fields — and the run
-counters must be identical (ids, coupon codes and record ids aside, which are
+coupons, tags, tasks, events, records, the points ledger, customers' fields
+(points too) — and the run counters must be identical (ids, coupon codes and record ids aside, which are
 random or sequence numbers).
 """
 
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, note, settings
+from hypothesis import HealthCheck, event, example, given, note, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
@@ -102,6 +102,8 @@ LEAF = st.one_of(
                      {"issue_coupon": {"pool": "d_pool", "value": 5, "expires_in": "3d"}}]),
     st.sampled_from([{"add_tag": "x"}, {"add_tag": "y"}, {"remove_tag": "x"}, {"remove_tag": "stale"}]),
     st.just({"set_field": {"level": "gold"}}),
+    st.sampled_from([{"add_points": {"points": 50}},
+                     {"add_points": {"points": 20, "reason": "差分积分", "expires_in": "30d"}}]),
     st.sampled_from([{"wait": "1d"}, {"wait": {"until": "10:00"}}, {"wait": {"for": "2d", "until": "10:00"}}]),
     st.just({"webhook": {"connector": "hook_log", "payload": {"who": "{{ customer.name }}", "rule": "{{ rule.id }}"}}}),
     st.just({"create_record": {"form": "nps_survey", "data": {"score": 9, "comment": "{{ customer.name }}"}}}),
@@ -142,6 +144,16 @@ def rules(draw: Any) -> dict[str, Any]:
     return rule
 
 
+#: Journeys reaching the same limited pool after different numbers of steps: journeys 1-3 take the
+#: longer branch, so a batch that issued per step would give the 3 coupons to 4 and 5 first.
+LIMITED_RACE: dict[str, Any] = {
+    "kind": "rule", "id": "diff", "title": "差分规则", "trigger": {"schedule": "0 10 * * *"},
+    "audience": {"customer": {"last_purchase_at": {"older_than": "90d"}}}, "once_per": "ever",
+    "steps": [{"if": {"consent.email": True}, "then": [{"add_tag": "x"}, {"issue_coupon": {"pool": "d_limited"}}],
+               "else": [{"issue_coupon": {"pool": "d_limited"}}]}],
+}
+PLAIN = {"sms": True, "email": True, "wecom": False, "phone": True, "name": True, "zone": "Asia/Shanghai",
+         "stale": False, "capped": False, "recent": False}
 CUSTOMER = st.fixed_dictionaries({
     "sms": st.booleans(), "email": st.booleans(), "wecom": st.booleans(), "phone": st.booleans(),
     "name": st.booleans(), "zone": st.sampled_from(["Asia/Shanghai", "America/New_York", "Not/AZone"]),
@@ -154,7 +166,7 @@ LISTENED = st.sets(st.sampled_from(["customer.tagged", "coupon.issued", "message
 # -- running and reading back ------------------------------------------------------------
 
 TABLES = ("outbox", "coupons", "journeys", "customer_tags", "tasks", "events", "records", "rule_runs", "consents",
-          "orders", "user_roles", "users", "customers")
+          "orders", "points_ledger", "user_roles", "users", "customers")
 
 
 def _seed(s: Session, audience: list[dict[str, Any]]) -> None:
@@ -248,7 +260,9 @@ def _snapshot(s: Session) -> dict[str, Any]:
         "events": table("SELECT name, subject_type, CASE WHEN name = 'record.created' THEN NULL ELSE subject_id END "
                         "AS subject, payload, created_at, processed_at FROM events"),
         "records": table("SELECT form_id, form_version, data, created_by_name, created_at FROM records"),
-        "customers": table("SELECT id, level, name, phone FROM customers"),
+        "customers": table("SELECT id, level, name, phone, points, points_expire_on FROM customers"),
+        "points": sorted(re.sub(r":j(\d+):", lambda m: f":customer{subject.get(int(m.group(1)))}:", row)
+                         for row in table("SELECT * FROM points_ledger")),
     }
 
 
@@ -272,6 +286,12 @@ def test_the_draw_covers_every_step_type() -> None:
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
 @given(rule=rules(), audience=st.lists(CUSTOMER, min_size=1, max_size=7), listened=LISTENED)
+@example(rule={**LIMITED_RACE, "steps": [{"add_tag": "x"}, {"wait": "1d"}, {"add_points": {"points": 50}},
+                                          {"if": {"consent.email": True}, "then": [{"add_points": {"points": 5}}],
+                                           "else": []}]},
+         audience=[{**PLAIN, "email": n % 2 == 0, "zone": "America/New_York" if n else "Asia/Shanghai"}
+                   for n in range(3)], listened=set())
+@example(rule=LIMITED_RACE, audience=[{**PLAIN, "email": n < 3} for n in range(5)], listened=set())
 def test_batch_one_and_sql_write_the_same_rows(session_factory: sessionmaker[Session], base: DefinitionSet,
                                                rule: dict[str, Any], audience: list[dict[str, Any]],
                                                listened: set[str]) -> None:

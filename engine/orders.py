@@ -573,7 +573,7 @@ class OrderService:
                 row["id"], row["refunds"], row["updated_at"] = oid, None, None
                 created[k] = row
             answered: set[tuple[str, str]] = set()
-            for _, item, digest in pending:
+            for i, item, digest in pending:
                 key = item.key
                 if key in created and key not in answered:
                     answered.add(key)

@@ -40,9 +40,18 @@ def tick_functions(services: Any) -> list[tuple[str, Callable[[datetime], Any]]]
     from .followups import tick as followups_tick
 
     ticks.append(("tasks", followups_tick(services)))  # rule tasks: the approvals' overdue rules
-    ticks.append(("dispatch", dispatch_tick(services)))
+    ticks.append(("dispatch", dispatch_tick(services, reap_after=_reap_after(services))))
     ticks.append(("feedback", feedback_tick(services)))
+    from .refresh_hooks import refresh_tick
+
+    ticks.append(("refresh", refresh_tick(services)))  # hooks others register (KPI snapshots), issue 17
     return ticks
+
+
+def _reap_after(services: Any) -> Any:
+    from datetime import timedelta
+
+    return getattr(getattr(services, "settings", None), "dispatch_reap_after", None) or timedelta(minutes=5)
 
 
 #: Connector types that are polled for feedback by cursor.
@@ -96,12 +105,21 @@ def feedback_tick(services: Any, *, env: Mapping[str, str] | None = None,
     return tick
 
 
-def scheduler_init_app(app: Flask, *, interval: float = 30.0, start: bool = True) -> SchedulerHost:
-    """Attach (and start) the scheduler host for ``app``'s database."""
+def scheduler_init_app(app: Flask, *, interval: float = 30.0, start: bool = True,
+                       celery: Any = None) -> SchedulerHost:
+    """Attach (and start) the scheduler host for ``app``'s database. With
+    ``celery`` (a broker is configured) the host enqueues the heavy parts
+    for ``promoflow worker --celery`` processes (:mod:`web.fleet_ticks`)
+    instead of running them in this process."""
     services = app.extensions["promoflow"]
     engine = services.session_factory.kw["bind"]
-    host = SchedulerHost(engine, tick_functions(services), clock=services.now, interval=interval,
-                         host_id=f"app-{id(app)}")
+    if celery is not None:
+        from .fleet_ticks import fleet_tick_functions
+
+        ticks = fleet_tick_functions(services, celery)
+    else:
+        ticks = tick_functions(services)
+    host = SchedulerHost(engine, ticks, clock=services.now, interval=interval, host_id=f"app-{id(app)}")
     app.extensions[EXTENSION] = host
     if start:
         host.start()

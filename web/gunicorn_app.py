@@ -76,7 +76,7 @@ def serve_gunicorn(settings: Settings, *, host: str, port: int, workers: int, th
         setup_logging(settings.log_format, settings.log_level)
 
     options = {
-        "bind": f"{host}:{port}", "workers": workers, "threads": max(1, threads), "worker_class": "gthread",
+        "bind": f"{host}:{port}", "workers": workers, "threads": max(1, threads), "worker_class": "gthread" if threads > 1 else "sync",
         "timeout": timeout, "graceful_timeout": 20, "child_exit": child_exit, "post_fork": post_fork,
         "accesslog": None, "proc_name": "promoflow-web",
     }

@@ -46,6 +46,10 @@ def normalize_url(url: str | URL) -> URL:
     return parsed
 
 
+#: Execution option of a SQLite connection whose transaction writes (see ``transaction``).
+IMMEDIATE_OPTION = "promoflow_sqlite_immediate"
+
+
 def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     """Create an Engine for a SQLite or PostgreSQL URL.
 
@@ -93,7 +97,12 @@ def _make_sqlite_engine(url: URL, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # A write transaction takes the write lock at once (BEGIN IMMEDIATE):
+        # a deferred one that read first cannot wait for another *process*'s
+        # write (SQLITE_BUSY at once, no busy timeout) — several web
+        # processes on one SQLite file (issue 17).
+        immediate = connection.get_execution_options().get(IMMEDIATE_OPTION)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 
@@ -119,6 +128,8 @@ def transaction(session_factory: sessionmaker[Session]) -> Iterator[Session]:
     if lock is not None:
         lock.acquire()
     try:
+        if lock is not None:
+            session.connection(execution_options={IMMEDIATE_OPTION: True})
         yield session
         session.commit()
     except BaseException:

@@ -127,8 +127,13 @@ def transaction(session_factory: sessionmaker[Session]) -> Iterator[Session]:
     lock = _writer_lock(session.get_bind())
     if lock is not None:
         lock.acquire()
+    outermost = lock is not None and not getattr(_nesting, "depth", 0)
+    if lock is not None:
+        _nesting.depth = getattr(_nesting, "depth", 0) + 1
     try:
-        if lock is not None:
+        if outermost:
+            # Only the thread's outermost write transaction: a nested one
+            # (another connection) would wait on the outer one's own lock.
             session.connection(execution_options={IMMEDIATE_OPTION: True})
         yield session
         session.commit()
@@ -138,9 +143,11 @@ def transaction(session_factory: sessionmaker[Session]) -> Iterator[Session]:
     finally:
         session.close()
         if lock is not None:
+            _nesting.depth -= 1
             lock.release()
 
 
+_nesting = threading.local()  # write transactions this thread has open (SQLite)
 _WRITER_LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
 _WRITER_LOCKS_GUARD = threading.Lock()
 

@@ -191,8 +191,9 @@ def deliver(connector_id: str, now: str) -> dict[str, Any]:
 
     with flask_app().app_context():
         svc = services()
+        key = (connector_id, threading.get_ident())  # a Dispatcher is one pass at a time: one per pool thread
         with _lock:
-            tick = _state["ticks"].get(connector_id)
+            tick = _state["ticks"].get(key)
             if tick is None:
                 url = limits_url(svc.settings.broker_url, svc.settings.limits_url)
                 batch = _connector_batch(svc, connector_id)
@@ -201,7 +202,7 @@ def deliver(connector_id: str, now: str) -> dict[str, Any]:
                 tick = dispatch_tick(svc, only=connector_id, windows=redis_windows(url) if url else None,
                                      reap_after=svc.settings.dispatch_reap_after, batch=batch,
                                      max_passes=max(1, ROWS_PER_TASK // batch))
-                _state["ticks"][connector_id] = tick
+                _state["ticks"][key] = tick
         return asdict(tick(_now(now)))
 
 
@@ -224,10 +225,11 @@ def feedback(now: str) -> Any:
 
     with flask_app().app_context():
         svc = services()
+        key = ("__feedback__", threading.get_ident())
         with _lock:
-            tick = _state["ticks"].get("__feedback__")
+            tick = _state["ticks"].get(key)
             if tick is None:
-                tick = _state["ticks"]["__feedback__"] = feedback_tick(svc)
+                tick = _state["ticks"][key] = feedback_tick(svc)
         result = tick(_now(now))
         return None if result is None else str(result)
 

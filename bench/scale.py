@@ -65,7 +65,7 @@ def one_mode(workers: int, customers: int, broker: str, folder: Path) -> tuple[f
     try:
         extra = {"PROMOFLOW_FLEET_CHUNK": str(max(1000, customers // (4 * max(1, workers)))),
                  "PROMOFLOW_FLEET_PARTS": str(max(1, workers)), "PROMOFLOW_TASK_QUEUE": f"bench-{schema}"}
-        env = base_env(url, folder / "instance", broker if workers else None, PROMOFLOW_LOG_LEVEL="WARNING", **extra)
+        env = base_env(url, folder / "instance", broker if workers else None, PROMOFLOW_LOG_LEVEL=os.environ.get("PROMOFLOW_BENCH_LOG_LEVEL", "WARNING"), **extra)
         project = make_project(folder / "project", env, provider.url, per_second=100_000)
         matching = bulk_customers(engine, customers, datetime.now(UTC))
         for i in range(workers):

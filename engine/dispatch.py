@@ -656,7 +656,8 @@ def dispatch_tick(services: Any, *, loader: Callable[..., Connector] | None = No
                   env: Mapping[str, str] | None = None, only: str | None = None,
                   windows: Callable[[str, list[tuple[int, float]]], Any] | None = None,
                   reap_after: timedelta = timedelta(minutes=5),
-                  batch: int = 500, max_passes: int = 200) -> Callable[[datetime], DispatchReport]:
+                  batch: int = 500, max_passes: int = 200,
+                  keep_going: Callable[[], bool] | None = None) -> Callable[[datetime], DispatchReport]:
     """The scheduler's ``dispatch`` tick for the app's services: reap stale
     claims (older than ``reap_after``), dispatch until idle, then reconcile
     ``unknown`` rows by the providers' status queries, through every enabled
@@ -665,7 +666,8 @@ def dispatch_tick(services: Any, *, loader: Callable[..., Connector] | None = No
     connector). Connectors are built once per definitions version; one that
     fails to build is left out and reported as a ``connector.misconfigured``
     event. ``windows``: shared connector-wide rate windows (see
-    :class:`Dispatcher`)."""
+    :class:`Dispatcher`). ``keep_going``: asked after each pass whether to
+    go on (a Celery task's time budget; the engine reads no clock)."""
     state: dict[str, Any] = {"key": None, "dispatcher": None, "broken": {}}
 
     def build(now: datetime) -> Dispatcher:
@@ -709,7 +711,15 @@ def dispatch_tick(services: Any, *, loader: Callable[..., Connector] | None = No
             with transaction(services.session_factory) as session:
                 dispatch_repo.note_waiting(session, state["broken"])
         dispatcher.reap(now, stale_after=reap_after)
-        report = dispatcher.run_until_idle(now, batch=batch, max_passes=max_passes)
+        if keep_going is None:
+            report = dispatcher.run_until_idle(now, batch=batch, max_passes=max_passes)
+        else:
+            report = DispatchReport()
+            for _ in range(max_passes):
+                one = dispatcher.run_once(now, batch)
+                report.add(one)
+                if one.claimed == 0 or not keep_going():
+                    break
         try:
             dispatcher.reconcile(now)
         except Exception:  # a status query must never stop deliveries

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime
 from typing import Any
 
@@ -42,11 +43,14 @@ DELIVER = "promoflow.deliver"
 FEEDBACK = "promoflow.feedback"
 REFRESH = "promoflow.refresh"
 
-#: Outbox rows one delivery task sends at most (the scheduler enqueues one
-#: more task per connector for every so many rows waiting).
+#: The scheduler enqueues one more delivery task per connector for every so
+#: many rows waiting (up to ``fleet_parts``).
 ROWS_PER_TASK = 2000
+#: Seconds one delivery task keeps claiming at most (and at most a third of
+#: the broker's visibility timeout).
+TASK_SECONDS = 60.0
 
-_state: dict[str, Any] = {"settings": None, "app": None, "ticks": {}}
+_state: dict[str, Any] = {"settings": None, "app": None, "ticks": {}, "budget": {}}
 _lock = threading.RLock()
 
 
@@ -196,13 +200,17 @@ def deliver(connector_id: str, now: str) -> dict[str, Any]:
             tick = _state["ticks"].get(key)
             if tick is None:
                 url = limits_url(svc.settings.broker_url, svc.settings.limits_url)
-                batch = _connector_batch(svc, connector_id)
-                # A task delivers at most ROWS_PER_TASK rows, so it ends well
-                # within the broker's visibility timeout; the next tick goes on.
+                budget = _state["budget"]
+                limit = min(TASK_SECONDS, svc.settings.task_visibility / 3)
+                # A task delivers until nothing is due or its time is up, so it
+                # ends well within the broker's visibility timeout; the next
+                # tick goes on where it stopped.
                 tick = dispatch_tick(svc, only=connector_id, windows=redis_windows(url) if url else None,
-                                     reap_after=svc.settings.dispatch_reap_after, batch=batch,
-                                     max_passes=max(1, ROWS_PER_TASK // batch))
+                                     reap_after=svc.settings.dispatch_reap_after,
+                                     batch=_connector_batch(svc, connector_id), max_passes=100_000,
+                                     keep_going=lambda: time.monotonic() - budget[threading.get_ident()] < limit)
                 _state["ticks"][key] = tick
+        _state["budget"][threading.get_ident()] = time.monotonic()
         return asdict(tick(_now(now)))
 
 

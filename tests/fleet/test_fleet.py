@@ -7,8 +7,12 @@ Two web processes (``promoflow serve --workers 2``: gunicorn), three
 with ``PROMOFLOW_BROKER_URL``) and the fake Aliyun SMS provider. Customers
 come from a bulk history fixture; the rule, its coupon pool and the SMS
 connector are published with ``promoflow publish``. Once a quarter of the
-messages reached the provider, one Celery worker and the active scheduler
-are killed with SIGKILL; the standby takes over and the others finish.
+messages reached the provider, the Celery worker that holds claimed
+messages at that instant (found by the pid in ``claimed_by``) and the
+active scheduler are killed with SIGKILL; the standby takes over and the
+other workers finish (the killed worker's task is handed on: RabbitMQ at
+once, Redis after ``task_visibility``; its claims are reaped after
+``dispatch_reap_after``).
 
 Asserted: every matching customer entered once and nobody else, one coupon
 each, every SMS reached the provider exactly once except the batch that was
@@ -65,6 +69,15 @@ def _readyz(port: int) -> dict:
         return {}
 
 
+def _delivering(fleet: Fleet, names: list[str], engine) -> str | None:  # type: ignore[no-untyped-def]
+    """A Celery worker holding claimed messages right now (``claimed_by`` is
+    host:pid:dispatcher, and a threads-pool worker sends from its own pid)."""
+    with engine.connect() as c:
+        claims = c.execute(text("SELECT DISTINCT claimed_by FROM outbox WHERE status = 'sending'")).scalars().all()
+    pids = {claim.split(":")[1] for claim in claims if claim and claim.count(":") >= 2}
+    return next((n for n in names if str(fleet.procs[n].pid) in pids), None)
+
+
 def _active(fleet: Fleet, names: list[str]) -> str | None:
     for name in names:
         if fleet.procs[name].poll() is None and "is the active scheduler" in fleet.log(name):
@@ -103,7 +116,9 @@ def run_fleet(db_url: str, tmp_path: Path, broker: str, customers: int, *, limit
         wait_for(lambda: len(provider.delivered) >= matching // 4, 240, "a quarter of the deliveries", every=0.05)
         leader = _active(fleet, schedulers)
         assert leader is not None
-        fleet.kill("celery1")
+        workers = [f"celery{i}" for i in range(3)]
+        victim = wait_for(lambda: _delivering(fleet, workers, engine), 30, "a worker delivering", every=0.01)
+        fleet.kill(victim)  # mid-delivery: its claimed batch is in doubt
         fleet.kill(leader)
         killed_at = time.monotonic()
         standby = next(n for n in schedulers if n != leader)

@@ -104,7 +104,7 @@ def fleet_tick_functions(services: Any, celery: Celery) -> list[tuple[str, Calla
 
     def refresh(now: datetime) -> Any:
         names = hook_names()
-        return dict(zip(names, _join(celery, [sig(tasks.REFRESH, n, now.isoformat()) for n in names], timeout)))
+        return dict(zip(names, _join(celery, [sig(tasks.REFRESH, n, now.isoformat()) for n in names], timeout), strict=True))
 
     ticks: list[tuple[str, Callable[[datetime], Any]]] = [("automation", automation)]
     if getattr(services, "workflows", None) is not None:

@@ -51,4 +51,4 @@ def refresh_tick(services: Any) -> Callable[[datetime], dict[str, Any]]:
     return tick
 
 
-__all__ = ["register", "names", "refresh_tick", "run_hook", "unregister"]
+__all__ = ["names", "refresh_tick", "register", "run_hook", "unregister"]

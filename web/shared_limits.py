@@ -82,7 +82,7 @@ class RedisWindow:
             del self._mine[:-10_000]
         return granted
 
-    def give_back(self, n: int, now: float) -> None:  # noqa: ARG002 - same signature as WindowCounter
+    def give_back(self, n: int, now: float) -> None:
         """Return ``n`` of this object's newest slots (claimed but not sent)."""
         if n <= 0:
             return

@@ -37,7 +37,7 @@ def reachable(host: str, port: int) -> bool:
 
 def cli(args: list[str], env: Mapping[str, str], cwd: Path | None = None, timeout: float = 300) -> str:
     """Run ``promoflow ARGS``; its output (fails the caller on a non-zero exit)."""
-    done = subprocess.run([sys.executable, "-m", "web.cli", *args], env=dict(env), cwd=cwd, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "web.cli", *args], env=dict(env), cwd=cwd, capture_output=True, check=False,
                           text=True, timeout=timeout)
     if done.returncode != 0:
         raise AssertionError(f"promoflow {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
@@ -122,9 +122,9 @@ class Fleet:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self, name: str, args: list[str], env: Mapping[str, str], cwd: Path | None = None) -> subprocess.Popen[bytes]:
-        out = open(self.logs / f"{name}.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "web.cli", *args], env=dict(env), cwd=cwd, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.logs / f"{name}.log", "wb") as out:  # the child keeps its own copy of the descriptor
+            proc = subprocess.Popen([sys.executable, "-m", "web.cli", *args], env=dict(env), cwd=cwd, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
         self.procs[name] = proc
         return proc
 

@@ -41,7 +41,17 @@ from sqlalchemy import text
 from engine.storage.database import make_engine
 from tests.connectors.fakes.aliyun import FakeAliyun
 
-from .support import AMQP_URL, REDIS_URL, Fleet, base_env, bulk_customers, free_port, make_project, reachable, wait_for
+from .support import (
+    AMQP_URL,
+    REDIS_URL,
+    Fleet,
+    base_env,
+    bulk_customers,
+    free_port,
+    make_project,
+    reachable,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(420)]
 

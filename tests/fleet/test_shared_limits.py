@@ -80,7 +80,7 @@ def test_unclaimed_slots_go_back(session_factory, redis_url: str) -> None:
     add_rows(session_factory, 10, connector="mem")
     prefix = f"promoflow:test:{uuid.uuid4().hex}:"
     client = redis.Redis.from_url(redis_url)
-    factory = lambda cid, limits: RedisWindow(client, cid, limits, prefix=prefix)  # noqa: E731
+    factory = lambda cid, limits: RedisWindow(client, cid, limits, prefix=prefix)
     a, _ = _pair(session_factory, factory, factory)
     assert a.run_once(NOW, batch=500).sent == 10
     window = RedisWindow(client, "mem", [(LIMIT, 1.0)], prefix=prefix)

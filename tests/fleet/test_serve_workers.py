@@ -73,11 +73,17 @@ def test_two_gunicorn_processes_share_state(db_url: str, tmp_path: Path) -> None
         wait_for(lambda: _up(f"{base}/healthz", fleet), 60, "gunicorn", every=0.3)
         bearer = {"Authorization": f"Bearer {token}"}
 
-        # Both processes answer (each writes its own metrics file) and know the token.
-        answers = _many("GET", f"{base}/api/v1/tasks", 60, headers=bearer)
-        assert Counter(a.status_code for a in answers) == {200: 60}
+        # Both processes answer (each writes its own metrics file once it has
+        # served; the second may still be booting when the first answers) and know the token.
         folder = tmp_path / "instance" / "metrics"
-        assert len(_pids(folder)) >= 2, sorted(p.name for p in folder.iterdir())
+        statuses: Counter[int] = Counter()
+
+        def both_served() -> bool:
+            statuses.update(a.status_code for a in _many("GET", f"{base}/api/v1/tasks", 20, headers=bearer))
+            return len(_pids(folder)) >= 2
+
+        wait_for(both_served, 60, "requests answered by both processes", every=0.2)
+        assert set(statuses) == {200} and statuses[200] >= 20, statuses
 
         # A form published after start is served by both (definition caches check the fingerprint).
         assert _fresh("POST", f"{base}/api/v1/forms/fleet_probe/records", headers=bearer,
@@ -123,7 +129,7 @@ def test_two_gunicorn_processes_share_state(db_url: str, tmp_path: Path) -> None
         assert sum(counts) >= 1
         total = sum(s.value for f in text_string_to_metric_families(scrape) for s in f.samples
                     if s.name == "promoflow_http_request_duration_seconds_count")
-        assert total >= 60 + 1 + 40 + 40 + 12
+        assert total >= statuses[200] + 1 + 40 + 40 + 12
     finally:
         fleet.stop_all()
     assert "Traceback" not in fleet.log("web"), fleet.log("web")[-3000:]

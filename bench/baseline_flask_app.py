@@ -4,7 +4,6 @@ no audit, no event, no permission check)."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 

@@ -46,8 +46,8 @@ from engine.storage.times import to_db_time
 
 try:
     from fakes.aliyun import FakeAliyun
-except ImportError:  # pragma: no cover - the connectors' fakes are part of the repository
-    raise SystemExit("bench/dispatch.py needs tests/connectors/fakes/aliyun.py")
+except ImportError as missing:  # pragma: no cover - the connectors' fakes are part of the repository
+    raise SystemExit("bench/dispatch.py needs tests/connectors/fakes/aliyun.py") from missing
 
 NOW = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)
 KEY_ID, KEY_SECRET = "test-key-id", "test-key-secret"

@@ -70,7 +70,7 @@ def main() -> None:
         env = dict(os.environ, PROMOFLOW_INSTANCE_PATH=f"{tmp}/instance",
                    PROMOFLOW_DATABASE_URL=f"sqlite:///{tmp}/project.sqlite")
         run(PROMOFLOW + ["publish"], env)
-        run(PROMOFLOW + ["users", "add", "bench", "--role", "staff", "--password", "bench-password-1"], env)
+        run(PROMOFLOW + ["users", "add", "bench", "--role", "staff", "--password", "submit-password-1"], env)
         out = run(PROMOFLOW + ["tokens", "create", "bench"], env)
         token = max(re.findall(r"[A-Za-z0-9_\-\.]{24,}", out), key=len)
 
@@ -87,7 +87,7 @@ def main() -> None:
         }
         runs: dict[str, list] = {"project": [], "baseline": []}
         try:
-            for name, (p, path, headers) in target.items():  # warm-up
+            for p, path, headers in target.values():  # warm-up
                 post_load(p, path, body, headers, seconds=1.0, threads=2)
             # Alternate short rounds and keep each side's median: a stall of
             # the machine (or a WAL checkpoint) then hits one round, not a side.

@@ -14,7 +14,12 @@ Then, in the same run:
 * contrast: a naive per-customer ORM loop (load, test, add journey) over
   100,000 customers (× scale).
 
-    python bench/rules.py [--scale S] [--backend both|sqlite|postgresql] [--no-naive]
+    python bench/rules.py [--scale S] [--backend both|sqlite|postgresql] [--no-naive] [--experiment]
+
+``--experiment``: the win-back rule holds back a 10 % control group and splits
+the rest over two variants (the second with 30-yuan coupons): every journey
+gets its arm in the entry statement and the coupon and SMS statements run
+once per variant; the control group gets neither.
 
 Runs on SQLite and, when reachable (``PROMOFLOW_TEST_PG_URL``, default the
 tests' server), on PostgreSQL in a throw-away schema. Each backend prints its
@@ -61,13 +66,22 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def definitions(tmp: Path) -> DefinitionSet:
+def definitions(tmp: Path, *, experiment: bool = False) -> DefinitionSet:
     (tmp / "connectors.yaml").write_text(CONNECTORS, encoding="utf-8")
     defs = load_paths([ROOT / "forms", ROOT / "workflows", ROOT / "config" / "roles.yaml", tmp / "connectors.yaml"],
                       relative_to=ROOT).raise_for_errors()
     # The shipped pool stops at 10,000 coupons; the bench issues one per entered customer.
     specs = {k: dict(v) for k, v in defs.specs.items()}
     specs["coupon_pool"]["winback20"] = replace(defs.coupon_pools["winback20"], max_issued=None, budget=None)
+    if experiment:
+        from decimal import Decimal
+
+        from engine.definitions.specs import ExperimentSpec, VariantSpec
+
+        specs["rule"]["winback_90d"] = replace(defs.rules["winback_90d"], experiment=ExperimentSpec(
+            holdout=10, salt="bench", variants=(VariantSpec("a", 1, "20元券", "20-yuan coupon"),
+                                                VariantSpec("b", 1, "30元券", "30-yuan coupon",
+                                                            coupon_value=Decimal(30)))))
     return DefinitionSet(documents=defs.documents, specs=specs)
 
 
@@ -182,7 +196,13 @@ def one_backend(backend: str, url: str, n: int, defs: DefinitionSet, naive_n: in
     print(f"[{backend}] run_rule(winback_90d): {report.entered:,} entered, {report.counters.sent:,} SMS queued "
           f"({outbox:,} outbox rows, {coupons:,} coupons) in {project_s:.2f} s "
           f"({project_s / baseline_s:.1f}× the bare statement's time)")
-    assert report.entered == base_entered == report.counters.sent == outbox == coupons, "rule and baseline disagree"
+    with engine.connect() as c:
+        control = c.execute(text("SELECT count(*) FROM journeys WHERE arm = 'control'")).scalar() or 0
+    if control:
+        print(f"[{backend}] experiment: {control:,} in the control group (no coupon, no SMS), "
+              f"{report.entered - control:,} in the variants")
+    assert report.entered == base_entered, "rule and baseline disagree"
+    assert report.counters.sent == outbox == coupons == report.entered - control, "messages, coupons and arms disagree"
 
     t = time.perf_counter()
     again = run_rule(session_factory, "winback_90d", now=NOW + timedelta(hours=1), definitions=defs)
@@ -240,6 +260,8 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--backend", choices=("both", "sqlite", "postgresql"), default="both")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive ORM loop")
+    parser.add_argument("--experiment", action="store_true",
+                        help="a 10%% holdout and two variants in the win-back rule")
     args = parser.parse_args()
     n = int(1_000_000 * args.scale)
     naive_n = 0 if args.no_naive else int(100_000 * args.scale)
@@ -247,7 +269,7 @@ def main() -> None:
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        defs = definitions(tmp)
+        defs = definitions(tmp, experiment=args.experiment)
         if args.backend in ("both", "postgresql"):
             url = pg_url()
             if url is not None:

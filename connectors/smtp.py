@@ -235,6 +235,7 @@ class SmtpConnector(BaseConnector):
         mail.set_content(message.body or "")
         if message.html:
             mail.add_alternative(message.html, subtype="html")
+            _add_inline_images(mail, message.options.get("inline_images") or ())
         return mail
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
@@ -355,3 +356,26 @@ def _quietly_close(client: smtplib.SMTP) -> None:
         client.close()
     except OSError:
         pass
+
+
+def _add_inline_images(mail: EmailMessage, images: Any) -> None:
+    """Attach ``options.inline_images`` (``[{cid, content_type, data (base64), title}]``,
+    e.g. report charts, issue 14) to the HTML part, which shows them as
+    ``<img src="cid:…">``.
+
+    Raises:
+        ValueError: an image is not valid base64 or not an image type.
+    """
+    import base64
+    import binascii
+
+    html_part = mail.get_payload()[-1]
+    for image in images:
+        maintype, _, subtype = str(image.get("content_type") or "image/png").partition("/")
+        if maintype != "image" or not subtype:
+            raise ValueError("inline images must be image/* types")
+        try:
+            data = base64.b64decode(str(image["data"]), validate=True)
+        except (KeyError, binascii.Error) as exc:
+            raise ValueError("an inline image is not base64") from exc
+        html_part.add_related(data, maintype=maintype, subtype=subtype, cid=f"<{clean_header(str(image['cid']))}>")

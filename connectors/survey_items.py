@@ -49,7 +49,10 @@ def parse_item(raw: Any, prefix: str = "") -> tuple[FeedbackItem | None, list[Fi
     if not isinstance(raw, Mapping):
         return None, [_problem(prefix or "$", "type", "must be a JSON object")]
     errors: list[FieldProblem] = []
-    at = (lambda key: f"{prefix}.{key}" if prefix else key)
+
+    def at(key: str) -> str:
+        return f"{prefix}.{key}" if prefix else key
+
     item_id = raw.get("id")
     if not isinstance(item_id, (str, int)) or isinstance(item_id, bool) or str(item_id).strip() == "" \
             or len(str(item_id)) > 128:

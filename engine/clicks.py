@@ -7,9 +7,11 @@ known); the dispatcher sees every row with its id, so all of them share this
 one rewrite. Why only the template's own URLs: a link redirects to what was
 stored for its token, and only URLs written literally in the template are
 stored — a URL that came from customer data (a name, a note) is left as
-text, so a short link can never become an open redirect. URLs built with
-Jinja (``{{ base_url }}/…``) are not tracked either; the survey and
-unsubscribe links are signed links of their own.
+text, so a short link can never become an open redirect. ``{{ base_url }}``
+counts as written: it is the installation's own address, a setting no
+customer can change, so ``{{ base_url }}/app`` is tracked like the literal
+URL it renders to. A URL with any other Jinja in it (``https://x.cn/{{ id
+}}``) is not; the survey and unsubscribe links are signed links of their own.
 
 A token is 10 base62 characters (≈ 8·10¹⁷ values) derived with HMAC-SHA256
 from the instance secret, the outbox id and the URL: a retried delivery gets
@@ -88,14 +90,23 @@ def _urls(text: str | None) -> list[str]:
     return [m.group(0).rstrip(_TRAILING) for m in _URL.finditer(text)]
 
 
-def template_urls(texts: Iterable[str | None]) -> frozenset[str]:
+#: ``{{ base_url }}`` in a template (any spacing, with or without whitespace control).
+_BASE_URL_VAR = re.compile(r"\{\{-?\s*base_url\s*-?\}\}")
+
+
+def template_urls(texts: Iterable[str | None], base_url: str = "") -> frozenset[str]:
     """The URLs written literally in a template's texts (body, html, subject,
-    a WeCom card's url). A URL next to Jinja (``https://x.cn/{{ id }}``) is
-    cut at the brace: the rendered URL then differs and is not tracked."""
+    a WeCom card's url), ``{{ base_url }}`` read as ``base_url`` (the
+    address the messages render it as). A URL next to other Jinja
+    (``https://x.cn/{{ id }}``) is cut at the brace: the rendered URL then
+    differs and is not tracked."""
     found: set[str] = set()
     for text in texts:
-        for match in _URL.finditer(text or ""):
-            if (text or "")[match.end():match.end() + 1] != "{":
+        text = text or ""
+        if base_url.startswith(("http://", "https://")):
+            text = _BASE_URL_VAR.sub(lambda _: base_url, text)
+        for match in _URL.finditer(text):
+            if text[match.end():match.end() + 1] != "{":
                 found.add(match.group(0).rstrip(_TRAILING))
     return frozenset(found)
 
@@ -226,7 +237,7 @@ def linker_for(definitions: Any, base_url: str, secret: str) -> ClickLinker | No
             else:
                 wecom = getattr(spec, "wecom", None)
                 cache[template_id] = template_urls([spec.body, spec.subject, spec.html,
-                                                    getattr(wecom, "url", None)])
+                                                    getattr(wecom, "url", None)], base_url)
         return cache[template_id]
 
     return ClickLinker(click_key(secret), base_url, urls_of)

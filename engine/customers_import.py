@@ -14,6 +14,8 @@ birthday            2025-01-31 (or 2025/01/31)
 registered_at       2025-01-31 09:30 (local time of the installation's zone,
                     or with an offset); a date alone is midnight
 contract_end        a date
+account_manager     the user name of the customer's account manager
+store               the customer's store (role tasks go to its staff)
 timezone            an IANA zone for quiet hours, e.g. Asia/Shanghai
 tags                separated by ``;`` ``,`` or ``|``; added, never removed
 consent_sms, consent_email, consent_wecom
@@ -65,7 +67,8 @@ if TYPE_CHECKING:
 __all__ = ["COLUMNS", "ImportError_", "ImportReport", "RowError", "import_customers", "parse_row"]
 
 CUSTOMER_COLUMNS = ("external_id", "member_no", "wecom_userid", "name", "phone", "email", "gender", "city", "level", "birthday", "registered_at",
-                    "contract_end", "timezone", "tags", "consent_sms", "consent_email", "consent_wecom")
+                    "contract_end", "timezone", "tags", "consent_sms", "consent_email", "consent_wecom",
+                    "account_manager", "store")
 ORDER_COLUMNS = ("order_id", "order_amount", "order_placed_at", "order_channel", "order_campaign", "order_status")
 COLUMNS = CUSTOMER_COLUMNS + ORDER_COLUMNS
 CONSENT_CHANNELS = ("sms", "email", "wecom")
@@ -77,7 +80,7 @@ _PHONE = re.compile(r"\+?[0-9]{6,20}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _TAG_SPLIT = re.compile(r"[;,|]")
 _LIMITS = {"external_id": 128, "member_no": 64, "wecom_userid": 128, "name": 255, "gender": 16, "city": 128, "level": 32, "order_id": 128,
-           "order_channel": 32, "order_campaign": 128, "order_status": 32}
+           "order_channel": 32, "order_campaign": 128, "order_status": 32, "account_manager": 128, "store": 64}
 
 
 class ImportError_(ValueError):
@@ -292,8 +295,13 @@ def _customer_input(row: dict[str, Any], source: str) -> CustomerInput:
     """A parsed row as the shared upsert's item: given values replace, empty cells keep."""
     identity = {k: row[k] for k in IDENTITY_KINDS if row.get(k)}
     fields = {f: row[f] for f in repo.IMPORT_FIELDS if row.get(f) is not None}
-    return CustomerInput(identity=identity, fields=fields, tags=tuple(row["tags"]),
+    item = CustomerInput(identity=identity, fields=fields, tags=tuple(row["tags"]),
                          consents={ch: (granted, source) for ch, granted in row["consents"].items()})
+    if row.get("account_manager"):
+        item.account_manager, item.account_manager_given = row["account_manager"], True
+    if row.get("store"):
+        item.attrs = {"store": row["store"]}
+    return item
 
 
 def _write_batch(session_factory: sessionmaker[Session], rows: list[tuple[int, dict[str, Any]]],

@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 
 from engine.conditions.customer_fields import CONSENT_CHANNELS
 from engine.definitions.errors import did_you_mean
-from engine.storage import customers_repo, identity_repo
+from engine.storage import accounts_repo, customers_repo, identity_repo
 from engine.storage.times import to_db_time
 from engine.text_clean import clean_name
 
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IDENTITY_KINDS", "PROFILE_FIELDS", "CustomerInput", "FieldProblem", "InvalidCustomer", "Outcome",
-    "customer_json", "normalize_identity", "parse_customer", "resolve_customer", "unstorable_text",
+    "customer_json", "emit_updated", "normalize_identity", "parse_customer", "resolve_customer", "unstorable_text",
     "upsert_customers",
 ]
 
@@ -55,7 +55,12 @@ _STORE_KIND = {"external_id": "external_id", "member_no": "member_no", "wecom_us
 PROFILE_FIELDS = customers_repo.IMPORT_FIELDS
 _TEXT_LIMITS = {"external_id": 128, "member_no": 64, "wecom_userid": 128, "name": 255, "gender": 16,
                 "city": 128, "level": 32, "email": 255}
-_KEYS = (*IDENTITY_KINDS, *PROFILE_FIELDS, "tags", "remove_tags", "consent", "attrs")
+#: Who looks after the customer: ``account_manager`` (a user name; its
+#: ``create_task: {to: account_manager}`` tasks reach that user) and ``store``
+#: (kept as ``attrs.store``; role tasks go to that store's staff).
+ASSIGNMENT_FIELDS = ("account_manager", "store")
+_ASSIGNMENT_LIMITS = {"account_manager": 128, "store": 64}
+_KEYS = (*IDENTITY_KINDS, *PROFILE_FIELDS, *ASSIGNMENT_FIELDS, "tags", "remove_tags", "consent", "attrs")
 _PHONE = re.compile(r"\+?[0-9]{6,20}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -65,6 +70,8 @@ MAX_TAGS = 100
 #: The attribute WeCom sends (journeys) and replies (feedback) address a customer by.
 WECOM_ATTR = "wecom_external_userid"
 EVENT_REGISTERED = "customer.registered"
+#: Emitted when a customer is changed through PATCH or a merge (``reason``: ``patch`` or ``merge``).
+EVENT_UPDATED = "customer.updated"
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,9 @@ class CustomerInput:
     remove_tags: tuple[str, ...] = ()
     consents: dict[str, tuple[bool, str | None]] = field(default_factory=dict)
     attrs: dict[str, Any] | None = None
+    #: The account manager's user name; None with ``account_manager_given`` clears it (PATCH).
+    account_manager: str | None = None
+    account_manager_given: bool = False
 
 
 @dataclass
@@ -309,6 +319,22 @@ def parse_customer(payload: Any, *, timezone: str, source: str = "api", partial:
             problems.append(FieldProblem("attrs", "type", "must be an object of custom attributes"))
         else:
             item.attrs = attrs
+    for name in ASSIGNMENT_FIELDS:
+        if name not in payload or (payload[name] is None and not partial):
+            continue
+        value = payload[name]
+        if value is not None:
+            text = clean_name(value) if isinstance(value, str) else ""
+            if not text or len(text) > _ASSIGNMENT_LIMITS[name]:
+                what = "a user name" if name == "account_manager" else "a store code"
+                problems.append(FieldProblem(name, "invalid", f"must be {what} of 1–{_ASSIGNMENT_LIMITS[name]} "
+                                                              "characters"))
+                continue
+            value = text
+        if name == "account_manager":
+            item.account_manager, item.account_manager_given = value, True
+        else:  # where rule tasks look for the customer's store (engine.rule_tasks)
+            item.attrs = {**(item.attrs or {}), "store": value}
     if not partial and not item.identity and not any(p.field in IDENTITY_KINDS for p in problems):
         problems.append(FieldProblem("", "required", "give at least one identity: "
                                      + ", ".join(IDENTITY_KINDS)))
@@ -363,6 +389,7 @@ def upsert_customers(session: Session, items: Sequence[CustomerInput | None], *,
             wanted.setdefault(_STORE_KIND[kind], set()).add(value)
     identity_repo.lock_identities(session, ((k, v) for k, vs in wanted.items() for v in vs))
     found = identity_repo.find_identities(session, wanted)
+    managers = accounts_repo.user_ids(session, {i.account_manager for i in items if i and i.account_manager})
     stored_ids = set(found.values()) | {t for t in targets if t is not None}
     stored = identity_repo.customer_rows(session, stored_ids)
 
@@ -388,6 +415,10 @@ def upsert_customers(session: Session, items: Sequence[CustomerInput | None], *,
             if ext is not None and given is not None and given != ext and not problems:
                 problems.append(FieldProblem("external_id", "identity_conflict",
                                              f"customer {target} has external id `{ext}`"))
+        if item.account_manager is not None and item.account_manager not in managers:
+            problems.append(FieldProblem("account_manager", "unknown_user",
+                                         f"no user `{item.account_manager}`"
+                                         f"{did_you_mean(item.account_manager, accounts_repo.all_usernames(session))}"))
         if problems:
             outcomes.append(Outcome("error", target if isinstance(target, int) else None, problems))
             continue
@@ -410,16 +441,19 @@ def upsert_customers(session: Session, items: Sequence[CustomerInput | None], *,
         group["remove"].update(item.remove_tags)
         group["remove"].difference_update(item.tags)
         group["consents"].update(item.consents)
+        if item.account_manager_given:
+            group["fields"]["account_manager_id"] = (managers[item.account_manager]
+                                                     if item.account_manager is not None else None)
         if item.attrs is not None:
             group["attrs"].update(item.attrs)
             group["has_attrs"] = True
         outcomes.append(Outcome("created" if new else "updated", target))  # type: ignore[arg-type]
 
     new_keys = [k for k in groups if isinstance(k, str)]
-    inserts = []
-    for k in new_keys:
-        g = groups[k]
-        row = {f: g["fields"].get(f) for f in PROFILE_FIELDS}
+    inserts: list[dict[str, Any]] = []
+    for new_key in new_keys:
+        g = groups[new_key]
+        row: dict[str, Any] = {f: g["fields"].get(f) for f in (*PROFILE_FIELDS, "account_manager_id")}
         if row["registered_at"] is None and not history:
             row["registered_at"] = db_now
         attrs = dict(g["attrs"]) if g["has_attrs"] else None
@@ -431,11 +465,11 @@ def upsert_customers(session: Session, items: Sequence[CustomerInput | None], *,
     real: dict[int | str, int] = {k: k for k in groups if isinstance(k, int)}  # type: ignore[misc]
     real.update(zip(new_keys, customers_repo.insert_customers(session, inserts)))
 
-    updates = []
+    updates: list[dict[str, Any]] = []
     for k, g in groups.items():
         if not isinstance(k, int):
             continue
-        row: dict[str, Any] = {"cid": k, **g["fields"]}
+        row = {"cid": k, **g["fields"]}
         for kind in ("external_id", "phone", "email"):
             if kind in g["identity"] and g["identity"][kind] != stored[k].get(kind):
                 row[kind] = g["identity"][kind]
@@ -467,6 +501,18 @@ def upsert_customers(session: Session, items: Sequence[CustomerInput | None], *,
     return outcomes
 
 
+def emit_updated(session: Session, customer_id: int, payload: Mapping[str, Any], *, now: datetime,
+                 source: str) -> None:
+    """``customer.updated`` for a PATCH that changed ``customer_id``: the
+    fields it gave (rules triggered by the event see what changed)."""
+    from engine.storage.events_repo import append_event
+
+    fields = sorted(str(k) for k in payload)
+    if fields:
+        append_event(session, EVENT_UPDATED, "customer", customer_id,
+                     {"customer_id": customer_id, "reason": "patch", "source": source, "fields": fields}, now)
+
+
 # ------------------------------------------------------------------ reading
 
 def customer_json(session: Session, customer_id: int) -> dict[str, Any] | None:
@@ -492,11 +538,13 @@ def customer_json(session: Session, customer_id: int) -> dict[str, Any] | None:
     return {
         "id": int(c["id"]),
         "external_id": c["external_id"],
-        "member_no": (identities.get("member_no") or [None])[0],
+        "member_no": next(iter(identities.get("member_no") or ()), None),
         "wecom_userids": identities.get("wecom", []),
         "phone": c["phone"],
         "email": c["email"],
         **{f: when(c[f]) for f in PROFILE_FIELDS},
+        "account_manager": found.account_manager["username"] if found.account_manager else None,
+        "store": (c["attrs"] or {}).get("store"),
         "tags": sorted(found.tags),
         "consent": {ch: {"granted": bool(v["granted"]), "source": v["source"], "updated_at": when(v["updated_at"])}
                     for ch, v in sorted(found.consents.items())},

@@ -7,8 +7,9 @@ to the survivor in one transaction — orders, coupons, journeys, outbox
 messages, feedback, consents, tags, identities, events and segment memory —
 fills the survivor's empty profile fields from the loser, keeps the loser's
 phone, e-mail and external id as aliases (``customer_identities``) so they
-still find the survivor, recounts the survivor's orders, deletes the loser
-and writes an audit entry with what moved.
+still find the survivor, recounts the survivor's orders and rescores its
+RFM and segment, deletes the loser, writes an audit entry with what moved
+and emits ``customer.updated`` (``reason: merge``) for rules that listen.
 
 ``once_per`` holds across the merge: journeys are keyed (rule, subject,
 period); a loser journey whose key the survivor already holds is not moved,
@@ -24,9 +25,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from engine.customers_in import PROFILE_FIELDS
-from engine.storage import identity_repo, merge_repo
+from engine.customers_in import EVENT_UPDATED, PROFILE_FIELDS
+from engine.storage import customers_repo, identity_repo, merge_repo, points_repo
 from engine.storage.audit import append_audit
+from engine.storage.events_repo import append_event
 from engine.storage.times import to_db_time
 
 if TYPE_CHECKING:
@@ -102,7 +104,12 @@ def merge_customers(session: Session, survivor: int, loser: int, *, now: datetim
     if values:
         identity_repo.set_customer_values(session, [{"cid": survivor, **values}], db_now)
     identity_repo.add_identities(session, aliases, db_now)
-    merge_repo.recount_orders(session, survivor, db_now)
+    # The survivor's aggregates from the orders it now has, and its RFM scores and segment with them
+    # (the one formula of orders coming in: paid and partially refunded orders, net amounts).
+    customers_repo.recompute_aggregates(session, db_now=db_now, customer_ids={survivor})
+    append_event(session, EVENT_UPDATED, "customer", survivor,
+                 {"customer_id": survivor, "reason": "merge", "merged": loser, "fields": sorted(values)}, now)
+    points_repo.refresh_customers(session, {survivor}, db_now)  # the loser's points lots moved over (issue 13)
     append_audit(session, at=now, actor=actor, action="customer.merged", entity_type="customer",
                  entity_id=survivor, diff={"merged": loser, "moved": report.moved,
                                            "filled": sorted(values), "aliases": [a[:2] for a in aliases],

@@ -652,7 +652,7 @@ def sandboxed(spec: Any, settings: Any) -> Any:
                    settings={"folder": sandbox_folder(settings), "instead_of": spec.type})
 
 
-def dispatch_tick(services: Any, *, loader: Callable[..., Connector] | None = None,
+def dispatch_tick(services: Any, *, loader: Callable[..., Connector],
                   env: Mapping[str, str] | None = None, only: str | None = None,
                   windows: Callable[[str, list[tuple[int, float]]], Any] | None = None,
                   reap_after: timedelta = timedelta(minutes=5),
@@ -663,7 +663,9 @@ def dispatch_tick(services: Any, *, loader: Callable[..., Connector] | None = No
     ``unknown`` rows by the providers' status queries, through every enabled
     connector of the current definitions (``log`` ones are delivered by the
     automation tick), or only the connector ``only`` (a Celery task per
-    connector). Connectors are built once per definitions version; one that
+    connector). Connectors are built once per definitions version by
+    ``loader`` (the host passes ``connectors.registry.load_connector``: the
+    engine knows the Connector port, never the concrete connectors); one that
     fails to build is left out and reported as a ``connector.misconfigured``
     event. ``windows``: shared connector-wide rate windows (see
     :class:`Dispatcher`). ``keep_going``: asked after each pass whether to
@@ -674,10 +676,6 @@ def dispatch_tick(services: Any, *, loader: Callable[..., Connector] | None = No
         definitions = services.registry.current()
         if state["key"] is definitions and state["dispatcher"] is not None:
             return state["dispatcher"]
-        load = loader
-        if load is None:
-            import importlib
-            load = importlib.import_module("connectors.registry").load_connector
         built: dict[str, Connector] = {}
         broken: dict[str, str] = {}
         settings = getattr(services, "settings", None)
@@ -690,7 +688,7 @@ def dispatch_tick(services: Any, *, loader: Callable[..., Connector] | None = No
                     continue  # receive only: nothing of theirs is dispatched
                 spec = sandboxed(spec, settings)
             try:
-                built[spec.id] = load(spec, env=os.environ if env is None else env)
+                built[spec.id] = loader(spec, env=os.environ if env is None else env)
             except ConfigurationError as exc:
                 broken[spec.id] = f"waiting: connector `{spec.id}` cannot deliver: {exc}"[:500]
                 with transaction(services.session_factory) as session:

@@ -175,7 +175,8 @@ def parse_event(payload: Any, *, listened: Collection[str], timezone: str,
             problems.append(FieldProblem("occurred_at", "invalid", "must be a time like 2026-03-01T10:00:00+08:00"))
     if problems:
         raise InvalidEvent(problems)
-    return EventInput(name=name, customer_id=cid, identity=identity, idempotency_key=key.strip(),  # type: ignore[union-attr]
+    assert isinstance(name, str) and isinstance(key, str)  # check_name and the key check refused anything else
+    return EventInput(name=name, customer_id=cid, identity=identity, idempotency_key=key.strip(),
                       data=data, occurred_at=occurred_at, warning=warning)
 
 

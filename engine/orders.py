@@ -30,6 +30,7 @@ import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,7 @@ from zoneinfo import ZoneInfo
 
 from engine.customers_import import normalize_phone
 from engine.forms.errors import FieldError, ValidationFailed
+from engine.loyalty.points import earn_for_orders, follow_order_change
 from engine.storage import customers_repo, identity_repo, orders_repo
 from engine.storage.database import transaction
 from engine.storage.models import COUNTED_ORDER_STATUSES, ORDER_STATUSES
@@ -44,6 +46,8 @@ from engine.storage.times import from_db_time, to_db_time
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
+
+    from engine.definitions.loyalty import PointsPolicySpec
 
 MAX_BATCH = 1000
 MAX_LINES = 500
@@ -107,6 +111,11 @@ class OrderIn:
     def key(self) -> tuple[str, str]:
         return self.source, self.external_id
 
+    @cached_property
+    def placed_db(self) -> datetime:
+        """``placed_at`` as stored (naive UTC): computed once for the hash and the row."""
+        return to_db_time(self.placed_at)
+
     @property
     def net_amount(self) -> Decimal:
         if self.status not in COUNTED_ORDER_STATUSES:
@@ -119,7 +128,7 @@ class OrderIn:
         c = self.customer
         lines = tuple((ln["sku"], ln["name"], ln["quantity"], ln["unit_price"]) for ln in self.lines)
         body = (c.id, c.external_id, c.phone, c.email, str(self.amount), str(self.discount), lines,
-                to_db_time(self.placed_at).isoformat(), self.store, self.channel, self.campaign, self.coupon_code,
+                self.placed_db.isoformat(), self.store, self.channel, self.campaign, self.coupon_code,
                 self.status, str(self.refunded_amount))
         return hashlib.sha256(repr(body).encode()).hexdigest()  # repr of str/int/None/tuple: stable across runs
 
@@ -178,14 +187,14 @@ def parse_money(value: Any, name: str, errors: list[FieldError], *, required: bo
     if not amount.is_finite():
         errors.append(FieldError(name, "money_type"))
         return None
-    if amount != amount.quantize(Decimal("0.01")):
-        errors.append(FieldError(name, "decimal_places", {"places": 2}))
-        return None
     if amount < 0:
         errors.append(FieldError(name, "min", {"min": 0}))
         return None
-    if amount >= MAX_MONEY:
+    if amount >= MAX_MONEY:  # before quantize: 1e155 has more digits than the context holds
         errors.append(FieldError(name, "out_of_range"))
+        return None
+    if amount != amount.quantize(Decimal("0.01")):
+        errors.append(FieldError(name, "decimal_places", {"places": 2}))
         return None
     return amount.quantize(Decimal("0.01"))
 
@@ -483,12 +492,16 @@ class OrderService:
     """Orders in: ``ingest`` (one order or a batch), ``refund``, ``cancel``, ``get``."""
 
     def __init__(self, session_factory: sessionmaker[Session], *, tz: str,
-                 coupon_pools: Callable[[], Mapping[str, Any]] | None = None):
+                 coupon_pools: Callable[[], Mapping[str, Any]] | None = None,
+                 points_policy: Callable[[], PointsPolicySpec | None] | None = None):
         """``coupon_pools``: the published coupon pools (read when an order
-        carries a coupon code); None: codes are stored, not redeemed."""
+        carries a coupon code); None: codes are stored, not redeemed.
+        ``points_policy``: the published points policy (loyalty); orders earn
+        points under it, back-filled ones too (:mod:`engine.loyalty.points`)."""
         self.session_factory = session_factory
         self.tz = ZoneInfo(tz)
         self.coupon_pools = coupon_pools
+        self.points_policy = points_policy
 
     def parse(self, raws: Sequence[Any], *, now: datetime) -> list[OrderIn | list[FieldError]]:
         out: list[OrderIn | list[FieldError]] = []
@@ -539,23 +552,28 @@ class OrderService:
             stored = orders_repo.find_orders(session, {item.key for _, item, _ in pending})
             rows: dict[tuple[str, str], dict[str, Any]] = {}
             first_hash: dict[tuple[str, str], str] = {}
-            for i, item, digest in pending:
-                if item.key in stored or item.key in first_hash:
+            for _, item, digest in pending:
+                key = item.key
+                if key in stored or key in first_hash:
                     continue
-                first_hash[item.key] = digest
-                rows[item.key] = {
+                first_hash[key] = digest
+                rows[key] = {
                     "source": item.source, "external_id": item.external_id, "customer_id": owners[item.customer],
                     "amount": item.amount, "discount": item.discount, "net_amount": item.net_amount,
                     "refunded_amount": item.refunded_amount, "lines": list(item.lines) or None,
-                    "placed_at": to_db_time(item.placed_at), "channel": item.channel, "store": item.store,
+                    "placed_at": item.placed_db, "channel": item.channel, "store": item.store,
                     "campaign": item.campaign, "coupon_code": item.coupon_code, "status": item.status,
                     "body_hash": digest, "created_at": db_now}  # refunds, updated_at: NULL (no JSON null to encode)
             # Keys stored by a concurrent request since our SELECT raise InsertRaced: the batch is
             # rolled back and read again, and they are then a repeat or a conflict like any other.
             new_ids = orders_repo.insert_new_orders(session, list(rows.values()))
-            created = {k: {**rows[k], "id": oid, "refunds": None, "updated_at": None} for k, oid in new_ids.items()}
+            created = {}
+            for k, oid in new_ids.items():  # the stored rows as answered (written: no copy needed)
+                row = rows[k]
+                row["id"], row["refunds"], row["updated_at"] = oid, None, None
+                created[k] = row
             answered: set[tuple[str, str]] = set()
-            for i, item, digest in pending:
+            for _, item, digest in pending:
                 key = item.key
                 if key in created and key not in answered:
                     answered.add(key)
@@ -571,6 +589,9 @@ class OrderService:
                         n, total, last = sums.get(r["customer_id"], (0, Decimal("0.00"), r["placed_at"]))
                         sums[r["customer_id"]] = (n + 1, total + r["net_amount"], max(last, r["placed_at"]))
                 customers_repo.add_orders(session, sums, db_now=db_now)
+                policy = self.points_policy() if self.points_policy is not None else None
+                if policy is not None:  # back-fills earn too: their old lots lapse at the next expiry tick
+                    earn_for_orders(session, list(created.values()), policy, now=now, tz=str(self.tz))
                 if not history:
                     orders_repo.append_order_events(session, "order.created", [r["id"] for r in created.values()],
                                                     db_now)
@@ -648,6 +669,8 @@ class OrderService:
                     continue  # changed since read: read again
                 new = {**row, **values, "updated_at": db_now}
                 customers_repo.recompute_aggregates(session, db_now=db_now, customer_ids={int(row["customer_id"])})
+                follow_order_change(session, new, self.points_policy() if self.points_policy is not None else None,
+                                    now=now, tz=str(self.tz))
                 orders_repo.append_events(session, [_event("order.refunded", new, db_now, extra)])
                 return OrderChange(order_json(new), applied=True)
         raise OrderStateConflict("busy", "the order kept changing; try again")

@@ -184,7 +184,8 @@ def import_orders(session_factory: sessionmaker[Session], path: str | Path, *, n
     from engine.registry import DefinitionRegistry
 
     registry = DefinitionRegistry(session_factory)
-    service = OrderService(session_factory, tz=timezone, coupon_pools=lambda: registry.current().coupon_pools)
+    service = OrderService(session_factory, tz=timezone, coupon_pools=lambda: registry.current().coupon_pools,
+                           points_policy=lambda: registry.current().points_policy)
     report = OrdersImportReport(encoding=detect_encoding(path))
     batch = max(1, min(batch, MAX_BATCH))
     pending: list[tuple[int, dict[str, Any]]] = []

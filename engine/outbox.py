@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from engine.definitions.specs import ConnectorSpec
+from engine.definitions.specs import ConnectorSpec, TemplateSpec
 from engine.storage import outbox_repo
 from engine.storage.times import to_db_time
 from engine.templates import RenderedMessage, render

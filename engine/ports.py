@@ -325,7 +325,11 @@ class Connector(ABC):
         raise UnsupportedOperation(f"{type(self).__name__} takes no webhooks")
 
     def close(self) -> None:
-        """Release connections. The connector must not be used afterwards."""
+        """Release connections. The connector must not be used afterwards.
+
+        A no-op by default: a connector that holds no connections need not override it.
+        """
+        return None
 
 
 #: What an entry point in ``promoflow.connectors`` resolves to.

@@ -40,6 +40,12 @@ def publish_paths(
     return publish_set(session_factory, definitions, now=now, by=by)
 
 
+def sync_definitions(session: Session, definitions: DefinitionSet, *, now: datetime) -> None:
+    from engine.campaigns.service import sync_definitions as sync_campaigns
+
+    sync_campaigns(session, definitions, now=now)
+
+
 def publish_set(
     session_factory: sessionmaker[Session], definitions: DefinitionSet, *, now: datetime, by: str | None = None,
 ) -> PublishReport:
@@ -47,6 +53,7 @@ def publish_set(
     docs = [(d.kind, d.id, dict(d.body), d.file) for d in definitions.documents]
     with transaction(session_factory) as session:
         changes = publish_definitions(session, docs, now=now, by=by)
+        sync_definitions(session, definitions, now=now)  # issue 14: campaign definitions → campaign rows
         changed = [[c.kind, c.def_id, c.version, c.status] for c in changes if c.status != "unchanged"]
         if changed:  # who put which rule, form or workflow version live (issue 16)
             append_audit(session, at=now, actor=by, action="definitions.published", entity_type="definitions",

@@ -286,7 +286,11 @@ class RecordService:
     def _hooks(self, form: FormSpec) -> tuple[OnCreated, ...]:
         """The ``on_created`` hooks for ``form``: a hook with ``applies_to(form)``
         (e.g. redeeming a coupon) runs, and shapes the transaction, only where it applies."""
-        return tuple(h for h in self._on_created if getattr(h, "applies_to", None) is None or h.applies_to(form))
+        def applies(hook: OnCreated) -> bool:
+            test = getattr(hook, "applies_to", None)
+            return test is None or bool(test(form))
+
+        return tuple(h for h in self._on_created if applies(h))
 
     def _has_unique(self, form: FormSpec) -> bool:
         key = id(form)

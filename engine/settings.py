@@ -128,13 +128,13 @@ def load_settings(
                         or values.get("instance_path") or "instance"))
     instance = instance if instance.is_absolute() else (base / instance)
     file = settings_file or env.get(ENV_PREFIX + "SETTINGS_FILE")
-    file_path = Path(file) if file else instance / "settings.yaml"
-    if file and not file_path.is_file():
-        raise SettingsError(f"{file_path}: settings file not found")
-    if file_path.is_file():
-        values.update(_read_yaml_settings(file_path))
-    else:
-        file_path = None
+    candidate = Path(file) if file else instance / "settings.yaml"
+    if file and not candidate.is_file():
+        raise SettingsError(f"{candidate}: settings file not found")
+    file_path: Path | None = None
+    if candidate.is_file():
+        values.update(_read_yaml_settings(candidate))
+        file_path = candidate
     for key in _KEYS:
         if ENV_PREFIX + key.upper() in env:
             values[key] = env[ENV_PREFIX + key.upper()]
@@ -147,7 +147,8 @@ def load_settings(
     raw_defs = values.pop("definitions", ())
     if isinstance(raw_defs, str):
         raw_defs = [p for p in raw_defs.split(os.pathsep) if p]
-    definitions = tuple((p if p.is_absolute() else base / p) for p in map(Path, raw_defs or ()))
+    listed = [Path(str(p)) for p in raw_defs] if isinstance(raw_defs, list | tuple) else []
+    definitions = tuple((p if p.is_absolute() else base / p) for p in listed)
     if "sms_price" in values:
         try:
             values["sms_price"] = float(values["sms_price"])  # type: ignore[arg-type]
@@ -169,7 +170,7 @@ def load_settings(
         raise SettingsError(f"log_format: `{values['log_format']}` must be text or json")
     return Settings(instance_path=instance_path, database_url=url, secret_key=secret,
                     definitions=definitions, settings_file=file_path,
-                    **{k: v for k, v in values.items() if k in _KEYS})
+                    **{k: v for k, v in values.items() if k in _KEYS})  # type: ignore[arg-type]  # checked above
 
 
 def _retention(value: object) -> dict[str, str]:

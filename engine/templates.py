@@ -315,6 +315,7 @@ def references(sources: list[str]) -> dict[str, frozenset[str] | None]:
             raise TemplateRenderError("-", "body", exc.message or str(exc)) from None
         covered: set[int] = set()
         for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+            assert isinstance(node, nodes.Getattr | nodes.Getitem)
             inner = node.node
             if not isinstance(inner, nodes.Name) or inner.ctx != "load":
                 continue

@@ -66,10 +66,10 @@ def apply_wecom_event(session: Session, fields: Mapping[str, str], *, connector_
                   now=now)
     elif event == "change_external_chat" and fields.get("UpdateDetail") == "add_member":
         members = [m.strip() for m in (fields.get("MemChangeList") or "").split(",")]
-        external = [m for m in dict.fromkeys(members) if m.startswith(_EXTERNAL_PREFIXES)]
+        joined = [m for m in dict.fromkeys(members) if m.startswith(_EXTERNAL_PREFIXES)]
         chat = fields.get("ChatId", "")
-        if external:
-            _emit(session, report, external, GROUP_JOINED,
+        if joined:
+            _emit(session, report, joined, GROUP_JOINED,
                   {"chat_id": chat, "join_scene": fields.get("JoinScene", "")},
                   key=lambda who: f"wecom:{connector_id}:chat:{chat}:{who}:{created}", connector_id=connector_id,
                   now=now)
@@ -87,6 +87,6 @@ def _emit(session: Session, report: WecomReport, externals: list[str], name: str
             report.customers_created.append(outcome.customer_id)  # type: ignore[arg-type]
         items.append(EventInput(name=name, customer_id=outcome.customer_id, identity=None,
                                 idempotency_key=key(external), data=dict(data)) if outcome.customer_id else None)
-    for outcome in post_events(session, items, now=now, source=source):
-        if outcome.customer_id is not None:
-            report.events.append((name, outcome.customer_id, outcome.status))
+    for posted in post_events(session, items, now=now, source=source):
+        if posted.customer_id is not None:
+            report.events.append((name, posted.customer_id, posted.status))

@@ -56,9 +56,7 @@ from engine.definitions.specs import FormSpec, WorkflowSpec, WorkflowStep
 from engine.registry import DefinitionRegistry, UnknownForm
 from engine.storage import records_repo
 from engine.storage import workflows_repo as repo
-from engine.storage.audit import append_audit
 from engine.storage.database import transaction
-from engine.storage.events_repo import append_event
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -452,7 +450,7 @@ class WorkflowService:
         """Run one read statement on a pooled connection, without a session or
         an explicit transaction (a single statement is its own snapshot)."""
         engine = self._sf.kw.get("bind")
-        if not hasattr(engine, "raw_connection") or not hasattr(engine, "dialect"):
+        if engine is None or not hasattr(engine, "raw_connection") or not hasattr(engine, "dialect"):
             with self._sf() as session:
                 return run(repo.Db.of(session))
         raw = engine.raw_connection()
@@ -878,6 +876,8 @@ class WorkflowService:
             repo.set_record_status_fast(db, txn.record_id, status)
         if status is not None:
             txn.record_status = status
+        if status == "approved":
+            self._campaign_of_request(txn)  # issue 14: an approved request becomes a campaign
         repo.queue_audit(session, at=txn.now, actor=actor, action=f"workflow.{type(event).__name__.lower()}",
                          entity_type="workflow_instance", entity_id=txn.instance_id,
                          diff={"event": event_to_json(event), "status": [old.status, new.status]})
@@ -886,6 +886,24 @@ class WorkflowService:
             # RecordService.create reads this instead of reading the record back
             session.info.setdefault("pf.records", {})[txn.record_id] = (
                 txn.record_data, txn.record_version, txn.record_status)
+
+    def _campaign_of_request(self, txn: _Txn) -> None:
+        """Write the campaign of an approved record whose form declares one
+        (``campaign:``), in this transaction; see engine/campaigns/requests.py."""
+        from engine.campaigns.requests import create_from_request
+        from engine.storage.times import to_db_time
+
+        try:
+            form, _ = self._registry.form(txn.form_id, txn.form_version)
+        except UnknownForm:
+            return
+        if form.campaign is None:
+            return
+        made = create_from_request(txn.session, form, self._registry.current(), record_id=txn.record_id,
+                                   data=txn.record_data, now=to_db_time(txn.now))
+        if made is not None:
+            repo.queue_audit(txn.session, at=txn.now, actor="workflow", action="campaign.created",
+                             entity_type="campaign", entity_id=made, diff={"record_id": txn.record_id})
 
     def _set_fields(self, txn: _Txn, values: dict[str, Any]) -> None:
         """A workflow's set_field: changes the record's data in memory; ``_apply``
@@ -1008,9 +1026,9 @@ class WorkflowService:
 
 
 def _step_map(spec: WorkflowSpec) -> dict[str, WorkflowStep]:
-    from engine.approvals.machine import _index
+    from engine.approvals.machine import steps_by_id
 
-    return {sid: pos.step for sid, pos in _index(spec).pos.items()}
+    return steps_by_id(spec)
 
 
 __all__ = [

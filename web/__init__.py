@@ -174,6 +174,17 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     from . import rights  # customer export and erasure, the audit trail (issue 16, admins)
 
     rights.init_app(app, csrf)
+    from . import api_points  # loyalty points: redeem, balance and history (issue 13)
+
+    api_points.init_app(app, csrf)
+    from . import api_campaigns  # campaigns and their KPIs (issue 14)
+
+    app.register_blueprint(api_campaigns.bp)  # exempts itself from CSRF (bearer tokens only)
+    from . import alerts, dashboard, retrospectives  # campaign dashboard, alerts and 复盘 (issue 14)
+
+    app.register_blueprint(dashboard.bp)
+    app.register_blueprint(alerts.bp)
+    app.register_blueprint(retrospectives.bp)
     errors.init_app(app)
     context.init_app(app)
     return app

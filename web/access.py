@@ -24,6 +24,9 @@ MAX_PER_PAGE = 200
 DEFAULT_PER_PAGE = 20
 #: Query arguments that are not ``field=value`` filters.
 RESERVED_ARGS = frozenset({"where", "sort", "page", "per_page", "lang", "mine", "format", "q"})
+#: How a yes/no query argument (``?mine=``) may be written; empty is no.
+TRUE_ARGS = frozenset({"1", "true", "yes", "on"})
+FALSE_ARGS = frozenset({"", "0", "false", "no", "off"})
 _SORT = re.compile(r"-?[A-Za-z_][A-Za-z0-9_.]{0,127}")
 
 
@@ -58,7 +61,7 @@ class ListQuery:
 
 def _int_arg(args: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
     raw = args.get(name)
-    if raw in (None, ""):
+    if raw is None:
         return default
     try:
         value = int(str(raw))
@@ -172,7 +175,10 @@ def list_query(spec: FormSpec, args: Any, user: Principal) -> ListQuery:
     sort = str(args.get("sort") or "-created_at")
     if not _SORT.fullmatch(sort):
         raise BadQuery("`sort` is a field name, `-` in front for descending")
-    mine = str(args.get("mine") or "") in ("1", "true", "yes", "on")
+    mine_arg = str(args.get("mine") or "").lower()
+    if mine_arg not in TRUE_ARGS | FALSE_ARGS:
+        raise BadQuery("`mine` is true or false")
+    mine = mine_arg in TRUE_ARGS
     created_by = None if (can_view_all(user, spec) and not mine) else user.username
     return ListQuery(where=where_all, created_by=created_by, sort=sort,
                      page=page_arg(args),

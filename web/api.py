@@ -35,6 +35,7 @@ from engine.records import (
 
 from . import services
 from .access import BadQuery, list_query, published_forms
+from .approvals import ACTIONS as TASK_ACTIONS
 from .errors import api_error
 from .i18n import get_locale
 from .openapi import openapi_document
@@ -275,7 +276,7 @@ def list_tasks() -> Any:
     from .approvals import TASK_FILTERS, task_json
 
     wf = _workflows()
-    status = request.args.get("status") or "open"
+    status = request.args.get("status", TASK_FILTERS[0])
     if status not in TASK_FILTERS:
         raise ApiError(400, f"`status` is one of: {', '.join(TASK_FILTERS)}", "bad_query")
     form_id = request.args.get("form") or None
@@ -317,7 +318,7 @@ def act_on_tasks() -> Any:
     ``{"task_ids": [..], "action": "approve" | "reject", "comment": "…"}``.
     One transaction; each task is its own transition, and a task that cannot
     be acted on is reported in its result without undoing the others."""
-    from .approvals import MAX_COMMENT
+    from .approvals import BULK_ACTIONS, MAX_COMMENT
 
     wf = _workflows()
     body = _body()
@@ -332,8 +333,8 @@ def act_on_tasks() -> Any:
         raise ApiError(400, "`task_ids` must be a non-empty list of task ids")
     if len(ids) > wf.BULK_LIMIT:
         raise ApiError(400, f"at most {wf.BULK_LIMIT} tasks per request")
-    if action not in ("approve", "reject"):
-        raise ApiError(400, "`action` must be approve or reject")
+    if action not in BULK_ACTIONS:
+        raise ApiError(400, f"`action` must be {' or '.join(BULK_ACTIONS)}")
     if comment is not None and (not isinstance(comment, str) or len(comment) > MAX_COMMENT):
         raise ApiError(400, f"`comment` must be a string of at most {MAX_COMMENT} characters")
     results = wf.act_many(ids, actor=_user().username, action=action, comment=comment, now=services().now())
@@ -341,7 +342,7 @@ def act_on_tasks() -> Any:
                           "failed": sum(1 for r in results if not r.ok)})
 
 
-@bp.post("/tasks/<int:task_id>/<any(approve, reject, return, transfer, add_approver, comment):action>")
+@bp.post(f"/tasks/<int:task_id>/<any({', '.join(TASK_ACTIONS)}):action>")
 def act_on_task(task_id: int, action: str) -> Any:
     """Approve, reject, return, transfer (``target``), add an approver (``target``) or comment.
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from flask import Blueprint, g, request, url_for
 
-from engine.customers_in import InvalidCustomer, customer_json, parse_customer, upsert_customers
+from engine.customers_in import InvalidCustomer, customer_json, emit_updated, parse_customer, upsert_customers
 from engine.customers_merge import MergeError, merge_customers
 from engine.events_in import InvalidEvent, listened_events, parse_event, post_events
 from engine.storage.customers_view_repo import MAX_ID
@@ -133,10 +133,11 @@ def upsert() -> Any:
                                    InvalidCustomer)
     if batch is None and problems[0] is not None:
         return _invalid(problems[0])
+    found: dict[str, Any] = {}
     with transaction(svc.session_factory) as session:
         outcomes = upsert_customers(session, parsed, now=svc.now(), source=f"api:{actor}")
         if batch is None and outcomes[0].status != "error":
-            found = customer_json(session, outcomes[0].customer_id)  # type: ignore[arg-type]
+            found = customer_json(session, outcomes[0].customer_id) or {}  # type: ignore[arg-type]
     if batch is not None:
         return _batch_answer(outcomes, problems)
     outcome = outcomes[0]
@@ -170,11 +171,14 @@ def patch_customer(customer_id: int) -> Any:
         return _invalid(exc.problems)
     with transaction(svc.session_factory) as session:
         outcome = upsert_customers(session, [item], now=svc.now(), source=f"api:{actor}", targets=[customer_id])[0]
+        if outcome.status != "error":
+            emit_updated(session, customer_id, body, now=svc.now(), source=f"api:{actor}")
         found = customer_json(session, customer_id) if outcome.status != "error" else None
     if outcome.status == "error":
         if any(p.code == "not_found" for p in outcome.problems):
             raise api.ApiError(404, f"no customer {customer_id}", "not_found")
-        return api.json_response({"errors": [p.to_json() for p in outcome.problems]}, 409)
+        status = 409 if any(p.code == "identity_conflict" for p in outcome.problems) else 422
+        return api.json_response({"errors": [p.to_json() for p in outcome.problems]}, status)
     return api.json_response(found)
 
 

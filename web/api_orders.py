@@ -63,7 +63,8 @@ def _api_error(exc: api.ApiError) -> Any:
 
 def _service() -> OrderService:
     svc = services()
-    return OrderService(svc.session_factory, tz=svc.tz, coupon_pools=lambda: svc.registry.current().coupon_pools)
+    return OrderService(svc.session_factory, tz=svc.tz, coupon_pools=lambda: svc.registry.current().coupon_pools,
+                        points_policy=lambda: svc.registry.current().points_policy)
 
 
 def _invalid(errors: list[FieldError]) -> Any:

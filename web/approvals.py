@@ -46,6 +46,8 @@ ROUND_START = frozenset({"submit", "resubmit"})
 REASON_ACTIONS = frozenset({"reject", "return"})
 #: Inbox status filters.
 TASK_FILTERS = ("open", "done", "all")
+#: What ``POST /api/v1/tasks/bulk`` may do to many tasks at once.
+BULK_ACTIONS = ("approve", "reject")
 MAX_COMMENT = 2000
 #: The actor name the engine writes for its own steps.
 SYSTEM = "system"
@@ -126,6 +128,8 @@ def act(task_id: int, action: str, *, user: Principal, comment: str | None, targ
         raise TaskError(404, "not_found", f"no action `{action}`")
     if action in REASON_ACTIONS and not (comment or "").strip():
         raise TaskError(422, "reason_required", t("wf_reason_required", action=t(f"wf_button_{action}")))
+    if action == "comment" and not (comment or "").strip():  # nothing to record: say so rather than log nothing
+        raise TaskError(422, "reason_required", t("wf_comment_empty"))
     if action in TARGET_ACTIONS and (not target or services().accounts.by_name(target) is None):
         raise TaskError(422, "invalid_target", t("wf_pick_user") if target is None else
                             t("wf_unknown_user", name=target))

@@ -189,6 +189,7 @@ def deliver(connector_id: str, now: str) -> dict[str, Any]:
     ``only=``); the connector-wide rate window is shared by all workers."""
     from dataclasses import asdict
 
+    from connectors.registry import load_connector
     from engine.dispatch import dispatch_tick
 
     from .shared_limits import limits_url, redis_windows
@@ -205,7 +206,8 @@ def deliver(connector_id: str, now: str) -> dict[str, Any]:
                 # A task delivers until nothing is due or its time is up, so it
                 # ends well within the broker's visibility timeout; the next
                 # tick goes on where it stopped.
-                tick = dispatch_tick(svc, only=connector_id, windows=redis_windows(url) if url else None,
+                tick = dispatch_tick(svc, loader=load_connector, only=connector_id,
+                                     windows=redis_windows(url) if url else None,
                                      reap_after=svc.settings.dispatch_reap_after,
                                      batch=_connector_batch(svc, connector_id), max_passes=100_000,
                                      keep_going=lambda: time.monotonic() - budget[threading.get_ident()] < limit)

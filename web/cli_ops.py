@@ -50,13 +50,13 @@ def register(main: click.Group) -> None:
     def prune(obj: Context, dry_run: bool, at: str | None) -> None:
         """Prune old processed events, sent message bodies and send attempts
         after the `retention` setting's windows. The audit log is never pruned."""
-        from web.cli import _parse_at
+        from web.cli_rules import parse_at
         from web.retention import describe, run_prune
 
         sf = obj.session_factory()
         click.echo("Retention: " + ", ".join(f"{k} {v}" for k, v in obj.settings.retention.items())
                    + (" (dry run)" if dry_run else ""))
-        run_prune(sf, obj.settings.retention, _parse_at(at), dry_run=dry_run,
+        run_prune(sf, obj.settings.retention, parse_at(at), dry_run=dry_run,
                   progress=lambda step: click.echo(describe(step, dry_run=dry_run)))
 
 

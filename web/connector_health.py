@@ -42,7 +42,9 @@ def connector_problems(definitions: Any, settings: Any, *, env: Mapping[str, str
     if bool(getattr(settings, "connector_sandbox", False)):
         return []
     if loader is None:
-        from connectors.registry import load_connector as loader
+        from connectors.registry import load_connector
+
+        loader = load_connector
     env = os.environ if env is None else env
     problems = []
     for spec in definitions.connectors.values():

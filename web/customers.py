@@ -109,10 +109,41 @@ def detail(customer_id: int) -> Any:
     segment_titles = [(k, label(definitions.segments[k], "title")) for k in in_segments]
     rule_titles = {r: label(definitions.rules[r], "title") for r in {j["rule_id"] for j in found.journeys}
                    if r in definitions.rules}
+    arm_titles = {(j["rule_id"], j["arm"]): _arm_title(definitions.rules.get(j["rule_id"]), j["arm"])
+                  for j in found.journeys if j.get("arm")}
     return render_template("customers/detail.html", c=found.customer, d=found, channels=CONSENT_CHANNELS,
-                           segments=segment_titles, rule_titles=rule_titles, limit=SECTION_LIMIT,
-                           attrs=_attrs(found.customer.get("attrs")),
+                           segments=segment_titles, rule_titles=rule_titles, arm_titles=arm_titles, limit=SECTION_LIMIT,
+                           attrs=_attrs(found.customer.get("attrs")), points=_points(svc, customer_id),
                            can_open_messages=g.user.has_any(MESSAGE_ROLES), msg_statuses=STATUSES)
+
+
+def _points(svc: Any, customer_id: int) -> dict[str, Any] | None:
+    """The customer's points, tier title and one page of the ledger (``?points_page=``)
+    for the page's loyalty section (:mod:`engine.loyalty.points`)."""
+    from engine.loyalty.points import PointsService
+
+    try:
+        page = max(1, int(request.args.get("points_page", "1")))
+    except ValueError:
+        page = 1
+    account = PointsService(svc.session_factory, tz=svc.tz).account(customer_id, now=svc.now(), page=page,
+                                                                    per_page=SECTION_LIMIT)
+    if account is None:
+        return None
+    spec = svc.registry.current().tier
+    level = spec.level(account.tier) if spec is not None else None
+    pages = max(1, -(-account.total // SECTION_LIMIT))
+    return {"account": account, "tier_title": label(level, "title") if level is not None else account.tier,
+            "page": min(page, pages), "pages": pages}
+
+
+def _arm_title(rule: Any, key: str) -> str:
+    """An experiment arm's title in the request's language (对照组 / Control group, a variant's title),
+    else its key (a rule or arm no longer published)."""
+    from engine.experiments import arm_spec
+
+    arm = arm_spec(rule, key) if rule is not None else None
+    return (label(arm, "title") or key) if arm is not None else key
 
 
 def _attrs(raw: Any) -> list[tuple[str, str]]:

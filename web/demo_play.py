@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -73,12 +74,19 @@ class PlayReport:
     tasks_done: int = 0
     approvals: int = 0
     errors: list[str] = field(default_factory=list)
+    #: Per campaign (issue 14): (title, status, messages sent, coupons redeemed, attributed revenue).
+    campaigns: list[tuple[str, str, int, int, str]] = field(default_factory=list)
 
     def line(self) -> str:
         return (f"{self.days} days played: {self.delivered} messages delivered, {self.clicks} clicks, "
                 f"{self.surveys} survey answers, {self.registrations} new members, {self.orders} orders, "
                 f"{self.redeemed} coupons redeemed ({self.refused} refused at the till), "
                 f"{self.tasks_done} follow-up tasks done, {self.approvals} approvals.")
+
+    def campaign_lines(self) -> list[str]:
+        """One line per campaign with its headline numbers (what /campaigns shows)."""
+        return [f"Campaign {title} ({status}): {sent} messages sent, {redeemed} coupons redeemed, "
+                f"{revenue} attributed revenue." for title, status, sent, redeemed, revenue in self.campaigns]
 
 
 class SimClock:
@@ -124,7 +132,7 @@ class DemoPlay:
         self.visits: list[_Visit] = []
         self.seen: set[str] = set()
         self.ordinal = 0
-        self._read_inbox = lambda: read_inbox(sandbox_folder(self.svc.settings), limit=1_000_000)
+        self._read_inbox = lambda: read_inbox(Path(sandbox_folder(self.svc.settings)), limit=1_000_000)
         self._short_tokens = lambda text: short_tokens(text, self.svc.settings.base_url)
         self.tokens: dict[str, str] = {}
 
@@ -163,7 +171,20 @@ class DemoPlay:
             self.report.days += 1
             if progress is not None:
                 progress(1)
+        self.campaign_snapshots()
         return self.report
+
+    def campaign_snapshots(self) -> None:
+        """Compute every campaign's KPIs once more at the end of the play, so
+        the dashboard opens on current numbers (the snapshot is what it reads)."""
+        from .api_campaigns import campaigns
+
+        with self.app.app_context():
+            service = campaigns(self.app)
+            for view in service.list(now=self.clock()):
+                k = service.kpis(view.id, now=self.clock(), refresh=True)
+                self.report.campaigns.append((view.title, view.status, k.sent, k.coupons_redeemed,
+                                              f"{k.attributed_revenue:.2f}"))
 
     def _at(self, day: date, when: time) -> datetime:
         self.clock.at = datetime.combine(day, when, tzinfo=self.tz).astimezone(UTC)
@@ -313,6 +334,8 @@ class DemoPlay:
                 "start_date": start.isoformat(), "end_date": (start + timedelta(days=3)).isoformat(),
                 "discount_type": "coupon", "coupon_value": "20", "target_store": STORES[0],
                 "materials": [{"item": "海报", "qty": 20, "unit_cost": "15"}],
+                "targets": [{"metric": "attributed_revenue", "target": 120000},
+                            {"metric": "new_customers", "target": 50}],
                 "expected_revenue": "120000"})
         if "marketing_manager" not in self.tokens:
             return

@@ -179,7 +179,7 @@ def api_done(task_id: int) -> Any:
     except ValueError:
         body = None
     if not isinstance(body, dict):
-        return json_response({"errors": [{"field": None, "code": "invalid_json",
+        return json_response({"errors": [{"field": "", "code": "invalid_json",
                                           "message": 'send a JSON object such as {"outcome": "contacted"}'}]}, 422)
     unknown = sorted(set(body) - {"outcome", "comment", "version"})
     if unknown:

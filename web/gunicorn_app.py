@@ -43,7 +43,7 @@ def build_app(settings: Settings, write_concurrency: int | None) -> Any:
 
     app = create_app({"MIGRATE": False}, settings=settings)
     limit = default_limit(settings.database_url) if write_concurrency is None else write_concurrency
-    app.wsgi_app = gate(app.wsgi_app, limit, lock_dir=Path(settings.instance_path) / "locks")  # type: ignore[method-assign]
+    app.wsgi_app = gate(app.wsgi_app, limit, lock_dir=Path(settings.instance_path) / "locks")  # type: ignore[method-assign,assignment]
     return app
 
 

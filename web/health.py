@@ -49,8 +49,8 @@ def leader_status(engine: Engine) -> dict[str, Any]:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            pid = handle.read().strip()
-            return {"held": True, "holder": f"pid {pid}" if pid.isdigit() else "unknown"}
+            written = handle.read().strip()
+            return {"held": True, "holder": f"pid {written}" if written.isdigit() else "unknown"}
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
     return {"held": False, "holder": None}
 

@@ -257,9 +257,12 @@ def _merge_page_catalogs() -> None:
     each a ``MESSAGES`` dict); one catalog is what ``t`` reads."""
     from . import (i18n_accounts, i18n_clicks, i18n_coupons, i18n_customers, i18n_datain, i18n_feedback,
                    i18n_followups, i18n_inbox, i18n_messages, i18n_rights)
+    from . import i18n_dashboard  # issue 14
+
+    from . import i18n_loyalty  # loyalty on the customer page (issue 13)
 
     for module in (i18n_feedback, i18n_messages, i18n_customers, i18n_inbox, i18n_followups, i18n_clicks,
-                   i18n_datain, i18n_accounts, i18n_coupons, i18n_rights):
+                   i18n_datain, i18n_accounts, i18n_coupons, i18n_rights, i18n_loyalty, i18n_dashboard):
         for key, pair in module.MESSAGES.items():
             if key in CATALOG and CATALOG[key] != pair:
                 raise RuntimeError(f"i18n key {key!r} is defined twice with different texts")

@@ -83,4 +83,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "cust_comment": ("内容", "Comment"),
     "cust_no_rows": ("暂无", "None"),
     "cust_showing": ("显示最近 {shown} 条，共 {n} 条", "Showing the latest {shown} of {n}"),
+    # experiments (issue 13): the arm of a journey, on the customer page and the rule preview
+    "cust_arm": ("实验分组", "Experiment arm"),
+    "rules_arms": ("实验分组（对照组不收消息和券）", "Experiment arms (the control group gets no messages or coupons)"),
+    "rules_arm": ("分组", "Arm"),
+    "rules_arm_messages": ("消息", "Messages"),
 }

@@ -40,4 +40,5 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "wf_target_already_decided": ("{name} 已对本申请做过审批决定，不能再转交或加签给他（职责分离）",
                                   "{name} has already decided on this request and may not be given another "
                                   "of its tasks (separation of duties)"),
+    "wf_comment_empty": ("请先填写评论内容", "Write the comment first"),
 }

@@ -194,7 +194,7 @@ def _inbox_url(status: str | None, form_id: str | None) -> str:
         args["status"] = status
     if form_id and len(form_id) <= 100:
         args["form"] = form_id
-    return url_for("inbox.inbox", **args)
+    return url_for("inbox.inbox", **args)  # type: ignore[arg-type]  # Flask types **values as bool
 
 
 def _task_ids(raw: list[str]) -> list[int] | None:
@@ -424,7 +424,7 @@ def remind(record_id: int, task_id: int) -> Any:
 @login_required
 def resubmit(record_id: int) -> Any:
     from .formbuilder import initial_data
-    from .records import _form_class, _posted_data, _refill, _render_fill, _save_files
+    from .records import form_class, posted_data, refill, render_fill, save_files
 
     record, form = _own_record(record_id)
     wf = workflows()
@@ -432,25 +432,25 @@ def resubmit(record_id: int) -> Any:
     if instance is None or value(instance, "status") not in RESUBMITTABLE or not can_edit_record(
             g.user, form, record.created_by):
         abort(409 if instance is not None else 404)
-    cls = _form_class(form, record.form_version)
+    cls = form_class(form, record.form_version)
     svc = services()
     back = url_for("records.detail", record_id=record.id)
     if request.method == "GET":
         page = cls(data=initial_data(form, record.data, svc.tz))
-        return _render_fill(form, page, back_url=back,
+        return render_fill(form, page, back_url=back,
                             refs={f.key: record.data[f.key] for f in form.fields
                                   if f.type == "file" and isinstance(record.data.get(f.key), dict)})
-    data, refs, uploads = _posted_data(form, record.data)
+    data, refs, uploads = posted_data(form, record.data)
     payload = coerce_form_data(form, data)
     for f in form.fields:
         if not f.readonly and f.key not in payload:
             payload[f.key] = None
     try:
         with uploads.kept_on_success():
-            _save_files(form, payload, uploads, record.data)
+            save_files(form, payload, uploads, record.data)
             wf.resubmit(record.id, payload, actor=g.user.username, now=svc.now())
     except ValidationFailed as exc:
-        return _refill(form, cls, data, exc, refs, back_url=back)
+        return refill(form, cls, data, exc, refs, back_url=back)
     except ActionError as exc:
         if exc.code in ("not_submitter", "not_assigned"):
             abort(403)

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, text
 LOCK_NAME = "promoflow.scheduler"
 
 
-def _lock_key(name: str) -> int:
+def lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 
@@ -30,7 +30,7 @@ def schema_lock_key(conn: Any, name: str = LOCK_NAME) -> int:
     advisory locks are server-wide, so two installations in two schemas of
     one PostgreSQL (or two test runs) must not elect one scheduler between them."""
     schema = conn.execute(text("SELECT current_schema()")).scalar() or "public"
-    return _lock_key(name if schema == "public" else f"{name}:{schema}")
+    return lock_key(name if schema == "public" else f"{name}:{schema}")
 
 
 class LeaderLock:
@@ -43,7 +43,7 @@ class LeaderLock:
     def __init__(self, engine: Engine, *, name: str = LOCK_NAME, lock_dir: str | os.PathLike | None = None):
         self._engine = engine
         self._name = name
-        self._key = _lock_key(name)
+        self._key = lock_key(name)
         self._conn: Any = None
         self._file: Any = None
         self._lock_dir = Path(lock_dir) if lock_dir else None

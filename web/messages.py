@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -304,16 +304,16 @@ def receipts(connector_id: str) -> Any:
         connector = _receipt_connector(connector_id)
     except ConnectorError as exc:  # names the missing variable, never a value
         log.error("receipt connector %s could not be built: %s", connector_id, exc)
-        return Response("connector not configured", status=503)
+        return Response("connector not configured", status=503, mimetype="text/plain")
     if connector is None:
-        return Response("no such receipt endpoint", status=404)
+        return Response("no such receipt endpoint", status=404, mimetype="text/plain")
     body = request.get_data(cache=False)
     try:
         items = connector.verify_webhook(dict(request.headers), body, request.args.to_dict())
     except UnsupportedOperation:
-        return Response("receipts are not enabled for this connector", status=404)
+        return Response("receipts are not enabled for this connector", status=404, mimetype="text/plain")
     except WebhookVerificationError:
-        return Response("forbidden", status=403)
+        return Response("forbidden", status=403, mimetype="text/plain")
     applied = apply_receipts(services().session_factory, connector_id, items, services().now())
     log.info("connector %s: %d receipt(s), %d applied", connector_id, len(items), applied)
     text, status, mimetype = RECEIPT_ANSWERS[connector.spec.type]

@@ -63,6 +63,12 @@ def _record_schema(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: Every operation takes it: the language of messages and labels in the answer.
+LANG_PARAMETER: dict[str, Any] = {
+    "name": "lang", "in": "query", "required": False, "schema": {"type": "string"},
+    "description": "zh or en: the language of error messages and labels (else Accept-Language, else the "
+                   "installation's default)"}
+
 LIST_PARAMETERS: list[dict[str, Any]] = [
     {"name": "where", "in": "query", "required": False, "schema": {"type": "string"},
      "description": 'A condition as JSON, e.g. {"budget": {"gt": 10000}}'},
@@ -79,8 +85,21 @@ LIST_PARAMETERS: list[dict[str, Any]] = [
 ]
 
 
+def field_filters(form: FormSpec) -> list[dict[str, Any]]:
+    """The list route's ``field=value`` filters of ``form``: one query
+    parameter per field a condition can test (``web.access.list_query``)."""
+    from .access import RESERVED_ARGS
+
+    return [{"name": f.key, "in": "query", "required": False, "schema": {"type": "string"},
+             "description": f"Only records whose `{f.key}` is this value ({f.label or f.key}; a multiselect: "
+                            "contains it)"}
+            for f in form.fields if f.kind is not None and f.key not in RESERVED_ARGS and not f.key.startswith("_")]
+
+
 def _workflow_schemas() -> dict[str, Any]:
     """Tasks, approval instances and the action body."""
+    from .approvals import BULK_ACTIONS, MAX_COMMENT  # the route's own limits, so the two never disagree
+
     when = {"type": "string", "format": "date-time"}
     maybe_when = {"type": ["string", "null"], "format": "date-time"}
     task = {
@@ -123,7 +142,7 @@ def _workflow_schemas() -> dict[str, Any]:
     action = {
         "type": "object",
         "properties": {
-            "comment": {"type": ["string", "null"], "maxLength": 2000},
+            "comment": {"type": ["string", "null"], "maxLength": MAX_COMMENT},
             "target": {"type": ["string", "null"], "description": "User name: whom to transfer to or add"},
             "version": {"type": ["integer", "null"], "description": "The task version last read; a change gives 409"},
         },
@@ -139,8 +158,8 @@ def _workflow_schemas() -> dict[str, Any]:
     bulk = {"type": "object",
             "properties": {"task_ids": {"type": "array", "items": {"type": "integer", "minimum": 1},
                                         "minItems": 1, "maxItems": 200},
-                           "action": {"type": "string", "enum": ["approve", "reject"], "default": "approve"},
-                           "comment": {"type": ["string", "null"], "maxLength": 2000}},
+                           "action": {"type": "string", "enum": list(BULK_ACTIONS), "default": BULK_ACTIONS[0]},
+                           "comment": {"type": ["string", "null"], "maxLength": MAX_COMMENT}},
             "required": ["task_ids"], "additionalProperties": False}
     bulk_result = {"type": "object",
                    "properties": {"results": {"type": "array", "items": {
@@ -156,7 +175,20 @@ def _workflow_schemas() -> dict[str, Any]:
             "TaskAction": action, "TaskList": page, "TaskBulk": bulk, "TaskBulkResult": bulk_result}
 
 
+#: What each task action does, for the document; one per ``web.approvals.ACTIONS``.
+ACTION_SUMMARIES = {
+    "approve": "Approve a task",
+    "reject": "Reject a task (驳回); `comment` is required",
+    "return": "Return the request to its submitter for edits (退回); `comment` is required",
+    "transfer": "Transfer a task to another user (`target`, 转交)",
+    "add_approver": "Add an approver to the task's step (`target`, 加签)",
+    "comment": "Comment on a task without deciding it (评论); `comment` is required",
+}
+
+
 def _workflow_paths() -> dict[str, Any]:
+    from .approvals import ACTIONS, REASON_ACTIONS, TASK_FILTERS
+
     paths: dict[str, Any] = {
         "/tasks": {"get": {
             "operationId": "list_tasks",
@@ -164,7 +196,7 @@ def _workflow_paths() -> dict[str, Any]:
             "tags": ["approvals"],
             "parameters": [
                 {"name": "status", "in": "query", "required": False,
-                 "schema": {"type": "string", "enum": ["open", "done", "all"], "default": "open"}},
+                 "schema": {"type": "string", "enum": list(TASK_FILTERS), "default": TASK_FILTERS[0]}},
                 {"name": "form", "in": "query", "required": False, "schema": {"type": "string"},
                  "description": "Only tasks on records of this form"},
             ],
@@ -188,14 +220,10 @@ def _workflow_paths() -> dict[str, Any]:
         "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("TaskBulk")}}},
         "responses": {"200": _json(_ref("TaskBulkResult"), "One result per task, in order"), **_errors(400, 401)},
     }}
-    summaries = {"approve": "Approve a task", "reject": "Reject a task",
-                 "return": "Return the request to its submitter for edits (退回)",
-                 "transfer": "Transfer a task to another user (`target`, 转交)",
-                 "add_approver": "Add an approver to the task's step (`target`, 加签)"}
-    for action, summary in summaries.items():
+    for action in ACTIONS:
         paths[f"/tasks/{{task_id}}/{action}"] = {"post": {
             "operationId": f"{action}_task",
-            "summary": summary,
+            "summary": ACTION_SUMMARIES[action],
             "tags": ["approvals"],
             "parameters": [{"name": "task_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
             "requestBody": {"required": False, "content": {"application/json": {"schema": _ref("TaskAction")}}},
@@ -210,7 +238,7 @@ def _workflow_paths() -> dict[str, Any]:
                                                "`target_is_submitter`, `target_already_decided`)"),
             },
         }}
-        if action in ("reject", "return"):  # these must say why: no comment → a field error on `comment`
+        if action in REASON_ACTIONS or action == "comment":  # no comment → a field error on `comment`
             paths[f"/tasks/{{task_id}}/{action}"]["post"]["responses"]["422"] = _json(
                 {"oneOf": [_ref("Error"), _ref("ValidationErrors")]},
                 "`comment` is required (the reason; field error `required`), or the step does not allow this action")
@@ -266,7 +294,7 @@ def openapi_document(forms: Iterable[FormSpec], *, server_url: str, version: str
                 "operationId": f"list_{form.id}",
                 "summary": f"List {title} records",
                 "tags": [form.id],
-                "parameters": LIST_PARAMETERS,
+                "parameters": [*LIST_PARAMETERS, *field_filters(form)],
                 "responses": {"200": _json(_ref(f"{form.id}_page"), "One page of records"),
                               **_errors(400, 401, 403, 404)},
             },
@@ -283,7 +311,9 @@ def openapi_document(forms: Iterable[FormSpec], *, server_url: str, version: str
             "operationId": "update_record",
             "summary": "Change some fields of a record",
             "parameters": [{"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"},
-                            "description": "The version last read; a later change gives 409"}],
+                            "description": "The version last read; a later change gives 409"},
+                           {"name": "version", "in": "query", "required": False, "schema": {"type": "integer"},
+                            "description": "The same as If-Match, for clients that cannot set headers"}],
             "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
             "responses": {"200": _json(_ref("Record"), "The updated record"),
                           **_errors(400, 401, 403, 404, 409, 413, 422)},
@@ -313,11 +343,21 @@ def openapi_document(forms: Iterable[FormSpec], *, server_url: str, version: str
     paths.update(coupons_paths(_errors))
     from .openapi_ops import ops_paths, ops_schemas; schemas.update(ops_schemas()); paths.update(ops_paths())  # noqa: E702 (issue 17)
     schemas.update(rights_schemas()), paths.update(rights_paths(_errors))  # customer rights, audit (issue 16)
+    from .openapi_points import points_paths, points_schemas  # loyalty points (issue 13)
+
+    schemas.update(points_schemas()), paths.update(points_paths(_errors))
+    from .openapi_campaigns import campaigns_paths, campaigns_schemas  # campaigns and KPIs (issue 14)
+
+    schemas.update(campaigns_schemas()), paths.update(campaigns_paths(_errors))
     paths["/openapi.json"] = {
         "get": {"operationId": "openapi", "summary": "This document", "security": [],
                 "responses": {"200": {"description": "OpenAPI 3.1 document",
                                       "content": {"application/json": {"schema": {"type": "object"}}}}}},
     }
+    for item in paths.values():  # every answer's language (web.i18n.get_locale): errors, labels
+        for method, op in item.items():
+            if method in ("get", "post", "patch", "put", "delete"):
+                op["parameters"] = [*op.get("parameters", []), LANG_PARAMETER]
     return {
         "openapi": "3.1.0",
         "info": {"title": "promoflow API", "version": version,

@@ -21,10 +21,18 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def batch_item(item: str) -> dict[str, Any]:
+    """A batch's item: any JSON value, checked one by one. Each should be an
+    ``item``; one that is not is answered in its own result, and the batch
+    goes on, so the batch as a whole refuses no item."""
+    return {"description": f"a {item} (#/components/schemas/{item}); an item that is not valid is answered "
+                           "in its own result (status `error`) and the other items are stored"}
+
+
 def _batch_of(item: str) -> dict[str, Any]:
     from .api_customers import BATCH_LIMIT
 
-    return {"type": "object", "properties": {"items": {"type": "array", "items": _ref(item), "minItems": 1,
+    return {"type": "object", "properties": {"items": {"type": "array", "items": batch_item(item), "minItems": 1,
                                                        "maxItems": BATCH_LIMIT}},
             "required": ["items"], "additionalProperties": False}
 
@@ -58,6 +66,12 @@ def datain_schemas() -> dict[str, Any]:
             "consent": {"type": "object", "properties": {ch: consent_in for ch in CONSENT_CHANNELS},
                         "additionalProperties": False},
             "attrs": {"type": "object"},
+            "account_manager": {"type": ["string", "null"], "maxLength": 128,
+                                "description": "user name of the account manager (their follow-up tasks go to "
+                                               "them); null clears it in PATCH"},
+            "store": {"type": ["string", "null"], "maxLength": 64,
+                      "description": "the customer's store (kept as attrs.store; role tasks go to that store's "
+                                     "staff); null clears it in PATCH"},
         },
         "additionalProperties": False,
     }
@@ -75,6 +89,7 @@ def datain_schemas() -> dict[str, Any]:
             "tags": {"type": "array", "items": {"type": "string"}},
             "consent": {"type": "object", "additionalProperties": consent_out},
             "attrs": {"type": "object"},
+            "account_manager": _TEXT, "store": _TEXT,
             "order_count": {"type": "integer"},
             "total_spent": {"type": "string", "description": "decimal, 2 places"},
             "last_purchase_at": _TIME, "rfm_segment": _TEXT,
@@ -107,7 +122,7 @@ def datain_schemas() -> dict[str, Any]:
         "required": ["name", "idempotency_key"],
         "additionalProperties": False,
     }
-    event_result = {"type": "object", "properties": {
+    event_result: dict[str, Any] = {"type": "object", "properties": {
         "status": {"enum": ["created", "duplicate", "error"]}, "id": {"type": ["integer", "null"]},
         "customer_id": {"type": ["integer", "null"]}, "name": _TEXT,
         "warning": {"type": "string", "description": "no published rule listens to this name (did you mean …)"},

@@ -116,4 +116,31 @@ def messages_paths(errors: Any) -> dict[str, Any]:
                                             "arrived; `not_resendable`: only dead letters and unknown outcomes"),
             },
         }},
+        "/messages/receipts/{connector_id}": {"post": {
+            "operationId": "post_delivery_receipts",
+            "summary": "A provider's delivery receipts (Aliyun, Tencent, Twilio), verified by the connector",
+            "description": "Set at the provider as its status callback. Twilio signs the request; Aliyun and "
+                           "Tencent carry the connector's `receipt_token` secret as `?token=`. The body is the "
+                           "provider's own (JSON or form-encoded); the answer is the one the provider expects.",
+            "tags": ["messages"],
+            "security": [],
+            "parameters": [
+                {"name": "connector_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                query("token", "The connector's receipt token (Aliyun, Tencent)"),
+            ],
+            "requestBody": {"required": False, "content": {
+                "application/json": {"schema": {}},
+                "application/x-www-form-urlencoded": {"schema": {"type": "object"}}}},
+            "responses": {
+                "200": {"description": "Receipts stored (Aliyun, Tencent: their acknowledgement)",
+                        "content": {"application/json": {"schema": {"type": "object"}}}},
+                "204": {"description": "Receipts stored (Twilio)"},
+                "403": {"description": "The signature or token does not verify",
+                        "content": {"text/plain": {"schema": {"type": "string"}}}},
+                "404": {"description": "No enabled receipt connector of that id",
+                        "content": {"text/plain": {"schema": {"type": "string"}}}},
+                "503": {"description": "The connector is not configured (a secret is missing)",
+                        "content": {"text/plain": {"schema": {"type": "string"}}}},
+            },
+        }},
     }

@@ -90,7 +90,9 @@ def orders_schemas() -> dict[str, Any]:
                                               "properties": {"field": {"type": "string"}, "code": {"type": "string"},
                                                              "message": {"type": "string"}}}}}}
     batch_in = {"type": "object", "required": ["orders"], "properties": {
-        "orders": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": _ref("OrderIn")}}}
+        "orders": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": {
+            "description": "an OrderIn (#/components/schemas/OrderIn); an order that is not valid is answered in "
+                           "its own result (status `invalid`) and the others are stored"}}}}
     batch_out = {"type": "object", "required": ["results", "counts"], "properties": {
         "results": {"type": "array", "items": _ref("OrderBatchItem")},
         "counts": {"type": "object", "additionalProperties": {"type": "integer"}}}}

@@ -92,7 +92,7 @@ def _form(form_id: str, version: int | None = None) -> tuple[FormSpec, int]:
         abort(404)
 
 
-def _form_class(spec: FormSpec, version: int) -> type[RecordForm]:
+def form_class(spec: FormSpec, version: int) -> type[RecordForm]:
     cache: dict[Any, type[RecordForm]] = current_app.extensions.setdefault("promoflow_form_classes", {})
     key = (spec.id, version, get_locale())
     cls = cache.get(key)
@@ -121,7 +121,7 @@ def home() -> Any:
 REMOVE_FILE = "_remove_file"
 
 
-def _posted_data(spec: FormSpec, stored: dict[str, Any] | None = None
+def posted_data(spec: FormSpec, stored: dict[str, Any] | None = None
                  ) -> tuple[MultiDict[str, Any], dict[str, dict[str, Any]], Uploads]:
     """The posted form data with each uploaded file replaced by its stored
     reference, and the files written for it (see :mod:`web.uploads`). A kept
@@ -155,12 +155,12 @@ def _posted_data(spec: FormSpec, stored: dict[str, Any] | None = None
     return data, refs, uploads
 
 
-def _save_files(spec: FormSpec, payload: dict[str, Any], uploads: Uploads, stored: dict[str, Any] | None) -> None:
+def save_files(spec: FormSpec, payload: dict[str, Any], uploads: Uploads, stored: dict[str, Any] | None) -> None:
     """Refuse file references that neither this request uploaded nor the record held."""
     check_refs(spec, payload, {**stored_refs(spec, stored), **uploads.refs})
 
 
-def _render_fill(spec: FormSpec, form: RecordForm, *, status: int = 200, leftover: list[str] | None = None,
+def render_fill(spec: FormSpec, form: RecordForm, *, status: int = 200, leftover: list[str] | None = None,
                  errors: bool = False, refs: dict[str, Any] | None = None, expected_version: int | None = None,
                  back_url: str | None = None) -> Any:
     return render_template(
@@ -176,26 +176,26 @@ def fill(form_id: str) -> Any:
     spec, version = _form(form_id)
     if not can_submit(g.user, spec):
         abort(403)
-    cls = _form_class(spec, version)
+    cls = form_class(spec, version)
     svc = services()
     if request.method == "GET":
         env = Env(now=svc.now(), tz=svc.tz, user=g.user.username)
         defaults = {f.key: default_value(f, env) for f in spec.fields if f.default is not None}
         form = cls(data=initial_data(spec, {k: v for k, v in defaults.items() if v is not None}, svc.tz))
-        return _render_fill(spec, form)
-    data, refs, uploads = _posted_data(spec)
+        return render_fill(spec, form)
+    data, refs, uploads = posted_data(spec)
     payload = coerce_form_data(spec, data)
     try:
         with uploads.kept_on_success():
-            _save_files(spec, payload, uploads, None)
+            save_files(spec, payload, uploads, None)
             record = svc.records.create(form_id, payload, actor=g.user.username, now=svc.now(), tz=svc.tz)
     except ValidationFailed as exc:
-        return _refill(spec, cls, data, exc, refs)
+        return refill(spec, cls, data, exc, refs)
     flash(t("submitted", id=record.id), "success")
     return redirect(url_for("records.detail", record_id=record.id))
 
 
-def _refill(spec: FormSpec, cls: type[RecordForm], data: MultiDict[str, Any], exc: ValidationFailed,
+def refill(spec: FormSpec, cls: type[RecordForm], data: MultiDict[str, Any], exc: ValidationFailed,
             refs: dict[str, Any], **extra: Any) -> Any:
     from .formbuilder import apply_errors
 
@@ -206,7 +206,7 @@ def _refill(spec: FormSpec, cls: type[RecordForm], data: MultiDict[str, Any], ex
     # A file that broke its field's rules was never stored: offer a new upload, not "已上传".
     refused = {e.field.split(".", 1)[0].split("[", 1)[0] for e in exc.errors if e.field}
     kept = {key: ref for key, ref in refs.items() if key not in refused}
-    return _render_fill(spec, form, status=422, leftover=leftover, errors=True, refs=kept, **extra)
+    return render_fill(spec, form, status=422, leftover=leftover, errors=True, refs=kept, **extra)
 
 
 def _is_file_key(spec: FormSpec, key: str) -> bool:
@@ -260,15 +260,15 @@ def edit(record_id: int) -> Any:
         abort(403)
     if not editable(spec, record.status):
         return _locked_page(spec.edit_until)
-    cls = _form_class(spec, record.form_version)
+    cls = form_class(spec, record.form_version)
     svc = services()
     back = url_for("records.detail", record_id=record.id)
     if request.method == "GET":
         form = cls(data=initial_data(spec, record.data, svc.tz))
-        return _render_fill(spec, form, expected_version=record.version, back_url=back,
+        return render_fill(spec, form, expected_version=record.version, back_url=back,
                             refs={f.key: record.data[f.key] for f in spec.fields
                                   if f.type == "file" and isinstance(record.data.get(f.key), dict)})
-    data, refs, uploads = _posted_data(spec, record.data)
+    data, refs, uploads = posted_data(spec, record.data)
     payload = coerce_form_data(spec, data)
     # Every editable field is on the page: a field left out means "cleared".
     for f in spec.fields:
@@ -280,11 +280,11 @@ def edit(record_id: int) -> Any:
         expected = None
     try:
         with uploads.kept_on_success():
-            _save_files(spec, payload, uploads, record.data)
+            save_files(spec, payload, uploads, record.data)
             svc.records.update(record_id, payload, actor=g.user.username, now=svc.now(),
                                expected_version=expected, tz=svc.tz)
     except ValidationFailed as exc:
-        return _refill(spec, cls, data, exc, refs, expected_version=expected, back_url=back)
+        return refill(spec, cls, data, exc, refs, expected_version=expected, back_url=back)
     except Conflict:
         flash(t("conflict"), "error")
         return redirect(url_for("records.edit", record_id=record_id))
@@ -315,8 +315,9 @@ def _file_refs(spec: FormSpec, data: dict[str, Any], field: str) -> list[dict[st
         if f.type == "table" and field.startswith(f.key + "."):
             sub = field[len(f.key) + 1:]
             if any(c.type == "file" and c.key == sub for c in f.fields):
-                rows = data.get(f.key) if isinstance(data.get(f.key), list) else []
-                out = []
+                listed = data.get(f.key)
+                rows: list[Any] = listed if isinstance(listed, list) else []
+                out: list[dict] = []
                 for row in rows:
                     value = row.get(sub) if isinstance(row, dict) else None
                     out += [i for i in (value if isinstance(value, list) else [value]) if isinstance(i, dict)]

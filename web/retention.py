@@ -35,8 +35,11 @@ def retention_tick(services: Any) -> Callable[[datetime], Any]:
         if state["day"] == now.date():
             return None
         state["day"] = now.date()
-        steps = run_prune(services.session_factory, services.settings.retention, now,
-                          progress=lambda step: step.rows and log.info(describe(step, dry_run=False)))
+        def progress(step: Any) -> None:
+            if step.rows:
+                log.info(describe(step, dry_run=False))
+
+        steps = run_prune(services.session_factory, services.settings.retention, now, progress=progress)
         return {step.name: step.rows for step in steps}
 
     return tick

@@ -10,6 +10,7 @@ would (the click is recorded and the journey sees it).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, abort, g, render_template, request
@@ -54,6 +55,6 @@ def inbox() -> Any:
         channel = None
     recipient = (request.args.get("to") or "").strip() or None
     svc = services()
-    items = read_inbox(sandbox_folder(svc.settings), channel=channel, recipient=recipient, limit=LIMIT)
+    items = read_inbox(Path(sandbox_folder(svc.settings)), channel=channel, recipient=recipient, limit=LIMIT)
     return render_template("sandbox.html", items=items, channel=channel, channels=CHANNELS, recipient=recipient,
                            sandbox_on=bool(svc.settings.connector_sandbox), linkify=linkify, limit=LIMIT)

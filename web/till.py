@@ -131,10 +131,10 @@ def redeem() -> Any:
     store = _arg(form, "store", 64) or None
     problems = {}
     try:
-        amount: Decimal | None = Decimal(_arg(form, "amount", 20))
-        if not amount.is_finite() or amount < 0:
+        entered = Decimal(_arg(form, "amount", 20))
+        if not entered.is_finite() or entered < 0:
             raise InvalidOperation
-        amount = amount.quantize(Decimal("0.01"))
+        amount: Decimal | None = entered.quantize(Decimal("0.01"))
     except (InvalidOperation, ValueError):
         amount = None
         problems["amount"] = t("till_bad_amount")

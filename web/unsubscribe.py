@@ -105,6 +105,7 @@ def instance_link(token: str) -> Any:
 @bp.route("/unsubscribe/<connector_id>", methods=["GET", "POST"])
 def connector_link(connector_id: str) -> Any:
     """An SMTP connector's ``List-Unsubscribe`` link, verified with its own key."""
+    from connectors._base import BaseConnector
     from connectors.registry import load_connector
 
     token = request.args.get("token", "")
@@ -117,7 +118,7 @@ def connector_link(connector_id: str) -> Any:
         current_app.logger.warning("unsubscribe link for %s: connector not configured: %s", connector_id, exc)
         return _page(503, "unsub_unavailable_title", "unsub_unavailable_text")
     try:
-        key = connector.secret("unsubscribe_key")
+        key = connector.secret("unsubscribe_key") if isinstance(connector, BaseConnector) else None
     except (KeyError, ConfigurationError):
         key = None
     finally:

@@ -24,6 +24,7 @@ def tick_functions(services: Any) -> list[tuple[str, Callable[[datetime], Any]]]
     delivery of the outbox through the configured connectors."""
     from engine.automation.configure import policy_from_settings
     from engine.automation.versions import StoredRules, tick_versions
+    from connectors.registry import load_connector
     from engine.dispatch import dispatch_tick
 
     stored = StoredRules(services.session_factory)
@@ -40,8 +41,18 @@ def tick_functions(services: Any) -> list[tuple[str, Callable[[datetime], Any]]]
     from .followups import tick as followups_tick
 
     ticks.append(("tasks", followups_tick(services)))  # rule tasks: the approvals' overdue rules
-    ticks.append(("dispatch", dispatch_tick(services, reap_after=_reap_after(services))))
+    ticks.append(("dispatch", dispatch_tick(services, loader=load_connector, reap_after=_reap_after(services))))
     ticks.append(("feedback", feedback_tick(services)))
+    ticks.append(("loyalty", loyalty_tick(services)))
+    from .api_campaigns import tick as campaigns_tick
+
+    ticks.append(("campaigns", campaigns_tick(services)))  # issue 14: KPI snapshots whose sources moved
+    from .alerts import alerts_tick
+    from .campaign_reports import retrospective_tick, weekly_report_tick
+
+    ticks.append(("alerts", alerts_tick(services)))  # 数据预警 on campaign KPIs (issue 14)
+    ticks.append(("reports", weekly_report_tick(services)))  # weekly report to each running campaign's owner
+    ticks.append(("retrospectives", retrospective_tick(services)))  # 复盘 record when a campaign ends
     from .refresh_hooks import refresh_tick
 
     ticks.append(("refresh", refresh_tick(services)))  # hooks others register (KPI snapshots), issue 17
@@ -52,6 +63,17 @@ def _reap_after(services: Any) -> Any:
     from datetime import timedelta
 
     return getattr(getattr(services, "settings", None), "dispatch_reap_after", None) or timedelta(minutes=5)
+
+
+def loyalty_tick(services: Any) -> Callable[[datetime], Any]:
+    """The scheduler's ``loyalty`` tick: points expiry and tier evaluation,
+    each at most once per local day (:mod:`engine.loyalty.tick`)."""
+    from engine.loyalty.tick import loyalty_tick as run
+
+    def tick(now: datetime) -> Any:
+        return run(services.session_factory, now=now, definitions=services.registry.current(), tz=services.tz)
+
+    return tick
 
 
 #: Connector types that are polled for feedback by cursor.

@@ -1,7 +1,7 @@
 """Admission control for writing requests under ``promoflow serve``.
 
 On SQLite every write transaction of the process already queues on one
-writer lock (``engine.storage.database._writer_lock``). Letting four server
+writer lock (``engine.storage.database.writer_lock``). Letting four server
 threads run four submissions at once therefore buys no parallelism, only
 contention: each SQLite call inside the locked section releases the GIL, a
 thread still parsing or validating takes it, and the lock holder waits for

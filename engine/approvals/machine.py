@@ -480,6 +480,11 @@ def _index(spec: WorkflowSpec) -> _Index:
     return idx
 
 
+def steps_by_id(spec: WorkflowSpec) -> dict[str, WorkflowStep]:
+    """Every step of ``spec`` by its id, nested steps (branches, lanes) included."""
+    return {sid: pos.step for sid, pos in _index(spec).pos.items()}
+
+
 _PREDICATES: dict[int, tuple[Condition, Predicate]] = {}
 
 
@@ -1050,7 +1055,7 @@ def overdue_tick(task: TaskState, remind_every: timedelta | None, overdue: Overd
             nxt = task.next_remind_at + periods * remind_every
         task = dataclasses.replace(task, next_remind_at=nxt, reminders=task.reminders + 1)
         remind = True
-    if (overdue is not None and not task.escalated and now >= task.due_at
+    if (overdue is not None and not task.escalated and task.due_at is not None and now >= task.due_at
             and (overdue.escalate_to is not None or overdue.auto is not None)):
         task = dataclasses.replace(task, escalated=True)
         escalate = True

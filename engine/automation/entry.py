@@ -16,6 +16,7 @@ from engine.automation.policy import Policy
 from engine.automation.program import compile_program
 from engine.automation.timing import date_trigger_days, period_key
 from engine.conditions.predicate import compile_predicate
+from engine.experiments import arm_of, assignment
 from engine.definitions.specs import DateFieldTrigger, EventTrigger, RuleSpec, SegmentChangeTrigger
 from engine.storage import automation_repo as repo
 from engine.storage.times import to_db_time
@@ -25,10 +26,11 @@ if TYPE_CHECKING:
 
     from engine.definitions.loader import DefinitionSet
 
-__all__ = ["EventReport", "enter_audience", "handle_events"]
+__all__ = ["EventReport", "enter_audience", "handle_events", "segments_of"]
 
 
-def _segments(definitions: DefinitionSet) -> dict[str, Any]:
+def segments_of(definitions: DefinitionSet) -> dict[str, Any]:
+    """The conditions of the published segments, by id (what ``segment:`` tests read)."""
     return {k: s.condition for k, s in definitions.segments.items()}
 
 
@@ -64,20 +66,21 @@ def enter_audience(session: Session, rule: RuleSpec, rule_version: int, *, now: 
         return repo.enter_records(
             session, rule_id=rule.id, rule_version=rule_version, form_id=rule.audience_form,
             where=rule.record_audience, form_fields=form.field_kinds() if form is not None else {},
-            segments=_segments(definitions), now=now, db_now=to_db_time(now), period_key=key,
+            segments=segments_of(definitions), now=now, db_now=to_db_time(now), period_key=key,
             start_pc=program.start, start_step=first.step_id if first else None, rolling_since=rolling,
-            limit=rule.audience_limit)
+            limit=rule.audience_limit, assignment=assignment(rule))
     if isinstance(rule.trigger, SegmentChangeTrigger):
         return repo.enter_segment_movers(
             session, rule_id=rule.id, to_segment=rule.trigger.to, from_segment=rule.trigger.from_,
-            segments=_segments(definitions), now=now, rule_version=rule_version, audience=rule.audience,
+            segments=segments_of(definitions), now=now, rule_version=rule_version, audience=rule.audience,
             db_now=to_db_time(now), period_key=key, start_pc=program.start,
-            start_step=first.step_id if first else None, rolling_since=rolling, limit=rule.audience_limit)
+            start_step=first.step_id if first else None, rolling_since=rolling, limit=rule.audience_limit,
+            assignment=assignment(rule))
     return repo.enter_customers(
         session, rule_id=rule.id, rule_version=rule_version, audience=rule.audience,
-        segments=_segments(definitions), now=now, db_now=to_db_time(now), period_key=key,
+        segments=segments_of(definitions), now=now, db_now=to_db_time(now), period_key=key,
         start_pc=program.start, start_step=first.step_id if first else None, rolling_since=rolling,
-        date_filter=date_filter, limit=rule.audience_limit,
+        date_filter=date_filter, limit=rule.audience_limit, assignment=assignment(rule),
     )
 
 
@@ -154,7 +157,7 @@ def handle_events(session: Session, *, now: datetime, definitions: DefinitionSet
             if subject is not None and _matches(rule, event, now):
                 candidates[rule.id].append((event, subject))
     customer_ids = {s[1] for pairs in candidates.values() for _, s in pairs if s[0] == "customer"}
-    segments = _segments(definitions)
+    segments = segments_of(definitions)
     since = orders_since([definitions.rules[r] for r in candidates], now, segments, audience=True)
     customers = repo.customers_with_zone(session, customer_ids, orders_since=since) if customer_ids else {}
     evaluate = Evaluator(segments)
@@ -193,7 +196,7 @@ def handle_events(session: Session, *, now: datetime, definitions: DefinitionSet
                 "subject_id": sid, "period_key": key, "step_index": program.start,
                 "step_id": first.step_id if first else None, "status": "active", "due_at": db_now,
                 "entered_at": db_now, "state": {"event_id": int(event["id"]), "event": event["name"]},
-                "version": 1,
+                "version": 1, "arm": arm_of(rule, sid),
             })
         entered = repo.enter_subjects(session, rows)
         if entered or report.loop_guarded.get(rule.id):

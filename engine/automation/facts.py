@@ -24,7 +24,7 @@ from engine.conditions.predicate import compile_predicate
 from engine.definitions.catalog import JOURNEY_FACTS, POOL_FACTS
 from engine.definitions.specs import IfSpec, RuleSpec
 
-__all__ = ["Evaluator", "business_now", "facts_used", "journey_row", "orders_since", "rule_conditions"]
+__all__ = ["Evaluator", "business_now", "collect_fields", "facts_used", "journey_row", "orders_since", "rule_conditions"]
 
 Row = Mapping[str, object]
 
@@ -72,14 +72,15 @@ class Evaluator:
         return hit[1](row, now)
 
 
-def _fields(node: Condition, out: set[str]) -> None:
+def collect_fields(node: Condition, out: set[str]) -> None:
+    """Add to ``out`` the fields ``node`` tests (``segment:ID`` for segments, the orders key for order windows)."""
     if isinstance(node, Compare):
         out.add(node.field)
     elif isinstance(node, (All, AnyOf)):
         for item in node.items:
-            _fields(item, out)
+            collect_fields(item, out)
     elif isinstance(node, Not):
-        _fields(node.item, out)
+        collect_fields(node.item, out)
     elif isinstance(node, SegmentRef):
         out.add("segment:" + node.segment_id)
     elif isinstance(node, OrderWindow):
@@ -130,12 +131,12 @@ def facts_used(rule: RuleSpec) -> frozenset[str]:
     batch loads only those)."""
     found: set[str] = set()
     if rule.exit_when is not None:
-        _fields(rule.exit_when, found)
+        collect_fields(rule.exit_when, found)
 
     def walk(steps: tuple[Any, ...]) -> None:
         for step in steps:
             if isinstance(step.action, IfSpec):
-                _fields(step.action.condition, found)
+                collect_fields(step.action.condition, found)
                 walk(step.action.then)
                 walk(step.action.else_)
 

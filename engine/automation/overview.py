@@ -10,7 +10,6 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from croniter import croniter
-from sqlalchemy import Table, func, select
 
 from engine.automation.timing import schedule_of, zone
 from engine.definitions.specs import (
@@ -20,7 +19,7 @@ from engine.definitions.specs import (
     ScheduleTrigger,
     SegmentChangeTrigger,
 )
-from engine.storage.models import Journey, RuleRun
+from engine.storage import rule_journeys_repo as repo
 from engine.storage.times import from_db_time, to_db_time
 
 if TYPE_CHECKING:
@@ -28,8 +27,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DayActivity", "describe_trigger", "journey_counts", "journey_sample", "next_run", "recent_activity"]
 
-_runs: Table = RuleRun.__table__  # type: ignore[assignment]
-_j: Table = Journey.__table__  # type: ignore[assignment]
 _DAILY = re.compile(r"^(\d{1,2}) (\d{1,2}) \* \* \*$")
 _WEEKLY = re.compile(r"^(\d{1,2}) (\d{1,2}) \* \* ([0-7](?:,[0-7])*)$")
 _DOW = {"zh": "日一二三四五六日", "en": ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]}
@@ -100,11 +97,9 @@ def recent_activity(session: Session, rule_id: str, *, now: datetime, tz: str = 
     latest first, at most ``limit`` days that saw anything. ``runs`` counts
     audience runs (schedule, date, manual) and event entries."""
     since = to_db_time(now - timedelta(days=days))
-    stmt = (select(_runs.c.kind, _runs.c.started_at, *[_runs.c[c] for c in _COUNTERS])
-            .where(_runs.c.rule_id == rule_id, _runs.c.started_at >= since, _runs.c.kind != "publish"))
     by_day: dict[date, DayActivity] = {}
     zone_info = zone(tz)
-    for row in session.execute(stmt):
+    for row in repo.runs_since(session, rule_id, since, _COUNTERS):
         day = from_db_time(row.started_at).astimezone(zone_info).date()
         act = by_day.setdefault(day, DayActivity(day))
         if row.kind != "advance":
@@ -116,14 +111,9 @@ def recent_activity(session: Session, rule_id: str, *, now: datetime, tz: str = 
 
 def journey_counts(session: Session, rule_id: str) -> list[tuple[int, str | None, str, int]]:
     """(rule version, step id, status, count) of the rule's journeys."""
-    stmt = (select(_j.c.rule_version, _j.c.step_id, _j.c.status, func.count())
-            .where(_j.c.rule_id == rule_id).group_by(_j.c.rule_version, _j.c.step_id, _j.c.status)
-            .order_by(_j.c.rule_version, _j.c.status, _j.c.step_id))
-    return [(int(v), s, st, int(n)) for v, s, st, n in session.execute(stmt)]
+    return repo.journey_counts(session, rule_id)
 
 
 def journey_sample(session: Session, rule_id: str, limit: int = 10) -> list[dict[str, Any]]:
     """The rule's latest journeys."""
-    stmt = (select(_j.c.id, _j.c.subject_type, _j.c.subject_id, _j.c.rule_version, _j.c.step_id, _j.c.status,
-                   _j.c.due_at, _j.c.entered_at).where(_j.c.rule_id == rule_id).order_by(_j.c.id.desc()).limit(limit))
-    return [dict(r._mapping) for r in session.execute(stmt)]
+    return repo.journey_sample(session, rule_id, limit)

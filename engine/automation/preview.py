@@ -18,7 +18,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 from croniter import croniter
-from sqlalchemy import Table, func, select
 
 from engine.automation.entry import enter_audience
 from engine.automation.facts import business_now
@@ -26,21 +25,14 @@ from engine.automation.journeys import advance_due
 from engine.automation.policy import Policy
 from engine.automation.timing import schedule_of, zone
 from engine.definitions.specs import EventTrigger, RuleSpec
-from engine.storage.condition_sql import customer_where
-from engine.storage.models import Coupon, Customer, Journey, OutboxMessage
-from engine.storage.times import from_db_time
+from engine.storage import rule_preview_repo as repo
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from engine.definitions.loader import DefinitionSet
 
-__all__ = ["DayForecast", "Preview", "preview_rule"]
-
-_cust: Table = Customer.__table__  # type: ignore[assignment]
-_out: Table = OutboxMessage.__table__  # type: ignore[assignment]
-_j: Table = Journey.__table__  # type: ignore[assignment]
-_coupons: Table = Coupon.__table__  # type: ignore[assignment]
+__all__ = ["ArmForecast", "DayForecast", "Preview", "preview_rule"]
 
 #: Most simulated clock stops (occurrences and due times) one preview makes.
 MAX_STOPS = 2000
@@ -60,6 +52,19 @@ class DayForecast:
 
 
 @dataclass
+class ArmForecast:
+    """One experiment arm over the forecast: who entered it, what it was sent
+    and issued (the control group's messages and coupons stay at 0)."""
+
+    key: str
+    title: str
+    title_en: str | None
+    entered: int = 0
+    messages: int = 0
+    coupons: int = 0
+
+
+@dataclass
 class Preview:
     rule_id: str
     title: str
@@ -68,6 +73,7 @@ class Preview:
     days: list[DayForecast]
     sms_price: Decimal
     event_triggered: bool = False
+    arms: list[ArmForecast] = field(default_factory=list)
 
     @property
     def channels(self) -> list[str]:
@@ -88,6 +94,8 @@ class Preview:
             "days": [{"day": d.day.isoformat(), "entered": d.entered, "messages": d.messages, "coupons": d.coupons,
                       "sms_cost": str(d.sms_cost)} for d in self.days],
             "total_messages": self.total_messages, "total_sms_cost": str(self.total_sms_cost),
+            "arms": [{"key": a.key, "title": a.title, "title_en": a.title_en, "entered": a.entered,
+                      "messages": a.messages, "coupons": a.coupons} for a in self.arms],
         }
 
 
@@ -98,11 +106,8 @@ def _segments(definitions: DefinitionSet) -> dict[str, Any]:
 def audience(session: Session, rule: RuleSpec, *, now: datetime, definitions: DefinitionSet,
              sample: int = 10) -> tuple[int, list[dict[str, Any]]]:
     """How many customers the rule's audience holds now, and the first ``sample`` of them."""
-    where = [customer_where(rule.audience, now=business_now(now, rule), segments=_segments(definitions))] if rule.audience else []
-    count = session.execute(select(func.count()).select_from(_cust).where(*where)).scalar_one()
-    rows = session.execute(select(_cust.c.id, _cust.c.name, _cust.c.phone, _cust.c.email, _cust.c.city,
-                                  _cust.c.last_purchase_at).where(*where).order_by(_cust.c.id).limit(sample))
-    return int(count), [dict(r._mapping) for r in rows]
+    return repo.audience_sample(session, rule.audience, now=business_now(now, rule),
+                                segments=_segments(definitions), sample=sample)
 
 
 def preview_rule(session_factory: sessionmaker[Session], rule_id: str, *, now: datetime,
@@ -128,25 +133,44 @@ def preview_rule(session_factory: sessionmaker[Session], rule_id: str, *, now: d
                          event_triggered=isinstance(rule.trigger, EventTrigger))
         if result.event_triggered or days <= 0:
             return result
-        first_out = session.execute(select(func.coalesce(func.max(_out.c.id), 0))).scalar_one()
-        first_coupon = session.execute(select(func.coalesce(func.max(_coupons.c.id), 0))).scalar_one()
+        first_out, first_coupon, first_journey = repo.high_water(session)
         _simulate(session, rule, now=now, horizon=horizon, definitions=definitions, policy=policy, batch=batch,
                   forecast=forecast, tz=tz)
-        for created, channel in session.execute(select(_out.c.created_at, _out.c.channel).where(
-                _out.c.id > first_out, _out.c.rule_id == rule.id)):
-            day = forecast.get(from_db_time(created).astimezone(tz).date())
+        for created, channel in repo.outbox_written_after(session, first_out, rule.id):
+            day = forecast.get(created.astimezone(tz).date())
             if day is not None:
                 day.messages[channel] = day.messages.get(channel, 0) + 1
-        for (issued,) in session.execute(select(_coupons.c.issued_at).where(_coupons.c.id > first_coupon)):
-            day = forecast.get(from_db_time(issued).astimezone(tz).date())
+        for issued in repo.coupons_issued_after(session, first_coupon):
+            day = forecast.get(issued.astimezone(tz).date())
             if day is not None:
                 day.coupons += 1
+        result.arms = _arms(session, rule, first_journey=first_journey, first_out=first_out,
+                            first_coupon=first_coupon)
         for day in forecast.values():
             day.sms_cost = (price * day.messages.get("sms", 0)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
         return result
     finally:
         session.rollback()
         session.close()
+
+
+def _arms(session: Session, rule: RuleSpec, *, first_journey: int, first_out: int,
+          first_coupon: int) -> list[ArmForecast]:
+    """Per experiment arm of the rule: journeys entered, messages and coupons of the simulation."""
+    from engine.experiments import arm_spec, bounds
+
+    if rule.experiment is None:
+        return []
+    out: dict[str, ArmForecast] = {}
+    for _, key in bounds(rule.experiment):
+        arm = arm_spec(rule, key)
+        out[key] = ArmForecast(key, (arm.title if arm else None) or key, arm.title_en if arm else None)
+    counts = repo.arm_counts(session, rule.id, first_journey=first_journey, first_out=first_out,
+                             first_coupon=first_coupon)
+    for key, (entered, messages, coupons) in counts.items():
+        if key in out:
+            out[key].entered, out[key].messages, out[key].coupons = entered, messages, coupons
+    return list(out.values())
 
 
 def _simulate(session: Session, rule: RuleSpec, *, now: datetime, horizon: datetime, definitions: DefinitionSet,
@@ -165,9 +189,8 @@ def _simulate(session: Session, rule: RuleSpec, *, now: datetime, horizon: datet
             occurrences.append(occ)
     clock = now
     for _ in range(MAX_STOPS):
-        next_due = session.execute(select(func.min(_j.c.due_at)).where(
-            _j.c.rule_id == rule.id, _j.c.status == "active")).scalar()
-        candidates = [from_db_time(next_due)] if next_due is not None else []
+        next_due = repo.next_due(session, rule.id)
+        candidates = [next_due] if next_due is not None else []
         if occurrences:
             candidates.append(occurrences[0])
         if not candidates:

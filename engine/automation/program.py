@@ -9,11 +9,16 @@ version always resumes at the same instruction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from engine.definitions.specs import IfSpec, JourneyAction, JourneyStep, RuleSpec
+from engine.definitions.specs import IfSpec, JourneyStep, RuleSpec
 
-__all__ = ["END", "Instruction", "Program", "compile_program"]
+__all__ = ["END", "Instruction", "Program", "RuleLookup", "compile_program"]
+
+#: A rule spec by (id, version): journeys run on the version they entered (see engine.automation.versions).
+RuleLookup = Callable[[str, int], "RuleSpec | None"]
 
 #: The program counter of a finished journey.
 END = -1
@@ -22,7 +27,8 @@ END = -1
 @dataclass(frozen=True)
 class Instruction:
     step_id: str
-    action: JourneyAction
+    #: The step's spec: a built-in ``JourneyAction`` or a plug-in step's own spec (engine/steps/registry.py).
+    action: Any
     next: int
     else_next: int = END  # only for ``if``: where a false condition goes
 

@@ -11,10 +11,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from engine.automation.entry import EventReport, enter_audience, handle_events
-from engine.automation.fastpath import RuleLookup
 from engine.automation.journeys import advance_due
 from engine.automation.policy import Counters, Policy
+from engine.automation.program import RuleLookup
 from engine.automation.setentry import enter_in_chunks
+from engine.steps.sql import NoSql
 from engine.automation.timing import due_schedule_runs
 from engine.definitions.specs import EventTrigger, RuleSpec
 from engine.outbox import deliver_log
@@ -51,6 +52,8 @@ class RunReport:
     rule_id: str
     entered: int = 0
     counters: Counters = field(default_factory=Counters)
+    #: Why the rule's first steps did not run as SQL (None: they did, or the rule has no audience run).
+    sql_fallback: str | None = None
 
 
 @dataclass
@@ -63,15 +66,15 @@ class TickReport:
 
 def advance_all(session_factory: sessionmaker[Session], *, now: datetime, definitions: DefinitionSet,
                 batch: int = 5000, policy: Policy | None = None,
-                rule_ids: list[str] | None = None, fast: bool = True,
+                rule_ids: list[str] | None = None, per_journey: bool = False,
                 rule_of: RuleLookup | None = None) -> dict[str, Counters]:
     """Advance due journeys batch after batch (one transaction each) until none is due
-    (``fast``, ``rule_of``: see :func:`engine.automation.journeys.advance_due`)."""
+    (``per_journey``, ``rule_of``: see :func:`engine.automation.journeys.advance_due`)."""
     totals: dict[str, Counters] = {}
     while True:
         with transaction(session_factory) as session:
             report = advance_due(session, now=now, definitions=definitions, batch=batch, policy=policy,
-                                 rule_ids=rule_ids, fast=fast, rule_of=rule_of)
+                                 rule_ids=rule_ids, per_journey=per_journey, rule_of=rule_of)
         for rule_id, counters in report.by_rule.items():
             totals.setdefault(rule_id, Counters()).add(counters)
         if report.claimed < batch:
@@ -107,15 +110,20 @@ def run_occurrence(session_factory: sessionmaker[Session], rule: RuleSpec, occur
                                        scheduled_for=db_occurrence, db_now=to_db_time(now))
         if run_id is None:
             return None
-        if started is None:
+        if isinstance(started, NoSql):
             entered = enter_audience(session, rule, version, now=now, definitions=definitions, occurrence=occurrence)
             counters = Counters(entered=entered)
         else:
-            entered, counters = started
+            entered, counters = started.entered, started.counters
             counters.entered = entered
         repo.record_run(session, run_id=run_id, rule_id=rule.id, rule_version=version, kind="schedule",
-                        db_now=to_db_time(now), counters=counters.as_dict())
+                        db_now=to_db_time(now), counters=counters.as_dict(), detail=_sql_detail(started))
     return entered
+
+
+def _sql_detail(started: object) -> dict[str, str] | None:
+    """The run's note about the SQL path: why the rule fell back from it (None when it took it)."""
+    return {"sql_fallback": started.reason} if isinstance(started, NoSql) else None
 
 
 def run_rule(session_factory: sessionmaker[Session], rule_id: str, *, now: datetime, definitions: DefinitionSet,
@@ -135,14 +143,15 @@ def run_rule(session_factory: sessionmaker[Session], rule_id: str, *, now: datet
     report = RunReport(rule_id)
     chunked = enter_in_chunks(session_factory, rule, version, now=now, definitions=definitions, policy=policy)
     with transaction(session_factory) as session:
-        if chunked is None:
+        if isinstance(chunked, NoSql):
             report.entered, started = enter_audience(session, rule, version, now=now, definitions=definitions), \
                 Counters()
+            report.sql_fallback = chunked.reason
         else:
-            report.entered, started = chunked
+            report.entered, started = chunked.entered, chunked.counters
         started.entered = report.entered
         repo.record_run(session, rule_id=rule.id, rule_version=version, kind="manual", db_now=to_db_time(now),
-                        counters=started.as_dict())
+                        counters=started.as_dict(), detail=_sql_detail(chunked))
     advanced = advance_all(session_factory, now=now, definitions=definitions, batch=batch, policy=policy,
                            rule_ids=[rule.id], rule_of=rule_of)
     report.counters = advanced.get(rule.id, Counters())

@@ -1,11 +1,13 @@
 """Entry plus the first steps of a scheduled rule as SQL, when the steps allow it.
 
-:func:`enter_and_start` is what a schedule (or ``rules run``) calls: it plans
-the rule's first segment with the fast path's planner and, when every step of
-it can be written as SQL (see :mod:`engine.storage.entry_sql`), enters the
-audience and runs the segment in a few statements. Otherwise it enters as
-:func:`engine.automation.entry.enter_audience` does and leaves the steps to
-:func:`engine.automation.journeys.advance_due`.
+:func:`enter_and_start` is what a schedule (or ``rules run``) calls: it asks
+each step of the rule's first segment for its SQL form (one module per step
+type, :meth:`engine.steps.registry.StepType.sql_form`) and, when every step
+has one (see :mod:`engine.storage.entry_sql`), enters the audience and runs
+the segment in a few statements. Otherwise it enters as
+:func:`engine.automation.entry.enter_audience` does, leaves the steps to
+:func:`engine.automation.journeys.advance_due`, and the run's report says why
+(:class:`engine.steps.sql.NoSql`).
 
 The SQL path only takes what it can do exactly as the per-journey path would:
 customers in the rule's own time zone (or none) when it is not quiet there,
@@ -18,32 +20,35 @@ end. Everyone and everything else goes the per-journey way, due now.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from engine.conditions.ast import All, Compare, Condition
-from engine.automation.entry import _segments, enter_audience
-from engine.automation.facts import Evaluator, _fields, business_now, journey_row
-from engine.automation.fastpath import _END, FastPass, _Coupon, _Send
+from engine.automation.entry import enter_audience, segments_of
+from engine.automation.facts import Evaluator, business_now, collect_fields, journey_row
 from engine.automation.policy import Counters, Policy
-from engine.automation.program import compile_program
-from engine.automation.timing import date_trigger_days, in_quiet_hours, period_key, wait_until, zone
+from engine.automation.program import END, compile_program
+from engine.automation.timing import date_trigger_days, in_quiet_hours, period_key, zone
 from engine.definitions.catalog import JOURNEY_FACTS
-from engine.definitions.specs import DateFieldTrigger, RuleSpec, SegmentChangeTrigger, TagSpec, WaitSpec
+from engine.definitions.specs import DateFieldTrigger, RuleSpec, SegmentChangeTrigger
+from engine.experiments import assignment
+from engine.steps import registry
+from engine.steps.sql import NoSql, SqlEnd, SqlPlanner
 from engine.storage import automation_repo as repo
 from engine.storage import entry_sql
-from engine.storage.entry_sql import Piece, SetCoupon, SetPlan, SetSend
+from engine.storage.entry_sql import SetArm, SetPlan
 from engine.storage.database import transaction
 from engine.storage.times import to_db_time
-from engine.templates import text_pieces
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from engine.definitions.loader import DefinitionSet
 
-__all__ = ["ChunkRunner", "chunk_ranges", "enter_and_start", "enter_in_chunks", "plan_segment", "run_chunk"]
+__all__ = ["ChunkRunner", "SetEntry", "chunk_ranges", "enter_and_start", "enter_in_chunks", "plan_segment",
+           "run_chunk"]
+
+MAX_STEPS = 200  # as the per-journey runtime's limit of steps without a wait
 
 #: Runs the chunks of one set-based entry somewhere else (Celery workers, see
 #: :mod:`web.fleet_ticks`): given the id ranges, returns (entered, counters)
@@ -56,160 +61,74 @@ def _listened(definitions: DefinitionSet) -> set[str]:
     return {r.trigger.event for r in definitions.rules.values() if hasattr(r.trigger, "event")}
 
 
-def _consented(audience: Condition | None, channel: str) -> bool:
-    """Whether every customer of ``audience`` has ``consent.<channel>`` (it is
-    one of the audience's top-level ``all`` tests): entry and send are one
-    transaction, so the send need not look again."""
-    items = audience.items if isinstance(audience, All) else (audience,)
-    return any(isinstance(c, Compare) and c.field == f"consent.{channel}" and c.op == "eq" and c.value is True
-               for c in items)
-
-
-def _send_plan(rule: RuleSpec, step_id: str, prepared: _Send, coupon: _Coupon | None, key: str,
-               prior: dict[tuple[str, str], int],
-               now: datetime) -> tuple[SetSend, tuple[tuple[str, str, int, datetime], ...]] | None:
-    spec = prepared.spec
-    if spec.channel != "sms" or spec.on == "workdays":
-        return None
-    template = prepared.renderer.template
-    pieces = text_pieces(template.body)
-    if pieces is None:
-        return None
-    coupon_ctx: dict[str, Any] = dict(coupon.context) if coupon is not None else {}
-    body: list[Piece] = []
-    uses_code = False
-    for literal, name, attr in pieces:
-        if name is None:
-            body.append(Piece("text", literal))
-        elif name == "customer" and attr in entry_sql.TEXT_COLUMNS:
-            body.append(Piece("customer", str(attr)))
-        elif name == "coupon" and coupon is not None and attr == "code":
-            body.append(Piece("code"))
-            uses_code = True
-        elif name == "coupon" and coupon is not None and attr in coupon_ctx:
-            body.append(Piece("text", str(coupon_ctx[attr])))
-        elif name == "rule" and attr in ("id", "title"):
-            body.append(Piece("text", str(rule.id if attr == "id" else rule.title)))
-        elif name == "journey" and attr == "id":
-            body.append(Piece("journey"))
-        elif name == "journey" and attr == "period":
-            body.append(Piece("text", key))
-        else:
-            return None
-    # The rendered body is stripped: only ends that are not fixed text need it in SQL.
-    left = not (body and body[0].kind == "text" and body[0].value[:1].strip())
-    right = not (body and body[-1].kind == "text" and body[-1].value[-1:].strip())
-    strip = {(True, True): "trim", (True, False): "ltrim", (False, True): "rtrim", (False, False): ""}[(left, right)]
-    params: list[tuple[str, tuple[Piece, ...]]] = []
-    for name in prepared.renderer.params:
-        if name in prepared.top or name == "sign_name":
-            return None
-        alternatives: list[Piece] = []
-        if "customer" in prepared.top and name in prepared.customer_attrs:
-            if name not in entry_sql.TEXT_COLUMNS:
-                return None
-            alternatives.append(Piece("customer", name))
-        if "coupon" in prepared.top and coupon is not None:
-            if name == "code":
-                alternatives.append(Piece("code"))
-                uses_code = True
-            elif coupon_ctx.get(name) is not None:
-                alternatives.append(Piece("text", str(coupon_ctx[name])))
-        params.append((name, tuple(alternatives)))
-    sms = template.sms
-    params_const = {"sign_name": sms.sign_name} if sms is not None and sms.sign_name else {}
-    if sms is None:
-        params = []
-    payload: dict[str, Any] = {"template": prepared.template_id, "connector_type": prepared.connector_type}
-    if prepared.template_code:
-        payload["template_code"] = prepared.template_code
-    caps = []
-    for cap in prepared.caps:
-        before = prior.get((prepared.dclass, spec.channel), 0)
-        caps.append((spec.channel, prepared.dclass, cap.limit - before, to_db_time(now - cap.per)))
-    if prepared.caps:
-        prior[(prepared.dclass, spec.channel)] = prior.get((prepared.dclass, spec.channel), 0) + 1
-    return SetSend(step_id=step_id, channel=spec.channel, connector=prepared.connector_id,
-                   template_id=prepared.template_id, delivery_class=prepared.dclass,
-                   needs_consent=prepared.dclass == "marketing" and not _consented(rule.audience, spec.channel),
-                   body=tuple(body), strip=strip,
-                   params=tuple(params), payload=payload, params_const=params_const,
-                   coupon_pool=coupon.pool_id if uses_code and coupon is not None else None), tuple(caps)
-
-
 def plan_segment(session: Session, rule: RuleSpec, *, now: datetime, definitions: DefinitionSet, policy: Policy,
-                 key: str) -> tuple[SetPlan, bool] | None:
+                 key: str) -> tuple[SetPlan, bool] | NoSql:
     """The SQL plan of ``rule``'s first segment for journeys entering at
     ``now``, and whether it also needs "no purchase after now" (an
-    ``ordered_since_entry`` exit); None when the segment needs the per-journey path."""
-    listened = _listened(definitions)
-    evaluate = Evaluator(_segments(definitions))
-    program = compile_program(rule)
-    fast = FastPass(session, now, definitions, policy, listened, evaluate)
-    plan = fast.plan(rule.id, program.start, policy.version_of(rule.id))
-    if plan is None or not plan.steps:
-        return None
+    ``ordered_since_entry`` exit); or :class:`NoSql` saying why the segment
+    needs the per-journey path. Each step decides for itself
+    (:meth:`engine.steps.registry.StepType.sql_form`)."""
+    evaluate = Evaluator(segments_of(definitions))
     db_now = to_db_time(now)
     no_future_purchase = False
     if rule.exit_when is not None:
         used: set[str] = set()
-        _fields(rule.exit_when, used)
+        collect_fields(rule.exit_when, used)
         if not used <= set(JOURNEY_FACTS):
-            return None
+            return NoSql("`exit_when` tests customer fields (checked per journey)")
         fresh = journey_row({}, entered_at=db_now, coupons=[], last_order_at=None, feedback=[], clicks=[])
         if evaluate(rule.exit_when, fresh, now):
-            return None
+            return NoSql("`exit_when` holds on entry")
         no_future_purchase = "ordered_since_entry" in used
-    coupons: list[SetCoupon] = []
-    sends: list[SetSend] = []
-    caps: list[tuple[str, str, int, datetime]] = []
-    tags: dict[str, bool] = {}
-    prior: dict[tuple[str, str], int] = {}
-    coupon: _Coupon | None = None
-    final: tuple[int, str | None, str, datetime | None, dict[str, Any] | None] | None = None
-    for pc, instr, prepared in plan.steps:
-        if prepared is _END:
-            final = (-1, None, "done", None, None)
+    program = compile_program(rule)
+    planner = SqlPlanner(rule, definitions, policy, now, key, _listened(definitions))
+    pc = program.start
+    final: SqlEnd | None = None
+    for _ in range(MAX_STEPS):
+        instr = program.at(pc)
+        if instr is None:
+            final = SqlEnd(END, None, "done", None, None)
             break
-        if isinstance(prepared, WaitSpec):
-            if prepared.until is not None or prepared.on == "workdays":
-                return None
-            due = wait_until(now, duration=prepared.duration, until=None, on="", calendar=policy.calendar,
-                             tz=zone(rule.timezone))
-            final = (pc, instr.step_id, "active", to_db_time(due), {"waiting": pc})
+        made = registry.step_of(instr.action).sql_form(planner, instr)
+        if isinstance(made, NoSql):
+            return made
+        if isinstance(made, SqlEnd):
+            final = replace(made, pc=pc, state={"waiting": pc})
             break
-        if isinstance(prepared, _Coupon):
-            if prepared.limited or any(c.pool_id == prepared.pool_id for c in coupons):
-                return None
-            coupons.append(SetCoupon(prepared.pool_id, prepared.prefix, prepared.value, prepared.expires_at))
-            coupon = prepared
-        elif isinstance(prepared, TagSpec):
-            tags.pop(prepared.tag, None)
-            tags[prepared.tag] = not prepared.remove
-        elif isinstance(prepared, _Send):
-            made = _send_plan(rule, instr.step_id, prepared, coupon, key, prior, now)
-            if made is None:
-                return None
-            send, send_caps = made
-            sends.append(send)
-            caps.extend(send_caps)
-        else:
-            return None
+        pc = instr.next
     if final is None:
-        return None
+        return NoSql(f"more than {MAX_STEPS} steps without a wait")
+    if pc == program.start and final.status == "active":
+        return NoSql("the rule starts with a wait")
+    sends = any(planner.sends.values())
     zone_name: str | None = None
     if rule.quiet_hours and sends:
         if in_quiet_hours(now, rule.quiet_hours, zone(rule.timezone)):
-            return None  # everyone in the rule's zone waits: the per-journey path defers them
+            return NoSql("quiet hours in the rule's time zone")  # the per-journey path defers them
         zone_name = rule.timezone
     start = program.at(program.start)
+    arms = tuple(SetArm(arm.key if arm else None,
+                        tuple(c.statement for c in planner.coupons.get(arm.key if arm else None, ())),
+                        tuple(planner.sends.get(arm.key if arm else None, ())))
+                 for arm in planner.message_arms())
+    tags = planner.tags
     return SetPlan(
-        rule_id=rule.id, start_pc=program.start, start_step=start.step_id if start else None,
-        coupons=tuple(coupons), sends=tuple(sends),
+        rule_id=rule.id, start_pc=program.start, start_step=start.step_id if start else None, arms=arms,
         add_tags=tuple(t for t, add in tags.items() if add), remove_tags=tuple(t for t, add in tags.items() if not add),
-        final_pc=final[0], final_step=final[1], final_status=final[2], final_due=final[3], final_state=final[4],
-        zone=zone_name, caps=tuple(caps), no_future_purchase=no_future_purchase,
+        final_pc=final.pc, final_step=final.step_id, final_status=final.status, final_due=final.due,
+        final_state=final.state, zone=zone_name, caps=tuple(planner.caps), no_future_purchase=no_future_purchase,
+        assignment=assignment(rule),
     ), no_future_purchase
+
+
+@dataclass(frozen=True)
+class SetEntry:
+    """What a scheduled run did on the SQL path: entered, counters, and (when
+    it could not take it) why, for the run's report."""
+
+    entered: int
+    counters: Counters
+    fallback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -223,19 +142,19 @@ class _Run:
 
 
 def _prepare(session: Session, rule: RuleSpec, *, now: datetime, definitions: DefinitionSet, policy: Policy,
-             occurrence: datetime) -> _Run | None:
+             occurrence: datetime) -> _Run | NoSql:
     if isinstance(rule.trigger, SegmentChangeTrigger):
-        return None  # entry reads and rewrites the rule's segment memory: one transaction
+        return NoSql("a segment_change trigger (entry rewrites the segment memory in one transaction)")
     if rule.audience_form is not None:
-        return None  # records, not customers: the per-journey path
+        return NoSql("the audience is records of a form")
     if isinstance(rule.trigger, DateFieldTrigger):
         target, key = date_trigger_days(rule.trigger, occurrence)
         date_filter: repo.DateFilter | None = repo.DateFilter(rule.trigger.field, target, rule.trigger.yearly)
     else:
         key, date_filter = period_key(rule, occurrence), None
     planned = plan_segment(session, rule, now=now, definitions=definitions, policy=policy, key=key)
-    if planned is None:
-        return None
+    if isinstance(planned, NoSql):
+        return planned
     rolling = to_db_time(now - rule.once_per) if rule.once_per is not None else None
     return _Run(planned[0], key, date_filter, rolling)
 
@@ -243,7 +162,7 @@ def _prepare(session: Session, rule: RuleSpec, *, now: datetime, definitions: De
 def _chunk(session: Session, run: _Run, rule: RuleSpec, rule_version: int, *, now: datetime,
            definitions: DefinitionSet, id_range: tuple[int, int] | None) -> tuple[int, Counters]:
     result = entry_sql.enter_and_start(
-        session, run.plan, rule_version=rule_version, audience=rule.audience, segments=_segments(definitions),
+        session, run.plan, rule_version=rule_version, audience=rule.audience, segments=segments_of(definitions),
         now=business_now(now, rule), db_now=to_db_time(now), period_key=run.key, rolling_since=run.rolling, date_filter=run.date_filter,
         limit=rule.audience_limit, id_range=id_range)
     counters = Counters(advanced=result.plain, sent=result.sent, skipped_consent=result.skipped_consent,
@@ -261,7 +180,7 @@ def enter_and_start(session: Session, rule: RuleSpec, rule_version: int, *, now:
     due now for ``advance_due``."""
     occurrence = occurrence or now
     run = _prepare(session, rule, now=now, definitions=definitions, policy=policy, occurrence=occurrence)
-    if run is None:
+    if isinstance(run, NoSql):
         return enter_audience(session, rule, rule_version, now=now, definitions=definitions,
                               occurrence=occurrence), Counters()
     return _chunk(session, run, rule, rule_version, now=now, definitions=definitions, id_range=None)
@@ -283,7 +202,7 @@ def run_chunk(session_factory: sessionmaker[Session], rule: RuleSpec, rule_versi
     (0, nothing) when the rule no longer takes the SQL path."""
     with session_factory() as session:
         run = _prepare(session, rule, now=now, definitions=definitions, policy=policy, occurrence=occurrence)
-    if run is None:
+    if isinstance(run, NoSql):
         return 0, Counters()
     with transaction(session_factory) as session:
         return _chunk(session, run, rule, rule_version, now=now, definitions=definitions, id_range=id_range)
@@ -292,12 +211,13 @@ def run_chunk(session_factory: sessionmaker[Session], rule: RuleSpec, rule_versi
 def enter_in_chunks(session_factory: sessionmaker[Session], rule: RuleSpec, rule_version: int, *, now: datetime,
                     definitions: DefinitionSet, policy: Policy,
                     occurrence: datetime | None = None, chunk: int | None = None,
-                    runner: ChunkRunner | None = None) -> tuple[int, Counters] | None:
+                    runner: ChunkRunner | None = None) -> SetEntry | NoSql:
     """:func:`enter_and_start` over the customers ``policy.entry_chunk`` ids
     (``entry_chunk_postgresql`` on PostgreSQL; ``chunk`` when given) at a
-    time, one transaction each; None (nothing done) when the SQL path does
-    not apply, so the caller enters the usual way. With ``runner`` the chunks
-    run there (several processes at once) instead of here one after another.
+    time, one transaction each; :class:`NoSql` (nothing done, and why) when
+    the SQL path does not apply, so the caller enters the usual way and
+    reports the reason. With ``runner`` the chunks run there (several
+    processes at once) instead of here one after another.
 
     A chunk is idempotent (the journey key, the rolling ``once_per`` window,
     and the id mark of :mod:`engine.storage.entry_sql`), so after a crash the
@@ -306,26 +226,26 @@ def enter_in_chunks(session_factory: sessionmaker[Session], rule: RuleSpec, rule
     occurrence = occurrence or now
     with session_factory() as session:
         run = _prepare(session, rule, now=now, definitions=definitions, policy=policy, occurrence=occurrence)
-        span = entry_sql.customer_id_span(session) if run is not None else None
+        span = entry_sql.customer_id_span(session) if not isinstance(run, NoSql) else None
         if chunk is None:
             chunk = policy.entry_chunk_postgresql if session.get_bind().dialect.name == "postgresql" \
                 else policy.entry_chunk
-    if run is None:
-        return None
+    if isinstance(run, NoSql):
+        return run
     total, entered = Counters(), 0
     if span is None:
-        return 0, total
+        return SetEntry(0, total)
     step = max(1, chunk) if rule.audience_limit is None else span[1] - span[0] + 1
     ranges = chunk_ranges(span, step)
     if runner is not None and len(ranges) > 0:
         for n, counters in runner(ranges):
             entered += n
             total.add(counters)
-        return entered, total
+        return SetEntry(entered, total)
     for id_range in ranges:
         with transaction(session_factory) as session:
             n, counters = _chunk(session, run, rule, rule_version, now=now, definitions=definitions,
                                  id_range=id_range)
         entered += n
         total.add(counters)
-    return entered, total
+    return SetEntry(entered, total)

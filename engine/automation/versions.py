@@ -29,21 +29,19 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, and_, bindparam, func, select, update
-
 from engine.automation.policy import Counters, Policy
 from engine.automation.program import compile_program
 from engine.definitions.loader import DefinitionSet, load_texts
 from engine.definitions.specs import RuleSpec
 from engine.storage import automation_repo as repo
+from engine.storage import rule_journeys_repo as journeys_repo
 from engine.storage.definitions_repo import get_definition, list_definitions
-from engine.storage.models import Journey, RuleRun
 from engine.storage.times import to_db_time
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
-    from engine.automation.fastpath import RuleLookup
+    from engine.automation.program import RuleLookup
     from engine.automation.runner import Fanout, TickReport
 
 __all__ = [
@@ -53,16 +51,6 @@ __all__ = [
 
 CHOICES = ("pin", "migrate", "drain")
 
-_j: Table = Journey.__table__  # type: ignore[assignment]
-_runs: Table = RuleRun.__table__  # type: ignore[assignment]
-
-
-def _active_old(rule_id: str, new_version: int | None):
-    cond = and_(_j.c.rule_id == rule_id, _j.c.status == "active")
-    if new_version is not None:
-        cond = and_(cond, _j.c.rule_version != new_version)
-    return cond
-
 
 def journey_impact(session: Session, rule_id: str, new_spec: RuleSpec, *,
                    new_version: int | None = None) -> dict[str, int]:
@@ -71,12 +59,11 @@ def journey_impact(session: Session, rule_id: str, new_spec: RuleSpec, *,
     those of them whose current step id exists in ``new_spec``."""
     program = compile_program(new_spec)
     ids = {instr.step_id for instr in program.instructions}
-    stmt = (select(_j.c.step_id, func.count()).where(_active_old(rule_id, new_version)).group_by(_j.c.step_id))
     total = matching = 0
-    for step_id, n in session.execute(stmt):
-        total += int(n)
+    for step_id, n in journeys_repo.active_step_counts(session, rule_id, not_version=new_version):
+        total += n
         if step_id in ids:
-            matching += int(n)
+            matching += n
     return {"pin": total, "migrate": matching, "drain": total}
 
 
@@ -104,16 +91,12 @@ def _migrate(session: Session, rule_id: str, spec: RuleSpec, version: int, batch
     program = compile_program(spec)
     moved = 0
     last_id = 0
-    stmt = (update(_j).where(_j.c.id == bindparam("jid"))
-            .values(rule_version=version, step_index=bindparam("pc"), state=bindparam("st")))
     while True:
-        rows = session.execute(
-            select(_j.c.id, _j.c.step_id, _j.c.step_index, _j.c.state)
-            .where(_active_old(rule_id, version), _j.c.id > last_id).order_by(_j.c.id).limit(batch)).all()
+        rows = journeys_repo.active_to_migrate(session, rule_id, version, after_id=last_id, limit=batch)
         if not rows:
             return moved
-        last_id = int(rows[-1].id)
-        writes = []
+        last_id = rows[-1][0]
+        writes: list[tuple[int, int, dict[str, Any] | None]] = []
         for jid, step_id, old_pc, state in rows:
             pc = program.pc_of(step_id) if step_id is not None else None
             if pc is None:
@@ -121,10 +104,9 @@ def _migrate(session: Session, rule_id: str, spec: RuleSpec, version: int, batch
             state = dict(state or {})
             if state.get("waiting") == old_pc:
                 state["waiting"] = pc
-            writes.append({"jid": jid, "pc": pc, "st": state or None})
-        if writes:
-            session.connection().execute(stmt, writes)
-            moved += len(writes)
+            writes.append((jid, pc, state or None))
+        journeys_repo.move_journeys(session, version, writes)
+        moved += len(writes)
 
 
 class StoredRules:
@@ -198,12 +180,8 @@ def advance_old_versions(session_factory: sessionmaker[Session], *, now: datetim
 def draining_rules(session: Session, version_of: Callable[[str], int]) -> set[str]:
     """Rules whose latest publish chose ``drain`` and that still have active
     journeys on an older version: they enter nobody for now."""
-    latest = (select(_runs.c.rule_id, func.max(_runs.c.id).label("id")).where(_runs.c.kind == "publish")
-              .group_by(_runs.c.rule_id).subquery())
-    rows = session.execute(select(_runs.c.rule_id, _runs.c.rule_version, _runs.c.detail)
-                           .join(latest, latest.c.id == _runs.c.id)).all()
     out = set()
-    for rule_id, version, detail in rows:
+    for rule_id, version, detail in journeys_repo.latest_publish_runs(session):
         if not isinstance(detail, dict) or detail.get("journeys") != "drain":
             continue
         try:
@@ -212,9 +190,7 @@ def draining_rules(session: Session, version_of: Callable[[str], int]) -> set[st
             continue
         if version != current:
             continue
-        left = session.execute(select(func.count()).select_from(_j).where(
-            _j.c.rule_id == rule_id, _j.c.status == "active", _j.c.rule_version < version)).scalar_one()
-        if left:
+        if journeys_repo.active_before_version(session, rule_id, version):
             out.add(rule_id)
     return out
 

@@ -36,6 +36,10 @@ CUSTOMER_FIELDS: Mapping[str, FieldKind] = MappingProxyType(
         "rfm_m": _N,
         "rfm_segment": _T,
         "account_manager_id": _N,
+        # Loyalty (issue 13): the points balance, the day the oldest open points lapse, the tier level key.
+        "points": _N,
+        "points_expire_on": _D,
+        "tier": _T,
         "tags": FieldKind.LIST,
         **{f"consent.{channel}": FieldKind.BOOL for channel in CONSENT_CHANNELS},
     }

@@ -30,6 +30,8 @@ FIELD_LABELS: Mapping[str, tuple[str, str]] = {
     "coupon_redeemed": ("已核销券", "coupon redeemed"), "coupon_issued": ("已发券", "coupon issued"),
     "message_replied": ("已回复", "replied"), "message_clicked": ("已点击", "clicked"),
     "ordered_since_entry": ("进入后下单", "ordered since entry"), "feedback.score": ("评分", "score"),
+    "points": ("积分余额", "points balance"), "points_expire_on": ("积分到期日", "points expire on"),
+    "tier": ("会员等级（自动）", "tier"),
 }
 _SIGNS = {"eq": "=", "ne": "≠", "gt": ">", "gte": "≥", "lt": "<", "lte": "≤"}
 _WORDS: Mapping[str, tuple[str, str]] = {

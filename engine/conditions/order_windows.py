@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from engine.definitions.errors import Problem, did_you_mean, unknown
 from engine.durations import DurationError, parse_duration
@@ -158,8 +158,8 @@ def _measure(period: object, measure: str, raw: object, key_path: Path,
              problems: list[Problem]) -> list[OrderWindow]:
     path = key_path + (measure,)
     if not isinstance(raw, Mapping):
-        value = _number(measure, raw, path, problems)
-        return [] if value is None else [OrderWindow(period, measure, "eq", value, path=path, key_path=key_path)]
+        number = _number(measure, raw, path, problems)
+        return [] if number is None else [OrderWindow(period, measure, "eq", number, path=path, key_path=key_path)]
     if not raw:
         problems.append(Problem(path, "empty_condition", f"no test for `{measure}`; write e.g. `{{gte: 2}}`"))
         return []
@@ -268,7 +268,7 @@ def compare_measure(node: OrderWindow, figure: Decimal) -> bool:
     """``figure`` against the node's test."""
     op, value = node.op, node.value
     if op == "between":
-        low, high = value  # type: ignore[misc]
+        low, high = cast("tuple[Decimal, Decimal]", value)
         return bool(low <= figure <= high)
     target: Decimal = value  # type: ignore[assignment]
     return {
@@ -334,7 +334,7 @@ def describe_order_window(node: OrderWindow, locale: str = "zh") -> str:
         where = zh_word if zh else en_word
     what = ("订单数" if node.measure == "count" else "订单金额") if zh else node.measure
     if node.op == "between":
-        low, high = node.value  # type: ignore[misc]
+        low, high = cast("tuple[Decimal, Decimal]", node.value)
         test = f"{low}–{high}" if zh else f"between {low} and {high}"
         return f"{where}{what} {test}" if zh else f"orders {where}: {what} {test}"
     sign = _OP_SIGNS[node.op]

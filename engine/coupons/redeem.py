@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.coupons.decision import CouponFacts, Facts, RedeemRequest, normalize_code, normalize_phone, refusal
 from engine.definitions.specs import CouponPoolSpec, RedemptionRules
 from engine.storage import coupons_repo as repo
-from engine.storage.database import transaction
+from engine.storage.database import SessionOrConnection, connection_transaction, transaction
 from engine.storage.times import from_db_time_opt, to_db_time
 
 HOUR = timedelta(hours=1)
@@ -93,7 +93,7 @@ def _facts(row: repo.CouponRow) -> CouponFacts:
                        row.status, row.value, row.issued_at, row.expires_at, row.redeemed_at, row.redeemed_order)
 
 
-def _counts(session: Session, row: repo.CouponRow, rules: RedemptionRules, request: RedeemRequest,
+def _counts(session: SessionOrConnection, row: repo.CouponRow, rules: RedemptionRules, request: RedeemRequest,
             phone: str | None, now_db: datetime, pools: Mapping[str, CouponPoolSpec],
             read: repo.RedemptionCounts | None = None) -> Facts:
     """Only the counts the pool's declared rules need (most pools declare none);
@@ -124,7 +124,7 @@ def _counts(session: Session, row: repo.CouponRow, rules: RedemptionRules, reque
     )
 
 
-def _decide(session: Session, row: repo.CouponRow | None, request: RedeemRequest, *,
+def _decide(session: SessionOrConnection, row: repo.CouponRow | None, request: RedeemRequest, *,
             pools: Mapping[str, CouponPoolSpec], now: datetime, tz: str,
             read: repo.RedemptionCounts | None = None) -> tuple[str | None, CouponPoolSpec | None]:
     pool = pools.get(row.pool_id) if row is not None else None
@@ -147,7 +147,7 @@ def _replay(row: repo.CouponRow, code: str, pool: CouponPoolSpec | None) -> Rede
                         redeemed_at=from_db_time_opt(row.redeemed_at), replayed=True)
 
 
-def redeem(session: Session, request: RedeemRequest, *, pools: Mapping[str, CouponPoolSpec], now: datetime,
+def redeem(session: SessionOrConnection, request: RedeemRequest, *, pools: Mapping[str, CouponPoolSpec], now: datetime,
            tz: str = "Asia/Shanghai") -> RedeemResult:
     """Redeem ``request.code`` for ``request.order_id`` in the caller's transaction.
 
@@ -160,7 +160,7 @@ def redeem(session: Session, request: RedeemRequest, *, pools: Mapping[str, Coup
         raise ValueError("a redemption needs the order id (it makes a repeated request harmless)")
     code = normalize_code(request.code)
     now_db = to_db_time(now)
-    db = session.connection()  # once: the statements below run on it (see ``repo.Db``)
+    db = repo.connection_of(session)  # once: the statements below run on it (see ``repo.Db``)
     found = repo.find_with_counts(db, code, order_id=request.order_id, phone=normalize_phone(request.phone),
                                   store=request.store, device=request.device, since=now_db - HOUR) if code else None
     row, read = found if found is not None else (None, None)
@@ -274,8 +274,8 @@ class CouponService:
 
     def redeem(self, request: RedeemRequest, *, now: datetime) -> RedeemResult:
         pools = self.pools()  # before the transaction: a stale registry's check is not a write
-        with transaction(self._sf) as session:
-            return redeem(session, request, pools=pools, now=now, tz=self.tz)
+        with connection_transaction(self._sf) as conn:
+            return redeem(conn, request, pools=pools, now=now, tz=self.tz)
 
     def check(self, request: RedeemRequest, *, now: datetime) -> CheckResult:
         with self._sf() as session:

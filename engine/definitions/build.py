@@ -20,9 +20,10 @@ from .check_calendar import WEEKDAY_NAMES
 from .check_coupons import local_time
 from .check_forms import expand_fields
 from .context import Context
+from .loyalty import build_points_policy, build_tier
 
 
-def _cond(raw: object) -> Condition | None:
+def condition_of(raw: object) -> Condition | None:
     if raw is None:
         return None
     cond, problems = parse_condition(raw)
@@ -30,11 +31,11 @@ def _cond(raw: object) -> Condition | None:
     return cond
 
 
-def _dur(raw: object):
+def duration_of(raw: object):
     return parse_duration(raw) if raw is not None else None
 
 
-def _time(text: str) -> time:
+def time_of(text: str) -> time:
     hour, minute = text.split(":")
     return time(int(hour), int(minute))
 
@@ -43,18 +44,18 @@ def _range(text: str | None) -> tuple[time, time] | None:
     if not text:
         return None
     start, end = text.split("-")
-    return _time(start), _time(end)
+    return time_of(start), time_of(end)
 
 
-def _freeze(value: object) -> object:
+def frozen(value: object) -> object:
     if isinstance(value, dict):
-        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+        return MappingProxyType({k: frozen(v) for k, v in value.items()})
     if isinstance(value, list):
-        return tuple(_freeze(v) for v in value)
+        return tuple(frozen(v) for v in value)
     return value
 
 
-def _money(value: object) -> Decimal | None:
+def money_of(value: object) -> Decimal | None:
     return Decimal(str(value)) if value is not None else None
 
 
@@ -72,12 +73,12 @@ def build_field(f: dict) -> s.FieldSpec:
     )
     return s.FieldSpec(
         key=f["key"], type=f["type"], label=f.get("label", f["key"]), label_en=f.get("label_en"),
-        required=f.get("required", False), default=_freeze(f.get("default")), min=f.get("min"), max=f.get("max"),
+        required=f.get("required", False), default=frozen(f.get("default")), min=f.get("min"), max=f.get("max"),
         min_length=f.get("min_length"), max_length=f.get("max_length"), pattern=f.get("pattern"),
         pattern_message=f.get("pattern_message"), options=options, unique=f.get("unique", False),
         help=f.get("help"), help_en=f.get("help_en"), placeholder=f.get("placeholder"),
-        readonly=f.get("readonly", False), visible_if=_cond(f.get("visible_if")),
-        required_if=_cond(f.get("required_if")), after=f.get("after"), before=f.get("before"),
+        readonly=f.get("readonly", False), visible_if=condition_of(f.get("visible_if")),
+        required_if=condition_of(f.get("required_if")), after=f.get("after"), before=f.get("before"),
         phone_region=f.get("phone_region", "any"), accept=tuple(f.get("accept", ())),
         max_size_bytes=_size(f.get("max_size")), fields=tuple(build_field(x) for x in f.get("fields", ())),
         min_rows=f.get("min_rows"), max_rows=f.get("max_rows"), display=f.get("display", "input"),
@@ -96,6 +97,7 @@ def build_form(ctx: Context, d: dict, src: s.Source) -> s.FormSpec:
         on_submit=tuple(s.TagSpec(step["add_tag"]) if "add_tag" in step else s.EmitSpec(step["emit"])
                         for step in d.get("on_submit", ())),
         redeems_coupon=MappingProxyType(dict(d["redeems_coupon"])) if d.get("redeems_coupon") else None,
+        campaign=MappingProxyType(dict(d["campaign"])) if d.get("campaign") else None,
     )
 
 
@@ -110,15 +112,15 @@ def build_role(ctx: Context, d: dict, src: s.Source) -> s.RoleSpec:
 
 def build_segment(ctx: Context, d: dict, src: s.Source) -> s.SegmentSpec:
     return s.SegmentSpec(id=d["id"], title=d["title"], title_en=d.get("title_en"), description=d.get("description"),
-                         condition=_cond(d["condition"]), source=src)
+                         condition=condition_of(d["condition"]), source=src)
 
 
 def build_coupon_pool(ctx: Context, d: dict, src: s.Source) -> s.CouponPoolSpec:
     return s.CouponPoolSpec(
-        id=d["id"], title=d["title"], title_en=d.get("title_en"), value=_money(d["value"]),
-        min_order=_money(d.get("min_order")), currency=d.get("currency", "CNY"), expires_in=_dur(d.get("expires_in")),
-        budget=_money(d.get("budget")), max_issued=d.get("max_issued"), code_prefix=d.get("code_prefix"),
-        cost_per_coupon=_money(d.get("cost_per_coupon")), source=src, redemption=_redemption(d),
+        id=d["id"], title=d["title"], title_en=d.get("title_en"), value=money_of(d["value"]),
+        min_order=money_of(d.get("min_order")), currency=d.get("currency", "CNY"), expires_in=duration_of(d.get("expires_in")),
+        budget=money_of(d.get("budget")), max_issued=d.get("max_issued"), code_prefix=d.get("code_prefix"),
+        cost_per_coupon=money_of(d.get("cost_per_coupon")), source=src, redemption=_redemption(d),
     )
 
 
@@ -154,15 +156,18 @@ def build_connector(ctx: Context, d: dict, src: s.Source) -> s.ConnectorSpec:
     rate = d.get("rate_limit", {})
     return s.ConnectorSpec(
         id=d["id"], type=d["type"], channel=d["channel"], title=d.get("title"), default=d.get("default", False),
-        enabled=d.get("enabled", True), settings=_freeze(d.get("settings", {})),
+        enabled=d.get("enabled", True), settings=frozen(d.get("settings", {})),
         secrets=MappingProxyType({k: v["env"] for k, v in d.get("secrets", {}).items()}),
         per_second=rate.get("per_second"), per_minute=rate.get("per_minute"),
         per_recipient_per_minute=rate.get("per_recipient_per_minute"),
         send_window=_range(d.get("send_window")), max_attempts=d.get("max_attempts", 8), source=src,
+        price_per_segment=money_of((d.get("price") or {}).get("per_segment")),
+        price_per_thousand=money_of((d.get("price") or {}).get("per_thousand")),
+        price_per_message=money_of((d.get("price") or {}).get("per_message")),
     )
 
 
-def _recipient(raw: object) -> s.Recipient | None:
+def recipient_of(raw: object) -> s.Recipient | None:
     if raw is None:
         return None
     if isinstance(raw, str):
@@ -171,8 +176,8 @@ def _recipient(raw: object) -> s.Recipient | None:
     return s.Recipient(kind, tuple(value) if isinstance(value, list) else value)
 
 
-def _send(d: dict) -> s.SendSpec:
-    return s.SendSpec(channel=d["channel"], template=d["template"], to=_recipient(d.get("to")),
+def send_spec(d: dict) -> s.SendSpec:
+    return s.SendSpec(channel=d["channel"], template=d["template"], to=recipient_of(d.get("to")),
                       connector=d.get("connector"), on=d.get("on", "any_day"))
 
 
@@ -183,9 +188,9 @@ def _assignees(d: dict) -> s.Assignees:
 
 def _workflow_action(d: dict) -> s.WorkflowAction:
     if "send" in d:
-        return _send(d["send"])
+        return send_spec(d["send"])
     if "set_field" in d:
-        return s.SetFieldSpec(_freeze(d["set_field"]))
+        return s.SetFieldSpec(frozen(d["set_field"]))
     if "cc" in d:
         return _assignees(d["cc"])
     if "approval" in d:
@@ -196,7 +201,7 @@ def _workflow_action(d: dict) -> s.WorkflowAction:
     if "branch" in d:
         b = d["branch"]
         return s.BranchSpec(
-            cases=tuple(s.BranchCase(_cond(c["when"]), _workflow_steps(c["steps"])) for c in b["cases"]),
+            cases=tuple(s.BranchCase(condition_of(c["when"]), _workflow_steps(c["steps"])) for c in b["cases"]),
             default=_workflow_steps(b.get("default", ())),
         )
     if "parallel" in d:
@@ -207,7 +212,7 @@ def _workflow_action(d: dict) -> s.WorkflowAction:
     raise AssertionError(f"no action in {d}")
 
 
-def _overdue(overdue: dict | None) -> s.OverdueSpec | None:
+def overdue_of(overdue: dict | None) -> s.OverdueSpec | None:
     """``on_overdue`` of an approval step or a rule's ``create_task``."""
     if not overdue:
         return None
@@ -221,8 +226,8 @@ def _workflow_steps(steps: list) -> tuple[s.WorkflowStep, ...]:
     for d in steps:
         out.append(s.WorkflowStep(
             id=d["id"], action=_workflow_action(d), title=d.get("title"), title_en=d.get("title_en"),
-            when=_cond(d.get("when")), due=_dur(d.get("due")), remind_every=_dur(d.get("remind_every")),
-            on_overdue=_overdue(d.get("on_overdue")),
+            when=condition_of(d.get("when")), due=duration_of(d.get("due")), remind_every=duration_of(d.get("remind_every")),
+            on_overdue=overdue_of(d.get("on_overdue")),
         ))
     return tuple(out)
 
@@ -246,64 +251,31 @@ def _trigger(d: dict, rule_tz: str) -> s.Trigger:
     if "schedule" in d:
         return s.ScheduleTrigger(d["schedule"], d.get("timezone", rule_tz))
     if "event" in d:
-        return s.EventTrigger(d["event"], d.get("form"), d.get("workflow"), _cond(d.get("when")))
+        return s.EventTrigger(d["event"], d.get("form"), d.get("workflow"), condition_of(d.get("when")))
     if "date_field" in d:
         offset = timedelta(0)
         if "before" in d:
             offset = parse_duration(d["before"])
         elif "after" in d:
             offset = -parse_duration(d["after"])
-        return s.DateFieldTrigger(d["date_field"], offset, d.get("yearly", False), _time(d.get("at", "10:00")),
+        return s.DateFieldTrigger(d["date_field"], offset, d.get("yearly", False), time_of(d.get("at", "10:00")),
                                   d.get("timezone", rule_tz))
     change = d["segment_change"]
     return s.SegmentChangeTrigger(to=change["to"], from_=change.get("from"))
 
 
-def _journey_steps(steps: list, prefix: str) -> tuple[s.JourneyStep, ...]:
+def journey_steps(steps: list, prefix: str) -> tuple[s.JourneyStep, ...]:
+    """A rule's (or an ``if`` branch's) steps: each built by its step type
+    (:mod:`engine.steps.registry`); ids are the author's or ``{prefix}{n}``."""
+    from engine.steps.registry import BuildSite, keys, step
+
+    known = keys()
     out = []
     for i, d in enumerate(steps, start=1):
         sid = d.get("id", f"{prefix}{i}")
-        out.append(s.JourneyStep(sid, _journey_action(d, sid)))
+        key = next(k for k in known if k in d)
+        out.append(s.JourneyStep(sid, step(key).build(d[key], BuildSite(d, sid, journey_steps))))
     return tuple(out)
-
-
-def _journey_action(d: dict, sid: str) -> s.JourneyAction:
-    if "send" in d:
-        return _send(d["send"])
-    if "issue_coupon" in d:
-        c = d["issue_coupon"]
-        return s.IssueCouponSpec(c["pool"], _money(c.get("value")), _dur(c.get("expires_in")))
-    if "add_tag" in d:
-        return s.TagSpec(d["add_tag"])
-    if "remove_tag" in d:
-        return s.TagSpec(d["remove_tag"], remove=True)
-    if "set_field" in d:
-        return s.SetFieldSpec(_freeze(d["set_field"]))
-    if "wait" in d:
-        w = d["wait"]
-        if isinstance(w, str):
-            return s.WaitSpec(duration=parse_duration(w))
-        return s.WaitSpec(duration=_dur(w.get("for")), until=_time(w["until"]) if "until" in w else None,
-                          on=w.get("on", "any_day"))
-    if "if" in d:
-        return s.IfSpec(_cond(d["if"]), _journey_steps(d.get("then", ()), f"{sid}_then_"),
-                        _journey_steps(d.get("else", ()), f"{sid}_else_"))
-    if "webhook" in d:
-        return s.WebhookSpec(d["webhook"]["connector"], _freeze(d["webhook"].get("payload", {})))
-    if "create_record" in d:
-        return s.CreateRecordSpec(d["create_record"]["form"], _freeze(d["create_record"].get("data", {})))
-    if "create_task" in d:
-        t = d["create_task"]
-        return s.CreateTaskSpec(t["title"], _recipient(t["to"]), _dur(t.get("due")), t.get("form"),
-                                title_en=t.get("title_en"), remind_every=_dur(t.get("remind_every")),
-                                on_overdue=_overdue(t.get("on_overdue")),
-                                outcomes=tuple(_KNOWN_OUTCOMES.get(o, s.TaskOutcomeSpec(o, o)) if isinstance(o, str) else
-                                               s.TaskOutcomeSpec(o["id"], o.get("label", o["id"]), o.get("label_en"))
-                                               for o in t.get("outcomes", ())))
-    raise AssertionError(f"no action in {d}")
-
-
-_KNOWN_OUTCOMES = {o.id: o for o in s.DEFAULT_TASK_OUTCOMES}
 
 
 def build_rule(ctx: Context, d: dict, src: s.Source) -> s.RuleSpec:
@@ -312,14 +284,27 @@ def build_rule(ctx: Context, d: dict, src: s.Source) -> s.RuleSpec:
     return s.RuleSpec(
         id=d["id"], title=d["title"], title_en=d.get("title_en"), description=d.get("description"),
         enabled=d.get("enabled", True), campaign=d.get("campaign"), trigger=_trigger(d["trigger"], tz),
-        steps=_journey_steps(d["steps"], "s"), audience=_cond(d.get("audience", {}).get("customer")),
+        steps=journey_steps(d["steps"], "s"), audience=condition_of(d.get("audience", {}).get("customer")),
         audience_limit=d.get("audience", {}).get("limit"),
         audience_form=d.get("audience", {}).get("record", {}).get("form"),
-        record_audience=_cond(d.get("audience", {}).get("record", {}).get("where")),
+        record_audience=condition_of(d.get("audience", {}).get("record", {}).get("where")),
         once_per=parse_duration(once) if once not in (None, "ever") else None, once_ever=once == "ever",
         quiet_hours=_range(d.get("quiet_hours")), timezone=tz, delivery_class=d.get("class", "marketing"),
-        catch_up=d.get("catch_up", "fire_late"), exit_when=_cond(d.get("exit_when")), source=src,
+        catch_up=d.get("catch_up", "fire_late"), exit_when=condition_of(d.get("exit_when")), source=src,
+        experiment=experiment_of(d.get("experiment")),
     )
+
+
+def experiment_of(d: dict | None) -> s.ExperimentSpec | None:
+    """A rule's ``experiment:`` (holdout and weighted variants, see engine/experiments.py)."""
+    if not d:
+        return None
+    variants = tuple(
+        s.VariantSpec(key=v["key"], weight=v.get("weight", 1), title=v.get("title"), title_en=v.get("title_en"),
+                      templates=MappingProxyType(dict(v.get("templates", {}))),
+                      pools=MappingProxyType(dict(v.get("pools", {}))), coupon_value=money_of(v.get("coupon_value")))
+        for v in d.get("variants", ()))
+    return s.ExperimentSpec(holdout=d.get("holdout", 0), salt=str(d.get("salt", "")), variants=variants)
 
 
 def build_calendar(ctx: Context, d: dict, src: s.Source) -> s.CalendarSpec:
@@ -340,9 +325,25 @@ def build_feedback_tags(ctx: Context, d: dict, src: s.Source) -> s.FeedbackTagsS
     )
 
 
+def build_campaign(ctx: Context, d: dict, src: s.Source) -> s.CampaignSpec:
+    return s.CampaignSpec(
+        id=d["id"], title=d["title"], title_en=d.get("title_en"), description=d.get("description"),
+        owner=d.get("owner"), channel=d.get("channel"), budget=money_of(d.get("budget")),
+        start=date.fromisoformat(d["start"]), end=date.fromisoformat(d["end"]),
+        attribution_window=duration_of(d.get("attribution_window")) or timedelta(days=7),
+        rules=tuple(d.get("rules", ())), coupon_pools=tuple(d.get("coupon_pools", ())), forms=tuple(d.get("forms", ())),
+        targets=tuple(s.TargetSpec(t["metric"], money_of(t["target"])) for t in d.get("targets", ())),
+        costs=tuple(s.CostSpec(c["category"], money_of(c["amount"]), c.get("note")) for c in d.get("costs", ())),
+        source=src,
+    )
+
+from engine.alerts.spec import build_alert  # noqa: E402
+
 BUILDERS: Mapping[str, Callable[[Context, dict, s.Source], s.Spec]] = MappingProxyType({
     "form": build_form, "fieldset": build_fieldset, "role": build_role, "segment": build_segment,
     "coupon_pool": build_coupon_pool, "template": build_template, "connector": build_connector,
     "workflow": build_workflow, "rule": build_rule, "calendar": build_calendar,
-    "feedback_tags": build_feedback_tags,
+    "feedback_tags": build_feedback_tags, "campaign": build_campaign,
+    "points_policy": build_points_policy, "tier": build_tier,
+    "alert": build_alert,  # issue 14: 数据预警 (engine/alerts/spec.py)
 })

@@ -25,23 +25,13 @@ EVENTS: frozenset[str] = frozenset({
     "order.created", "order.refunded", "feedback.received",
     "coupon.issued", "coupon.redeemed",
     "message.sent", "message.replied", "message.clicked",
+    "tier.changed",  # loyalty: payload {customer_id, from, to, direction: up|down}
 })
 CUSTOM_EVENT_PREFIX = "custom."
 
 #: Events that need ``form:`` / ``workflow:`` to say whose records they are about.
 RECORD_EVENTS = frozenset({"record.created", "record.updated"})
 WORKFLOW_EVENTS = frozenset({"workflow.approved", "workflow.rejected", "task.created"})
-
-#: What a journey step emits, for the static loop check.
-STEP_EMITS: Mapping[str, str] = MappingProxyType({
-    "add_tag": "customer.tagged",
-    "remove_tag": "customer.tagged",
-    "set_field": "customer.updated",
-    "create_record": "record.created",
-    "issue_coupon": "coupon.issued",
-    "send": "message.sent",
-    "create_task": "task.created",
-})
 
 #: Facts about a subject's journey that ``if`` and ``exit_when`` may test,
 #: next to the customer's own fields.
@@ -96,3 +86,15 @@ WEEKDAY_NAMES: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun
 
 #: Channels whose marketing messages need the customer's consent.
 CONSENT_CHANNELS = frozenset({"sms", "email", "wecom"})
+
+#: KPIs a campaign's ``targets`` may name, and whether more is better (False:
+#: a target is a ceiling, e.g. the cost of a new customer). The names are
+#: fields of ``engine.campaigns.kpis.CampaignKpis``.
+TARGET_METRICS: Mapping[str, bool] = MappingProxyType({
+    "audience": True, "sent": True, "delivered": True, "clicked": True, "replied": True,
+    "coupons_issued": True, "coupons_redeemed": True, "redemption_rate": True,
+    "converted_customers": True, "conversion_rate": True, "attributed_orders": True, "attributed_revenue": True,
+    "average_order_value": True, "new_customers": True, "roi": True, "cac": False, "total_cost": False,
+    "repurchase_rate_30d": True, "repurchase_rate_90d": True, "churn_rate": False, "nps": True,
+    "nps_answers": True, "clv": True,
+})

@@ -10,30 +10,27 @@ branch with no default path.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
-from engine.conditions.check import check_condition, required_true_fields
+from engine.conditions.check import check_condition
 from engine.conditions.customer_fields import CUSTOMER_FIELDS
-from engine.conditions.kinds import FieldKind
 from engine.conditions.parse import parse_condition
 from engine.durations import DurationError, parse_duration
 
 from .catalog import (
-    BUILTIN_ROLES, CONSENT_CHANNELS, CUSTOM_EVENT_PREFIX, CUSTOMER_DATE_FIELDS, EVENTS, JOURNEY_FACTS,
-    POOL_FACTS, RECORD_EVENTS, STEP_EMITS, WORKFLOW_EVENTS, WRITABLE_CUSTOMER_FIELDS,
+    BUILTIN_ROLES, CUSTOM_EVENT_PREFIX, CUSTOMER_DATE_FIELDS, EVENTS, JOURNEY_FACTS,
+    POOL_FACTS, RECORD_EVENTS, WORKFLOW_EVENTS,
 )
 from .check_forms import field_kinds
 from .context import Context, Problems
 from .errors import Path, Problem, did_you_mean, unknown
 
 WORKFLOW_ACTIONS = ("approval", "send", "set_field", "cc", "branch", "parallel")
-JOURNEY_ACTIONS = ("send", "issue_coupon", "add_tag", "remove_tag", "set_field", "wait", "if",
-                   "webhook", "create_record", "create_task")
 
 
 # ------------------------------------------------------------- shared
@@ -46,13 +43,13 @@ def check_timezone(name: str, path: Path) -> Problems:
         return [Problem(path, "timezone", unknown("time zone", name, available_timezones()))]
 
 
-def _check_role(ctx: Context, role: str, path: Path) -> Problems:
+def check_role(ctx: Context, role: str, path: Path) -> Problems:
     if role in ctx.ids("role") or role in BUILTIN_ROLES:
         return []
     return [Problem(path, "unknown_ref", unknown("role", role, ctx.ids("role") | BUILTIN_ROLES))]
 
 
-def _check_send(ctx: Context, send: dict, path: Path, form_fields: dict[str, dict] | None) -> Problems:
+def check_send(ctx: Context, send: dict, path: Path, form_fields: dict[str, dict] | None) -> Problems:
     problems: Problems = []
     template = ctx.get("template", send["template"])
     if send["template"] not in ctx.ids("template"):
@@ -73,7 +70,7 @@ def _check_send(ctx: Context, send: dict, path: Path, form_fields: dict[str, dic
     to = send.get("to")
     if isinstance(to, dict):
         if "role" in to:
-            problems.extend(_check_role(ctx, to["role"], path + ("to", "role")))
+            problems.extend(check_role(ctx, to["role"], path + ("to", "role")))
         if "field" in to and form_fields is not None:
             problems.extend(_check_person_field(form_fields, to["field"], path + ("to", "field")))
     return problems
@@ -87,7 +84,8 @@ def _check_person_field(form_fields: dict[str, dict], name: str, path: Path) -> 
     return []
 
 
-def _condition(raw: object, path: Path, kinds: dict, ctx: Context, what: str) -> tuple[object, Problems]:
+def parse_checked(raw: object, path: Path, kinds: dict, ctx: Context, what: str) -> tuple[object, Problems]:
+    """A condition parsed and checked against ``kinds`` (fields it may test); (condition or None, problems)."""
     cond, problems = parse_condition(raw, path)
     if cond is not None:
         problems = problems + check_condition(cond, kinds, segments=ctx.ids("segment"), what=what)
@@ -138,7 +136,7 @@ def check_workflow(ctx: Context, data: dict) -> Problems:
         action, action_problems = _one_action(step, WORKFLOW_ACTIONS, path)
         problems.extend(action_problems)
         if "when" in step and kinds is not None:
-            problems.extend(_condition(step["when"], path + ("when",), kinds, ctx, "field")[1])
+            problems.extend(parse_checked(step["when"], path + ("when",), kinds, ctx, "field")[1])
         if action == "approval":
             problems.extend(_check_approval(ctx, step["approval"], path + ("approval",), fields, order))
         elif action in ("due", "on_overdue"):
@@ -148,7 +146,7 @@ def check_workflow(ctx: Context, data: dict) -> Problems:
                 if k in step:
                     problems.append(Problem(path + (k,), "due_without_task", f"`{k}` applies to approval steps only", at_key=True))
         if action == "send":
-            problems.extend(_check_send(ctx, step["send"], path + ("send",), fields))
+            problems.extend(check_send(ctx, step["send"], path + ("send",), fields))
         if action == "set_field" and fields is not None:
             problems.extend(_check_set_form_fields(step["set_field"], path + ("set_field",), fields))
         if action == "cc":
@@ -158,7 +156,7 @@ def check_workflow(ctx: Context, data: dict) -> Problems:
                                     "a branch needs a `default` path for records that match no case", at_key=True))
         if action == "branch" and kinds is not None:
             for j, case in enumerate(step["branch"]["cases"]):
-                problems.extend(_condition(case["when"], path + ("branch", "cases", j, "when"), kinds, ctx, "field")[1])
+                problems.extend(parse_checked(case["when"], path + ("branch", "cases", j, "when"), kinds, ctx, "field")[1])
         overdue = step.get("on_overdue", {})
         if "escalate_to" in overdue:
             problems.extend(_check_assignees(ctx, overdue["escalate_to"], path + ("on_overdue", "escalate_to"), fields))
@@ -173,7 +171,7 @@ def check_workflow(ctx: Context, data: dict) -> Problems:
             for j, act in enumerate(actions):
                 p = base if base is not None else (key, j)
                 if "send" in act:
-                    problems.extend(_check_send(ctx, act["send"], p + ("send",), fields))
+                    problems.extend(check_send(ctx, act["send"], p + ("send",), fields))
                 if "set_field" in act and fields is not None:
                     problems.extend(_check_set_form_fields(act["set_field"], p + ("set_field",), fields))
                 if "cc" in act:
@@ -252,7 +250,7 @@ def _check_flow_shape(ctx: Context, steps: list, kinds: dict | None) -> Problems
     def parse(raw: object, path: Path) -> object | None:
         if kinds is None:
             return None
-        cond, found = _condition(raw, path, kinds, ctx, "field")
+        cond, found = parse_checked(raw, path, kinds, ctx, "field")
         return None if found else cond
 
     def walk(seq: list, path: Path, guards: list[object], lanes: tuple[str, ...]) -> None:
@@ -335,7 +333,7 @@ def _check_assignees(ctx: Context, who: dict, path: Path, fields: dict | None) -
                                 f"choose people by one of role, users, field or manager, not both `{sources[0]}` and `{sources[1]}`",
                                 at_key=True))
     if "role" in who:
-        problems.extend(_check_role(ctx, who["role"], path + ("role",)))
+        problems.extend(check_role(ctx, who["role"], path + ("role",)))
     if "field" in who and fields is not None:
         problems.extend(_check_person_field(fields, who["field"], path + ("field",)))
     return problems
@@ -378,11 +376,18 @@ def _check_set_form_fields(values: dict, path: Path, fields: dict[str, dict]) ->
 def _walk_journey(steps: list, path: Path, guards: tuple[set[str], ...] = ()) -> Iterator[tuple[dict, Path, tuple]]:
     """Each step with its path and the conditions that must hold to reach it
     (as sets of fields required true), for the consent check."""
+    from engine.steps.registry import steps as step_types
+
     for i, step in enumerate(steps):
         yield step, path + (i,), guards
-        if "if" in step:
-            yield from _walk_journey(step.get("then", ()), path + (i, "then"), guards + (("if", path + (i, "if")),))
-            yield from _walk_journey(step.get("else", ()), path + (i, "else"), guards)
+        for kind in step_types():
+            if kind.nested and kind.key in step:
+                # the first nested list runs when the step's condition holds (``then``): a guard
+                first, *rest = kind.nested
+                yield from _walk_journey(step.get(first, ()), path + (i, first),
+                                         guards + ((kind.key, path + (i, kind.key)),))
+                for name in rest:
+                    yield from _walk_journey(step.get(name, ()), path + (i, name), guards)
 
 
 def check_rule(ctx: Context, data: dict) -> Problems:
@@ -392,7 +397,7 @@ def check_rule(ctx: Context, data: dict) -> Problems:
     if "timezone" in data:
         problems.extend(check_timezone(data["timezone"], ("timezone",)))
     if "customer" in data.get("audience", {}):
-        audience, cond_problems = _condition(data["audience"]["customer"], ("audience", "customer"),
+        audience, cond_problems = parse_checked(data["audience"]["customer"], ("audience", "customer"),
                                              dict(CUSTOMER_FIELDS), ctx, "customer field")
         problems.extend(cond_problems)
     if "record" in data.get("audience", {}):
@@ -408,99 +413,44 @@ def check_rule(ctx: Context, data: dict) -> Problems:
             kinds = field_kinds(ctx.form_fields[record["form"]])
             journey_kinds = dict(kinds) | dict(JOURNEY_FACTS)  # `if` and `exit_when` test the record's fields
             if "where" in record:
-                problems.extend(_condition(record["where"], ("audience", "record", "where"), kinds, ctx, "field")[1])
+                problems.extend(parse_checked(record["where"], ("audience", "record", "where"), kinds, ctx, "field")[1])
     problems.extend(_check_trigger(ctx, data["trigger"]))
     if "quiet_hours" in data:
         start, end = data["quiet_hours"].split("-")
         if start == end:
             problems.append(Problem(("quiet_hours",), "quiet_hours", "quiet hours start and end at the same time"))
     if "exit_when" in data:
-        cond, cond_problems = _condition(data["exit_when"], ("exit_when",), journey_kinds, ctx, "field or journey fact")
+        cond, cond_problems = parse_checked(data["exit_when"], ("exit_when",), journey_kinds, ctx, "field or journey fact")
         problems.extend(cond_problems)
         if cond is not None:
-            problems.extend(_check_pool_facts(ctx, cond))
+            problems.extend(check_pool_facts(ctx, cond))
+    from engine.steps.registry import CheckSite, keys, step as step_type
+
+    actions = keys()
     conditions: dict[Path, object] = {}
     emitted: dict[str, Path] = {}
-    delivery_class = data.get("class", "marketing")
     for step, path, guards in _walk_journey(data["steps"], ("steps",)):
-        action, action_problems = _one_action(step, JOURNEY_ACTIONS, path)
+        action, action_problems = _one_action(step, actions, path)
         problems.extend(action_problems)
         for k in ("then", "else"):
             if k in step and action != "if":
                 problems.append(Problem(path + (k,), "then_without_if", f"`{k}` belongs to an `if` step", at_key=True))
         if action is None:
             continue
-        emitted.setdefault(STEP_EMITS.get(action, ""), path + (action,))
-        body = step[action]
-        p = path + (action,)
-        if action == "send":
-            problems.extend(_check_send(ctx, body, p, None))
-            template = ctx.get("template", body["template"])
-            cls = (template or {}).get("class", delivery_class)
-            if body["channel"] in CONSENT_CHANNELS and cls == "marketing" and body.get("to") in (None, "customer"):
-                required = required_true_fields(audience, ctx.segment_conditions) if audience is not None else set()
-                for _, guard_path in guards:
-                    if guard_path in conditions and conditions[guard_path] is not None:
-                        required |= required_true_fields(conditions[guard_path], ctx.segment_conditions)
-                if f"consent.{body['channel']}" not in required:
-                    problems.append(Problem(p + ("channel",), "consent",
-                                            f"marketing message on {body['channel']} without consent: add "
-                                            f"`consent.{body['channel']}: true` to `audience.customer` (or an enclosing `if`), "
-                                            "or mark the rule or template `class: transactional`"))
-        elif action == "issue_coupon":
-            if body["pool"] not in ctx.ids("coupon_pool"):
-                problems.append(Problem(p + ("pool",), "unknown_ref", unknown("coupon pool", body["pool"], ctx.ids("coupon_pool"))))
-        elif action == "set_field":
-            for key in body:
-                if key not in WRITABLE_CUSTOMER_FIELDS:
-                    msg = (f"customer field `{key}` is computed and cannot be set" if key in CUSTOMER_FIELDS
-                           else unknown("customer field", key, WRITABLE_CUSTOMER_FIELDS))
-                    problems.append(Problem(p + (key,), "set_field", msg, at_key=True))
-        elif action == "wait":
-            if isinstance(body, dict) and "for" not in body and "until" not in body:
-                problems.append(Problem(p, "wait", "`wait` needs `for: DURATION` or `until: HH:MM`"))
-        elif action == "if":
-            cond, cond_problems = _condition(body, p, journey_kinds, ctx, "field or journey fact")
-            conditions[p] = cond
-            problems.extend(cond_problems)
-            if cond is not None:
-                problems.extend(_check_pool_facts(ctx, cond))
-            if "then" not in step and "else" not in step:
-                problems.append(Problem(p, "if_without_branches", "an `if` step needs `then:` or `else:` steps", at_key=True))
-        elif action == "webhook":
-            connector = ctx.get("connector", body["connector"])
-            if body["connector"] not in ctx.ids("connector"):
-                problems.append(Problem(p + ("connector",), "unknown_ref", unknown("connector", body["connector"], ctx.ids("connector"))))
-            elif connector is not None and connector["channel"] != "webhook":
-                problems.append(Problem(p + ("connector",), "channel_mismatch", f"connector `{body['connector']}` is not a webhook connector"))
-        elif action == "create_record":
-            if body["form"] not in ctx.ids("form"):
-                problems.append(Problem(p + ("form",), "unknown_ref", unknown("form", body["form"], ctx.ids("form"))))
-            elif body["form"] in ctx.form_fields:
-                keys = {f["key"] for f in ctx.form_fields[body["form"]]}
-                for key in body.get("data", {}):
-                    if key not in keys:
-                        problems.append(Problem(p + ("data", key), "unknown_ref", unknown("field", key, keys), at_key=True))
-        elif action == "create_task":
-            to = body["to"]
-            if isinstance(to, dict) and "role" in to:
-                problems.extend(_check_role(ctx, to["role"], p + ("to", "role")))
-            if "form" in body and body["form"] not in ctx.ids("form"):
-                problems.append(Problem(p + ("form",), "unknown_ref", unknown("form", body["form"], ctx.ids("form"))))
-            escalate = (body.get("on_overdue") or {}).get("escalate_to") or {}
-            if "role" in escalate:
-                problems.extend(_check_role(ctx, escalate["role"], p + ("on_overdue", "escalate_to", "role")))
-            seen: set[str] = set()
-            for n, outcome in enumerate(body.get("outcomes", ())):
-                oid = outcome if isinstance(outcome, str) else outcome.get("id")
-                if oid in seen:
-                    problems.append(Problem(p + ("outcomes", n), "duplicate_outcome", f"outcome `{oid}` is listed twice"))
-                seen.add(oid)
+        kind = step_type(action)
+        if kind.emits:
+            emitted.setdefault(kind.emits, path + (action,))
+        site = CheckSite(ctx, data, step, path + (action,), journey_kinds, audience, guards, conditions)
+        problems.extend(kind.check(step[action], site))
+    if "experiment" in data:
+        from engine.definitions.check_experiment import check_experiment
+
+        problems.extend(check_experiment(ctx, data["experiment"], data["steps"]))
     problems.extend(_check_loop(data, emitted))
     return problems
 
 
-def _check_pool_facts(ctx: Context, cond: object) -> Problems:
+def check_pool_facts(ctx: Context, cond: object) -> Problems:
     from engine.conditions.ast import All, Any, Compare, Not
 
     problems: Problems = []

@@ -66,7 +66,8 @@ def expand_fields(
 
 
 def field_kinds(fields: Iterable[dict]) -> dict[str, FieldKind]:
-    return {f["key"]: FIELD_KIND_OF_TYPE[f["type"]] for f in fields if FIELD_KIND_OF_TYPE.get(f["type"]) is not None}
+    kinds = ((f["key"], FIELD_KIND_OF_TYPE.get(f["type"])) for f in fields)
+    return {key: kind for key, kind in kinds if kind is not None}
 
 
 def check_form(ctx: Context, data: dict, *, kind: str = "form") -> Problems:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -9,7 +12,6 @@ from engine.conditions.check import check_condition, referenced_segments
 from engine.conditions.customer_fields import CUSTOMER_FIELDS
 from engine.conditions.parse import parse_condition
 
-from .catalog import CONNECTOR_TYPES
 from .context import Context, Problems
 from .errors import Problem, unknown
 from .source import RawDefinition
@@ -95,7 +97,7 @@ def check_template(ctx: Context, raw: RawDefinition) -> Problems:
     if "sms" in channels:
         sms = data.get("sms", {})
         for connector in ctx.connectors_for("sms"):
-            needs = {"aliyun_sms": "aliyun_template_code", "tencent_sms": "tencent_template_id"}.get(connector.get("type"))
+            needs = {"aliyun_sms": "aliyun_template_code", "tencent_sms": "tencent_template_id"}.get(str(connector.get("type")))
             if needs and needs not in sms:
                 problems.append(Problem(("channels",), "sms_template_code",
                                         f"connector `{connector['id']}` ({connector['type']}) sends only provider-approved "
@@ -106,7 +108,7 @@ def check_template(ctx: Context, raw: RawDefinition) -> Problems:
     return problems
 
 
-def check_connector(ctx: Context, data: dict, known_types: dict) -> Problems:
+def check_connector(ctx: Context, data: dict, known_types: Mapping[str, Any]) -> Problems:
     problems: Problems = []
     ctype = known_types.get(data["type"])
     if ctype is None:

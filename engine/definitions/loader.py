@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from . import specs as s
 from .build import BUILDERS
@@ -19,10 +19,12 @@ from .catalog import CONNECTOR_TYPES, ConnectorType
 from .check_calendar import check_calendar
 from .check_flows import check_rule, check_workflow
 from .check_forms import check_form, expand_fields
+from .check_campaigns import check_campaign, check_form_campaign
 from .check_coupons import check_coupon_pool, check_form_redemption
 from .check_misc import check_connector, check_segment, check_template, segment_cycles
 from .context import Context
 from .errors import DefinitionError, DefinitionsInvalid, did_you_mean
+from .loyalty import PointsPolicySpec, TierSpec, check_points_policy, check_tier
 from .prune import Pruned
 from .schema_check import kinds as schema_kinds
 from .schema_check import schema_problems
@@ -32,7 +34,7 @@ SUFFIXES = (".yaml", ".yml", ".json")
 SETTINGS_PREFIX = "settings"
 #: Checked in this order, so that e.g. segments are known before rules use them.
 KIND_ORDER = ("role", "fieldset", "form", "coupon_pool", "connector", "template", "segment", "calendar", "workflow",
-              "rule", "feedback_tags")
+              "rule", "feedback_tags", "tier", "points_policy", "campaign", "alert")
 
 
 @dataclass(frozen=True)
@@ -93,8 +95,27 @@ class DefinitionSet:
         return self.of("feedback_tags")  # type: ignore[return-value]
 
     @property
+    def alerts(self) -> Mapping[str, Any]:
+        """``kind: alert`` definitions (:class:`engine.alerts.spec.AlertSpec`), issue 14."""
+        return self.of("alert")
+
+    @property
     def coupon_pools(self) -> Mapping[str, s.CouponPoolSpec]:
         return self.of("coupon_pool")  # type: ignore[return-value]
+
+    @property
+    def points_policy(self) -> PointsPolicySpec | None:
+        """The enabled points policy (the loader allows one), or None: orders earn nothing."""
+        return next((p for p in self.of("points_policy").values() if p.enabled), None)  # type: ignore[attr-defined]
+
+    @property
+    def tier(self) -> TierSpec | None:
+        """The tier definition (the loader allows one), or None: nobody has a tier."""
+        return next(iter(self.of("tier").values()), None)  # type: ignore[return-value]
+
+    @property
+    def campaigns(self) -> Mapping[str, s.CampaignSpec]:
+        return self.of("campaign")  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -173,7 +194,8 @@ def _cross_check(ctx: Context, kind: str, raw: RawDefinition, types: Mapping[str
         problems = check_form(ctx, raw.data, kind=kind)
         if kind == "form":
             ctx.form_fields[raw.data["id"]] = [f for f, _ in expand_fields(ctx, raw.data["fields"], ("fields",), [])]
-            problems = [*problems, *check_form_redemption(raw.data, ctx.form_fields[raw.data["id"]])]
+            problems = [*problems, *check_form_redemption(raw.data, ctx.form_fields[raw.data["id"]]),
+                        *check_form_campaign(raw.data, ctx.form_fields[raw.data["id"]])]
         return problems
     if kind == "segment":
         return check_segment(ctx, raw.data)
@@ -189,6 +211,16 @@ def _cross_check(ctx: Context, kind: str, raw: RawDefinition, types: Mapping[str
         return check_calendar(ctx, raw.data)
     if kind == "coupon_pool":
         return check_coupon_pool(ctx, raw.data)
+    if kind == "points_policy":
+        return check_points_policy(ctx, raw.data)
+    if kind == "tier":
+        return check_tier(ctx, raw.data)
+    if kind == "campaign":
+        return check_campaign(ctx, raw.data)
+    if kind == "alert":
+        from engine.alerts.spec import check_alert  # issue 14
+
+        return check_alert(ctx, raw.data)
     return []
 
 

@@ -36,7 +36,7 @@ class Pruned:
                 self._cut.append(path)
             elif items:
                 cut = items[-1]                     # the item itself is unreliable
-                removals.setdefault(path[:cut], set()).add(path[cut])
+                removals.setdefault(path[:cut], set()).add(int(path[cut]))
                 self._cut.append(path[:cut + 1])
             else:
                 self.unusable = True

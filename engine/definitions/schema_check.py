@@ -64,14 +64,25 @@ def _registry() -> Registry:
 @cache
 def validator(kind: str) -> Draft202012Validator:
     """The compiled validator for one kind (built once per process)."""
-    schema = json.loads((SCHEMA_DIR / f"{kind}.schema.json").read_text(encoding="utf-8"))
+    schema = schema_document(kind)
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema, registry=_registry(), format_checker=_FORMATS)
 
 
 def schema_document(kind: str) -> dict[str, Any]:
-    """The raw schema, e.g. for the designer or the OpenAPI document."""
-    return json.loads((SCHEMA_DIR / f"{kind}.schema.json").read_text(encoding="utf-8"))
+    """The schema of a kind, e.g. for the designer or the OpenAPI document.
+
+    A rule's step object is assembled here from the step types' fragments
+    (:func:`engine.steps.registry.schema_properties`): the file holds the
+    step's ``id`` only, so a step type (built in or a plug-in) is described
+    in one place, its module."""
+    schema = json.loads((SCHEMA_DIR / f"{kind}.schema.json").read_text(encoding="utf-8"))
+    if kind == "rule":
+        from engine.steps.registry import schema_properties
+
+        step = schema["$defs"]["step"]
+        step["properties"] = {**step["properties"], **schema_properties()}
+    return schema
 
 
 def _describe(value: Any) -> str:
@@ -98,8 +109,8 @@ def _name(path: tuple) -> str:
 
 
 def _type_message(error: ValidationError) -> str:
-    expected = error.validator_value
-    words = [_TYPE_WORDS.get(t, t) for t in (expected if isinstance(expected, list) else [expected])]
+    expected: Any = error.validator_value
+    words = [str(_TYPE_WORDS.get(t, t)) for t in (expected if isinstance(expected, list) else [expected])]
     hint = ""
     kinds = expected if isinstance(expected, list) else [expected]
     if "string" in kinds and isinstance(error.instance, (int, float)):
@@ -116,17 +127,19 @@ def _type_message(error: ValidationError) -> str:
 def _problems(error: ValidationError) -> Iterator[Problem]:
     path = tuple(error.absolute_path)
     schema = error.schema if isinstance(error.schema, dict) else {}
-    v = error.validator
+    v = str(error.validator)
+    instance: Any = error.instance  # the checked data: JSON values, never Unset here
+    value: Any = error.validator_value
     if v == "additionalProperties":
         allowed = list(schema.get("properties", {}))
-        extras = [k for k in error.instance if k not in schema.get("properties", {})]
+        extras = [k for k in instance if k not in schema.get("properties", {})]
         for key in extras:
             yield Problem(path + (key,), "unknown_key", f"unknown key `{key}`{did_you_mean(key, allowed)}", at_key=True)
         return
     if v in ("anyOf", "oneOf"):
         # If the value has the right shape for exactly one branch, that
         # branch's own errors say more than "must be A or B".
-        branches: dict[int, list[ValidationError]] = {}
+        branches: dict[str | int, list[ValidationError]] = {}
         for sub in error.context or ():
             branches.setdefault(sub.relative_schema_path[0], []).append(sub)
         shaped = [
@@ -156,7 +169,7 @@ def _problems(error: ValidationError) -> Iterator[Problem]:
         yield Problem(path, v, f"{_name(path)} {schema['x-message']}")
         return
     if v == "required":
-        missing = [k for k in error.validator_value if k not in error.instance]
+        missing = [k for k in value if k not in instance]
         for key in missing:
             yield Problem(path, "missing", f"missing required key `{key}`")
         return
@@ -164,32 +177,32 @@ def _problems(error: ValidationError) -> Iterator[Problem]:
         yield Problem(path, "type", _type_message(error))
         return
     if v == "enum":
-        choices = [str(c) for c in error.validator_value]
+        choices = [str(c) for c in value]
         yield Problem(
             path,
             "enum",
-            f"{_name(path)} is `{error.instance}`, which is not one of: {', '.join(choices)}"
-            f"{did_you_mean(str(error.instance), choices)}",
+            f"{_name(path)} is `{instance}`, which is not one of: {', '.join(choices)}"
+            f"{did_you_mean(str(instance), choices)}",
         )
         return
     if v == "const":
-        yield Problem(path, "const", f"{_name(path)} must be `{error.validator_value}`")
+        yield Problem(path, "const", f"{_name(path)} must be `{value}`")
         return
     messages = {
-        "minItems": lambda: f"{_name(path)} needs at least {error.validator_value} item(s)",
-        "maxItems": lambda: f"{_name(path)} allows at most {error.validator_value} item(s)",
-        "minLength": lambda: f"{_name(path)} must not be empty" if error.validator_value == 1
-        else f"{_name(path)} must be at least {error.validator_value} characters",
-        "maxLength": lambda: f"{_name(path)} must be at most {error.validator_value} characters",
-        "minimum": lambda: f"{_name(path)} must be at least {error.validator_value}",
-        "maximum": lambda: f"{_name(path)} must be at most {error.validator_value}",
-        "exclusiveMinimum": lambda: f"{_name(path)} must be greater than {error.validator_value}",
-        "exclusiveMaximum": lambda: f"{_name(path)} must be less than {error.validator_value}",
+        "minItems": lambda: f"{_name(path)} needs at least {value} item(s)",
+        "maxItems": lambda: f"{_name(path)} allows at most {value} item(s)",
+        "minLength": lambda: f"{_name(path)} must not be empty" if value == 1
+        else f"{_name(path)} must be at least {value} characters",
+        "maxLength": lambda: f"{_name(path)} must be at most {value} characters",
+        "minimum": lambda: f"{_name(path)} must be at least {value}",
+        "maximum": lambda: f"{_name(path)} must be at most {value}",
+        "exclusiveMinimum": lambda: f"{_name(path)} must be greater than {value}",
+        "exclusiveMaximum": lambda: f"{_name(path)} must be less than {value}",
         "minProperties": lambda: f"{_name(path)} must not be empty",
         "maxProperties": lambda: f"{_name(path)} takes exactly one of: {', '.join(schema.get('properties', {}))}"
-        if error.validator_value == 1 else f"{_name(path)} has too many keys",
+        if value == 1 else f"{_name(path)} has too many keys",
         "uniqueItems": lambda: f"{_name(path)} lists the same item twice",
-        "pattern": lambda: f"{_name(path)} `{error.instance}` does not match `{error.validator_value}`",
+        "pattern": lambda: f"{_name(path)} `{instance}` does not match `{value}`",
     }
     if v in messages:
         yield Problem(path, v, messages[v]())

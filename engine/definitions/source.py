@@ -142,6 +142,7 @@ class _Builder:
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
         self._path = path
+        assert isinstance(node, yaml.ScalarNode), node  # YAML has no fourth kind of node
         return self._scalar(node)
 
     def _block_source(self, node: yaml.ScalarNode) -> str:

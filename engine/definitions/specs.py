@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Mapping, Union
+from typing import Any, Mapping, Union
 
 from engine.conditions.ast import Condition
 from engine.conditions.kinds import FieldKind
@@ -111,6 +111,8 @@ class FormSpec:
     on_submit: tuple[TagSpec | EmitSpec, ...] = ()
     #: ``redeems_coupon``: role (code, customer, phone, amount, store) → field key; submitting redeems.
     redeems_coupon: Mapping[str, str] | None = None
+    #: ``campaign``: part (title, start, end, budget, …) → field key; an approved record becomes a campaign.
+    campaign: Mapping[str, str] | None = None
 
     def field(self, key: str) -> FieldSpec:
         for f in self.fields:
@@ -221,13 +223,18 @@ class ConnectorSpec:
     default: bool = False
     enabled: bool = True
     settings: Mapping[str, object] = field(default_factory=lambda: EMPTY)
-    secrets: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    secrets: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     per_second: float | None = None
     per_minute: float | None = None
     per_recipient_per_minute: float | None = None
     send_window: tuple[time, time] | None = None
     max_attempts: int = 8
     source: Source | None = None
+    #: Prices for campaign costs (issue 14): per SMS segment and recipient,
+    #: per thousand e-mails, or per message; None when not declared (costs 0).
+    price_per_segment: Decimal | None = None
+    price_per_thousand: Decimal | None = None
+    price_per_message: Decimal | None = None
 
 
 # ------------------------------------------------------- shared actions
@@ -479,7 +486,34 @@ class JourneyStep:
     (``s3``, ``s4_else_1``) so that migrating to a new version can match steps."""
 
     id: str
-    action: JourneyAction
+    action: JourneyAction | Any  # a plug-in step's spec is its own type (engine/steps/registry.py)
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """One arm of a rule's experiment: its share (``weight``, relative to the
+    other variants) and what it changes: templates and coupon pools swapped by
+    id (``templates: {winback_sms: winback_sms_b}``), a coupon value."""
+
+    key: str
+    weight: int = 1
+    title: str | None = None
+    title_en: str | None = None
+    templates: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    pools: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    coupon_value: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """A rule's A/B test (engine/experiments.py): ``holdout`` percent of the
+    audience is the control group (enters, is counted, gets no message or
+    coupon of the rule); the rest is split over ``variants`` by weight.
+    ``salt`` reshuffles the assignment (change it for a new test)."""
+
+    holdout: int = 0
+    salt: str = ""
+    variants: tuple[VariantSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -504,6 +538,7 @@ class RuleSpec:
     catch_up: str = "fire_late"
     exit_when: Condition | None = None
     source: Source | None = None
+    experiment: ExperimentSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -554,7 +589,47 @@ class FeedbackTagsSpec:
     source: Source | None = None
 
 
+@dataclass(frozen=True)
+class TargetSpec:
+    """A campaign target: ``metric`` is a field of ``CampaignKpis``."""
+
+    metric: str
+    target: Decimal
+
+
+@dataclass(frozen=True)
+class CostSpec:
+    """A cost a campaign definition declares up front."""
+
+    category: str
+    amount: Decimal
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class CampaignSpec:
+    """A campaign defined in YAML (issue 14): dates are local calendar days in
+    the business time zone, ``end`` inclusive."""
+
+    id: str
+    title: str
+    start: date
+    end: date
+    title_en: str | None = None
+    description: str | None = None
+    owner: str | None = None
+    channel: str | None = None
+    budget: Decimal | None = None
+    attribution_window: timedelta = timedelta(days=7)
+    rules: tuple[str, ...] = ()
+    coupon_pools: tuple[str, ...] = ()
+    forms: tuple[str, ...] = ()
+    targets: tuple[TargetSpec, ...] = ()
+    costs: tuple[CostSpec, ...] = ()
+    source: Source | None = None
+
+
 Spec = Union[
     FormSpec, FieldsetSpec, RoleSpec, SegmentSpec, CouponPoolSpec, TemplateSpec,
-    ConnectorSpec, WorkflowSpec, RuleSpec, CalendarSpec, FeedbackTagsSpec,
+    ConnectorSpec, WorkflowSpec, RuleSpec, CalendarSpec, FeedbackTagsSpec, CampaignSpec,
 ]

@@ -68,6 +68,7 @@ MESSAGES: Mapping[str, tuple[str, str]] = MappingProxyType({
                  "Too many redemptions at this store or device in the last hour; try again later"),
     "coupon_blacklisted": ("该手机号或设备不能使用本券", "This phone or device may not redeem this coupon"),
     "coupon_not_new_customer": ("本券仅限新顾客（首单）使用", "This coupon is for new customers (a first order) only"),
+    "insufficient_points": ("积分不足，当前可用 {balance} 分", "Not enough points: {balance} available"),
     "coupon_not_stackable": ("本券不能与同一订单的其他优惠券叠加", "This coupon cannot be combined with another on the same order"),
 })
 

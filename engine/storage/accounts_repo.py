@@ -71,6 +71,20 @@ def usernames(session: Session, ids: Iterable[int]) -> dict[int, str]:
     return {uid: name for uid, name in rows}
 
 
+def user_ids(session: Session, names: Iterable[str]) -> dict[str, int]:
+    """``{username: id}`` for the given user names (unknown names are left out)."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    return {name: uid for uid, name in session.execute(select(User.id, User.username)
+                                                         .where(User.username.in_(wanted)))}
+
+
+def all_usernames(session: Session) -> list[str]:
+    """Every user name (for "did you mean" on a name that is not one)."""
+    return list(session.scalars(select(User.username).order_by(User.username)))
+
+
 def add_user(
     session: Session, *, username: str, password_hash: str | None, roles: Iterable[str],
     now: datetime, display_name: str | None = None, email: str | None = None,

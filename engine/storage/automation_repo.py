@@ -35,14 +35,17 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from engine.conditions.ast import Condition
+from engine.experiments import Assignment
 from engine.storage.bulk import (
-    _dialect_name,
-    _insert,
+    dialect_name,
+    dialect_insert,
     insert_ignore,
     insert_ignore_from_select,
 )
 from engine.storage.condition_sql import customer_rows, customer_where
+from engine.storage.experiment_sql import arm_column
 from engine.storage.models import (
+    COUNTED_ORDER_STATUSES,
     Coupon,
     Customer,
     CustomerTag,
@@ -99,7 +102,7 @@ __all__ = [
     "record_run",
     "remove_tags",
     "set_customer_fields",
-    "update_journeys",
+    "update_journey_rows",
     "users_by_id",
     "users_in_role",
 ]
@@ -130,7 +133,7 @@ def _date_clause(session: Session, f: DateFilter) -> ColumnElement[bool]:
             lo = datetime.combine(f.on, datetime.min.time())
             return and_(column >= lo, column < lo + timedelta(days=1))
         return column == f.on
-    if _dialect_name(session) == "sqlite":
+    if dialect_name(session) == "sqlite":
         month = func.cast(func.strftime("%m", column), Integer)
         day = func.cast(func.strftime("%d", column), Integer)
     else:
@@ -169,7 +172,7 @@ def enter_customers(
     segments: Mapping[str, Condition], now: datetime, db_now: datetime, period_key: str, start_pc: int,
     start_step: str | None, rolling_since: datetime | None = None, date_filter: DateFilter | None = None,
     limit: int | None = None, state: Mapping[str, Any] | None = None,
-    extra: Sequence[ColumnElement[bool]] = (),
+    extra: Sequence[ColumnElement[bool]] = (), assignment: Assignment | None = None,
 ) -> int:
     """Enter every customer matching ``audience`` (and ``date_filter``) into the
     rule's journeys: one ``INSERT … SELECT … ON CONFLICT DO NOTHING``.
@@ -177,7 +180,8 @@ def enter_customers(
     ``now`` (aware) fixes relative date tests; ``db_now`` (naive UTC) is the
     entry and due time. ``rolling_since``: skip customers with a journey of the
     rule that began after it (the ``once_per`` rolling window). ``extra``:
-    more WHERE clauses over ``customers``. Returns rows inserted.
+    more WHERE clauses over ``customers``. ``assignment``: the rule's
+    experiment, whose arm each journey is written with. Returns rows inserted.
     """
     where = entry_where(session, rule_id=rule_id, audience=audience, segments=segments, now=now,
                         rolling_since=rolling_since, date_filter=date_filter)
@@ -186,10 +190,10 @@ def enter_customers(
         literal(rule_id, String), literal(rule_version, Integer), literal("customer", String), _cust.c.id,
         literal(period_key, String), literal(start_pc, Integer), literal(start_step, String),
         literal("active", String), literal(db_now, DateTime), literal(db_now, DateTime),
-        literal(1, Integer),
+        literal(1, Integer), arm_column(assignment, "customers.id"),
     ).where(*where)
     columns = ["rule_id", "rule_version", "subject_type", "subject_id", "period_key", "step_index", "step_id",
-               "status", "due_at", "entered_at", "version"]
+               "status", "due_at", "entered_at", "version", "arm"]
     if limit is not None:
         sel = sel.order_by(_cust.c.id).limit(limit)
     return insert_ignore_from_select(session, _j, columns, sel)
@@ -243,7 +247,7 @@ def enter_records(
     session: Session, *, rule_id: str, rule_version: int, form_id: str, where: Condition | None,
     form_fields: Mapping[str, Any], segments: Mapping[str, Condition], now: datetime, db_now: datetime,
     period_key: str, start_pc: int, start_step: str | None, rolling_since: datetime | None = None,
-    limit: int | None = None,
+    limit: int | None = None, assignment: Assignment | None = None,
 ) -> int:
     """Enter every record of ``form_id`` whose data matches ``where`` (compiled
     by :func:`condition_sql.record_where`) into the rule's journeys as subject
@@ -263,11 +267,12 @@ def enter_records(
         literal(rule_id, String), literal(rule_version, Integer), literal("record", String), _records.c.id,
         literal(period_key, String), literal(start_pc, Integer), literal(start_step, String),
         literal("active", String), literal(db_now, DateTime), literal(db_now, DateTime), literal(1, Integer),
+        arm_column(assignment, "records.id"),
     ).where(*clauses)
     if limit is not None:
         sel = sel.order_by(_records.c.id).limit(limit)
     columns = ["rule_id", "rule_version", "subject_type", "subject_id", "period_key", "step_index", "step_id",
-               "status", "due_at", "entered_at", "version"]
+               "status", "due_at", "entered_at", "version", "arm"]
     return insert_ignore_from_select(session, _j, columns, sel)
 
 
@@ -316,10 +321,11 @@ class JourneyRow:
     due_at: datetime | None
     entered_at: datetime
     state: dict[str, Any] | None
+    arm: str | None = None              # the experiment arm (engine/experiments.py)
 
 
 _JCOLS = (_j.c.id, _j.c.rule_id, _j.c.rule_version, _j.c.subject_type, _j.c.subject_id, _j.c.period_key,
-          _j.c.step_index, _j.c.step_id, _j.c.status, _j.c.due_at, _j.c.entered_at, _j.c.state)
+          _j.c.step_index, _j.c.step_id, _j.c.status, _j.c.due_at, _j.c.entered_at, _j.c.state, _j.c.arm)
 
 
 def claim_due(session: Session, *, db_now: datetime, batch: int,
@@ -335,26 +341,12 @@ def claim_due(session: Session, *, db_now: datetime, batch: int,
     if rule_ids is not None:
         pick = pick.where(_j.c.rule_id.in_(list(rule_ids)))
     pick = pick.order_by(_j.c.due_at, _j.c.id).limit(batch)
-    if _dialect_name(session) == "postgresql":
+    if dialect_name(session) == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
     stmt = update(_j).where(_j.c.id.in_(pick.scalar_subquery())).values(version=_j.c.version + 1).returning(*_JCOLS)
     rows = [JourneyRow(*r) for r in session.execute(stmt)]
     rows.sort(key=lambda r: r.id)
     return rows
-
-
-_UPDATE_JOURNEY = (
-    update(_j).where(_j.c.id == bindparam("jid"))
-    .values(step_index=bindparam("step_index"), step_id=bindparam("step_id"), status=bindparam("status"),
-            due_at=bindparam("due_at"), state=bindparam("state"))
-)
-
-
-def update_journeys(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Write back journeys after a batch: ``jid``, ``step_index``, ``step_id``,
-    ``status``, ``due_at`` (naive UTC), ``state`` per row (one executemany)."""
-    if rows:
-        session.connection().execute(_UPDATE_JOURNEY, list(rows))
 
 
 def journeys_of(session: Session, rule_id: str) -> list[JourneyRow]:
@@ -394,11 +386,14 @@ def coupons_of_journeys(session: Session, journey_ids: Collection[int]) -> dict[
 
 
 def latest_orders(session: Session, customer_ids: Collection[int]) -> dict[int, datetime]:
-    """Each customer's latest order time (paid orders)."""
+    """Each customer's latest order time, of the orders that count (paid and
+    partially refunded: :data:`COUNTED_ORDER_STATUSES`, as the aggregates and
+    order windows count them; a partial refund does not undo the purchase)."""
     out: dict[int, datetime] = {}
     for chunk in _chunks(list(customer_ids)):
         stmt = (select(_orders.c.customer_id, func.max(_orders.c.placed_at))
-                .where(_orders.c.customer_id.in_(chunk), _orders.c.status == "paid").group_by(_orders.c.customer_id))
+                .where(_orders.c.customer_id.in_(chunk), _orders.c.status.in_(COUNTED_ORDER_STATUSES))
+                .group_by(_orders.c.customer_id))
         out.update({int(c): t for c, t in session.execute(stmt) if t is not None})
     return out
 
@@ -459,17 +454,7 @@ def users_in_role(session: Session, role: str) -> list[dict[str, Any]]:
 def insert_coupons(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert issued coupons (one executemany; a clashing code is skipped)."""
     if rows:
-        session.connection().execute(_insert(_dialect_name(session), _coupons).on_conflict_do_nothing(), list(rows))
-
-
-def add_tags(session: Session, pairs: Collection[tuple[int, str]]) -> int:
-    return insert_ignore(session, _tags, [{"customer_id": c, "tag": t} for c, t in sorted(pairs)])
-
-
-def remove_tags(session: Session, pairs: Collection[tuple[int, str]]) -> None:
-    if pairs:
-        stmt = delete(_tags).where(_tags.c.customer_id == bindparam("c"), _tags.c.tag == bindparam("t"))
-        session.connection().execute(stmt, [{"c": c, "t": t} for c, t in sorted(pairs)])
+        session.connection().execute(dialect_insert(dialect_name(session), _coupons).on_conflict_do_nothing(), list(rows))
 
 
 def set_customer_fields(session: Session, customer_id: int, values: Mapping[str, Any], db_now: datetime) -> None:
@@ -493,7 +478,7 @@ def fetch_events(session: Session, *, names: Collection[str], batch: int) -> lis
     stmt = (select(_events.c.id, _events.c.name, _events.c.subject_type, _events.c.subject_id, _events.c.payload,
                    _events.c.created_at)
             .where(_events.c.processed_at.is_(None)).order_by(_events.c.id).limit(batch))
-    if _dialect_name(session) == "postgresql":
+    if dialect_name(session) == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     return [dict(r._mapping) for r in session.execute(stmt)]
 
@@ -522,7 +507,7 @@ def claim_occurrence(session: Session, *, rule_id: str, rule_version: int, sched
                      db_now: datetime) -> int | None:
     """Insert the run row of a schedule occurrence; its id, or None when
     another scheduler (or an earlier attempt that committed) already has it."""
-    stmt = (_insert(_dialect_name(session), _runs)
+    stmt = (dialect_insert(dialect_name(session), _runs)
             .values(rule_id=rule_id, rule_version=rule_version, kind="schedule", scheduled_for=scheduled_for,
                     started_at=db_now)
             .on_conflict_do_nothing().returning(_runs.c.id))
@@ -543,7 +528,7 @@ def record_run(session: Session, *, run_id: int | None = None, rule_id: str, rul
 
 
 
-# --- set-based batch writes (the journey fast path) ------------------------------
+# --- set-based batch writes (a claimed batch of journeys) ------------------------
 #
 # A batch's per-row values travel as ONE JSON document (an array of arrays)
 # bound to ``:doc`` and unpacked by the database (``json_each`` on SQLite,
@@ -588,86 +573,27 @@ def _ids_clause(session: Session, column: Any, ids: Sequence[int]) -> tuple[Colu
     from sqlalchemy.dialects.postgresql import ARRAY
     from sqlalchemy.types import BigInteger
 
-    if _dialect_name(session) == "postgresql":
+    if dialect_name(session) == "postgresql":
         return column == any_(bindparam("ids", type_=ARRAY(BigInteger))), {"ids": list(ids)}
     sub = select(literal_column("value")).select_from(func.json_each(bindparam("ids", type_=String)))
     return column.in_(sub.scalar_subquery()), {"ids": _dumps(list(ids))}
 
 
-#: Customer columns the fast path loads, in order (the predicate row's scalar fields first).
-def fast_customer_columns() -> list[str]:
+def customer_columns() -> list[str]:
     from engine.conditions.customer_fields import CUSTOMER_FIELDS
     from engine.conditions.kinds import FieldKind
 
+    """Customer columns a template may name, the predicate row's scalar fields first."""
     names = ["id"] + [f for f, k in CUSTOMER_FIELDS.items() if k is not FieldKind.LIST and "." not in f]
     return names + ["timezone", "external_id", "attrs"]
 
 
-def fast_customers(session: Session, ids: Sequence[int], columns: Sequence[str],
-                   consent_channels: Collection[str] = ()) -> tuple[list[str], dict[int, tuple[Any, ...]]]:
-    """Customers ``ids`` in one query: (column names, {id: values}) with
-    ``id``, ``columns`` (of :func:`fast_customer_columns`), then
-    ``consent.<channel>`` (any granted consent row) per channel of ``consent_channels``."""
-    from engine.storage.models import Consent
-
-    consents: Table = Consent.__table__  # type: ignore[assignment]
-    names = ["id"] + [c for c in dict.fromkeys(columns) if c != "id"]
-    cols: list[Any] = [_cust.c[n] for n in names]
-    channels = sorted(set(consent_channels))
-    for channel in channels:
-        cols.append(exists().where(consents.c.customer_id == _cust.c.id, consents.c.channel == channel,
-                                   consents.c.granted == true()).correlate(_cust).label(f"consent_{channel}"))
-    names += [f"consent.{c}" for c in channels]
-    out: dict[int, tuple[Any, ...]] = {}
-    if ids:
-        clause, params = _ids_clause(session, _cust.c.id, ids)
-        for row in session.execute(select(*cols).where(clause), params):
-            out[row[0]] = tuple(row)
-    return names, out
-
-
-def insert_coupon_rows(session: Session, rows: Sequence[Sequence[Any]], *, pool_id: str, value: Any,
-                       issued_at: datetime, expires_at: datetime | None) -> int:
-    """Issue coupons of one pool: ``rows`` are [journey_id, customer_id, code].
-    One ``INSERT … SELECT``; a clashing code is skipped. Returns rows inserted
-    (fewer than ``rows`` means a code clashed: the caller retries)."""
-    if not rows:
-        return 0
-    from sqlalchemy import Numeric, text
-
-    dialect = _dialect_name(session)
-    src = json_rows(dialect, [("jid", "int"), ("cid", "int"), ("code", "text")])
-    where = " WHERE true" if dialect == "sqlite" else ""
-    stmt = text(
-        f"INSERT INTO coupons (pool_id, code, customer_id, value, issued_at, expires_at, journey_id, status) "
-        f"SELECT :pool, v.code, v.cid, :value, :issued, :expires, v.jid, 'issued' FROM {src}{where} "
-        f"ON CONFLICT DO NOTHING"
-    ).bindparams(bindparam("issued", type_=DateTime()), bindparam("expires", type_=DateTime()),
-                 bindparam("value", type_=Numeric(14, 2)))
-    result = session.connection().execute(
-        stmt.execution_options(preserve_rowcount=True),
-        {"doc": _dumps(rows), "pool": pool_id, "value": value, "issued": issued_at, "expires": expires_at})
-    return int(result.rowcount)
-
-
-def delete_coupon_codes(session: Session, pairs: Sequence[Sequence[Any]]) -> None:
-    """Take back coupons by [journey_id, code] (a batch whose codes clashed,
-    before retrying; a clashing coupon of another journey stays)."""
-    if pairs:
-        from sqlalchemy import text
-
-        src = json_rows(_dialect_name(session), [("jid", "int"), ("code", "text")])
-        session.connection().execute(
-            text(f"DELETE FROM coupons WHERE (journey_id, code) IN (SELECT v.jid, v.code FROM {src})"),
-            {"doc": _dumps(list(pairs))})
-
-
-def add_tag_rows(session: Session, pairs: Collection[tuple[int, str]]) -> None:
+def add_tags(session: Session, pairs: Collection[tuple[int, str]]) -> None:
     """Add (customer_id, tag) pairs in one ``INSERT … SELECT``, skipping existing ones."""
     if pairs:
         from sqlalchemy import text
 
-        dialect = _dialect_name(session)
+        dialect = dialect_name(session)
         src = json_rows(dialect, [("cid", "int"), ("tag", "text")])
         where = " WHERE true" if dialect == "sqlite" else ""
         session.connection().execute(
@@ -675,12 +601,12 @@ def add_tag_rows(session: Session, pairs: Collection[tuple[int, str]]) -> None:
                  f"ON CONFLICT DO NOTHING"), {"doc": _dumps(sorted(pairs))})
 
 
-def remove_tag_rows(session: Session, pairs: Collection[tuple[int, str]]) -> None:
+def remove_tags(session: Session, pairs: Collection[tuple[int, str]]) -> None:
     """Remove (customer_id, tag) pairs in one ``DELETE``."""
     if pairs:
         from sqlalchemy import text
 
-        src = json_rows(_dialect_name(session), [("cid", "int"), ("tag", "text")])
+        src = json_rows(dialect_name(session), [("cid", "int"), ("tag", "text")])
         session.connection().execute(
             text(f"DELETE FROM customer_tags WHERE (customer_id, tag) IN (SELECT v.cid, v.tag FROM {src})"),
             {"doc": _dumps(sorted(pairs))})
@@ -692,7 +618,7 @@ def update_journey_rows(session: Session, rows: Sequence[Sequence[Any]]) -> None
     if rows:
         from sqlalchemy import text
 
-        src = json_rows(_dialect_name(session), [("jid", "int"), ("pc", "int"), ("sid", "text"), ("st", "text"),
+        src = json_rows(dialect_name(session), [("jid", "int"), ("pc", "int"), ("sid", "text"), ("st", "text"),
                                                  ("due", "time"), ("state", "json")])
         session.connection().execute(
             text(f"UPDATE journeys SET step_index = v.pc, step_id = v.sid, status = v.st, due_at = v.due, "

@@ -20,7 +20,6 @@ import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
-from urllib.parse import parse_qs
 
 from sqlalchemy import Engine, inspect, select, table, literal_column
 from sqlalchemy.engine import URL

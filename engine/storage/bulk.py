@@ -36,7 +36,7 @@ def insert_ignore(
         return 0
     target = _table(table)
     stmt = (
-        _insert(_dialect_name(session), target)
+        dialect_insert(dialect_name(session), target)
         .on_conflict_do_nothing()
         .returning(*target.primary_key.columns)
     )
@@ -55,13 +55,13 @@ def insert_ignore_from_select(
     The audience of a rule goes straight from a compiled WHERE clause into
     journeys in one statement, never through Python. Returns rows inserted.
     """
-    dialect = _dialect_name(session)
+    dialect = dialect_name(session)
     target = _table(table)
     if dialect == "sqlite":
         # SQLite cannot tell "ON CONFLICT" of the INSERT from a join's ON in a
         # bare SELECT; its documentation prescribes a WHERE clause (here: true).
         select = select.where(_always_true())
-    stmt = _insert(dialect, target).from_select(list(columns), select)
+    stmt = dialect_insert(dialect, target).from_select(list(columns), select)
     result = session.connection().execute(
         stmt.on_conflict_do_nothing().execution_options(preserve_rowcount=True)
     )
@@ -79,14 +79,14 @@ def _table(table: Table | type[DeclarativeBase]) -> Table:
     return table.__table__  # type: ignore[return-value]
 
 
-def _dialect_name(session: Session) -> str:
+def dialect_name(session: Session) -> str:
     name = session.get_bind().dialect.name
     if name not in ("sqlite", "postgresql"):
         raise NotImplementedError(f"insert_ignore does not support the {name} dialect")
     return name
 
 
-def _insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
+def dialect_insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
     if dialect == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from typing import cast as cast_to  # sqlalchemy's cast is the SQL one
 
 from sqlalchemy import (
     BigInteger,
@@ -92,7 +93,7 @@ def record_where(
     Raises:
         ConditionError: unknown field or segment, segment cycle, bad operand.
     """
-    return _RecordCompiler(form_fields, now, segments).compile(cond)
+    return RecordCompiler(form_fields, now, segments).compile(cond)
 
 
 # --- the shared compiler -----------------------------------------------------
@@ -264,7 +265,7 @@ class _CustomerCompiler(_Compiler):
 
         op, value = node.op, node.value
         if op == "between":
-            lo, hi = value  # type: ignore[misc]
+            lo, hi = cast_to("tuple[Any, Any]", value)
             passes = and_(figure >= bound(lo), figure <= bound(hi))
         else:
             passes = {"eq": figure.__eq__, "ne": figure.__ne__, "gt": figure.__gt__, "gte": figure.__ge__,
@@ -317,7 +318,8 @@ def customer_rows(session: Session, customer_ids: Iterable[int], *,
             placed = select(_orders.c.customer_id, _orders.c.placed_at, _orders.c.net_amount, _orders.c.status).where(
                 _orders.c.customer_id.in_(chunk), _orders.c.placed_at >= orders_since)
             for cid, at, amount, status in session.execute(placed):
-                rows[cid]["orders"].append({"placed_at": at, "amount": amount, "status": status})  # type: ignore[union-attr]
+                cast_to("list[dict[str, Any]]", rows[cid]["orders"]).append(
+                    {"placed_at": at, "amount": amount, "status": status})
     return rows
 
 
@@ -341,7 +343,7 @@ def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
 # --- records (JSON) -----------------------------------------------------------
 
 
-class _RecordCompiler(_Compiler):
+class RecordCompiler(_Compiler):
     def sql_value(self, kind: FieldKind, value: Any) -> Any:
         # JSON holds dates as ISO text; compare text with text.
         if kind is FieldKind.DATETIME and isinstance(value, datetime):
@@ -352,28 +354,28 @@ class _RecordCompiler(_Compiler):
 
     def scalar(self, field: str, kind: FieldKind) -> ColumnElement[Any]:
         if kind is FieldKind.NUMBER:
-            return _JsonNumber(*_path_args(field))
+            return _JsonNumber(*path_args(field))
         if kind is FieldKind.BOOL:
-            return _JsonBool(*_path_args(field))
+            return _JsonBool(*path_args(field))
         if kind is FieldKind.DATE:
-            return _JsonIsoDate(*_path_args(field))
+            return _JsonIsoDate(*path_args(field))
         if kind is FieldKind.DATETIME:
-            return _JsonIsoDateTime(*_path_args(field))
-        return _JsonText(*_path_args(field))
+            return _JsonIsoDateTime(*path_args(field))
+        return _JsonText(*path_args(field))
 
     def is_empty(self, field: str, kind: FieldKind) -> ColumnElement[bool]:
         if kind is FieldKind.LIST:
-            return not_(_JsonListNonEmpty(*_path_args(field)))
+            return not_(_JsonListNonEmpty(*path_args(field)))
         value = self.scalar(field, kind)
         if kind in (FieldKind.TEXT, FieldKind.DATE, FieldKind.DATETIME):
             return or_(value.is_(None), value == "")
         return value.is_(None)
 
     def list_contains(self, field: str, item: str) -> ColumnElement[bool]:
-        return _JsonListContains(*_path_args(field), bindparam(None, item, type_=String()))
+        return _JsonListContains(*path_args(field), bindparam(None, item, type_=String()))
 
 
-def _path_args(field: str) -> tuple[Any, ...]:
+def path_args(field: str) -> tuple[Any, ...]:
     """``records.data`` plus the key path in each backend's spelling, as binds."""
     keys = field.split(".")
     sqlite_path = "$" + "".join('."' + k.replace('"', '\\"') + '"' for k in keys)
@@ -385,19 +387,19 @@ def _path_args(field: str) -> tuple[Any, ...]:
     )
 
 
-class _JsonFn(FunctionElement[Any]):
+class JsonFn(FunctionElement[Any]):
     """``fn(data, sqlite_path, pg_path[, item])``, compiled per backend below."""
 
     inherit_cache = True
 
 
-class _JsonText(_JsonFn):
+class _JsonText(JsonFn):
     inherit_cache = True
     type = String()
     name = "pf_json_text"
 
 
-class _JsonIsoDate(_JsonFn):
+class _JsonIsoDate(JsonFn):
     """ISO date text of the stored shape, ordered byte-wise (``COLLATE "C"``)."""
 
     inherit_cache = True
@@ -405,7 +407,7 @@ class _JsonIsoDate(_JsonFn):
     name = "pf_json_iso_date"
 
 
-class _JsonIsoDateTime(_JsonFn):
+class _JsonIsoDateTime(JsonFn):
     """Canonical datetime text, ordered byte-wise (``COLLATE "C"``)."""
 
     inherit_cache = True
@@ -413,31 +415,31 @@ class _JsonIsoDateTime(_JsonFn):
     name = "pf_json_iso_datetime"
 
 
-class _JsonNumber(_JsonFn):
+class _JsonNumber(JsonFn):
     inherit_cache = True
     type = Numeric(asdecimal=True)
     name = "pf_json_number"
 
 
-class _JsonBool(_JsonFn):
+class _JsonBool(JsonFn):
     inherit_cache = True
     type = Boolean()
     name = "pf_json_bool"
 
 
-class _JsonListNonEmpty(_JsonFn):
+class _JsonListNonEmpty(JsonFn):
     inherit_cache = True
     type = Boolean()
     name = "pf_json_list_nonempty"
 
 
-class _JsonListContains(_JsonFn):
+class _JsonListContains(JsonFn):
     inherit_cache = True
     type = Boolean()
     name = "pf_json_list_contains"
 
 
-def _args(element: _JsonFn, compiler: Any, **kw: Any) -> list[str]:
+def json_fn_args(element: JsonFn, compiler: Any, **kw: Any) -> list[str]:
     return [compiler.process(c, **kw) for c in element.clauses]
 
 
@@ -451,8 +453,8 @@ _SQLITE_TYPES = {
 @compiles(_JsonText, "sqlite")
 @compiles(_JsonNumber, "sqlite")
 @compiles(_JsonBool, "sqlite")
-def _sqlite_scalar(element: _JsonFn, compiler: Any, **kw: Any) -> str:
-    data, path, _ = _args(element, compiler, **kw)
+def _sqlite_scalar(element: JsonFn, compiler: Any, **kw: Any) -> str:
+    data, path, _ = json_fn_args(element, compiler, **kw)
     return (
         f"CASE WHEN json_type({data}, {path}) IN {_SQLITE_TYPES[type(element)]} "
         f"THEN json_extract({data}, {path}) END"
@@ -460,14 +462,14 @@ def _sqlite_scalar(element: _JsonFn, compiler: Any, **kw: Any) -> str:
 
 
 @compiles(_JsonListNonEmpty, "sqlite")
-def _sqlite_nonempty(element: _JsonFn, compiler: Any, **kw: Any) -> str:
-    data, path, _ = _args(element, compiler, **kw)
+def _sqlite_nonempty(element: JsonFn, compiler: Any, **kw: Any) -> str:
+    data, path, _ = json_fn_args(element, compiler, **kw)
     return f"(coalesce(json_type({data}, {path}) = 'array' AND json_array_length({data}, {path}) > 0, 0) = 1)"
 
 
 @compiles(_JsonListContains, "sqlite")
-def _sqlite_contains(element: _JsonFn, compiler: Any, **kw: Any) -> str:
-    data, path, _, item = _args(element, compiler, **kw)
+def _sqlite_contains(element: JsonFn, compiler: Any, **kw: Any) -> str:
+    data, path, _, item = json_fn_args(element, compiler, **kw)
     return (
         f"(coalesce(json_type({data}, {path}) = 'array', 0) = 1 AND EXISTS "
         f"(SELECT 1 FROM json_each({data}, {path}) AS pf_je "
@@ -482,17 +484,17 @@ _PG_SCALAR = {
 }
 
 
-def _pg_value(data: str, path: str) -> str:
+def pg_value(data: str, path: str) -> str:
     return f"({data} #> CAST({path} AS TEXT[]))"
 
 
 @compiles(_JsonText, "postgresql")
 @compiles(_JsonNumber, "postgresql")
 @compiles(_JsonBool, "postgresql")
-def _pg_scalar(element: _JsonFn, compiler: Any, **kw: Any) -> str:
-    data, _, path = _args(element, compiler, **kw)
+def _pg_scalar(element: JsonFn, compiler: Any, **kw: Any) -> str:
+    data, _, path = json_fn_args(element, compiler, **kw)
     json_type, cast = _PG_SCALAR[type(element)]
-    value = _pg_value(data, path)
+    value = pg_value(data, path)
     text = f"({value} #>> '{{}}')"
     # CASE guards the cast: it only runs on values of the right JSON type.
     return f"CASE WHEN jsonb_typeof({value}) = '{json_type}' THEN {cast.format(v=text)} END"
@@ -515,8 +517,8 @@ _PG_REGEX = {
 
 @compiles(_JsonIsoDate, "sqlite")
 @compiles(_JsonIsoDateTime, "sqlite")
-def _sqlite_iso(element: _JsonFn, compiler: Any, **kw: Any) -> str:
-    data, path, _ = _args(element, compiler, **kw)
+def _sqlite_iso(element: JsonFn, compiler: Any, **kw: Any) -> str:
+    data, path, _ = json_fn_args(element, compiler, **kw)
     value = f"json_extract({data}, {path})"
     shape = " OR ".join(f"{value} GLOB '{glob}'" for glob in _SQLITE_GLOBS[type(element)])
     return f"CASE WHEN json_type({data}, {path}) = 'text' AND ({shape}) THEN {value} END"
@@ -524,9 +526,9 @@ def _sqlite_iso(element: _JsonFn, compiler: Any, **kw: Any) -> str:
 
 @compiles(_JsonIsoDate, "postgresql")
 @compiles(_JsonIsoDateTime, "postgresql")
-def _pg_iso(element: _JsonFn, compiler: Any, **kw: Any) -> str:
-    data, _, path = _args(element, compiler, **kw)
-    value = _pg_value(data, path)
+def _pg_iso(element: JsonFn, compiler: Any, **kw: Any) -> str:
+    data, _, path = json_fn_args(element, compiler, **kw)
+    value = pg_value(data, path)
     text = f"({value} #>> '{{}}')"
     # Only values of the stored shape count; they compare as text in byte order,
     # whatever the database's collation.
@@ -537,16 +539,16 @@ def _pg_iso(element: _JsonFn, compiler: Any, **kw: Any) -> str:
 
 
 @compiles(_JsonListNonEmpty, "postgresql")
-def _pg_nonempty(element: _JsonFn, compiler: Any, **kw: Any) -> str:
-    data, _, path = _args(element, compiler, **kw)
-    value = _pg_value(data, path)
+def _pg_nonempty(element: JsonFn, compiler: Any, **kw: Any) -> str:
+    data, _, path = json_fn_args(element, compiler, **kw)
+    value = pg_value(data, path)
     return f"coalesce(jsonb_typeof({value}) = 'array' AND {value} <> '[]'::jsonb, false)"
 
 
 @compiles(_JsonListContains, "postgresql")
-def _pg_contains(element: _JsonFn, compiler: Any, **kw: Any) -> str:
-    data, _, path, item = _args(element, compiler, **kw)
-    value = _pg_value(data, path)
+def _pg_contains(element: JsonFn, compiler: Any, **kw: Any) -> str:
+    data, _, path, item = json_fn_args(element, compiler, **kw)
+    value = pg_value(data, path)
     return (
         f"coalesce(jsonb_typeof({value}) = 'array' AND "
         f"{value} @> jsonb_build_array(CAST({item} AS TEXT)), false)"

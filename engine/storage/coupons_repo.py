@@ -18,6 +18,8 @@ from sqlalchemy import Connection, DateTime, Numeric, Table, bindparam, event, f
 from sqlalchemy.orm import Session
 
 from engine.storage.models import Coupon, Customer, Event, Order, RedemptionAttempt
+from engine.storage.workflows_repo import Db as DriverDb
+from engine.storage.workflows_repo import Prepared
 
 _c: Table = Coupon.__table__  # type: ignore[assignment]
 _cu: Table = Customer.__table__  # type: ignore[assignment]
@@ -33,6 +35,19 @@ Db = Session | Connection
 
 def _conn(db: Db) -> Connection:
     return db if isinstance(db, Connection) else db.connection()
+
+
+def connection_of(db: Db) -> Connection:
+    """The connection a session's statements run on (a connection is its own)."""
+    return _conn(db)
+
+
+def _driver(db: Db) -> DriverDb:
+    """The driver connection under ``db``, in its transaction: the redemption's
+    few statements run on it compiled once (:class:`Prepared`), without
+    SQLAlchemy's per-execution work, which cost as much as the statements."""
+    conn = _conn(db)
+    return DriverDb(conn.connection.driver_connection, conn.dialect)
 
 
 @dataclass(frozen=True)
@@ -96,6 +111,7 @@ def _facts_query() -> Any:
 
 
 _FIND_WITH_FACTS = _facts_query()
+_FIND_WITH_FACTS_PREPARED = Prepared(_FIND_WITH_FACTS)
 
 
 @dataclass(frozen=True)
@@ -115,9 +131,13 @@ def find_with_counts(session: Db, code: str, *, order_id: str | None, phone: str
     by its customer, by ``phone`` (as the request gave it, normalized), at ``store``
     and on ``device`` since ``since``, and whether another coupon is redeemed
     on ``order_id``: one statement."""
-    row = _conn(session).execute(_FIND_WITH_FACTS, {
-        "code": code, "order_id": order_id, "phone": phone, "store": store, "device": device, "since": since,
-    }).first()
+    params = {"code": code, "order_id": order_id, "phone": phone, "store": store, "device": device, "since": since}
+    conn = _conn(session)
+    if conn.dialect.name == "sqlite":  # psycopg's NUMERIC results need the column's type from the cursor: SQLAlchemy
+        rows = _driver(conn).rows(_FIND_WITH_FACTS_PREPARED, params)
+        row = rows[0] if rows else None
+    else:
+        row = conn.execute(_FIND_WITH_FACTS, params).first()
     if row is None:
         return None
     base, extra = row[:len(_COLS)], row[len(_COLS):]
@@ -131,16 +151,20 @@ def find_coupon(session: Db, code: str, *, order_id: str | None = None) -> Coupo
     conn = _conn(session)
     if order_id is None:
         row = conn.execute(_FIND, {"code": code}).first()
-        return CouponRow(*row) if row is not None else None
+        return CouponRow(*list(row)) if row is not None else None
     row = conn.execute(_FIND_WITH_ORDER, {"code": code, "order_id": order_id}).first()
-    return CouponRow(*row[:-1], other_on_order=row[-1] is not None) if row is not None else None
+    if row is None:
+        return None
+    values = list(row)
+    values[-1] = values[-1] is not None  # the last column: another coupon's id on that order, or NULL
+    return CouponRow(*values)
 
 
 def coupons_of_customer(session: Session, customer_id: int, *, limit: int = 50) -> list[CouponRow]:
     """A customer's coupons, newest first (the till shows which are still usable)."""
     rows = session.execute(select(*_COLS).select_from(_FROM).where(_c.c.customer_id == customer_id)
                            .order_by(_c.c.issued_at.desc(), _c.c.id.desc()).limit(limit))
-    return [CouponRow(*r) for r in rows]
+    return [CouponRow(*list(r)) for r in rows]
 
 
 def _count(by: Any, since: bool) -> Any:
@@ -154,7 +178,7 @@ _COUNTS = {("customer", False): _count(_c.c.customer_id, False), ("phone", False
            ("store", True): _count(_c.c.redeemed_store, True), ("device", True): _count(_c.c.redeemed_device, True)}
 
 
-def count_redeemed(session: Session, pool_id: str, *, by: str, value: Any, since: datetime | None = None) -> int:
+def count_redeemed(session: Db, pool_id: str, *, by: str, value: Any, since: datetime | None = None) -> int:
     """Coupons of ``pool_id`` redeemed by a ``customer``, a ``phone``, at a
     ``store`` or a ``device`` (the latter two since a time): one count over the
     partial ``ix_coupons_redeemed_*`` indexes (or the customer/pool index)."""
@@ -162,10 +186,10 @@ def count_redeemed(session: Session, pool_id: str, *, by: str, value: Any, since
     params = {"pool_id": pool_id, "value": value}
     if since is not None:
         params["since"] = since
-    return int(session.connection().execute(stmt, params).scalar_one())
+    return int(_conn(session).execute(stmt, params).scalar_one())
 
 
-def earlier_paid_orders(session: Session, customer_id: int, *, except_order: str | None) -> int:
+def earlier_paid_orders(session: Db, customer_id: int, *, except_order: str | None) -> int:
     """The customer's paid orders other than ``except_order`` (its external id)."""
     where = [_o.c.customer_id == customer_id, _o.c.status == "paid"]
     if except_order is not None:
@@ -173,7 +197,7 @@ def earlier_paid_orders(session: Session, customer_id: int, *, except_order: str
     return int(session.execute(select(func.count()).select_from(_o).where(*where)).scalar_one())
 
 
-def pools_on_order(session: Session, order_id: str, *, except_coupon: int) -> list[str]:
+def pools_on_order(session: Db, order_id: str, *, except_coupon: int) -> list[str]:
     """Pools of the other coupons redeemed on an order (stacking)."""
     rows = session.execute(select(_c.c.pool_id).where(_c.c.redeemed_order == order_id,
                                                       _c.c.redeemed_at.is_not(None), _c.c.id != except_coupon))
@@ -193,13 +217,14 @@ def mark_redeemed(session: Db, coupon_id: int, *, order_id: str, amount: Decimal
     True when this call redeemed it. Two tills at once: one row changes, the
     other statement (waiting for the first's lock on PostgreSQL, or after it on
     SQLite) matches no row."""
-    result = _conn(session).execute(_MARK, {"coupon_id": coupon_id, "at": at, "order_id": order_id,
-                                            "amount": amount, "store": store, "device": device,
-                                            "phone": phone})
-    return result.rowcount == 1
+    return _driver(session).rowcount(_MARK_PREPARED, {"coupon_id": coupon_id, "at": at, "order_id": order_id,
+                                                       "amount": amount, "store": store, "device": device,
+                                                       "phone": phone}) == 1
 
 
-_INSERT_EVENT = insert(Event.__table__)
+_MARK_PREPARED = Prepared(_MARK)
+_EVENT_COLUMNS = ("name", "subject_type", "subject_id", "payload", "created_at")
+_INSERT_EVENT = Prepared(insert(Event.__table__), column_keys=_EVENT_COLUMNS)
 
 _PG_REDEEM = text("""
 WITH u AS (
@@ -216,6 +241,7 @@ a AS (
            :actor, 'redeemed', NULL, :at FROM u RETURNING id)
 SELECT (SELECT count(*) FROM u)""").bindparams(
     bindparam("at", type_=DateTime()), bindparam("amount", type_=Numeric(14, 2)))
+_PG_REDEEM_PREPARED = Prepared(_PG_REDEEM)
 
 
 def redeem_logged(session: Db, *, coupon_id: int, code: str, pool_id: str, order_id: str,
@@ -229,19 +255,19 @@ def redeem_logged(session: Db, *, coupon_id: int, code: str, pool_id: str, order
     (nothing written) when another till was first."""
     conn = _conn(session)
     if conn.dialect.name == "postgresql":
-        return bool(conn.execute(_PG_REDEEM, {
+        return bool(_driver(conn).rows(_PG_REDEEM_PREPARED, {
             "at": at, "order_id": order_id, "amount": amount, "store": store, "device": device, "phone": phone,
             "coupon_id": coupon_id, "subject_type": subject_type, "subject_id": str(subject_id),
             "payload": json.dumps(payload, ensure_ascii=False), "code": code, "pool_id": pool_id,
             "attempt_customer": attempt_customer, "attempt_phone": attempt_phone, "actor": actor,
-        }).scalar_one())
+        })[0][0])
     if not mark_redeemed(conn, coupon_id, order_id=order_id, amount=amount, store=store, device=device,
                          phone=phone, at=at):
         return False
     # The event row as ``append_event`` writes it (the PostgreSQL statement above
     # writes the same row), without asking for its id back: nobody needs it here.
-    conn.execute(_INSERT_EVENT, {"name": "coupon.redeemed", "subject_type": subject_type,
-                                 "subject_id": str(subject_id), "payload": payload, "created_at": at})
+    _driver(conn).execute(_INSERT_EVENT, {"name": "coupon.redeemed", "subject_type": subject_type,
+                                          "subject_id": str(subject_id), "payload": payload, "created_at": at})
     record_attempt(conn, code=code, coupon_id=coupon_id, pool_id=pool_id, customer_id=attempt_customer,
                    phone=attempt_phone, order_id=order_id, order_amount=amount, store=store, device=device,
                    actor=actor, result="redeemed", reason=None, at=at)
@@ -260,7 +286,9 @@ def unredeem(session: Session, coupon_id: int, *, order_id: str, cancel: bool) -
     return result.rowcount == 1
 
 
-_INSERT_ATTEMPT = insert(_a)
+_ATTEMPT_COLUMNS = ("code", "coupon_id", "pool_id", "customer_id", "phone", "order_id", "order_amount", "store",
+                    "device", "actor", "result", "reason", "created_at")
+_INSERT_ATTEMPT = Prepared(insert(_a), column_keys=_ATTEMPT_COLUMNS)
 
 
 def record_attempt(session: Db, *, code: str, coupon_id: int | None, pool_id: str | None,
@@ -268,7 +296,7 @@ def record_attempt(session: Db, *, code: str, coupon_id: int | None, pool_id: st
                    store: str | None, device: str | None, actor: str | None, result: str, reason: str | None,
                    at: datetime) -> None:
     """Append one attempt (redeemed, refused, replayed or voided) to the log."""
-    _conn(session).execute(_INSERT_ATTEMPT, {
+    _driver(session).execute(_INSERT_ATTEMPT, {
         "code": code[:64], "coupon_id": coupon_id, "pool_id": pool_id, "customer_id": customer_id,
         "phone": phone, "order_id": order_id, "order_amount": order_amount, "store": store, "device": device,
         "actor": actor, "result": result, "reason": reason, "created_at": at})

@@ -6,13 +6,17 @@ Everything runs in the caller's transaction and takes naive UTC times.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    DateTime,
     Integer,
+    String,
     Table,
+    any_,
     bindparam,
     case,
     func,
@@ -25,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from engine.storage.bulk import _dialect_name, _insert, insert_ignore
+from engine.storage.bulk import dialect_name, dialect_insert, insert_ignore
 from engine.storage.models import COUNTED_ORDER_STATUSES, Consent, Customer, CustomerTag, Order
 from engine.storage.orders_repo import one_of
 from engine.storage.workflows_repo import Db, Prepared
@@ -56,7 +60,8 @@ def find_customers(session: Session, *, external_ids: Collection[str], phones: C
                                 (sorted(phones), _cust.c.phone, by_phone)):
         for start in range(0, len(values), CHUNK):
             chunk = values[start:start + CHUNK]
-            for key, cid in session.execute(select(column, _cust.c.id).where(column.in_(chunk)).order_by(_cust.c.id)):
+            stmt = select(column, _cust.c.id).where(one_of(column, chunk, dialect_name(session)))
+            for key, cid in session.execute(stmt.order_by(_cust.c.id)):
                 out.setdefault(key, int(cid))
     values = sorted(emails)
     for start in range(0, len(values), CHUNK):
@@ -99,7 +104,7 @@ def upsert_consents(session: Session, rows: Sequence[Mapping[str, Any]]) -> None
     """Insert or update (customer_id, channel) consents: one executemany."""
     if not rows:
         return
-    stmt = _insert(_dialect_name(session), _consents)
+    stmt = dialect_insert(dialect_name(session), _consents)
     stmt = stmt.on_conflict_do_update(index_elements=["customer_id", "channel"],
                                       set_={"granted": stmt.excluded.granted, "source": stmt.excluded.source,
                                             "updated_at": stmt.excluded.updated_at})
@@ -123,37 +128,130 @@ def quintile_ends(n: int) -> list[int]:
     return ends
 
 
-def _score(session: Session, key: Any, population: Any, n: int) -> Any:
-    """The quintile score 1–5 of each customer by ``key`` (ties broken by id,
-    ascending: 5 is the top fifth), exactly ``NTILE(5) OVER (ORDER BY key,
-    id)`` over ``population``, as ``1 + the number of quintile boundaries the
-    customer's (key, id) is above``. The four boundary rows are read with
-    ``ORDER BY key, id LIMIT 1 OFFSET d``, each after the previous one (index
-    walks over ``ix_customers_rfm_*`` / ``ix_customers_last_purchase_at`` on
-    both databases), so scoring a thousand customers reads four index ranges
-    and writes only them."""
-    score: Any = literal(1)
+#: The three RFM keys: (column ranked, who is ranked). Recency ranks by last purchase (its index; buyers are
+#: exactly those with one), frequency by order count, monetary by total spent.
+_RFM_KEYS = {"r": (_cust.c.last_purchase_at, _cust.c.last_purchase_at.is_not(None)),
+             "f": (_cust.c.order_count, _cust.c.order_count > 0),
+             "m": (_cust.c.total_spent, _cust.c.order_count > 0)}
+
+
+def _boundary_reads(key: Any, population: Any) -> tuple[Any, Any]:
+    """The row ``skip`` rows into ``population`` ordered by (key, id): from the
+    start, and after a given (key, id). Built once: a batch reads twelve of them."""
+    first = (select(key, _cust.c.id).where(population).order_by(key, _cust.c.id)
+             .limit(1).offset(bindparam("skip", type_=Integer())))
+    after = first.where(tuple_(key, _cust.c.id) > tuple_(bindparam("after_key", type_=key.type),
+                                                          bindparam("after_id", type_=_cust.c.id.type)))
+    return first, after
+
+
+_BOUNDARY_READS = {name: _boundary_reads(key, population) for name, (key, population) in _RFM_KEYS.items()}
+
+
+def _ranked(key: Any, population: Any) -> Any:
+    """PostgreSQL: the (key, id) at the ranks ``:ends`` of ``population``
+    ordered by (key, id), in one pass (``row_number()``)."""
+    rn = func.row_number().over(order_by=(key, _cust.c.id)).label("rn")
+    ranked = select(key.label("k"), _cust.c.id.label("cid"), rn).where(population).subquery()
+    return (select(ranked.c.k, ranked.c.cid).where(ranked.c.rn == any_(bindparam("ends", type_=ARRAY(Integer()))))
+            .order_by(ranked.c.rn))
+
+
+_RANKED = {name: _ranked(key, population) for name, (key, population) in _RFM_KEYS.items()}
+
+
+def _ranked_counted() -> Any:
+    """PostgreSQL: the frequency boundaries and, in the same pass, ``n`` (every
+    buyer: ``count(*) OVER ()`` of ``order_count > 0``, the count the other two
+    rankings use), the ranks computed from it as :func:`quintile_ends` does
+    (``j·(n div 5) + min(j, n mod 5)``; ranks below 1 or repeated match no
+    row or the same one)."""
+    key, population = _RFM_KEYS["f"]
+    ranked = select(key.label("k"), _cust.c.id.label("cid"),
+                    func.row_number().over(order_by=(key, _cust.c.id)).label("rn"),
+                    func.count().over().label("n")).where(population).subquery()
+    n = ranked.c.n
+    ends = [j * func.div(n, 5) + func.least(j, func.mod(n, 5)) for j in range(1, 5)]
+    return select(ranked.c.k, ranked.c.cid, ranked.c.n).where(ranked.c.rn.in_(ends)).order_by(ranked.c.rn)
+
+
+_RANKED_COUNTED = _ranked_counted()
+
+
+def _boundaries(session: Session, name: str, n: int) -> list[tuple[Any, Any]]:
+    """The (key, id) of the last row of each of the first four quintiles of the
+    ``n`` ranked customers, as ``NTILE(5) OVER (ORDER BY key, id)`` deals them
+    (fewer when quintiles coincide). Read with ``ORDER BY key, id LIMIT 1
+    OFFSET d``, each after the previous one (index walks over
+    ``ix_customers_rfm_*`` / ``ix_customers_last_purchase_at`` on both
+    databases), so scoring a thousand customers reads four index ranges.
+    Keyset chaining: each boundary is read starting after the previous one
+    (``(key, id) > (k, id)``, an index range on both databases), so the four
+    reads walk 80 % of the index once instead of 0.2 + 0.4 + 0.6 + 0.8 of it
+    (or, on PostgreSQL, a full ranked pass) for every batch."""
     ends = sorted({e for e in quintile_ends(n) if e >= 1})
-    # Keyset chaining: each boundary is read starting after the previous one
-    # (``(key, id) > (k, id)``, an index range on both databases), so the four
-    # reads walk 80 % of the index once instead of 0.2 + 0.4 + 0.6 + 0.8 of it
-    # (or, on PostgreSQL, a full ranked pass) for every batch.
+    if not ends:
+        return []
+    if dialect_name(session) == "postgresql":
+        # One statement instead of four round trips: the rows at those ranks of one ordered pass.
+        return [(k, i) for k, i in session.execute(_RANKED[name], {"ends": ends})]
+    first, after = _BOUNDARY_READS[name]
     rows: list[tuple[Any, Any]] = []
     previous = 0
     for end in ends:
-        stmt = select(key, _cust.c.id).where(population)
         if rows:
-            stmt = stmt.where(tuple_(key, _cust.c.id) > tuple_(literal(rows[-1][0], key.type),
-                                                                literal(rows[-1][1], _cust.c.id.type)))
-        found = session.execute(stmt.order_by(key, _cust.c.id).limit(1).offset(end - previous - 1)).first()
+            found = session.execute(after, {"skip": end - previous - 1, "after_key": rows[-1][0],
+                                            "after_id": rows[-1][1]}).first()
+        else:
+            found = session.execute(first, {"skip": end - 1}).first()
         if found is None:
             break
         rows.append((found[0], found[1]))
         previous = end
-    for row in rows:
-        above = (key > row[0]) | ((key == row[0]) & (_cust.c.id > row[1]))
-        score = score + case((above, 1), else_=0)
+    return rows
+
+
+def _score(name: str) -> Any:
+    """The quintile score 1–5 of each customer by the key ``name`` (ties broken
+    by id, ascending: 5 is the top fifth), exactly ``NTILE(5) OVER (ORDER BY
+    key, id)``, as ``1 + the number of quintile boundaries the customer's (key,
+    id) is above``. The four boundaries are parameters ``<name>_k<j>`` and
+    ``<name>_i<j>``; a missing one is NULL, which no row is above."""
+    key = _RFM_KEYS[name][0]
+    score: Any = literal(1)
+    for j in range(1, 5):
+        k = bindparam(f"{name}_k{j}", type_=key.type)
+        i = bindparam(f"{name}_i{j}", type_=_cust.c.id.type)
+        score = score + case(((key > k) | ((key == k) & (_cust.c.id > i)), 1), else_=0)
     return score
+
+
+_RESCORE: dict[tuple[str, bool], Any] = {}
+
+
+def _rescore_stmt(dialect: str, scoped: bool) -> Any:
+    """The one UPDATE of :func:`rescore`, built once per dialect and scope: the
+    segment is computed from the new scores' expressions, not the old columns."""
+    stmt = _RESCORE.get((dialect, scoped))
+    if stmt is None:
+        last = _cust.c.last_purchase_at
+        if dialect == "sqlite":
+            days = func.cast(func.julianday(bindparam("now_text", type_=String())) - func.julianday(last), Integer)
+        else:
+            days = func.cast(func.floor(func.extract("epoch", bindparam("now", type_=DateTime()) - last) / 86400),
+                             Integer)
+        r, f, m = _score("r"), _score("f"), _score("m")
+        stmt = update(_cust).values(rfm_recency_days=days, rfm_r=r, rfm_f=f, rfm_m=m,
+                                    rfm_segment=rfm_segment(r, f, m))
+        if not scoped:
+            stmt = stmt.where(_cust.c.order_count > 0)
+        elif dialect == "postgresql":
+            stmt = stmt.where(_cust.c.id == any_(bindparam("ids", type_=ARRAY(Integer()))))
+        else:
+            each = func.json_each(bindparam("ids", type_=String())).table_valued("value")
+            stmt = stmt.where(_cust.c.id.in_(select(each.c.value).scalar_subquery()))
+        stmt = _RESCORE[(dialect, scoped)] = stmt
+    return stmt
 
 
 def recompute_aggregates(session: Session, *, db_now: datetime, customer_ids: Collection[int] | None = None) -> None:
@@ -226,7 +324,7 @@ def add_orders(session: Session, sums: Mapping[int, tuple[int, Any, datetime]], 
     if not sums:
         return
     rows = [{"cid": cid, "n": n, "total": total, "last": at} for cid, (n, total, at) in sorted(sums.items())]
-    if _dialect_name(session) == "postgresql":
+    if dialect_name(session) == "postgresql":
         # One statement over arrays: psycopg would otherwise send a thousand UPDATEs.
         v = select(*(func.unnest(bindparam(k, [r[k] for r in rows], type_=ARRAY(t))).label(k) for k, t in
                      (("cid", Integer()), ("n", Integer()), ("total", _cust.c.total_spent.type),
@@ -249,23 +347,27 @@ def rescore(session: Session, *, db_now: datetime, customer_ids: Sequence[int] |
     """``rfm_recency_days``, the RFM quintile scores and ``rfm_segment`` of
     ``customer_ids`` (everyone with orders when None), ranked against every
     customer with orders."""
-    scope = None if customer_ids is None else one_of(_cust.c.id, customer_ids, _dialect_name(session))
-    if _dialect_name(session) == "sqlite":
-        days = func.cast(func.julianday(literal(db_now.isoformat(sep=" "))) - func.julianday(_cust.c.last_purchase_at),
-                         Integer)
+    dialect = dialect_name(session)
+    params: dict[str, Any] = {"now": db_now, "now_text": db_now.isoformat(sep=" ")}
+    known: dict[str, list[tuple[Any, Any]]] = {}
+    if dialect == "postgresql":  # the buyers are counted by the frequency ranking's own pass
+        rows = session.execute(_RANKED_COUNTED).all()
+        n = int(rows[0][2]) if rows else 0
+        known["f"] = [(k, i) for k, i, _ in rows]
     else:
-        days = func.cast(func.floor(func.extract("epoch", literal(db_now) - _cust.c.last_purchase_at) / 86400),
-                         Integer)
-    buyers = _cust.c.order_count > 0
-    n = int(session.scalar(select(func.count()).select_from(_cust).where(buyers)) or 0)
-    # Recency ranks by last purchase (its index; buyers are exactly those with one), frequency by order
-    # count, monetary by total spent (NUMERIC orders as the float it once was cast to).
-    r = _score(session, _cust.c.last_purchase_at, _cust.c.last_purchase_at.is_not(None), n)
-    f = _score(session, _cust.c.order_count, buyers, n)
-    m = _score(session, _cust.c.total_spent, buyers, n)
-    # One UPDATE: the segment is computed from the new scores' expressions, not the old columns.
-    stmt = update(_cust).values(rfm_recency_days=days, rfm_r=r, rfm_f=f, rfm_m=m, rfm_segment=rfm_segment(r, f, m))
-    session.execute(stmt.where(buyers) if scope is None else stmt.where(scope))
+        n = int(session.scalar(select(func.count()).select_from(_cust).where(_cust.c.order_count > 0)) or 0)
+    for name in _RFM_KEYS:
+        found = known[name] if name in known else _boundaries(session, name, n)
+        for j in range(1, 5):
+            params[f"{name}_k{j}"], params[f"{name}_i{j}"] = found[j - 1] if j <= len(found) else (None, None)
+    if customer_ids is not None:
+        ids = [int(c) for c in customer_ids]
+        params["ids"] = ids if dialect == "postgresql" else json.dumps(ids)
+    if dialect == "sqlite":
+        params.pop("now")
+    else:
+        params.pop("now_text")
+    session.execute(_rescore_stmt(dialect, customer_ids is not None), params)
 
 
 def rfm_segment(r: Any, f: Any, m: Any) -> Any:

@@ -278,7 +278,7 @@ def customer_detail(session: Session, customer_id: int, *, limit: int = 20) -> C
     j_where = and_(_journeys.c.subject_type == "customer", _journeys.c.subject_id == customer_id)
     journeys = _rows(session, select(_journeys.c.id, _journeys.c.rule_id, _journeys.c.rule_version,
                                      _journeys.c.step_index, _journeys.c.step_id, _journeys.c.status,
-                                     _journeys.c.entered_at, _journeys.c.due_at)
+                                     _journeys.c.entered_at, _journeys.c.due_at, _journeys.c.arm)
                      .where(j_where).order_by(_journeys.c.entered_at.desc(), _journeys.c.id.desc()).limit(limit))
 
     m_where = _outbox.c.customer_id == customer_id

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from engine.storage.bulk import _dialect_name, insert_ignore
+from engine.storage.bulk import dialect_name, insert_ignore
 from engine.storage.models import Consent, MessageAttempt, MessageReceipt, OutboxMessage
 
 _outbox: Table = OutboxMessage.__table__  # type: ignore[assignment]
@@ -49,7 +49,7 @@ def claim(session: Session, *, worker_id: str, now: datetime, limit: int,
     pick = (select(_c.id)
             .where(_c.status.in_(DUE_STATUSES), _c.next_attempt_at <= now, _c.connector.in_(sorted(connectors)))
             .order_by(_c.next_attempt_at, _c.id).limit(limit))
-    if _dialect_name(session) == "postgresql":
+    if dialect_name(session) == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
     stmt = (update(_outbox)
             .where(_c.id.in_(pick.scalar_subquery()), _c.status.in_(DUE_STATUSES))
@@ -264,7 +264,7 @@ def apply_receipt(session: Session, *, connector: str, event_key: str, now: date
     go out?" is answered. Returns ``applied``, ``duplicate`` or ``no_message``.
     """
     conn = session.connection()
-    row = None
+    row: Any = None
     if message_id is not None:
         row = conn.execute(select(_c.id, _c.status, _c.delivery_status, _c.provider_id)
                            .where(_c.id == message_id, _c.connector == connector)).first()

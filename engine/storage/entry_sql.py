@@ -39,6 +39,7 @@ from sqlalchemy import (
     DateTime,
     Integer,
     String,
+    Table,
     and_,
     case,
     cast,
@@ -52,14 +53,20 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from engine.storage.automation_repo import _cust, _j, entry_where
-from engine.storage.bulk import _dialect_name, insert_ignore_from_select
-from engine.storage.models import OutboxMessage
+from engine.experiments import Assignment
+from engine.storage import outbox_repo
+from engine.storage.automation_repo import entry_where
+from engine.storage.bulk import dialect_name, insert_ignore_from_select
+from engine.storage.experiment_sql import arm_column
+from engine.storage.models import Customer, Journey, OutboxMessage
 
-__all__ = ["CODE_ALPHABET", "customer_id_span", "Piece", "SetCoupon", "SetPlan", "SetResult", "SetSend", "TEXT_COLUMNS",
+_j: Table = Journey.__table__  # type: ignore[assignment]
+_cust: Table = Customer.__table__  # type: ignore[assignment]
+
+__all__ = ["CODE_ALPHABET", "customer_id_span", "Piece", "SetArm", "SetCoupon", "SetPlan", "SetResult", "SetSend", "TEXT_COLUMNS",
            "enter_and_start"]
 
-CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # as the coupon codes of the journey paths
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # 32 symbols, no 0/O, 1/I: the coupon codes of every path
 CODE_LENGTH = 10  # 3 + 3 + 3 + 1 symbols in SQLite's code expression, 10 bytes of a UUID in PostgreSQL's
 _TRIPLES = bytes("".join(a + b + c for a in CODE_ALPHABET for b in CODE_ALPHABET for c in CODE_ALPHABET), "ascii")
 
@@ -109,17 +116,31 @@ class SetSend:
     payload: dict[str, Any]             # constant payload keys (template, connector_type, template_code …)
     params_const: dict[str, str]        # constant params (sign_name)
     coupon_pool: str | None             # the pool of the coupon whose code is in scope
+    key_prefix: str = ""                # the idempotency key is key_prefix || customer id || key_suffix
+    key_suffix: str = ""
+
+
+@dataclass(frozen=True)
+class SetArm:
+    """The coupons and sends of the segment for the journeys of one experiment
+    arm (``key`` None: every journey; the rule has no experiment)."""
+
+    key: str | None
+    coupons: tuple[SetCoupon, ...]
+    sends: tuple[SetSend, ...]
 
 
 @dataclass(frozen=True)
 class SetPlan:
-    """What the first segment of a rule does to a plain customer, and what makes one plain."""
+    """What the first segment of a rule does to a plain customer, and what makes one plain.
+
+    ``arms``: the coupons and sends per arm that gets messages (a control
+    group has none, so it has no entry); tags are everyone's."""
 
     rule_id: str
     start_pc: int
     start_step: str | None
-    coupons: tuple[SetCoupon, ...]
-    sends: tuple[SetSend, ...]
+    arms: tuple[SetArm, ...]
     add_tags: tuple[str, ...]
     remove_tags: tuple[str, ...]
     final_pc: int
@@ -130,6 +151,7 @@ class SetPlan:
     zone: str | None                    # plain only in this zone (or none given); None: any zone
     caps: tuple[tuple[str, str, int, datetime], ...] = ()  # (channel, class, allowed before, since)
     no_future_purchase: bool = False    # plain only without a purchase after now (``ordered_since_entry`` exits)
+    assignment: Assignment | None = None  # the rule's experiment: each journey's arm
 
 
 @dataclass
@@ -151,7 +173,7 @@ def customer_id_span(session: Session) -> tuple[int, int] | None:
 
 def _lock_and_mark(session: Session, rule_id: str) -> tuple[int, int]:
     """Take the rule's entry lock and return the largest journey and coupon ids."""
-    if _dialect_name(session) == "postgresql":
+    if dialect_name(session) == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"promoflow.entry:{rule_id}"})
     else:
         # A write statement takes SQLite's write lock (even when it changes
@@ -191,7 +213,7 @@ def _enter(session: Session, plan: SetPlan, where: list[ColumnElement[bool]], *,
     state: Any = null()
     if plan.final_state is not None:
         state = literal(json.dumps(plan.final_state), String)
-        if _dialect_name(session) == "postgresql":
+        if dialect_name(session) == "postgresql":
             state = cast(state, JSONB)
     step_index: Any = literal(plan.final_pc, Integer)
     if plain is not None:
@@ -201,12 +223,12 @@ def _enter(session: Session, plan: SetPlan, where: list[ColumnElement[bool]], *,
         literal(period_key, String), step_index, literal(plan.final_step, String),
         literal(plan.final_status, String),
         literal(plan.final_due, DateTime) if plan.final_due else null(), state,
-        literal(db_now, DateTime), literal(1, Integer),
+        literal(db_now, DateTime), literal(1, Integer), arm_column(plan.assignment, "customers.id"),
     ).where(*where)
     if limit is not None:
         sel = sel.order_by(_cust.c.id).limit(limit)
     columns = ["rule_id", "rule_version", "subject_type", "subject_id", "period_key", "step_index", "step_id",
-               "status", "due_at", "state", "entered_at", "version"]
+               "status", "due_at", "state", "entered_at", "version", "arm"]
     entered = insert_ignore_from_select(session, _j, columns, sel)
     if entered and plain is not None:
         session.execute(
@@ -243,7 +265,7 @@ def _count(session: Session, sql: str, params: dict[str, Any]) -> int:
 
 def _issue(session: Session, plan: SetPlan, coupon: SetCoupon, plain_sql: str, params: dict[str, Any],
            want: int, db_now: datetime) -> None:
-    dialect = _dialect_name(session)
+    dialect = dialect_name(session)
     lateral = " CROSS JOIN LATERAL (SELECT uuid_send(gen_random_uuid()) AS b WHERE j.id IS NOT NULL) r" \
         if dialect == "postgresql" else ""
     base = (f"INSERT INTO coupons (pool_id, code, customer_id, value, issued_at, expires_at, journey_id, status) "
@@ -302,7 +324,7 @@ def _piece_sql(piece: Piece, *, code: str, jid: str, binds: dict[str, Any], null
 
 def _send(session: Session, plan: SetPlan, send: SetSend, plain_sql: str, params: dict[str, Any], *,
           period_key: str, db_now: datetime) -> int:
-    dialect = _dialect_name(session)
+    dialect = dialect_name(session)
     if send.coupon_pool is not None:
         src, jid, cid, code = "coupons k", "k.journey_id", "k.customer_id", "k.code"
         where = "k.id > :mxc AND k.pool_id = :cpool"
@@ -340,22 +362,17 @@ def _send(session: Session, plan: SetPlan, send: SetSend, plain_sql: str, params
     b = lambda name: _bind(name, dialect)  # noqa: E731
     consent = (f" AND EXISTS (SELECT 1 FROM consents s WHERE s.customer_id = c.id AND s.channel = {b('channel')} "
                "AND s.granted)") if send.needs_consent else ""
-    key_prefix = f"{plan.rule_id}:customer:"
-    key_suffix = f":{period_key}:{send.step_id}"
-    sql = (
-        "INSERT INTO outbox (channel, connector, recipient, subject, body, payload, idempotency_key, delivery_class, "
-        "status, attempts, next_attempt_at, rule_id, journey_id, created_at, customer_id, template_id) "
+    select_sql = (
         f"SELECT {b('channel')}, {b('connector')}, c.phone, NULL, {body}, {payload}, "
         f"{b('kp')} || CAST({cid} AS TEXT) || {b('ks')}, "
         f"{b('dclass')}, 'queued', 0, :now, {b('rule')}, {jid}, :now, {cid}, {b('template')} "
         f"FROM {src} JOIN customers c ON c.id = {cid} "
-        f"WHERE {where} AND c.phone IS NOT NULL AND c.phone <> ''{consent} ON CONFLICT DO NOTHING"
+        f"WHERE {where} AND c.phone IS NOT NULL AND c.phone <> ''{consent}"
     )
-    args = {**params, **binds, "channel": send.channel, "connector": send.connector, "kp": key_prefix,
-            "ks": key_suffix, "dclass": send.delivery_class, "now": db_now, "rule": plan.rule_id,
+    args = {**params, **binds, "channel": send.channel, "connector": send.connector, "kp": send.key_prefix,
+            "ks": send.key_suffix, "dclass": send.delivery_class, "now": db_now, "rule": plan.rule_id,
             "template": send.template_id}
-    stmt = _typed(sql)
-    return int(session.execute(stmt.execution_options(preserve_rowcount=True), args).rowcount)
+    return outbox_repo.insert_selected(session, select_sql, args)
 
 
 def enter_and_start(
@@ -387,22 +404,31 @@ def enter_and_start(
         result.plain = _count(session, f"SELECT count(*) FROM journeys j WHERE {plain_sql}", params)
     if not result.plain:
         return result
-    for coupon in plan.coupons:
-        _issue(session, plan, coupon, plain_sql, params, result.plain, db_now)
-    for send in plan.sends:
-        sent = _send(session, plan, send, plain_sql, params, period_key=period_key, db_now=db_now)
-        result.sent += sent
-        result.by_step[send.step_id] = sent
-        if sent < result.plain:
-            consent = (f"EXISTS (SELECT 1 FROM consents s WHERE s.customer_id = c.id AND s.channel = :channel "
-                       "AND s.granted)") if send.needs_consent else "1 = 1"
-            row = session.execute(text(
-                f"SELECT sum(CASE WHEN {consent} THEN 0 ELSE 1 END), "
-                f"sum(CASE WHEN {consent} AND (c.phone IS NULL OR c.phone = '') THEN 1 ELSE 0 END) "
-                f"FROM journeys j JOIN customers c ON c.id = j.subject_id WHERE {plain_sql}"),
-                {**params, "channel": send.channel}).one()
-            result.skipped_consent += int(row[0] or 0)
-            result.skipped_other += int(row[1] or 0)
+    for arm in plan.arms:
+        arm_sql, arm_params, arm_plain = plain_sql, params, result.plain
+        if arm.key is not None:
+            # The arm's coupons are the ones issued after this mark: arms run one after another.
+            mark = _count(session, "SELECT coalesce(max(id), 0) FROM coupons", {})
+            arm_sql, arm_params = plain_sql + " AND j.arm = :arm", {**params, "arm": arm.key, "mxc": mark}
+            arm_plain = _count(session, f"SELECT count(*) FROM journeys j WHERE {arm_sql}", arm_params)
+            if not arm_plain:
+                continue
+        for coupon in arm.coupons:
+            _issue(session, plan, coupon, arm_sql, arm_params, arm_plain, db_now)
+        for send in arm.sends:
+            sent = _send(session, plan, send, arm_sql, arm_params, period_key=period_key, db_now=db_now)
+            result.sent += sent
+            result.by_step[send.step_id] = result.by_step.get(send.step_id, 0) + sent
+            if sent < arm_plain:
+                consent = ("EXISTS (SELECT 1 FROM consents s WHERE s.customer_id = c.id AND s.channel = :channel "
+                           "AND s.granted)") if send.needs_consent else "1 = 1"
+                row = session.execute(text(
+                    f"SELECT sum(CASE WHEN {consent} THEN 0 ELSE 1 END), "
+                    f"sum(CASE WHEN {consent} AND (c.phone IS NULL OR c.phone = '') THEN 1 ELSE 0 END) "
+                    f"FROM journeys j JOIN customers c ON c.id = j.subject_id WHERE {arm_sql}"),
+                    {**arm_params, "channel": send.channel}).one()
+                result.skipped_consent += int(row[0] or 0)
+                result.skipped_other += int(row[1] or 0)
     for tag in plan.add_tags:
         session.execute(text(
             f"INSERT INTO customer_tags (customer_id, tag) SELECT j.subject_id, :tag FROM journeys j "

@@ -15,7 +15,7 @@ from sqlalchemy import Table, and_, case, cast, exists, func, literal, or_, sele
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from engine.storage.bulk import _dialect_name, _insert
+from engine.storage.bulk import dialect_name, dialect_insert
 from engine.storage.customers_repo import upsert_consents
 from engine.storage.models import Customer, Feedback, FeedbackCursor, OutboxMessage
 
@@ -48,7 +48,7 @@ def insert_feedback(session: Session, row: Mapping[str, Any]) -> int | None:
     """Insert one feedback row unless its ``dedupe_key`` is taken; its id, or
     None for a duplicate (the unique key decides, so two racing deliveries of
     one item store it once)."""
-    stmt = _insert(_dialect_name(session), _feedback).on_conflict_do_nothing().returning(_feedback.c.id)
+    stmt = dialect_insert(dialect_name(session), _feedback).on_conflict_do_nothing().returning(_feedback.c.id)
     found = session.connection().execute(stmt, dict(row)).scalar_one_or_none()
     return None if found is None else int(found)
 
@@ -132,7 +132,7 @@ def get_cursor(session: Session, source: str) -> str | None:
 
 def set_cursor(session: Session, source: str, cursor: str | None, db_now: datetime) -> None:
     """Store where ``source`` stopped (insert or update)."""
-    stmt = _insert(_dialect_name(session), _cursors).values(source=source, cursor=cursor, updated_at=db_now)
+    stmt = dialect_insert(dialect_name(session), _cursors).values(source=source, cursor=cursor, updated_at=db_now)
     stmt = stmt.on_conflict_do_update(index_elements=["source"], set_={"cursor": cursor, "updated_at": db_now})
     session.connection().execute(stmt)
 
@@ -149,7 +149,7 @@ def _filters(session: Session, campaign: str | None, tag: str | None, min_score:
     if tag:
         # Tags are a JSON list: jsonb containment on PostgreSQL, json_each on SQLite
         # (whose JSON text escapes non-ASCII, so a text match would miss 物流慢).
-        if _dialect_name(session) == "postgresql":
+        if dialect_name(session) == "postgresql":
             conds.append(cast(_feedback.c.tags, JSONB).contains([tag]))
         else:
             each = func.json_each(_feedback.c.tags).table_valued("value")

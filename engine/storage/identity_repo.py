@@ -15,8 +15,9 @@ from typing import Any
 from sqlalchemy import Table, bindparam, delete, exists, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from engine.storage.bulk import _dialect_name, _insert, insert_ignore
+from engine.storage.bulk import dialect_name, dialect_insert, insert_ignore
 from engine.storage.customers_repo import CHUNK, find_customers
+from engine.storage.results import affected
 from engine.storage.models import Customer, CustomerIdentity, CustomerTag, Event
 
 _cust: Table = Customer.__table__  # type: ignore[assignment]
@@ -44,7 +45,7 @@ def lock_identities(session: Session, identities: Iterable[tuple[str, str]]) -> 
     buckets, taken in order (no deadlock between two batches). SQLite writes
     one transaction at a time already (``database.transaction`` queues the
     process's writers), so nothing is needed there."""
-    if _dialect_name(session) != "postgresql":
+    if dialect_name(session) != "postgresql":
         return
     buckets = sorted({zlib.crc32(f"{k}:{v}".encode()) % LOCK_BUCKETS for k, v in identities})
     for bucket in buckets:
@@ -120,7 +121,7 @@ def set_customer_values(session: Session, rows: Sequence[Mapping[str, Any]], db_
 def remove_tags(session: Session, pairs: Collection[tuple[int, str]]) -> int:
     removed = 0
     for cid, tag in sorted(pairs):
-        removed += session.execute(delete(_tags).where(_tags.c.customer_id == cid, _tags.c.tag == tag)).rowcount
+        removed += affected(session.execute(delete(_tags).where(_tags.c.customer_id == cid, _tags.c.tag == tag)))
     return removed
 
 
@@ -134,7 +135,7 @@ def append_events(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
 def insert_event_once(session: Session, row: Mapping[str, Any]) -> int | None:
     """Append one event unless its ``idempotency_key`` is stored (``ON
     CONFLICT DO NOTHING``, so a racing twin inserts nothing): its id, or None."""
-    stmt = _insert(_dialect_name(session), _events).on_conflict_do_nothing().returning(_events.c.id)
+    stmt = dialect_insert(dialect_name(session), _events).on_conflict_do_nothing().returning(_events.c.id)
     got = session.connection().execute(stmt, dict(row)).first()
     return int(got[0]) if got is not None else None
 

@@ -6,14 +6,14 @@ customer's orders or messages), in the caller's transaction.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, Table, and_, cast, delete, exists, func, literal, select, update
+from sqlalchemy import BigInteger, Integer, Table, and_, cast, delete, exists, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from engine.storage.bulk import insert_ignore_from_select
+from engine.storage.results import affected
 from engine.storage.models import (
     Base,
     Consent,
@@ -21,7 +21,6 @@ from engine.storage.models import (
     CustomerTag,
     Event,
     Journey,
-    Order,
     SegmentMemory,
 )
 
@@ -31,8 +30,7 @@ _consents: Table = Consent.__table__  # type: ignore[assignment]
 _tags: Table = CustomerTag.__table__  # type: ignore[assignment]
 _seg: Table = SegmentMemory.__table__  # type: ignore[assignment]
 
-__all__ = ["MoveConflict", "customer_columns", "delete_customer", "lock_customers", "move_consents", "move_journeys", "move_rows", "move_segment_memory", "move_tags",
-           "recount_orders"]
+__all__ = ["MoveConflict", "customer_columns", "delete_customer", "lock_customers", "move_consents", "move_journeys", "move_rows", "move_segment_memory", "move_tags"]
 
 
 def lock_customers(session: Session, ids: list[int]) -> dict[int, dict[str, Any]]:
@@ -88,15 +86,15 @@ def move_rows(session: Session, survivor: int, loser: int) -> dict[str, int]:
         name = _NAMES.get(table.name, table.name)
         try:
             with session.begin_nested():
-                count = session.execute(update(table).where(table.c[column] == loser)
-                                        .values({column: survivor})).rowcount
+                count = affected(session.execute(update(table).where(table.c[column] == loser)
+                                                 .values({column: survivor})))
         except IntegrityError:
             raise MoveConflict(table.name) from None
         moved[name] = moved.get(name, 0) + count
     events: Table = Event.__table__  # type: ignore[assignment]
-    moved["events"] = session.execute(update(events).where(events.c.subject_type == "customer",
-                                                           events.c.subject_id == str(loser))
-                                      .values(subject_id=str(survivor))).rowcount
+    moved["events"] = affected(session.execute(update(events).where(events.c.subject_type == "customer",
+                                                                    events.c.subject_id == str(loser))
+                                               .values(subject_id=str(survivor))))
     return moved
 
 
@@ -113,9 +111,9 @@ def move_journeys(session: Session, survivor: int, loser: int) -> tuple[int, int
                                       other.c.subject_id == survivor, other.c.period_key == _j.c.period_key)
     survivor_running = exists().where(other.c.rule_id == _j.c.rule_id, other.c.subject_type == "customer",
                                       other.c.subject_id == survivor, other.c.status == "active")
-    exited = session.execute(update(_j).where(mine, _j.c.status == "active", survivor_running | survivor_has_key)
-                             .values(status="exited", due_at=None, version=_j.c.version + 1)).rowcount
-    moved = session.execute(update(_j).where(mine, ~survivor_has_key).values(subject_id=survivor)).rowcount
+    exited = affected(session.execute(update(_j).where(mine, _j.c.status == "active", survivor_running | survivor_has_key)
+                                      .values(status="exited", due_at=None, version=_j.c.version + 1)))
+    moved = affected(session.execute(update(_j).where(mine, ~survivor_has_key).values(subject_id=survivor)))
     return moved, exited
 
 
@@ -155,14 +153,3 @@ def move_segment_memory(session: Session, survivor: int, loser: int) -> None:
                               select(_seg.c.rule_id, _seg.c.side, cast(literal(survivor), BigInteger))
                               .where(_seg.c.customer_id == loser))
     session.execute(delete(_seg).where(_seg.c.customer_id == loser))
-
-
-def recount_orders(session: Session, customer_id: int, db_now: datetime) -> None:
-    """Order count, total and last purchase of one customer from their paid orders."""
-    orders: Table = Order.__table__  # type: ignore[assignment]
-    paid = and_(orders.c.customer_id == customer_id, orders.c.status == "paid")
-    session.execute(update(_cust).where(_cust.c.id == customer_id).values(
-        order_count=select(func.count()).where(paid).scalar_subquery(),
-        total_spent=select(func.coalesce(func.sum(orders.c.amount), 0)).where(paid).scalar_subquery(),
-        last_purchase_at=select(func.max(orders.c.placed_at)).where(paid).scalar_subquery(),
-        updated_at=db_now))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -32,6 +32,7 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     String,
+    Table,
     Text,
     UniqueConstraint,
     false,
@@ -61,6 +62,9 @@ class Base(DeclarativeBase):
     """Declarative base whose metadata carries the constraint naming convention."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # Every model here is mapped to one Table (no mapped joins or selects), so
+    # Model.__table__ is typed as such: Core statements then type-check.
+    __table__: ClassVar[Table]
 
 
 # --- definitions -----------------------------------------------------------
@@ -320,6 +324,11 @@ class Customer(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime())
     # Migration 0018: erased (PIPL, engine/customer_rights.py); no rule enters the customer again.
     erased_at: Mapped[datetime | None] = mapped_column(DateTime())
+    # Migration 0021 (loyalty): the points balance and the day the oldest open lot lapses, kept by
+    # engine/storage/points_repo.py (the ledger's one writer); the tier set by the tier evaluation.
+    points: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    points_expire_on: Mapped[date | None] = mapped_column(Date, index=True)
+    tier: Mapped[str | None] = mapped_column(String(32), index=True)
 
 
 class CustomerTag(Base):
@@ -765,3 +774,164 @@ class LinkClick(Base):
     link_id: Mapped[int] = mapped_column(BigId, ForeignKey("click_links.id", ondelete="CASCADE"), index=True)
     at: Mapped[datetime] = mapped_column(DateTime())
     user_agent: Mapped[str | None] = mapped_column(String(255))
+
+
+# --- loyalty (migration 0021, issue 13) ------------------------------------------------
+
+
+#: What a ledger row records. ``earn`` and a positive ``adjust`` are lots (they carry
+#: ``remaining`` and ``expires_on``); ``spend``, ``expire``, ``reverse`` and a negative
+#: ``adjust`` consume lots oldest first.
+POINTS_KINDS = ("earn", "spend", "expire", "adjust", "reverse")
+#: Where points come from: an order (the points policy), a rule step, the API, the expiry tick.
+POINTS_SOURCES = ("order", "rule", "api", "expiry")
+
+
+class PointsEntry(Base):
+    """One movement of a customer's points. The balance is the sum of
+    ``amount``; written only by ``engine/storage/points_repo.py``."""
+
+    __tablename__ = "points_ledger"
+    __table_args__ = (
+        Index("ix_points_ledger_customer_id", "customer_id", "id"),
+        Index("ix_points_ledger_source_ref", "source", "source_ref"),
+        Index("ix_points_ledger_open_lots", "expires_on", "customer_id",
+              sqlite_where=text("remaining > 0"), postgresql_where=text("remaining > 0")),
+        Index("ix_points_ledger_customer_open", "customer_id", "expires_on", "remaining",
+              sqlite_where=text("remaining > 0"), postgresql_where=text("remaining > 0")),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    remaining: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    expires_on: Mapped[date | None] = mapped_column(Date)
+    reason: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(16))
+    source_ref: Mapped[str | None] = mapped_column(String(128))
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime())
+# --- issue 14: campaigns, their costs and KPI snapshots (migration 0022) ---------------
+
+
+class Campaign(Base):
+    """The unit a manager asks about: a promotion with dates, budget, channel,
+    targets and the rules, coupon pools and forms whose effects count for it.
+
+    Written from a ``campaign`` definition on publish (``source`` definition)
+    or from an approved activity request (``source`` request, ``record_id``
+    the request). ``ended_at`` is an explicit early end; the status (planned,
+    running, ended) is derived from the dates and it, never stored."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    title: Mapped[str] = mapped_column(String(255))
+    title_en: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(16))
+    record_id: Mapped[int | None] = mapped_column(Integer, unique=True)
+    owner: Mapped[str | None] = mapped_column(String(128))
+    channel: Mapped[str | None] = mapped_column(String(32))
+    budget: Mapped[Decimal | None] = mapped_column(Money)
+    starts_on: Mapped[date] = mapped_column(Date)
+    ends_on: Mapped[date] = mapped_column(Date)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime())
+    attribution_days: Mapped[int] = mapped_column(Integer, default=7, server_default=text("7"))
+    targets: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
+    materials: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
+    materials_cost: Mapped[Decimal] = mapped_column(Money, default=Decimal(0), server_default=text("0"))
+    created_at: Mapped[datetime] = mapped_column(DateTime())
+    updated_at: Mapped[datetime] = mapped_column(DateTime())
+
+
+class CampaignLink(Base):
+    """A rule, coupon pool or form of a campaign (``kind`` rule | pool | form):
+    the KPI statements join on it, so it is a table, not JSON."""
+
+    __tablename__ = "campaign_links"
+    __table_args__ = (Index("ix_campaign_links_kind_ref", "kind", "ref"),)
+
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    ref: Mapped[str] = mapped_column(String(128), primary_key=True)
+
+
+class CampaignCost(Base):
+    """A cost entered by hand (labour, media, other) for a campaign."""
+
+    __tablename__ = "campaign_costs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    category: Mapped[str] = mapped_column(String(32))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    incurred_on: Mapped[date] = mapped_column(Date)
+    note: Mapped[str | None] = mapped_column(String(255))
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime())
+
+
+#: Migration 0022: an order's coupon code, for attribution by code (only orders that carry one).
+Index("ix_orders_coupon_code", Order.coupon_code, sqlite_where=text("coupon_code IS NOT NULL"),
+      postgresql_where=text("coupon_code IS NOT NULL"))
+
+
+class CampaignKpiSnapshot(Base):
+    """The KPIs of one campaign over one range as last computed, with the
+    source watermark they were computed at: pages read this row, and it is
+    recomputed only when the watermark moved (engine/campaigns/snapshots.py)."""
+
+    __tablename__ = "campaign_kpi_snapshots"
+
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    range_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    watermark: Mapped[str] = mapped_column(String(255))
+    computed_at: Mapped[datetime] = mapped_column(DateTime())
+    body: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+# --- issue 14, items 6 and 7: alerts and retrospectives (migration 0023) --------------
+
+from sqlalchemy import Float  # noqa: E402 (kept with the tables that use it)
+
+class AlertFiring(Base):
+    """One alert that fired for one campaign in one period. The unique
+    ``(alert_id, campaign_id, period_key)`` is what makes "at most once per
+    period" hold across ticks, restarts and two schedulers."""
+
+    __tablename__ = "alert_firings"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "campaign_id", "period_key"),
+        Index("ix_alert_firings_fired_at", "fired_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    alert_id: Mapped[str] = mapped_column(String(128))
+    # No foreign key: campaigns may be defined after or removed before their alerts' history.
+    campaign_id: Mapped[str] = mapped_column(String(128))
+    period_key: Mapped[str] = mapped_column(String(32))
+    kpi: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    fired_at: Mapped[datetime] = mapped_column(DateTime())
+    notified: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CampaignRetrospective(Base):
+    """The 复盘 of an ended campaign: KPIs against targets frozen when it
+    ended (``kpis``), and what the team writes (``lessons``, a mapping of the
+    form's fields). ``version`` guards concurrent edits."""
+
+    __tablename__ = "campaign_retrospectives"
+
+    campaign_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    title: Mapped[str] = mapped_column(String(255))
+    ended_on: Mapped[date | None] = mapped_column(Date)
+    kpis: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    lessons: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    search_text: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime())
+    updated_at: Mapped[datetime] = mapped_column(DateTime())
+    updated_by: Mapped[str | None] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer, default=1)

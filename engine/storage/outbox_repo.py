@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import String, Table, and_, cast, literal, select, update
 from sqlalchemy.orm import Session
 
-from engine.storage.bulk import _dialect_name, _insert
+from engine.storage.bulk import dialect_name, dialect_insert
 from engine.storage.models import OutboxMessage
 
 _outbox: Table = OutboxMessage.__table__  # type: ignore[assignment]
@@ -36,7 +36,7 @@ def insert_messages(session: Session, rows: Sequence[Mapping[str, Any]], *, retu
     """
     if not rows:
         return []
-    stmt = _insert(_dialect_name(session), _outbox).on_conflict_do_nothing()
+    stmt = dialect_insert(dialect_name(session), _outbox).on_conflict_do_nothing()
     params = [{k: r.get(k) for k in COLUMNS} for r in rows]
     if not returning:
         session.connection().execute(stmt, params)
@@ -46,7 +46,7 @@ def insert_messages(session: Session, rows: Sequence[Mapping[str, Any]], *, retu
 
 def insert_message(session: Session, row: Mapping[str, Any]) -> int | None:
     """Insert one outbox row; its id, or None when the idempotency key exists."""
-    stmt = (_insert(_dialect_name(session), _outbox)
+    stmt = (dialect_insert(dialect_name(session), _outbox)
             .values({k: row.get(k) for k in COLUMNS})
             .on_conflict_do_nothing().returning(_c.id))
     found = session.connection().execute(stmt).scalar_one_or_none()
@@ -77,7 +77,7 @@ def mark_sent(session: Session, *, connectors: Collection[str], now: datetime, l
     pick = (select(_c.id).where(_c.status == "queued", _c.connector.in_(list(connectors)),
                                 _c.next_attempt_at <= now)
             .order_by(_c.id).limit(limit))
-    if _dialect_name(session) == "postgresql":
+    if dialect_name(session) == "postgresql":
         pick = pick.with_for_update(skip_locked=True)
     ids = [r[0] for r in session.connection().execute(pick)]
     if not ids:
@@ -88,7 +88,21 @@ def mark_sent(session: Session, *, connectors: Collection[str], now: datetime, l
     return len(ids)
 
 
-__all__ = ["COLUMNS", "ROW_COLUMNS", "count_recent", "insert_message", "insert_messages", "insert_rows", "mark_sent"]
+__all__ = ["COLUMNS", "ROW_COLUMNS", "count_recent", "insert_message", "insert_messages", "insert_rows",
+           "insert_selected", "mark_sent"]
+
+
+def insert_selected(session: Session, select_sql: str, params: Mapping[str, Any]) -> int:
+    """Queue the messages a ``SELECT`` yields, one per row, its columns those of
+    :data:`COLUMNS` in order (a set-based send: engine/storage/entry_sql.py);
+    ``:now`` is bound as a naive UTC time. Rows whose idempotency key exists
+    are skipped. Returns rows inserted."""
+    from sqlalchemy import DateTime, bindparam, text
+
+    stmt = text(f"INSERT INTO outbox ({', '.join(COLUMNS)}) {select_sql} ON CONFLICT DO NOTHING")
+    if ":now" in select_sql:
+        stmt = stmt.bindparams(bindparam("now", type_=DateTime()))
+    return int(session.execute(stmt.execution_options(preserve_rowcount=True), dict(params)).rowcount)
 
 
 #: The per-row columns of :func:`insert_rows`, in order.
@@ -110,7 +124,7 @@ def insert_rows(session: Session, rows: Sequence[Sequence[Any]], *, now: datetim
 
     from engine.storage.automation_repo import json_rows
 
-    dialect = _dialect_name(session)
+    dialect = dialect_name(session)
     names = [n for n, _ in ROW_COLUMNS]
     where = " WHERE true" if dialect == "sqlite" else ""
     stmt = text(

@@ -36,11 +36,11 @@ from sqlalchemy.orm import Session
 from engine.conditions.ast import Condition
 from engine.conditions.kinds import FieldKind
 from engine.storage.condition_sql import (  # the record compiler and its JSON helpers
-    _args,
-    _JsonFn,
-    _path_args,
-    _pg_value,
-    _RecordCompiler,
+    json_fn_args,
+    JsonFn,
+    path_args,
+    pg_value,
+    RecordCompiler,
 )
 from engine.storage.models import Customer, Record, RecordUniqueValue, User
 from engine.storage.times import to_db_time
@@ -193,7 +193,7 @@ def user_exists(session: Session, username: str) -> bool:
     return session.execute(select(User.id).where(User.username == username)).first() is not None
 
 
-class _JsonMoney(_JsonFn):
+class _JsonMoney(JsonFn):
     """A money field as NUMERIC: a JSON number, or text shaped like a decimal."""
 
     inherit_cache = True
@@ -202,8 +202,8 @@ class _JsonMoney(_JsonFn):
 
 
 @compiles(_JsonMoney, "sqlite")
-def _sqlite_money(element: _JsonFn, compiler: Any, **kw: Any) -> str:
-    data, path, _ = _args(element, compiler, **kw)
+def _sqlite_money(element: JsonFn, compiler: Any, **kw: Any) -> str:
+    data, path, _ = json_fn_args(element, compiler, **kw)
     kind = f"json_type({data}, {path})"
     value = f"json_extract({data}, {path})"
     return (
@@ -214,9 +214,9 @@ def _sqlite_money(element: _JsonFn, compiler: Any, **kw: Any) -> str:
 
 
 @compiles(_JsonMoney, "postgresql")
-def _pg_money(element: _JsonFn, compiler: Any, **kw: Any) -> str:
-    data, _, path = _args(element, compiler, **kw)
-    value = _pg_value(data, path)
+def _pg_money(element: JsonFn, compiler: Any, **kw: Any) -> str:
+    data, _, path = json_fn_args(element, compiler, **kw)
+    value = pg_value(data, path)
     text = f"({value} #>> '{{}}')"
     return (
         f"CASE WHEN jsonb_typeof({value}) = 'number' THEN CAST({text} AS NUMERIC) "
@@ -225,7 +225,7 @@ def _pg_money(element: _JsonFn, compiler: Any, **kw: Any) -> str:
     )
 
 
-class FormRecordCompiler(_RecordCompiler):
+class FormRecordCompiler(RecordCompiler):
     """``record_where`` semantics, with money fields read from their stored text."""
 
     def __init__(self, form_fields: Mapping[str, FieldKind], money_fields: Sequence[str], now: datetime):
@@ -234,7 +234,7 @@ class FormRecordCompiler(_RecordCompiler):
 
     def scalar(self, field: str, kind: FieldKind) -> ColumnElement[Any]:
         if field in self.money:
-            return _JsonMoney(*_path_args(field))
+            return _JsonMoney(*path_args(field))
         return super().scalar(field, kind)
 
 

@@ -21,10 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Delete, Table, Update, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.storage.database import transaction
+from engine.storage.results import affected
 from engine.storage.models import Event, MessageAttempt, OutboxMessage
 from engine.storage.times import to_db_time
 
@@ -91,12 +92,13 @@ def prune(session_factory: sessionmaker[Session], cutoffs: dict[str, datetime], 
         else:
             while True:
                 ids = select(table.c.id).where(where).order_by(table.c.id).limit(batch).scalar_subquery()
+                statement: Delete | Update
                 if action == "deleted":
                     statement = delete(table).where(table.c.id.in_(ids))
                 else:
                     statement = update(table).where(table.c.id.in_(ids)).values(body=None)
                 with transaction(session_factory) as session:
-                    count = session.execute(statement.execution_options(synchronize_session=False)).rowcount
+                    count = affected(session.execute(statement.execution_options(synchronize_session=False)))
                 total += count
                 if count < batch:
                     break

@@ -22,6 +22,7 @@ from sqlalchemy import Column, String, Table, and_, cast, delete, or_, select, t
 from sqlalchemy.orm import Session
 
 from engine.storage.models import Base, Customer, Event, Journey
+from engine.storage.results import affected
 
 __all__ = ["ERASE_POLICY", "ERASED", "Source", "customer_sources", "erase_rows", "exists_customer",
            "export_rows", "mark_erased", "sqlite_secure_delete", "sqlite_checkpoint", "unpolicied_tables"]
@@ -58,6 +59,7 @@ ERASE_POLICY: dict[str, str | dict[str, Any]] = {
     "tasks": {"title": None, "comment": None},
     "click_links": "keep",  # the campaign's URL and times
     "link_clicks": {"user_agent": None},
+    "points_ledger": {"reason": None},  # amounts and days stay (the balance); free-text reasons go
     "journeys": {"state": None},
     "events": {"payload": None},
 }
@@ -151,18 +153,17 @@ def erase_rows(session: Session, customer_id: int, db_now: datetime) -> dict[str
         if policy == "keep":
             continue
         if policy == "delete":
-            count = session.execute(delete(source.table).where(source.where(customer_id))).rowcount
+            count = affected(session.execute(delete(source.table).where(source.where(customer_id))))
         else:
             assert isinstance(policy, dict)
-            count = session.execute(update(source.table).where(source.where(customer_id)).values(policy)).rowcount
+            count = affected(session.execute(update(source.table).where(source.where(customer_id)).values(policy)))
         touched[source.name] = touched.get(source.name, 0) + int(count or 0)
     mine = _subject_where(_journeys, customer_id)
     session.execute(update(_journeys).where(mine, _journeys.c.status == "active")
                     .values(status="exited", due_at=None, version=_journeys.c.version + 1))
-    touched["journeys"] = int(session.execute(update(_journeys).where(mine).values(ERASE_POLICY["journeys"]))
-                              .rowcount or 0)
-    touched["events"] = int(session.execute(update(_events).where(_subject_where(_events, customer_id))
-                                            .values(ERASE_POLICY["events"])).rowcount or 0)
+    touched["journeys"] = affected(session.execute(update(_journeys).where(mine).values(ERASE_POLICY["journeys"])))
+    touched["events"] = affected(session.execute(update(_events).where(_subject_where(_events, customer_id))
+                                                 .values(ERASE_POLICY["events"])))
     return touched
 
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, and_, case, select, update
+from sqlalchemy import and_, case, select, update
 from sqlalchemy.orm import Session
 
 from engine.storage.bulk import insert_ignore
@@ -39,10 +39,10 @@ __all__ = [
     "users_of_role",
 ]
 
-_t = cast(Table, Task.__table__)
-_u = cast(Table, User.__table__)
-_r = cast(Table, UserRole.__table__)
-_c = cast(Table, Customer.__table__)
+_t = Task.__table__
+_u = User.__table__
+_r = UserRole.__table__
+_c = Customer.__table__
 KIND = "rule"
 
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from engine.storage.bulk import _dialect_name, _insert
+from engine.storage.bulk import dialect_name, dialect_insert
 from engine.storage.models import LoginThrottle
 from engine.storage.times import from_db_time, to_db_time
 
@@ -36,15 +36,15 @@ def record_failure(session: Session, key: str, now: datetime, forget_before: dat
     One atomic upsert, so concurrent failures in other processes all count."""
     db_now, stale_at = to_db_time(now), to_db_time(forget_before)
     stale = _t.c.last_failure_at < stale_at
-    stmt = _insert(_dialect_name(session), _t).values(key=key, failures=1, last_failure_at=db_now,
+    stmt = dialect_insert(dialect_name(session), _t).values(key=key, failures=1, last_failure_at=db_now,
                                                       locked_until=None)
-    stmt = stmt.on_conflict_do_update(
+    upsert = stmt.on_conflict_do_update(
         index_elements=["key"],
         set_={"failures": case((stale, 1), else_=_t.c.failures + 1),
               "locked_until": case((stale, None), else_=_t.c.locked_until),
               "last_failure_at": db_now},
     ).returning(_t.c.failures)
-    return int(session.connection().execute(stmt).scalar_one())
+    return int(session.connection().execute(upsert).scalar_one())
 
 
 def lock(session: Session, key: str, until: datetime) -> None:

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+import datetime as _dt
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import json as _json
 import sqlite3 as _sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import JSON, Table, bindparam, case, func, insert, select, update
+from sqlalchemy import JSON, DateTime, Table, bindparam, case, func, insert, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased
 
@@ -44,8 +45,8 @@ try:  # the fast path raises the driver's own errors, not SQLAlchemy's wrappers
 except ImportError:  # pragma: no cover - PostgreSQL support not installed
     pass
 
-_instances = cast(Table, WorkflowInstance.__table__)
-_tasks = cast(Table, Task.__table__)
+_instances = WorkflowInstance.__table__
+_tasks = Task.__table__
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -250,7 +251,7 @@ class RecordSnapshot:
     status: str
 
 
-_r = cast(Table, Record.__table__)
+_r = Record.__table__
 _GET_RECORD = select(_r.c.id, _r.c.form_id, _r.c.form_version, _r.c.data, _r.c.version, _r.c.created_by_name,
                      _r.c.status).where(_r.c.id == bindparam("rid"))
 _UPDATE_RECORD = (
@@ -446,8 +447,26 @@ __all__ = [
 # parameters go this way.
 
 
+#: SQLAlchemy's default storage format of DATETIME on SQLite (the only one :func:`_sqlite_datetime` stands in for).
+_SQLITE_DATETIME = ("%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d."
+                    "%(microsecond)06d")
+_COMPACT = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one encoder, not one per value
+
+
 def _compact_json(value: Any) -> str:
-    return _json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _COMPACT.encode(value)
+
+
+def _sqlite_datetime(slow: Any) -> Any:
+    """SQLite's DATETIME bind processor, quicker for the usual value: a naive
+    ``datetime`` is written as ``isoformat(" ", "microseconds")``, which is the
+    very text SQLAlchemy's storage format writes (``%Y-%m-%d %H:%M:%S.%f``)
+    without its dict-based formatting; anything else goes to SQLAlchemy's own."""
+    def process(value: Any) -> Any:
+        if type(value) is _dt.datetime and value.tzinfo is None and value.year >= 1000:
+            return value.isoformat(" ", "microseconds")
+        return slow(value)
+    return process
 
 
 class Prepared:
@@ -486,6 +505,9 @@ class Prepared:
                     bind = compiled.binds.get(name)
                     if bind is not None and isinstance(bind.type, JSON):
                         procs[name] = _compact_json
+                    elif (bind is not None and isinstance(bind.type, DateTime)
+                          and getattr(bind.type.dialect_impl(dialect), "_storage_format", None) == _SQLITE_DATETIME):
+                        procs[name] = _sqlite_datetime(procs[name])
             order = tuple(compiled.positiontup) if dialect.positional else None
             results = tuple(e.type._cached_result_processor(dialect, None)  # noqa: SLF001
                             for e in compiled._result_columns)  # noqa: SLF001
@@ -601,9 +623,9 @@ def insert_many(db: Db, table: Table, columns: tuple[str, ...], rows: Sequence[M
 
 from engine.storage.models import AuditEntry, Event, OutboxMessage  # noqa: E402
 
-_events = cast(Table, Event.__table__)
-_audit = cast(Table, AuditEntry.__table__)
-_outbox = cast(Table, OutboxMessage.__table__)
+_events = Event.__table__
+_audit = AuditEntry.__table__
+_outbox = OutboxMessage.__table__
 _EVENT_COLUMNS = ("name", "subject_type", "subject_id", "payload", "created_at")
 _AUDIT_COLUMNS = ("at", "actor", "action", "entity_type", "entity_id", "diff")
 OUTBOX_COLUMNS = ("channel", "connector", "recipient", "subject", "body", "payload", "idempotency_key",
@@ -919,9 +941,9 @@ def lean_transaction(engine: Any) -> Iterator[Lean]:
     """One transaction on a pooled connection: commit if the block returns,
     roll back if it raises. On SQLite it queues on the process's writer lock
     first, exactly like :func:`engine.storage.database.transaction`."""
-    from engine.storage.database import _writer_lock  # the one writer lock per SQLite engine
+    from engine.storage.database import writer_lock  # the one writer lock per SQLite engine
 
-    lock = _writer_lock(engine)
+    lock = writer_lock(engine)
     if lock is not None:
         lock.acquire()
     try:

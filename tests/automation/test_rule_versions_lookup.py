@@ -1,6 +1,6 @@
 """The journey runtime finds each journey's rule by (id, version): one claimed
 batch holding journeys of two versions of a rule runs each on its own spec,
-on both the per-journey and the set-based path (no parking of the other
+both as one batch and as batches of one (no parking of the other
 version's journeys, as the tick wrapper once did)."""
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from engine.storage import automation_repo as repo
 from engine.storage.times import to_db_time
 
 from .helpers import add_customer
-from .test_fastpath import NOW
+from .test_batch_runtime import NOW
 
 
-@pytest.mark.parametrize("fast", [True, False])
-def test_one_batch_two_versions_each_on_its_spec(session: Session, definitions: DefinitionSet, fast: bool) -> None:
+@pytest.mark.parametrize("per_journey", [False, True])
+def test_one_batch_two_versions_each_on_its_spec(session: Session, definitions: DefinitionSet, per_journey: bool) -> None:
     v1 = definitions.rules["winback_90d"]  # coupon, SMS, wait 7d
     v2 = replace(definitions.rules["welcome_journey"], id="winback_90d")  # tag, coupon, e-mail if consented, wait 3d
     for cid in (1, 2):
@@ -39,7 +39,7 @@ def test_one_batch_two_versions_each_on_its_spec(session: Session, definitions: 
         seen.append((rule_id, version))
         return v1 if version == 1 else v2
 
-    report = advance_due(session, now=NOW, definitions=definitions, fast=fast, rule_of=rule_of)
+    report = advance_due(session, now=NOW, definitions=definitions, per_journey=per_journey, rule_of=rule_of)
     assert report.claimed == 2 and {v for _, v in seen} == {1, 2}
     rows = dict(session.execute(text("SELECT customer_id, template_id FROM outbox")).all())
     assert rows == {1: "winback_sms", 2: "welcome"}

@@ -20,8 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.automation import tick
 from engine.demo_data import seed_demo
-from engine.storage.database import transaction
-from engine.storage.models import Consent, OutboxMessage, User
+from engine.storage.models import Consent, OutboxMessage
 from engine.storage.times import from_db_time
 
 from .scenario_api import Api
@@ -56,11 +55,9 @@ def test_two_hundred_days(session_factory: sessionmaker[Session], definitions, d
     # 1007 a B2B renewal, 1008 a leap-day birthday; 1005 and 1006 register through the API below.
     c1001, c1002, c1003, c1004, c1007, c1008 = (ids[f"W{n}"] for n in (1001, 1002, 1003, 1004, 1007, 1008))
     assert START + timedelta(days=120) == date(2026, 6, 1)
-    with transaction(session_factory) as s:
-        am_id = s.scalar(select(User.id).where(User.username == "am_wang"))
-        # Master data the product has no door for (no API, CSV column or page sets a customer's
-        # account manager): a labelled seed of the CRM's assignment, not a simulated event.
-        s.execute(text("UPDATE customers SET account_manager_id = :am WHERE id = :c"), {"am": am_id, "c": c1007})
+    # The CRM assigns the B2B customer's account manager through the customers API.
+    assigned = api.patch(f"/api/v1/customers/{c1007}", {"account_manager": "am_wang"}, as_="till", at=t0)
+    assert assigned.status_code == 200 and assigned.json["account_manager"] == "am_wang", assigned.json
     registered: dict[str, int] = {}
 
     def register_1005(now: datetime) -> None:

@@ -1,11 +1,11 @@
 """Entry plus first steps in SQL writes exactly what entry plus the per-journey path writes.
 
-The same mixed audience as test_fastpath (consent given or not, a missing
+The same mixed audience as test_batch_runtime (consent given or not, a missing
 phone, a customer in quiet hours, capped customers, an unknown time zone, a
 missing name, a future purchase) runs through an SMS rule twice on the same
 database: once entered by :func:`enter_and_start` (the SQL segment for plain
 customers, the per-journey path for the rest) and once by ``enter_audience``
-with ``advance_due(fast=False)``. Outbox rows, coupons (codes aside), tags,
+with ``advance_due``. Outbox rows, coupons (codes aside), tags,
 journey rows and the summed counters must be identical, through the wait and after it.
 """
 
@@ -22,10 +22,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.automation import Policy, advance_due, enter_audience, run_rule
 from engine.automation.policy import Counters
 from engine.automation.setentry import enter_and_start, plan_segment
+from engine.steps.sql import NoSql
 from engine.definitions.loader import DefinitionSet
 from engine.storage.database import transaction
 
-from .test_fastpath import NOW, _caps, _seed, _snapshot, loose_rule
+from .test_batch_runtime import NOW, _caps, _seed, _snapshot, loose_rule
 
 RULE = """
 - kind: rule
@@ -74,7 +75,7 @@ def _run(session_factory: sessionmaker[Session], defs: DefinitionSet, *, set_bas
                     entered = enter_audience(s, rule, 1, now=at, definitions=defs)
                 out.append(entered)
             while True:
-                report = advance_due(s, now=at, definitions=defs, batch=7, fast=set_based)
+                report = advance_due(s, now=at, definitions=defs, batch=7)
                 totals.add(report.by_rule.get("fast_mix", Counters()))
                 if report.claimed < 7:
                     break
@@ -90,8 +91,8 @@ def test_sql_segment_writes_what_the_per_journey_path_writes(session_factory: se
         s.execute(text("UPDATE customers SET last_purchase_at = :t WHERE id = 12"),
                   {"t": (NOW + timedelta(hours=1)).replace(tzinfo=None)})  # a purchase "after" entry
     with session_factory() as s:
-        assert plan_segment(s, sms_mix.rules["fast_mix"], now=NOW, definitions=sms_mix, policy=Policy(),
-                            key="w1") is not None
+        assert not isinstance(plan_segment(s, sms_mix.rules["fast_mix"], now=NOW, definitions=sms_mix,
+                                           policy=Policy(), key="w1"), NoSql)
     set_based = _run(session_factory, sms_mix, set_based=True)
     per_journey = _run(session_factory, sms_mix, set_based=False)
     assert set_based == per_journey

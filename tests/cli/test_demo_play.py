@@ -80,3 +80,10 @@ def test_the_demo_plays_its_days_through_the_product(runner: CliRunner, tmp_path
     assert stored["redeemed"] == redeemed > 0 and stored["attempts"] >= redeemed
     assert stored["tasks"] == tasks > 0
     assert approvals >= 1
+    # issue 14: the shipped win-back campaign has numbers for the dashboard, and the approved
+    # activity request became a campaign; the summary prints what the snapshots hold
+    campaign = re.search(r"Campaign 会员 90 天挽回 \(running\): (\d+) messages sent, (\d+) coupons redeemed, "
+                         r"([0-9.]+) attributed revenue\.", made.output)
+    assert campaign is not None, made.output
+    assert int(campaign.group(1)) > 0 and int(campaign.group(2)) > 0
+    assert re.search(r"Campaign 周末门店促销 ", made.output), made.output

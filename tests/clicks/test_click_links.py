@@ -49,6 +49,11 @@ DEFINITIONS = f"""
   sms: {{aliyun_template_code: SMS_100001, sign_name: 促销通}}
   body: "{{{{ customer.name }}}}您好，春季新品 {URL} 立即查看。退订回T"
 - kind: template
+  id: spring_app
+  channels: [sms]
+  sms: {{aliyun_template_code: SMS_100001, sign_name: 促销通}}
+  body: "{{{{ customer.name }}}}您好，会员中心 {{{{ base_url }}}}/app?from=sms 查看积分。退订回T"
+- kind: template
   id: spring_clicked
   channels: [sms]
   sms: {{aliyun_template_code: SMS_100001, sign_name: 促销通}}
@@ -92,7 +97,7 @@ class Clock:
         return self.now
 
 
-def _world(db_url, tmp_path, *, sandbox: bool = False):
+def _world(db_url, tmp_path, *, sandbox: bool = False, definitions: str = DEFINITIONS):
     clock = Clock(NOW)
     settings = Settings(instance_path=tmp_path, database_url=db_url, secret_key="click-secret",
                         timezone="Asia/Shanghai", base_url=BASE, connector_sandbox=sandbox)
@@ -100,7 +105,7 @@ def _world(db_url, tmp_path, *, sandbox: bool = False):
     services = app.extensions["promoflow"]
     folder = tmp_path / "defs"
     folder.mkdir()
-    (folder / "spring.yaml").write_text(DEFINITIONS, encoding="utf-8")
+    (folder / "spring.yaml").write_text(definitions, encoding="utf-8")
     publish_paths(services.session_factory, [*library_paths(), folder], now=NOW - timedelta(days=1), by="test")
     csv = tmp_path / "customers.csv"
     csv.write_text(CUSTOMERS, encoding="utf-8")
@@ -227,6 +232,21 @@ def test_only_urls_written_literally_in_the_template_are_tracked():
         "https://a.cn/x?y=1"}
     assert template_urls(['<a href="https://a.cn/p">go</a>. See https://c.cn/d.']) == {
         "https://a.cn/p", "https://c.cn/d"}
+    # The installation's own address counts as written; other Jinja in the URL still does not.
+    assert template_urls(["看 {{ base_url }}/p，{{base_url}}/q?x=1 与 {{ base_url }}/c/{{ customer.id }}。"],
+                         "https://p.example.cn") == {"https://p.example.cn/p", "https://p.example.cn/q?x=1"}
+    assert template_urls(["{{ base_url }}/p"], "") == frozenset()  # no address set: nothing to track
+
+
+def test_a_link_written_with_the_base_url_variable_is_a_short_link_too(db_engine, db_url, tmp_path):
+    app, _services, run, _clock = _world(db_url, tmp_path, definitions=DEFINITIONS.replace(
+        "template: spring_link,", "template: spring_app,"))
+    run(NOW + timedelta(hours=1))
+    body = next(b for phone, b in _delivered().items() if phone.endswith("1") and "会员中心" in b)
+    [token] = short_tokens(body, BASE)
+    assert f"{BASE}/app?from=sms" not in body
+    response = app.test_client().get(f"/c/{token}")
+    assert response.status_code == 302 and response.headers["Location"] == f"{BASE}/app?from=sms"
 
 
 def test_the_sandbox_inbox_shows_the_short_link_and_following_it_counts(db_engine, db_url, tmp_path):

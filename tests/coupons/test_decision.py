@@ -25,7 +25,10 @@ ALL = RedemptionRules(valid_from=datetime(2026, 10, 1), valid_until=datetime(202
                       blacklist_devices=frozenset({"till-x"}))
 
 
-def decide(coupon=COUPON, rules=ALL, request=REQUEST, facts=Facts(), now=NOW, local=LOCAL,
+NO_FACTS = Facts()
+
+
+def decide(coupon=COUPON, rules=ALL, request=REQUEST, facts=NO_FACTS, now=NOW, local=LOCAL,
            min_order=Decimal(99)) -> str | None:
     return refusal(coupon, rules, request, facts, now_utc=now, now_local=local, min_order=min_order)
 

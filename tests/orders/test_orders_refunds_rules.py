@@ -155,3 +155,30 @@ def test_incremental_scores_equal_ntile_over_everyone(app: Flask, tokens, servic
         stored = {row[0]: tuple(row[1:]) for row in s.execute(
             select(c.external_id, c.rfm_r, c.rfm_f, c.rfm_m).where(c.order_count > 0))}
     assert stored == expected and len(stored) == 5
+
+
+def test_a_partly_refunded_order_still_counts_as_bought_since_entry(app: Flask, tokens, services) -> None:
+    """``ordered_since_entry`` counts the orders the aggregates count: a
+    repurchase later partly refunded is still a repurchase, so the journey
+    exits instead of tagging the customer as not having bought again."""
+    definitions = load_paths([*library_paths(), RULES]).raise_for_errors()
+    client, auth, sf = app.test_client(), bearer(tokens["till"]), services.session_factory
+    first = order("X1", amount="30.00", lines=None, discount=None, coupon_code=None, store="EXIT01",
+                  placed_at="2025-03-01 09:00")
+    assert client.post("/api/v1/orders", json=first, headers=auth).status_code == 201
+    tick(sf, now=NOW + timedelta(minutes=1), definitions=definitions, deliver=False)  # enters, waits 2 days
+    again = order("X2", amount="40.00", lines=None, discount=None, coupon_code=None, store="SH01",
+                  placed_at=(NOW + timedelta(days=1)).isoformat())
+    assert client.post("/api/v1/orders", json=again, headers=auth).status_code == 201
+    part = client.post("/api/v1/orders/pos/X2/refund", json={"amount": "10.00", "refund_id": "R-X2"}, headers=auth)
+    assert part.status_code == 200 and part.get_json()["status"] == "partially_refunded"
+    tick(sf, now=NOW + timedelta(days=3), definitions=definitions, deliver=False)
+    zhang = customer(sf, "M001")
+    assert "no_repurchase" not in tags(sf, zhang.id)
+    # The control: without the repurchase the same journey tags the customer.
+    other = order("Y1", amount="30.00", lines=None, discount=None, coupon_code=None, store="EXIT01",
+                  customer={"external_id": "M002"}, placed_at=(NOW + timedelta(days=3)).isoformat())
+    assert client.post("/api/v1/orders", json=other, headers=auth).status_code == 201, "M002 is stored"
+    tick(sf, now=NOW + timedelta(days=3, minutes=1), definitions=definitions, deliver=False)
+    tick(sf, now=NOW + timedelta(days=6), definitions=definitions, deliver=False)
+    assert "no_repurchase" in tags(sf, customer(sf, "M002").id)

@@ -9,6 +9,7 @@ import threading
 import urllib.request
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 from coupon_support import codes, coupon_state, publish_guarded, run_rules, seed_customer
 from flask import Flask
@@ -58,9 +59,11 @@ def test_threads_through_the_service(app: Flask, tmp_path, clock) -> None:
     with app.app_context():
         svc = coupon_service()
     for cid, code in _issue(app, tmp_path, clock, 4):
-        results = _race(lambda i: svc.redeem(RedeemRequest(code=code, order_id=f"till{i}-{code}",
-                                                           order_amount=None, customer_id=cid,
-                                                           device=f"till{i}"), now=clock.now))
+        def redeem(i: int, code: str = code, cid: int = cid) -> Any:
+            return svc.redeem(RedeemRequest(code=code, order_id=f"till{i}-{code}", order_amount=None,
+                                            customer_id=cid, device=f"till{i}"), now=clock.now)
+
+        results = _race(redeem)
         assert Counter(r.status for r in results) == {"redeemed": 1, "refused": THREADS - 1}
         assert {r.reason for r in results if r.status == "refused"} == {"already_redeemed"}
         assert coupon_state(app, code)[0] == "redeemed" and _events(app, code) == 1
@@ -86,7 +89,7 @@ def test_threads_over_http(app: Flask, tmp_path, clock, live_url: str) -> None:
     accounts.add_user("pos", roles=["integration"], password=PASSWORD, now=NOW)
     token = accounts.create_token("pos", now=NOW)
     for cid, code in issued:
-        def post(i: int) -> tuple[int, dict]:
+        def post(i: int, code: str = code, cid: int = cid) -> tuple[int, dict]:
             body = json.dumps({"code": code, "customer_id": cid, "order_id": f"H{i}", "order_amount": "10"})
             req = urllib.request.Request(f"{live_url}/api/v1/coupons/redeem", data=body.encode(), method="POST",
                                          headers={"Authorization": f"Bearer {token}",

@@ -280,18 +280,14 @@ def test_a_repeated_journey_batch_writes_each_task_once(world: Flask) -> None:
     with services.session_factory() as s:
         journey = s.execute(select(Journey).where(Journey.rule_id == "nps_detractor_followup")).scalar_one()
         before = s.execute(select(func.count()).select_from(Task).where(Task.kind == "rule")).scalar()
-    from engine.automation.journeys import _Advancer
+    from engine.automation.journeys import run_journeys
     from engine.automation.policy import Policy
     from engine.storage import automation_repo
 
     with transaction(services.session_factory) as s:  # replay the batch the worker ran (as after a crash)
         rows = [r for r in automation_repo.journeys_of(s, "nps_detractor_followup") if r.id == journey.id]
         replay = [automation_repo.JourneyRow(**{**r.__dict__, "step_index": 0}) for r in rows]
-        advancer = _Advancer(s, NOW, services.registry.current(), Policy())
-        advancer.load(replay)
-        for j in replay:
-            advancer.run(j)
-        advancer.flush()
+        run_journeys(s, replay, now=NOW, definitions=services.registry.current(), policy=Policy())
     with services.session_factory() as s:
         assert s.execute(select(func.count()).select_from(Task).where(Task.kind == "rule")).scalar() == before == 1
         assert s.execute(select(func.count()).select_from(OutboxMessage).where(

@@ -267,3 +267,25 @@ def test_deep_json_in_resend_is_a_400(app: Flask, tokens: dict[str, str]) -> Non
     assert response.status_code == 400
     assert response.get_json()["error"] == {"code": "bad_json", "message": "the JSON is nested too deeply"}
     assert api.post("/api/v1/messages/1/resend", data="{}", headers=headers).status_code == 404  # no message 1
+
+
+def test_the_remove_checkbox_takes_a_kept_file_off_the_record(app: Flask, login) -> None:
+    """On resubmission the page shows the record's file with a "remove" checkbox
+    (``_remove_file``): ticked, the file is off the record even though the
+    hidden "kept file" input still carries its reference (unticked it stays: the test above)."""
+    services = app.extensions["promoflow"]
+    staff = login("staff")
+    created = _upload(staff, attachments=(io.BytesIO(b"%PDF-1.4 mine"), "mine.pdf", "application/pdf"))
+    rid = int(created.headers["Location"].rsplit("/", 1)[1])
+    ref = services.records.get(rid).data["attachments"]
+    [task] = [t for t in services.workflows.tasks_for("manager") if t.record_id == rid]
+    services.workflows.act(task.id, actor="manager", action="return", comment="去掉附件", now=services.now())
+    url = f"/records/{rid}/resubmit"
+    page = staff.get(url)
+    assert 'name="_remove_file" value="attachments"' in page.text  # the checkbox beside the kept file
+    done = staff.post(url, data={**valid_activity_form(name="不要附件"), "csrf_token": csrf_from(page.text),
+                                 "attachments": json.dumps(ref), "_remove_file": "attachments"})
+    assert done.status_code == 302, done.text
+    record = services.records.get(rid)
+    assert record.data["name"] == "不要附件" and not record.data.get("attachments")
+    assert staff.get(f"/records/{rid}/files/attachments/{ref['id']}").status_code == 404

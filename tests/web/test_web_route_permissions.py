@@ -112,7 +112,8 @@ def _fixtures(app: Flask, tokens: dict[str, str]) -> dict[str, str]:
     customer_id = str(customer.get_json()["id"])
     rules = sorted(app.extensions["promoflow"].registry.current().rules)
     return {"record_id": record_id, "task_id": task_id, "customer_id": customer_id, "message_id": "1",
-            "form_id": "activity_request", "rule_id": rules[0] if rules else "x", "filename": "style.css"}
+            "form_id": "activity_request", "rule_id": rules[0] if rules else "x", "filename": "style.css",
+            "campaign_id": "member_winback"}
 
 
 @SQLITE_ONLY

@@ -105,7 +105,7 @@ def test_serve_puts_the_gate_in_front_of_the_app(tmp_path, monkeypatch, given, e
     import waitress
 
     from engine.settings import load_settings
-    from web.cli import _serve
+    from web.cli_serve import _serve
 
     seen = {}
     monkeypatch.setattr(waitress, "serve", lambda app, **kw: seen.update(app=app, **kw))

@@ -19,7 +19,7 @@ store, coupon code, refunds and a net amount.
   refund with the same ``refund_id`` is applied once.
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@
   code, store, device, order and time.
 
 Revision ID: 0013
-Revises: 0010
+Revises: 0012
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ store_manager}``) of a task about a customer with a store goes to the role's
 holders at that store when there are any.
 
 Revision ID: 0014
-Revises: 0010
+Revises: 0013
 """
 
 from __future__ import annotations

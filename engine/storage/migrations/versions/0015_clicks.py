@@ -8,7 +8,7 @@ and so is ``(message_id, url)`` (a retried delivery makes no second link).
 it is clicked; ``link_clicks`` keeps every click for counting.
 
 Revision ID: 0015
-Revises: 0010
+Revises: 0014
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ and a login throttle that every process shares.
   memory, so all server processes see the same lock-out.
 
 Revision ID: 0017
-Revises: 0010
+Revises: 0015
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""The set-based pass of advance_due writes exactly what the per-journey path writes.
+"""A batch of journeys writes exactly what the same journeys write as batches of one.
 
 One mixed audience (consent given or not, a missing phone, a customer in
 quiet hours, capped customers, an unknown time zone, a missing name) runs
-through the same rule twice on the same database, once with ``fast=True``
-and once with ``fast=False``; coupons (codes aside), outbox rows, tags,
+through the same rule twice on the same database, once as claimed batches
+(each step type runs once per group of journeys at the same instruction) and
+once with ``per_journey=True``; coupons (codes aside), outbox rows, tags,
 journey rows and counters must be identical, through the wait and after it.
 """
 
@@ -18,14 +19,12 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.automation import Policy, advance_due, enter_audience
-from engine.automation.fastpath import FastPass, random_codes
-from engine.automation.facts import Evaluator
+from engine.automation import advance_due, enter_audience
 from engine.conditions.ast import Compare
 from engine.definitions.loader import DefinitionSet, load_paths
-from engine.storage import automation_repo as repo
 from engine.storage.database import transaction
-from engine.storage.models import Consent, Coupon, Journey, OutboxMessage
+from engine.steps.issue_coupon import CODE_ALPHABET, random_code
+from engine.storage.models import Coupon, Journey, OutboxMessage
 from engine.storage.times import to_db_time
 from engine.templates import Renderer, references, render_string
 
@@ -125,7 +124,7 @@ def _snapshot(s: Session) -> dict[str, object]:
     return {"outbox": outbox, "coupons": coupons, "journeys": journeys, "tags": tags}
 
 
-def _run(session_factory: sessionmaker[Session], defs: DefinitionSet, *, fast: bool) -> list[object]:
+def _run(session_factory: sessionmaker[Session], defs: DefinitionSet, *, per_journey: bool) -> list[object]:
     with transaction(session_factory) as s:
         for table in ("outbox", "coupons", "journeys", "customer_tags", "rule_runs"):
             s.execute(text(f"DELETE FROM {table}"))
@@ -140,9 +139,9 @@ def _run(session_factory: sessionmaker[Session], defs: DefinitionSet, *, fast: b
         with transaction(session_factory) as s:
             if at == NOW:
                 out.append(enter_audience(s, rule, 1, now=at, definitions=defs))
-            report = advance_due(s, now=at, definitions=defs, batch=7, fast=fast)
+            report = advance_due(s, now=at, definitions=defs, batch=7, per_journey=per_journey)
             while report.claimed == 7:
-                more = advance_due(s, now=at, definitions=defs, batch=7, fast=fast)
+                more = advance_due(s, now=at, definitions=defs, batch=7, per_journey=per_journey)
                 for rule_id, c in more.by_rule.items():
                     report.by_rule.setdefault(rule_id, c.__class__()).add(c)
                 report.claimed = more.claimed
@@ -151,11 +150,11 @@ def _run(session_factory: sessionmaker[Session], defs: DefinitionSet, *, fast: b
     return out
 
 
-def test_fast_path_writes_what_the_general_path_writes(session_factory: sessionmaker[Session], mixed) -> None:
+def test_batch_writes_what_batches_of_one_write(session_factory: sessionmaker[Session], mixed) -> None:
     with transaction(session_factory) as s:
         _seed(s)
-    fast = _run(session_factory, mixed, fast=True)
-    slow = _run(session_factory, mixed, fast=False)
+    fast = _run(session_factory, mixed, per_journey=False)
+    slow = _run(session_factory, mixed, per_journey=True)
     assert fast == slow
     first = fast[1]
     assert isinstance(first, dict)
@@ -169,37 +168,10 @@ def test_fast_path_writes_what_the_general_path_writes(session_factory: sessionm
     assert bodies and all(b.startswith("None，") for b in bodies)
 
 
-def test_fast_path_takes_the_common_shape(session: Session, mixed) -> None:
-    """The win-back's first pass and the mixed rule's first pass are planned
-    set-based; a resumed send of an earlier coupon and an ``if`` are not."""
-    _seed(session)
-    rule = mixed.rules["fast_mix"]
-    enter_audience(session, rule, 1, now=NOW, definitions=mixed)
-    enter_audience(session, mixed.rules["winback_90d"], 1, now=NOW, definitions=mixed)
-    journeys = repo.claim_due(session, db_now=to_db_time(NOW), batch=100)
-    fp = FastPass(session, NOW, mixed, Policy(), set(), Evaluator({}))
-    groups, rest = fp.split(journeys)
-    assert {k[0] for k in groups} == {"fast_mix", "winback_90d"} and not rest
-    resumed = [repo.JourneyRow(**{**j.__dict__, "step_index": 2, "state": {"waiting": 2}})
-               for j in journeys if j.rule_id == "fast_mix"]
-    groups, rest = fp.split(resumed)
-    assert not groups and len(rest) == len(resumed)  # the send after the wait needs the coupon from the database
-    later = [repo.JourneyRow(**{**j.__dict__, "step_index": 0, "state": {"waiting": 0}, "entered_at":
-                                to_db_time(NOW - timedelta(days=7))})
-             for j in journeys if j.rule_id == "fast_mix"]
-    groups, rest = fp.split(later)
-    assert not groups  # exit_when reads journey facts: only journeys entering now go set-based
-
-
-def test_listened_events_and_pool_limits_fall_back(session_factory: sessionmaker[Session], mixed) -> None:
+def test_pool_limits_bite_inside_a_batch(session_factory: sessionmaker[Session], mixed) -> None:
     with transaction(session_factory) as s:
         _seed(s)
         enter_audience(s, mixed.rules["winback_90d"], 1, now=NOW, definitions=mixed)
-    with transaction(session_factory) as s:
-        journeys = repo.claim_due(s, db_now=to_db_time(NOW), batch=100)
-        fp = FastPass(s, NOW, mixed, Policy(), {"coupon.issued"}, Evaluator({}))
-        assert fp.split(journeys)[0] == {}
-        s.rollback()
     # winback20 stops at 10,000 coupons: near the limit, the general path issues (and skips) one by one.
     with transaction(session_factory) as s:
         s.execute(text("INSERT INTO coupons (pool_id, code, value, issued_at, status) "
@@ -218,10 +190,10 @@ def test_listened_events_and_pool_limits_fall_back(session_factory: sessionmaker
 
 
 def test_random_codes_are_distinct_and_in_the_alphabet() -> None:
-    codes = random_codes(20000)
+    codes = [random_code() for _ in range(20000)]
     assert len(set(codes)) == 20000 and all(len(c) == 10 for c in codes)
-    assert set("".join(codes)) <= set("ABCDEFGHJKLMNPQRSTUVWXYZ23456789")
-    assert Counter(len(c) for c in random_codes(3)) == {10: 3}
+    assert set("".join(codes)) == set(CODE_ALPHABET) == set("ABCDEFGHJKLMNPQRSTUVWXYZ23456789")
+    assert Counter(len(random_code(n)) for n in (3, 10, 12)) == {3: 1, 10: 1, 12: 1}
 
 
 def test_compiled_renderer_matches_jinja(definitions) -> None:
@@ -241,14 +213,3 @@ def test_compiled_renderer_matches_jinja(definitions) -> None:
         Renderer(template, "sms")({"customer": {"name": "x"}})
     assert Renderer(template, "sms")({"customer": {"name": 5}, "coupon": {"value": 1.5, "code": None}}).body == \
         render_string(template.body, {"customer": {"name": 5}, "coupon": {"value": 1.5, "code": None}}).strip()
-
-
-def test_consent_rows_any_granted(session: Session, definitions) -> None:
-    add_customer(session, 1, now=NOW, consents={"sms": True})
-    add_customer(session, 2, now=NOW, consents={"sms": False})
-    add_customer(session, 3, now=NOW)
-    names, rows = repo.fast_customers(session, [1, 2, 3, 4], ["phone", "timezone"], ["sms", "email"])
-    assert names == ["id", "phone", "timezone", "consent.email", "consent.sms"]
-    assert {cid: (bool(r[3]), bool(r[4])) for cid, r in rows.items()} == {1: (False, True), 2: (False, False),
-                                                                         3: (False, False)}
-    assert session.query(Consent).count() == 2

@@ -369,7 +369,7 @@ def _add_inline_images(mail: EmailMessage, images: Any) -> None:
     import base64
     import binascii
 
-    html_part = mail.get_payload()[-1]
+    html_part = list(mail.iter_parts())[-1]  # called after add_alternative: the mail is multipart
     for image in images:
         maintype, _, subtype = str(image.get("content_type") or "image/png").partition("/")
         if maintype != "image" or not subtype:

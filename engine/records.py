@@ -26,6 +26,7 @@ from engine.definitions.specs import FieldSpec, FormSpec
 from engine.form_actions import bound_customer, run_on_submit
 from engine.forms.errors import FieldError, ValidationFailed
 from engine.forms.validate import validate_submission
+from engine.personal_data import mask
 from engine.registry import DefinitionRegistry, UnknownForm
 from engine.storage import records_repo as repo
 from engine.storage import workflows_repo as wf_repo
@@ -414,7 +415,7 @@ class RecordService:
     def export_csv(
         self, form_id: str, where: Mapping[str, Any] | Condition | None = None, *, locale: str = "zh",
         created_by: str | None = None, sort: str = "-created_at", now: datetime | None = None,
-        search: str | None = None, tz: str = "UTC",
+        search: str | None = None, tz: str = "UTC", unmasked: bool = False,
     ) -> Iterator[str]:
         """CSV text in chunks (one line each), header first: record id, the form's
         field labels in ``locale``, submitter, submitted at. Times (the
@@ -428,15 +429,18 @@ class RecordService:
         spreadsheet would run as a formula are prefixed with ``'``. The first
         chunk starts with a UTF-8 BOM so spreadsheet programs read Chinese
         correctly. The filter is checked before the first chunk is produced.
+        Phone and e-mail fields are masked (``138****1234``) unless
+        ``unmasked`` (the caller checked the permission and audited it).
 
         Raises:
             UnknownForm, InvalidQuery.
         """
         query = self._query(form_id, where, created_by, sort, now, search)
         form, _ = self._registry.form(form_id)
-        return self._csv_lines(form, query, locale, ZoneInfo(tz))
+        return self._csv_lines(form, query, locale, ZoneInfo(tz), unmasked)
 
-    def _csv_lines(self, form: FormSpec, query: repo.RecordQuery, locale: str, zone: ZoneInfo) -> Iterator[str]:
+    def _csv_lines(self, form: FormSpec, query: repo.RecordQuery, locale: str, zone: ZoneInfo,
+                   unmasked: bool = False) -> Iterator[str]:
         en = not locale.lower().startswith("zh")
         header = ["ID" if en else "编号"]
         for f in form.fields:
@@ -458,14 +462,18 @@ class RecordService:
                         for f in form.fields:
                             if f.type == "table" and f.fields:
                                 item = items[f.key][line] if line < len(items[f.key]) else {}
-                                cells += [_cell(c, item.get(c.key), en, zone) for c in f.fields]
+                                cells += [_cell(c, item.get(c.key), en, zone, unmasked) for c in f.fields]
                             else:
-                                cells.append(_cell(f, row.data.get(f.key), en, zone))
+                                cells.append(_cell(f, row.data.get(f.key), en, zone, unmasked))
                         cells += [_safe(row.created_by or ""),
                                   from_db_time(row.created_at).astimezone(zone).isoformat(timespec="seconds")]
                         yield _csv_line(cells)
             except ConditionError as exc:
                 raise InvalidQuery(str(exc)) from exc
+
+
+#: Field types holding a person's contact data, masked in exports (issue 16).
+_CONTACT_TYPES = frozenset({"phone", "email"})
 
 
 def _csv_line(cells: _List[str]) -> str:
@@ -485,9 +493,11 @@ def _label(f: FieldSpec, value: Any, en: bool) -> str:
     return str(value)
 
 
-def _cell(f: FieldSpec, value: Any, en: bool, zone: ZoneInfo | None = None) -> str:
+def _cell(f: FieldSpec, value: Any, en: bool, zone: ZoneInfo | None = None, unmasked: bool = True) -> str:
     if value is None:
         return ""
+    if f.type in _CONTACT_TYPES and not unmasked and isinstance(value, str):
+        return _safe(mask(value))
     if f.type == "datetime" and zone is not None and isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value)

@@ -19,6 +19,7 @@ from .definitions.errors import DefinitionError, did_you_mean
 from .definitions.source import read_source
 from .durations import DurationError, parse_duration
 from .library import library_root
+from .private_files import private_dir, write_private
 
 ENV_PREFIX = "PROMOFLOW_"
 #: What ``promoflow prune`` removes after how long (see engine/storage/retention.py).
@@ -141,7 +142,7 @@ def load_settings(
     values.update(overrides or {})
     instance_path = Path(str(values.pop("instance_path", instance)))
     instance_path = instance_path if instance_path.is_absolute() else (base / instance_path)
-    instance_path.mkdir(parents=True, exist_ok=True)
+    private_dir(instance_path)  # 0700: it holds the database, uploads and keys (issue 16)
     url = str(values.pop("database_url", "") or f"sqlite:///{instance_path / 'promoflow.sqlite'}")
     secret = str(values.pop("secret_key", "") or _instance_secret(instance_path))
     raw_defs = values.pop("definitions", ())
@@ -249,6 +250,5 @@ def _instance_secret(instance: Path) -> str:
     if path.is_file():
         return path.read_text().strip()
     key = secrets.token_urlsafe(48)
-    path.write_text(key)
-    path.chmod(0o600)
+    write_private(path, key)
     return key

@@ -76,6 +76,9 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     from engine.storage.migrate import upgrade
     from engine.workflows import WorkflowService
 
+    from engine.private_files import private_dir, restrict_umask
+
+    restrict_umask()  # every file this process creates is owner-only (issue 16)
     config = dict(test_config or {})
     if settings is None:
         overrides = {"database_url": config["DATABASE_URL"]} if config.get("DATABASE_URL") else None
@@ -85,6 +88,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     elif config.get("DATABASE_URL"):
         settings = settings.with_database(str(config["DATABASE_URL"]))
 
+    private_dir(settings.instance_path)  # 0700: database, uploads, backups and keys live here
     app = Flask(__name__, instance_path=str(settings.instance_path), instance_relative_config=False)
     app.config.from_mapping(
         SECRET_KEY=settings.secret_key,

@@ -17,13 +17,14 @@ from zoneinfo import ZoneInfo
 from engine.accounts import Principal, can_list, can_submit, can_view_all
 from engine.definitions.specs import FieldSpec, FormSpec
 from engine.forms.types import file_accepted
+from engine.private_files import private_dir, private_file
 
 from . import services
 
 MAX_PER_PAGE = 200
 DEFAULT_PER_PAGE = 20
 #: Query arguments that are not ``field=value`` filters.
-RESERVED_ARGS = frozenset({"where", "sort", "page", "per_page", "lang", "mine", "format", "q"})
+RESERVED_ARGS = frozenset({"where", "sort", "page", "per_page", "lang", "mine", "format", "q", "unmask"})
 #: How a yes/no query argument (``?mine=``) may be written; empty is no.
 TRUE_ARGS = frozenset({"1", "true", "yes", "on"})
 FALSE_ARGS = frozenset({"", "0", "false", "no", "off"})
@@ -209,8 +210,10 @@ def store_upload(f: FieldSpec, storage: Any, folder: Path) -> dict[str, Any] | N
     ref = {"id": file_id, "name": name[:255], "size": size, "content_type": content_type}
     fits = file_accepted(name, content_type, f.accept) and (f.max_size_bytes is None or size <= f.max_size_bytes)
     if fits:
-        folder.mkdir(parents=True, exist_ok=True)
+        # Uploads are personal data: a 0700 folder, 0600 files (issue 16).
+        private_dir(folder)
         storage.save(str(folder / file_id))
+        private_file(folder / file_id)
     return ref
 
 

@@ -76,6 +76,9 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.pass_context
 def main(ctx: click.Context, settings_file: str | None, database_url: str | None) -> None:
     """promoflow: forms, approvals and promotion automation as data."""
+    from engine.private_files import restrict_umask
+
+    restrict_umask()  # databases, backups, exports and keys are owner-only (issue 16)
     ctx.obj = Context(settings_file, database_url)
 
 

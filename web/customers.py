@@ -11,8 +11,11 @@ The list searches name, phone, e-mail and external id (prefix, or exact with
 ``exact=1``), filters by tag and by published segment (compiled by the same
 code as rule audiences), and pages in SQL (:mod:`engine.storage.customers_view_repo`):
 there may be a million customers. Phones and e-mails are masked in the list
-like message recipients on the messages page; the detail page, opened for one
-customer, shows them in full.
+and on the detail page (issue 16); a user whose role has the
+``unmask_personal_data`` permission may show them in full on the detail page
+(``?unmask=1``), and every such view is audited. Store managers see only
+their store's customers and account managers only their accounts
+(:mod:`web.personal_data`); another customer is a 404, as if it did not exist.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from . import services
 from .auth import login_required
 from .i18n import label, t
 from .messages import MESSAGE_ROLES, STATUSES, mask
+from .personal_data import NotPermitted, customer_scope, may_unmask_here, show_full
 
 bp = Blueprint("customers", __name__)
 
@@ -82,7 +86,7 @@ def index() -> Any:
     with svc.session_factory() as session:
         try:
             found = repo.list_customers(session, flt, page=_page_arg(), per_page=PAGE_SIZE, now=_business_now(svc),
-                                        segments=_segments())
+                                        segments=_segments(), scope=customer_scope())
         except KeyError:
             abort(400, t("cust_unknown_segment", segment=flt.segment))
         except ConditionError as exc:
@@ -102,10 +106,17 @@ def detail(customer_id: int) -> Any:
     svc = services()
     definitions = svc.registry.current()
     with svc.session_factory() as session:
-        found = repo.customer_detail(session, customer_id, limit=SECTION_LIMIT)
+        found = repo.customer_detail(session, customer_id, limit=SECTION_LIMIT, scope=customer_scope())
         if found is None:
             abort(404)
         in_segments = repo.segments_of(session, customer_id, now=_business_now(svc), segments=_segments())
+    try:
+        full = show_full("customer", customer_id, ("phone", "email"))
+    except NotPermitted:
+        abort(403, t("pii_no_permission"))
+    if not full:
+        found.customer["phone"] = mask(found.customer.get("phone")) if found.customer.get("phone") else None
+        found.customer["email"] = mask(found.customer.get("email")) if found.customer.get("email") else None
     segment_titles = [(k, label(definitions.segments[k], "title")) for k in in_segments]
     rule_titles = {r: label(definitions.rules[r], "title") for r in {j["rule_id"] for j in found.journeys}
                    if r in definitions.rules}
@@ -114,7 +125,8 @@ def detail(customer_id: int) -> Any:
     return render_template("customers/detail.html", c=found.customer, d=found, channels=CONSENT_CHANNELS,
                            segments=segment_titles, rule_titles=rule_titles, arm_titles=arm_titles, limit=SECTION_LIMIT,
                            attrs=_attrs(found.customer.get("attrs")), points=_points(svc, customer_id),
-                           can_open_messages=g.user.has_any(MESSAGE_ROLES), msg_statuses=STATUSES)
+                           can_open_messages=g.user.has_any(MESSAGE_ROLES), msg_statuses=STATUSES,
+                           masked=not full, may_unmask=may_unmask_here(), mask=mask)
 
 
 def _points(svc: Any, customer_id: int) -> dict[str, Any] | None:

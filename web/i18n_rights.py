@@ -31,6 +31,7 @@ _ACTIONS: tuple[tuple[str, str, str], ...] = (
     ("customer.exported", "导出客户数据", "Customer data exported"),
     ("customer.erased", "删除客户个人信息", "Customer erased"),
     ("customer.merged", "合并客户", "Customers merged"),
+    ("personal_data.unmasked", "查看完整个人信息", "Full personal data viewed"),
     ("record.created", "提交记录", "Record submitted"),
     ("record.updated", "修改记录", "Record changed"),
     ("workflow.start", "发起审批", "Approval started"),
@@ -86,5 +87,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "rights_erased": ("客户 {id} 的个人信息已删除", "Customer {id} was erased"),
     "rights_already": ("客户 {id} 已于之前删除", "Customer {id} had already been erased"),
     "rights_erased_badge": ("已删除个人信息", "Erased"),
+    "pii_show_full": ("显示完整手机与邮箱（将记入审计日志）", "Show full phone and e-mail (recorded in the audit log)"),
+    "pii_masked_hint": ("手机与邮箱已遮挡", "Phone and e-mail are masked"),
+    "pii_no_permission": ("您没有查看完整个人信息的权限", "You may not view full personal data"),
     **{"audit_action_" + a.replace(".", "_"): (zh, en) for a, zh, en in _ACTIONS},
 }

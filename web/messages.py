@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, Response, abort, current_app, flash, g, redirect, render_template, request, url_for
 
 from engine.dispatch import Dispatcher, ResendResult, apply_receipts
+from engine.personal_data import mask
 from engine.ports import ConnectorError, UnsupportedOperation, WebhookVerificationError
 from engine.storage import clicks_repo, dispatch_repo
 from engine.storage.times import to_db_time
@@ -42,6 +43,7 @@ from .access import BadQuery, day_arg, page_arg
 from .auth import login_required
 from .connector_health import connector_problems, waiting_counts
 from .i18n import t
+from .personal_data import NotPermitted, may_unmask_here, show_full
 
 log = logging.getLogger("promoflow.web.messages")
 
@@ -61,15 +63,18 @@ def _allowed(user: Any) -> bool:
     return user is not None and user.has_any(MESSAGE_ROLES)
 
 
-def mask(recipient: str | None) -> str:
-    """A recipient as the list shows it: ``138****1234``, ``z***@example.com``."""
-    text = str(recipient or "")
-    if "@" in text:
-        name, _, domain = text.partition("@")
-        return f"{name[:1]}***@{domain}"
-    if len(text) >= 7 and text.lstrip("+").isdigit():
-        return f"{text[:-8]}****{text[-4:]}" if len(text) > 8 else f"{text[:3]}****"
-    return text[:2] + "***" if len(text) > 4 else text
+def _unmasked(row: dict[str, Any], message_id: int) -> bool:
+    """Mask the recipient (and the recipient where the body repeats it) in
+    place unless the request asked for full data and may have it (audited,
+    issue 16); True when shown in full. Raises NotPermitted."""
+    if row.get("recipient") and show_full("message", message_id, ("recipient",)):
+        return True
+    recipient = str(row.get("recipient") or "")
+    if recipient:
+        row["recipient"] = mask(recipient)
+        if isinstance(row.get("body"), str):
+            row["body"] = row["body"].replace(recipient, row["recipient"])
+    return False
 
 
 class BadFilter(ValueError):
@@ -143,7 +148,12 @@ def detail(message_id: int) -> Any:
         links = clicks_repo.links_of(session, message_id)
     if row is None:
         abort(404)
-    return render_template("messages/detail.html", m=row, confirm=request.args.get("confirm") == "1", links=links)
+    try:
+        full = _unmasked(row, message_id)
+    except NotPermitted:
+        abort(403, t("pii_no_permission"))
+    return render_template("messages/detail.html", m=row, confirm=request.args.get("confirm") == "1", links=links,
+                           masked=not full, may_unmask=may_unmask_here())
 
 
 @bp.route("/messages/<bigint:message_id>/resend", methods=["POST"])
@@ -229,6 +239,11 @@ def api_detail(message_id: int) -> Any:
     if row is None:
         raise api.ApiError(404, f"no message {message_id}", "not_found")
     row.pop("payload", None)
+    try:
+        _unmasked(row, message_id)
+    except NotPermitted:
+        raise api.ApiError(403, "showing the full recipient needs the unmask_personal_data permission",
+                           "forbidden") from None
     return api.json_response(_json_row(row, full=True))
 
 

@@ -23,7 +23,7 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def messages_schemas() -> dict[str, Any]:
     message = {
         "type": "object",
-        "description": "One outbox message. `recipient` is masked in lists and whole in the detail.",
+        "description": "One outbox message. `recipient` is masked, also in the detail; `?unmask=1` shows it whole to roles with the unmask_personal_data permission (audited).",
         "properties": {
             "id": {"type": "integer"},
             "channel": {"type": "string", "examples": ["sms", "email", "wecom"]},
@@ -100,7 +100,8 @@ def messages_paths(errors: Any) -> dict[str, Any]:
             "operationId": "get_message",
             "summary": "One message with its attempts and delivery receipts",
             "tags": ["messages"],
-            "parameters": [message_id],
+            "parameters": [message_id, query("unmask", "1: the full recipient (needs unmask_personal_data; audited)",
+                                             {"type": "string", "enum": ["0", "1"]})],
             "responses": {"200": _json(_ref("Message"), "The message"), **errors(401, 403, 404)},
         }},
         "/messages/{message_id}/resend": {"post": {

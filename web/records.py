@@ -425,13 +425,17 @@ def export(form_id: str) -> Any:
     if not can_list(user, spec):
         abort(403)
     svc = services()
+    from .personal_data import NotPermitted, show_full  # phones and e-mails masked unless asked and allowed
+
     try:
         query = list_query(spec, _list_args(), user)
         lines = svc.records.export_csv(form_id, query.where, locale=get_locale(), created_by=query.created_by,
                                        sort=query.sort, now=svc.now(), search=query.search,
-                                       tz=svc.tz)
+                                       tz=svc.tz, unmasked=show_full("form", form_id, _contact_keys(spec)))
     except (BadQuery, InvalidQuery) as exc:
         abort(400, description=str(exc))
+    except NotPermitted:
+        abort(403, description=t("pii_no_permission"))
     from engine.audit_log import audit_alone  # exports are audited (issue 16)
 
     audit_alone(svc.session_factory, now=svc.now(), actor=user.username, action="records.exported", entity_type="form",
@@ -439,6 +443,16 @@ def export(form_id: str) -> Any:
     filename = f"{form_id}-{svc.now().astimezone().strftime('%Y%m%d-%H%M')}.csv"
     return Response(stream_with_context(lines), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def _contact_keys(spec: Any) -> list[str]:
+    """The form's phone and e-mail fields (also inside sub-tables)."""
+    keys = []
+    for f in spec.fields:
+        keys += [f"{f.key}.{c.key}" for c in (f.fields or ()) if c.type in ("phone", "email")]
+        if f.type in ("phone", "email"):
+            keys.append(f.key)
+    return keys
 
 
 __all__ = ["ATTR", "bp"]

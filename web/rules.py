@@ -15,6 +15,7 @@ from engine.automation.configure import policy_from_settings
 from engine.automation.overview import describe_trigger, next_run, recent_activity
 from engine.conditions.describe import describe_condition
 from engine.automation.preview import Preview, preview_rule
+from engine.personal_data import mask
 
 from . import services
 from .auth import login_required
@@ -100,4 +101,5 @@ def preview(rule_id: str) -> Any:
     result = preview_rule(svc.session_factory, rule.id, now=svc.now(), definitions=definitions, days=days,
                           policy=_policy(definitions), sms_price=Decimal(str(svc.settings.sms_price)))
     return render_template("rule_preview.html", rule=rule, title=label(rule, "title"), result=result,
-                           chart=chart(result), days=days, max_days=MAX_DAYS, tz=svc.tz)
+                           chart=chart(result), days=days, max_days=MAX_DAYS, tz=svc.tz,
+                           mask=mask)  # the sample is masked for every role (issue 16)

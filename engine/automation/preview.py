@@ -167,9 +167,9 @@ def _arms(session: Session, rule: RuleSpec, *, first_journey: int, first_out: in
         out[key] = ArmForecast(key, (arm.title if arm else None) or key, arm.title_en if arm else None)
     counts = repo.arm_counts(session, rule.id, first_journey=first_journey, first_out=first_out,
                              first_coupon=first_coupon)
-    for key, (entered, messages, coupons) in counts.items():
-        if key in out:
-            out[key].entered, out[key].messages, out[key].coupons = entered, messages, coupons
+    for arm_key, (entered, messages, coupons) in counts.items():
+        if arm_key is not None and arm_key in out:  # journeys of no arm (None) have no forecast row
+            out[arm_key].entered, out[arm_key].messages, out[arm_key].coupons = entered, messages, coupons
     return list(out.values())
 
 

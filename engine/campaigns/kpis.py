@@ -402,7 +402,7 @@ def kpis_from_json(body: Mapping[str, Any]) -> CampaignKpis:
         if f.name not in body and f.default is not MISSING:
             out[f.name] = f.default  # a snapshot stored before the field was added
             continue
-        v = body.get(f.name)
+        v: Any = body.get(f.name)  # JSON: each field's shape is known by its name below
         if f.name in ("start", "end", "as_of"):
             out[f.name] = _time(v)
         elif f.name in _MONEY_FIELDS:

@@ -11,6 +11,7 @@ campaign that is running or ended within ``TICK_KEEP``. A page therefore reads o
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -297,7 +298,7 @@ class CampaignService:
             repo.end_now(session, campaign_id, now=to_db_time(now))
         return self.get(campaign_id, now=now)
 
-    def costs(self, campaign_id: str) -> list[dict[str, Any]]:
+    def costs(self, campaign_id: str) -> builtins.list[dict[str, Any]]:  # ``list`` here is the method above
         """Hand-entered costs. Raises: CampaignNotFound."""
         with transaction(self._sf) as session:
             if repo.get(session, campaign_id) is None:

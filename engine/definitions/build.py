@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, time, timedelta
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from engine.conditions.ast import Condition
 from engine.conditions.parse import parse_condition
@@ -26,6 +26,11 @@ from .loyalty import build_points_policy, build_tier
 def condition_of(raw: object) -> Condition | None:
     if raw is None:
         return None
+    return required_condition(raw)
+
+
+def required_condition(raw: object) -> Condition:
+    """A condition the schema requires (checked before specs are built)."""
     cond, problems = parse_condition(raw)
     assert cond is not None and not problems, problems
     return cond
@@ -49,14 +54,24 @@ def _range(text: str | None) -> tuple[time, time] | None:
 
 def frozen(value: object) -> object:
     if isinstance(value, dict):
-        return MappingProxyType({k: frozen(v) for k, v in value.items()})
+        return frozen_map(value)
     if isinstance(value, list):
         return tuple(frozen(v) for v in value)
     return value
 
 
+def frozen_map(value: Mapping[str, object]) -> Mapping[str, object]:
+    """A read-only copy of an object the schema requires, nested lists and objects frozen too."""
+    return MappingProxyType({k: frozen(v) for k, v in value.items()})
+
+
 def money_of(value: object) -> Decimal | None:
-    return Decimal(str(value)) if value is not None else None
+    return required_money(value) if value is not None else None
+
+
+def required_money(value: object) -> Decimal:
+    """An amount the schema requires (checked before specs are built)."""
+    return Decimal(str(value))
 
 
 def _size(text: str | None) -> int | None:
@@ -107,17 +122,18 @@ def build_fieldset(ctx: Context, d: dict, src: s.Source) -> s.FieldsetSpec:
 
 
 def build_role(ctx: Context, d: dict, src: s.Source) -> s.RoleSpec:
-    return s.RoleSpec(id=d["id"], title=d["title"], title_en=d.get("title_en"), description=d.get("description"), source=src)
+    return s.RoleSpec(id=d["id"], title=d["title"], title_en=d.get("title_en"), description=d.get("description"),
+                      source=src, permissions=tuple(d.get("permissions", ())))
 
 
 def build_segment(ctx: Context, d: dict, src: s.Source) -> s.SegmentSpec:
     return s.SegmentSpec(id=d["id"], title=d["title"], title_en=d.get("title_en"), description=d.get("description"),
-                         condition=condition_of(d["condition"]), source=src)
+                         condition=required_condition(d["condition"]), source=src)
 
 
 def build_coupon_pool(ctx: Context, d: dict, src: s.Source) -> s.CouponPoolSpec:
     return s.CouponPoolSpec(
-        id=d["id"], title=d["title"], title_en=d.get("title_en"), value=money_of(d["value"]),
+        id=d["id"], title=d["title"], title_en=d.get("title_en"), value=required_money(d["value"]),
         min_order=money_of(d.get("min_order")), currency=d.get("currency", "CNY"), expires_in=duration_of(d.get("expires_in")),
         budget=money_of(d.get("budget")), max_issued=d.get("max_issued"), code_prefix=d.get("code_prefix"),
         cost_per_coupon=money_of(d.get("cost_per_coupon")), source=src, redemption=_redemption(d),
@@ -156,7 +172,7 @@ def build_connector(ctx: Context, d: dict, src: s.Source) -> s.ConnectorSpec:
     rate = d.get("rate_limit", {})
     return s.ConnectorSpec(
         id=d["id"], type=d["type"], channel=d["channel"], title=d.get("title"), default=d.get("default", False),
-        enabled=d.get("enabled", True), settings=frozen(d.get("settings", {})),
+        enabled=d.get("enabled", True), settings=frozen_map(d.get("settings", {})),
         secrets=MappingProxyType({k: v["env"] for k, v in d.get("secrets", {}).items()}),
         per_second=rate.get("per_second"), per_minute=rate.get("per_minute"),
         per_recipient_per_minute=rate.get("per_recipient_per_minute"),
@@ -167,7 +183,7 @@ def build_connector(ctx: Context, d: dict, src: s.Source) -> s.ConnectorSpec:
     )
 
 
-def recipient_of(raw: object) -> s.Recipient | None:
+def recipient_of(raw: str | Mapping[str, object] | None) -> s.Recipient | None:
     if raw is None:
         return None
     if isinstance(raw, str):
@@ -190,7 +206,7 @@ def _workflow_action(d: dict) -> s.WorkflowAction:
     if "send" in d:
         return send_spec(d["send"])
     if "set_field" in d:
-        return s.SetFieldSpec(frozen(d["set_field"]))
+        return s.SetFieldSpec(frozen_map(d["set_field"]))
     if "cc" in d:
         return _assignees(d["cc"])
     if "approval" in d:
@@ -201,7 +217,7 @@ def _workflow_action(d: dict) -> s.WorkflowAction:
     if "branch" in d:
         b = d["branch"]
         return s.BranchSpec(
-            cases=tuple(s.BranchCase(condition_of(c["when"]), _workflow_steps(c["steps"])) for c in b["cases"]),
+            cases=tuple(s.BranchCase(required_condition(c["when"]), _workflow_steps(c["steps"])) for c in b["cases"]),
             default=_workflow_steps(b.get("default", ())),
         )
     if "parallel" in d:
@@ -232,7 +248,7 @@ def _workflow_steps(steps: list) -> tuple[s.WorkflowStep, ...]:
     return tuple(out)
 
 
-def _actions(raw: object) -> tuple[s.WorkflowAction, ...]:
+def _actions(raw: list[dict] | dict | None) -> tuple[s.WorkflowAction, ...]:
     if raw is None:
         return ()
     return tuple(_workflow_action(a) for a in (raw if isinstance(raw, list) else [raw]))
@@ -264,7 +280,7 @@ def _trigger(d: dict, rule_tz: str) -> s.Trigger:
     return s.SegmentChangeTrigger(to=change["to"], from_=change.get("from"))
 
 
-def journey_steps(steps: list, prefix: str) -> tuple[s.JourneyStep, ...]:
+def journey_steps(steps: Sequence[Mapping[str, Any]], prefix: str) -> tuple[s.JourneyStep, ...]:
     """A rule's (or an ``if`` branch's) steps: each built by its step type
     (:mod:`engine.steps.registry`); ids are the author's or ``{prefix}{n}``."""
     from engine.steps.registry import BuildSite, keys, step
@@ -332,8 +348,8 @@ def build_campaign(ctx: Context, d: dict, src: s.Source) -> s.CampaignSpec:
         start=date.fromisoformat(d["start"]), end=date.fromisoformat(d["end"]),
         attribution_window=duration_of(d.get("attribution_window")) or timedelta(days=7),
         rules=tuple(d.get("rules", ())), coupon_pools=tuple(d.get("coupon_pools", ())), forms=tuple(d.get("forms", ())),
-        targets=tuple(s.TargetSpec(t["metric"], money_of(t["target"])) for t in d.get("targets", ())),
-        costs=tuple(s.CostSpec(c["category"], money_of(c["amount"]), c.get("note")) for c in d.get("costs", ())),
+        targets=tuple(s.TargetSpec(t["metric"], required_money(t["target"])) for t in d.get("targets", ())),
+        costs=tuple(s.CostSpec(c["category"], required_money(c["amount"]), c.get("note")) for c in d.get("costs", ())),
         source=src,
     )
 

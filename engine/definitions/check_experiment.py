@@ -10,7 +10,7 @@ loader reports ``file:line:col``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from engine.experiments import CONTROL, TREATMENT
@@ -19,7 +19,7 @@ from .context import Context, Problems
 from .errors import Problem, unknown
 
 
-def _used(steps: list, key: str, field: str) -> Iterator[str]:
+def _used(steps: Sequence[Any], key: str, field: str) -> Iterator[str]:
     """The values of ``field`` of every ``key`` step of the rule, nested ones included."""
     for step in steps:
         if isinstance(step.get(key), dict) and field in step[key]:

@@ -373,7 +373,7 @@ def _check_set_form_fields(values: dict, path: Path, fields: dict[str, dict]) ->
 
 # ---------------------------------------------------------------- rules
 
-def _walk_journey(steps: list, path: Path, guards: tuple[set[str], ...] = ()) -> Iterator[tuple[dict, Path, tuple]]:
+def _walk_journey(steps: list, path: Path, guards: tuple[tuple[str, Path], ...] = ()) -> Iterator[tuple[dict, Path, tuple]]:
     """Each step with its path and the conditions that must hold to reach it
     (as sets of fields required true), for the consent check."""
     from engine.steps.registry import steps as step_types

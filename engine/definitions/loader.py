@@ -106,7 +106,8 @@ class DefinitionSet:
     @property
     def points_policy(self) -> PointsPolicySpec | None:
         """The enabled points policy (the loader allows one), or None: orders earn nothing."""
-        return next((p for p in self.of("points_policy").values() if p.enabled), None)  # type: ignore[attr-defined]
+        return next((p for p in self.of("points_policy").values() if isinstance(p, PointsPolicySpec) and p.enabled),
+                    None)
 
     @property
     def tier(self) -> TierSpec | None:

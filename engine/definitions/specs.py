@@ -11,10 +11,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Mapping, Union
+from typing import TYPE_CHECKING, Any, Mapping, Union
 
 from engine.conditions.ast import Condition
 from engine.conditions.kinds import FieldKind
+
+if TYPE_CHECKING:  # defined with their own checks; engine/alerts/spec.py imports Source from here
+    from engine.alerts.spec import AlertSpec
+
+    from .loyalty import PointsPolicySpec, TierSpec
 
 EMPTY: Mapping[str, object] = MappingProxyType({})
 
@@ -132,6 +137,9 @@ class RoleSpec:
     title_en: str | None = None
     description: str | None = None
     source: Source | None = None
+    #: What the role may do beyond its place in forms and flows (issue 16):
+    #: ``unmask_personal_data`` shows full phones and e-mails (audited).
+    permissions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -499,8 +507,8 @@ class VariantSpec:
     weight: int = 1
     title: str | None = None
     title_en: str | None = None
-    templates: Mapping[str, str] = field(default_factory=lambda: EMPTY)
-    pools: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    templates: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    pools: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     coupon_value: Decimal | None = None
 
 
@@ -632,4 +640,5 @@ class CampaignSpec:
 Spec = Union[
     FormSpec, FieldsetSpec, RoleSpec, SegmentSpec, CouponPoolSpec, TemplateSpec,
     ConnectorSpec, WorkflowSpec, RuleSpec, CalendarSpec, FeedbackTagsSpec, CampaignSpec,
+    "PointsPolicySpec", "TierSpec", "AlertSpec",
 ]

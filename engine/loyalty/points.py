@@ -87,7 +87,7 @@ def earn_for_orders(session: Session, orders: Sequence[Mapping[str, Any]], polic
         return 0
     tiers = points_repo.tiers_of(session, {int(o["customer_id"]) for o in counted})
     zone = ZoneInfo(tz)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for o in counted:
         points = _floor(Decimal(o["net_amount"]) * policy.per_yuan * policy.multiplier(tiers.get(o["customer_id"])))
         if points <= 0:
@@ -291,4 +291,5 @@ def parse_redeem(body: Any) -> tuple[int, int, str, str | None]:
         errors.append(FieldError("reason", "too_long", {"max_length": 255}))
     if errors:
         raise ValidationFailed(errors)
+    assert isinstance(cid, int) and isinstance(points, int)  # no errors: both were checked above
     return int(cid), int(points), str(key).strip(), (reason.strip() or None) if isinstance(reason, str) else None

@@ -167,6 +167,11 @@ def set_store(session: Session, user_id: int, store: str | None) -> bool:
     return True
 
 
+def store_of(session: Session, user_id: int) -> str | None:
+    """The store the user works at (None: none), which scopes a store manager's customers."""
+    return session.scalar(select(User.store).where(User.id == user_id))
+
+
 def set_active(session: Session, user_id: int, active: bool) -> None:
     """Activate or deactivate a user."""
     user = session.get(User, user_id)

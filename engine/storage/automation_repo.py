@@ -133,6 +133,8 @@ def _date_clause(session: Session, f: DateFilter) -> ColumnElement[bool]:
             lo = datetime.combine(f.on, datetime.min.time())
             return and_(column >= lo, column < lo + timedelta(days=1))
         return column == f.on
+    month: ColumnElement[Any]
+    day: ColumnElement[Any]
     if dialect_name(session) == "sqlite":
         month = func.cast(func.strftime("%m", column), Integer)
         day = func.cast(func.strftime("%d", column), Integer)
@@ -351,7 +353,7 @@ def claim_due(session: Session, *, db_now: datetime, batch: int,
 
 def journeys_of(session: Session, rule_id: str) -> list[JourneyRow]:
     """All journeys of a rule (for tests and ``journeys show``), by id."""
-    return [JourneyRow(*r) for r in session.execute(select(*_JCOLS).where(_j.c.rule_id == rule_id).order_by(_j.c.id))]
+    return [JourneyRow(*tuple(r)) for r in session.execute(select(*_JCOLS).where(_j.c.rule_id == rule_id).order_by(_j.c.id))]
 
 
 # --- subjects and facts -----------------------------------------------------------
@@ -561,7 +563,7 @@ def db_time_text(value: datetime | None) -> str | None:
     return None if value is None else value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _dumps(rows: Sequence[Sequence[Any]]) -> str:
+def _dumps(rows: Sequence[Any]) -> str:
     import json
 
     return json.dumps(rows, ensure_ascii=False, separators=(",", ":"), default=str)
@@ -569,13 +571,13 @@ def _dumps(rows: Sequence[Sequence[Any]]) -> str:
 
 def _ids_clause(session: Session, column: Any, ids: Sequence[int]) -> tuple[ColumnElement[bool], dict[str, Any]]:
     """``column IN ids`` with the ids as one bound value."""
-    from sqlalchemy import any_, literal_column
+    from sqlalchemy import Select, any_, literal_column
     from sqlalchemy.dialects.postgresql import ARRAY
     from sqlalchemy.types import BigInteger
 
     if dialect_name(session) == "postgresql":
         return column == any_(bindparam("ids", type_=ARRAY(BigInteger))), {"ids": list(ids)}
-    sub = select(literal_column("value")).select_from(func.json_each(bindparam("ids", type_=String)))
+    sub: Select[Any] = select(literal_column("value")).select_from(func.json_each(bindparam("ids", type_=String)))
     return column.in_(sub.scalar_subquery()), {"ids": _dumps(list(ids))}
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from sqlalchemy import Engine, inspect, select, table, literal_column
 from sqlalchemy.engine import URL
 
+from engine.private_files import FOLDER_MODE, private_file, write_private
 from engine.storage.database import make_engine, normalize_url
 
 
@@ -81,9 +82,11 @@ def backup(database_url: str, dest: str | os.PathLike[str]) -> Path:
     """Write a backup of the database to ``dest`` (a new file; an existing one is replaced atomically)."""
     url = normalize_url(database_url)
     target = Path(dest).expanduser().resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True, mode=FOLDER_MODE)
     partial = target.with_name(target.name + ".partial")
     partial.unlink(missing_ok=True)
+    # A backup holds every phone number: 0600 from its first byte (issue 16).
+    write_private(partial, b"")
     if url.get_backend_name() == "sqlite":
         source_path = _sqlite_path(url)
         if not source_path.is_file():
@@ -102,6 +105,7 @@ def backup(database_url: str, dest: str | os.PathLike[str]) -> Path:
         if schema:
             args.append(f"--schema={schema}")
         _run([*args, f"--dbname={uri}"], env)
+    private_file(partial)
     os.replace(partial, target)
     return target
 

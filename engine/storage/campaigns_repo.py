@@ -26,6 +26,7 @@ from engine.storage.models import (
     MessageReceipt,
     OutboxMessage,
 )
+from engine.storage.results import affected
 
 _campaigns: Table = Campaign.__table__  # type: ignore[assignment]
 _links: Table = CampaignLink.__table__  # type: ignore[assignment]
@@ -118,7 +119,7 @@ def end_now(session: Session, campaign_id: str, *, now: datetime) -> bool:
     """End a campaign early (explicit end); False when it was already ended."""
     done = session.execute(update(_campaigns).where(_campaigns.c.id == campaign_id, _campaigns.c.ended_at.is_(None))
                            .values(ended_at=now, updated_at=now))
-    return bool(done.rowcount)
+    return bool(affected(done))
 
 
 def add_cost(session: Session, campaign_id: str, *, category: str, amount: Decimal, incurred_on: date,

@@ -30,6 +30,7 @@ from sqlalchemy import ColumnElement, Table, and_, case, exists, false, func, li
 from sqlalchemy.orm import Session
 
 from engine.conditions.ast import Condition, SegmentRef
+from engine.personal_data import CustomerScope
 from engine.storage.condition_sql import customer_where
 from engine.storage.models import (
     Consent,
@@ -62,7 +63,7 @@ _PHONE_LIKE = re.compile(r"\+?[\d\s\-]{3,}")
 
 __all__ = [
     "MAX_ID", "SEARCH_FIELDS", "CustomerFilter", "CustomerPage", "customer_detail", "list_customers",
-    "segments_of", "tag_choices",
+    "scope_where", "segments_of", "tag_choices",
 ]
 
 
@@ -150,16 +151,34 @@ def _where(flt: CustomerFilter, *, now: datetime, segments: Mapping[str, Conditi
     return where
 
 
+def scope_where(scope: CustomerScope | None) -> ColumnElement[bool] | None:
+    """The customers a scoped user may open (issue 16): their store's
+    (``attrs.store``) or their accounts (``account_manager_id``); None when
+    the scope is everyone."""
+    if scope is None or scope.everyone:
+        return None
+    parts: list[ColumnElement[bool]] = []
+    if scope.store is not None:
+        parts.append(_cust.c.attrs["store"].as_string() == scope.store)
+    if scope.account_manager_id is not None:
+        parts.append(_cust.c.account_manager_id == scope.account_manager_id)
+    return or_(false(), *parts)
+
+
 LIST_COLUMNS = ("id", "external_id", "name", "phone", "email", "city", "level", "rfm_segment",
                 "last_purchase_at", "order_count", "total_spent")
 
 
 def list_customers(session: Session, flt: CustomerFilter, *, page: int, per_page: int, now: datetime,
-                   segments: Mapping[str, Condition] = {}) -> CustomerPage:
+                   segments: Mapping[str, Condition] = {}, scope: CustomerScope | None = None) -> CustomerPage:
     """One page of matching customers (newest first) with their tags, the
     total (a SQL ``count``) and the page count; a page past the end shows the
-    last page, so a stale or hostile ``page`` never runs a huge ``OFFSET``."""
+    last page, so a stale or hostile ``page`` never runs a huge ``OFFSET``.
+    Only customers inside ``scope`` (None: everyone) are counted and listed."""
     where = _where(flt, now=now, segments=segments)
+    scoped = scope_where(scope)
+    if scoped is not None:
+        where.append(scoped)
     conn = session.connection()
     total = int(conn.execute(select(func.count()).select_from(_cust).where(*where)).scalar_one())
     pages = max(1, -(-total // per_page))
@@ -239,13 +258,17 @@ def _count(session: Session, table: Table, *where: ColumnElement[bool]) -> int:
     return int(session.connection().execute(select(func.count()).select_from(table).where(*where)).scalar_one())
 
 
-def customer_detail(session: Session, customer_id: int, *, limit: int = 20) -> CustomerDetail | None:
-    """One customer and what happened to them, or None. Every section is a
-    bounded query on an index led by the customer id."""
+def customer_detail(session: Session, customer_id: int, *, limit: int = 20,
+                    scope: CustomerScope | None = None) -> CustomerDetail | None:
+    """One customer and what happened to them, or None (also when the
+    customer is outside ``scope``). Every section is a bounded query on an
+    index led by the customer id."""
     if not 1 <= customer_id <= MAX_ID:
         return None
     conn = session.connection()
-    row = conn.execute(select(_cust).where(_cust.c.id == customer_id)).first()
+    scoped = scope_where(scope)
+    row = conn.execute(select(_cust).where(_cust.c.id == customer_id,
+                                           *(() if scoped is None else (scoped,)))).first()
     if row is None:
         return None
     customer = dict(row._mapping)

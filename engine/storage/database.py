@@ -18,6 +18,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.private_files import FOLDER_MODE, secure_sqlite_files
+
 SQLITE_BUSY_TIMEOUT_MS = 5000
 #: WAL pages after which a committing connection checkpoints the WAL into the
 #: database (SQLite's default is 1,000). With ``synchronous=NORMAL`` a commit
@@ -53,7 +55,8 @@ IMMEDIATE_OPTION = "promoflow_sqlite_immediate"
 def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     """Create an Engine for a SQLite or PostgreSQL URL.
 
-    SQLite: creates the file's parent folder, and on every new connection turns
+    SQLite: creates the file's parent folder (0700 when new) and the file
+    (0600, and tightens an existing one and its WAL/SHM), and on every new connection turns
     on WAL (readers never block the writer), foreign keys (off by default in
     SQLite), a 5 s busy timeout, ``synchronous=NORMAL`` (safe with WAL) and a
     rarer WAL checkpoint (``SQLITE_WAL_AUTOCHECKPOINT_PAGES``). The
@@ -73,7 +76,9 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
 def _make_sqlite_engine(url: URL, **kwargs: Any) -> Engine:
     database = url.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = Path(database).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True, mode=FOLDER_MODE)
+        secure_sqlite_files(path)  # 0600 before SQLite opens it; WAL and SHM inherit the mode (issue 16)
     connect_args = dict(kwargs.pop("connect_args", {}))
     connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
     # Most recently used connection first: its page cache is the warm one

@@ -59,6 +59,7 @@ from engine.storage.automation_repo import entry_where
 from engine.storage.bulk import dialect_name, insert_ignore_from_select
 from engine.storage.experiment_sql import arm_column
 from engine.storage.models import Customer, Journey, OutboxMessage
+from engine.storage.results import affected
 
 _j: Table = Journey.__table__  # type: ignore[assignment]
 _cust: Table = Customer.__table__  # type: ignore[assignment]
@@ -277,25 +278,25 @@ def _issue(session: Session, plan: SetPlan, coupon: SetCoupon, plain_sql: str, p
             "expires": coupon.expires_at, "alpha": CODE_ALPHABET}
     args["triples"] = _TRIPLES
     stmt = _typed(base + " ON CONFLICT DO NOTHING")
-    done = session.execute(stmt.execution_options(preserve_rowcount=True), args).rowcount
+    done = affected(session.execute(stmt.execution_options(preserve_rowcount=True), args))
     for _attempt in range(5):
         if done >= want:
             return
         # A code clashed with an existing one (50 bits: rare): draw again for those without a coupon.
         stmt = _typed(base + missing + " ON CONFLICT DO NOTHING")
-        done += session.execute(stmt.execution_options(preserve_rowcount=True), args).rowcount
+        done += affected(session.execute(stmt.execution_options(preserve_rowcount=True), args))
     if done < want:
         raise RuntimeError("coupon codes clashed five times in a row")
 
 
 def _typed(sql: str) -> Any:
     """``text(sql)`` with its time parameters typed (naive UTC DateTime on both backends)."""
-    from sqlalchemy import bindparam
+    from sqlalchemy import BindParameter, bindparam
 
     stmt = text(sql)
     from sqlalchemy import Numeric
 
-    times = [bindparam(n, type_=DateTime()) for n in ("issued", "expires", "now") if f":{n}" in sql]
+    times: list[BindParameter[Any]] = [bindparam(n, type_=DateTime()) for n in ("issued", "expires", "now") if f":{n}" in sql]
     if ":value" in sql:
         times.append(bindparam("value", type_=Numeric(14, 2)))
     return stmt.bindparams(*times) if times else stmt

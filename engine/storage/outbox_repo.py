@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from engine.storage.bulk import dialect_name, dialect_insert
 from engine.storage.models import OutboxMessage
+from engine.storage.results import affected
 
 _outbox: Table = OutboxMessage.__table__  # type: ignore[assignment]
 _c = _outbox.c
@@ -102,7 +103,7 @@ def insert_selected(session: Session, select_sql: str, params: Mapping[str, Any]
     stmt = text(f"INSERT INTO outbox ({', '.join(COLUMNS)}) {select_sql} ON CONFLICT DO NOTHING")
     if ":now" in select_sql:
         stmt = stmt.bindparams(bindparam("now", type_=DateTime()))
-    return int(session.execute(stmt.execution_options(preserve_rowcount=True), dict(params)).rowcount)
+    return affected(session.execute(stmt.execution_options(preserve_rowcount=True), dict(params)))
 
 
 #: The per-row columns of :func:`insert_rows`, in order.

@@ -102,7 +102,8 @@ def test_merge_on_the_customer_page(api, app) -> None:
                        follow_redirects=True)
     assert done.status_code == 200 and f"已将客户 #{b} 合并到 #{a}" in done.text
     assert "vip" in done.text
-    assert 'data-kind="phone">13800000032<' in done.text  # b's phone, kept as an alias of a
+    assert 'data-kind="phone">138****0032<' in done.text  # b's phone, kept as an alias of a (masked, issue 16)
+    assert "13800000032" not in done.text
     assert api("GET", f"/customers/{b}").status_code == 404
     audit = _rows(app, AuditEntry, AuditEntry.action == "customer.merged")
     assert [(e.actor, e.diff["merged"]) for e in audit] == [("mkt", b)]

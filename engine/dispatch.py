@@ -188,7 +188,8 @@ class Dispatcher:
                  send_windows: Mapping[str, tuple[time, time] | None] | None = None,
                  max_attempts: Mapping[str, int] | None = None,
                  rate_policies: Mapping[str, RatePolicy] | None = None,
-                 links: ClickLinker | None = None) -> None:
+                 links: ClickLinker | None = None,
+                 windows: Callable[[str, list[tuple[int, float]]], Any] | None = None) -> None:
         self.session_factory = session_factory
         #: Rewrites the template URLs of customer messages into short ``/c/`` links.
         self.links = links
@@ -210,7 +211,10 @@ class Dispatcher:
             self._windows[cid] = policy.window
         self._windows.update(send_windows or {})
         self._max_attempts.update(max_attempts or {})
-        self._counters = {cid: WindowCounter(p.connector_limits()) for cid, p in self._policies.items()}
+        # One connector-wide window per connector: this process's own, or
+        # ``windows(connector id, limits)`` shared by every dispatcher process.
+        make = windows or (lambda _cid, limits: WindowCounter(limits))
+        self._counters = {cid: make(cid, p.connector_limits()) for cid, p in self._policies.items()}
         self._pass_time: datetime | None = None
 
     # ------------------------------------------------------------------ pass
@@ -253,21 +257,30 @@ class Dispatcher:
         ts = now.timestamp()
         free, limited = [], []
         for cid in connectors:
-            budget = self._counters[cid].available(ts) if cid in self._counters else None
+            budget = self._counters[cid].reserve(batch, ts) if cid in self._counters else None
             if budget is None:
                 free.append(cid)
             elif budget > 0:
-                limited.append((cid, min(batch, budget)))
+                limited.append((cid, budget))
         rows: list[dict[str, Any]] = []
-        with transaction(self.session_factory) as session:
-            if free:
-                rows += dispatch_repo.claim(session, worker_id=self.worker_id, now=db_now, limit=batch,
-                                            connectors=free)
-            for cid, limit in limited:
-                got = dispatch_repo.claim(session, worker_id=self.worker_id, now=db_now, limit=limit,
-                                          connectors=[cid])
-                self._counters[cid].take(len(got), ts)
-                rows += got
+        claimed = {cid: 0 for cid, _ in limited}
+        try:
+            with transaction(self.session_factory) as session:
+                if free:
+                    rows += dispatch_repo.claim(session, worker_id=self.worker_id, now=db_now, limit=batch,
+                                                connectors=free)
+                for cid, limit in limited:
+                    got = dispatch_repo.claim(session, worker_id=self.worker_id, now=db_now, limit=limit,
+                                              connectors=[cid])
+                    claimed[cid] = len(got)
+                    rows += got
+        except BaseException:
+            claimed = {cid: 0 for cid in claimed}
+            raise
+        finally:
+            for cid, limit in limited:  # slots reserved but not claimed go back to the shared window
+                if limit > claimed[cid]:
+                    self._counters[cid].give_back(limit - claimed[cid], ts)
         return rows
 
     def _recipient_gate(self, rows: list[dict[str, Any]], now: datetime, db_now: datetime,
@@ -640,15 +653,23 @@ def sandboxed(spec: Any, settings: Any) -> Any:
 
 
 def dispatch_tick(services: Any, *, loader: Callable[..., Connector],
-                  env: Mapping[str, str] | None = None) -> Callable[[datetime], DispatchReport]:
+                  env: Mapping[str, str] | None = None, only: str | None = None,
+                  windows: Callable[[str, list[tuple[int, float]]], Any] | None = None,
+                  reap_after: timedelta = timedelta(minutes=5),
+                  batch: int = 500, max_passes: int = 200,
+                  keep_going: Callable[[], bool] | None = None) -> Callable[[datetime], DispatchReport]:
     """The scheduler's ``dispatch`` tick for the app's services: reap stale
-    claims, dispatch until idle, then reconcile ``unknown`` rows by the
-    providers' status queries, through every enabled connector of the
-    current definitions (``log`` ones are delivered by the automation tick).
-    Connectors are built once per definitions version by ``loader`` (the
-    host passes ``connectors.registry.load_connector``: the engine knows the
-    Connector port, never the concrete connectors); one that fails to build
-    is left out and reported as a ``connector.misconfigured`` event."""
+    claims (older than ``reap_after``), dispatch until idle, then reconcile
+    ``unknown`` rows by the providers' status queries, through every enabled
+    connector of the current definitions (``log`` ones are delivered by the
+    automation tick), or only the connector ``only`` (a Celery task per
+    connector). Connectors are built once per definitions version by
+    ``loader`` (the host passes ``connectors.registry.load_connector``: the
+    engine knows the Connector port, never the concrete connectors); one that
+    fails to build is left out and reported as a ``connector.misconfigured``
+    event. ``windows``: shared connector-wide rate windows (see
+    :class:`Dispatcher`). ``keep_going``: asked after each pass whether to
+    go on (a Celery task's time budget; the engine reads no clock)."""
     state: dict[str, Any] = {"key": None, "dispatcher": None, "broken": {}}
 
     def build(now: datetime) -> Dispatcher:
@@ -660,7 +681,7 @@ def dispatch_tick(services: Any, *, loader: Callable[..., Connector],
         settings = getattr(services, "settings", None)
         sandbox = bool(getattr(settings, "connector_sandbox", False))
         for spec in definitions.connectors.values():
-            if not spec.enabled or spec.type == "log":
+            if not spec.enabled or spec.type == "log" or (only is not None and spec.id != only):
                 continue
             if sandbox:
                 if spec.channel == "feedback":
@@ -677,7 +698,7 @@ def dispatch_tick(services: Any, *, loader: Callable[..., Connector],
         links = linker_for(definitions, str(getattr(settings, "base_url", "") or ""),
                            str(getattr(settings, "secret_key", "") or ""))
         state["key"], state["dispatcher"] = definitions, Dispatcher(services.session_factory, built, timezone=tz,
-                                                                    links=links)
+                                                                    links=links, windows=windows)
         state["broken"] = broken
         return state["dispatcher"]
 
@@ -687,8 +708,16 @@ def dispatch_tick(services: Any, *, loader: Callable[..., Connector],
             # Their rows are never claimed: say on each why it waits (the /messages list shows it).
             with transaction(services.session_factory) as session:
                 dispatch_repo.note_waiting(session, state["broken"])
-        dispatcher.reap(now)
-        report = dispatcher.run_until_idle(now, max_passes=200)
+        dispatcher.reap(now, stale_after=reap_after)
+        if keep_going is None:
+            report = dispatcher.run_until_idle(now, batch=batch, max_passes=max_passes)
+        else:
+            report = DispatchReport()
+            for _ in range(max_passes):
+                one = dispatcher.run_once(now, batch)
+                report.add(one)
+                if one.claimed == 0 or not keep_going():
+                    break
         try:
             dispatcher.reconcile(now)
         except Exception:  # a status query must never stop deliveries

@@ -8,10 +8,12 @@ attempts — something only the dispatcher, which owns the row, can do.
 
 Two kinds of limit:
 
-* **connector-wide** (``per_second``, ``per_minute``): a sliding window kept in
-  this process. The dispatcher asks for the remaining budget *before* claiming,
-  so it claims no more rows than it may send now. Several dispatcher processes
-  each keep their own window (documented limitation: give each a share).
+* **connector-wide** (``per_second``, ``per_minute``): a sliding window. The
+  dispatcher reserves its budget *before* claiming, so it claims no more rows
+  than it may send now, and gives back what it did not claim. In one process
+  the window is a :class:`WindowCounter`; several processes (Celery workers)
+  share one window through anything with the same three methods, e.g.
+  :class:`web.shared_limits.RedisWindow` (the dispatcher takes a factory).
 * **per recipient** (``per_recipient``: ``[(count, seconds), …]``): counted in
   the database from the rows' ``claimed_at`` so that every dispatcher process
   sees the same sends (see :func:`engine.storage.dispatch_repo.recent_claims`).
@@ -146,6 +148,17 @@ class WindowCounter:
         with self._lock:
             self._trim(now)
             return max(0, min(count - self._in_window(now, period) for count, period in self.limits))
+
+    def reserve(self, n: int, now: float) -> int | None:
+        """Take up to ``n`` slots at ``now`` at once; how many were granted
+        (None: unlimited). Unused ones go back with :meth:`give_back`."""
+        if not self.limits:
+            return None
+        with self._lock:
+            self._trim(now)
+            granted = max(0, min([n] + [count - self._in_window(now, period) for count, period in self.limits]))
+            self._hits.extend([now] * granted)
+            return granted
 
     def take(self, n: int, now: float) -> None:
         if self.limits and n > 0:

@@ -65,6 +65,20 @@ class Settings:
     retention: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_RETENTION))
     metrics_token: str = ""
     log_format: str = ""
+    #: Scale-out (issue 17, with ``broker_url``): Redis for the rate windows
+    #: shared by all workers (empty: the broker when it is Redis); customer
+    #: ids per entry task; tasks per connector (and journey advance) per
+    #: tick; how long the scheduler waits for a tick's tasks; seconds before
+    #: Redis hands an unacknowledged task of a dead worker to another; and
+    #: how old a dead worker's claim on a message is before it is settled.
+    limits_url: str = ""
+    fleet_chunk: int = 50_000
+    fleet_parts: int = 4
+    task_timeout: int = 900
+    task_visibility: int = 300
+    dispatch_reap_after: timedelta = timedelta(minutes=5)
+    #: The broker queue of this installation's tasks (two installations may share a broker).
+    task_queue: str = "promoflow"
     settings_file: Path | None = None
     extra: Mapping[str, object] = field(default_factory=dict)
 
@@ -150,6 +164,7 @@ def load_settings(
                                 "e.g. https://promo.example.com")
         values["base_url"] = base_url
     _account_settings(values)
+    _fleet_settings(values)
     if "retention" in values:
         values["retention"] = _retention(values["retention"])
     if "log_format" in values and str(values["log_format"] or "") not in ("", "text", "json"):
@@ -189,6 +204,24 @@ def _flag(name: str, value: object) -> bool:
     if text in ("", "0", "false", "no", "off"):
         return False
     raise SettingsError(f"{name}: `{value}` is not true or false")
+def _fleet_settings(values: dict[str, object]) -> None:
+    """Parse the scale-out numbers (positive integers) and ``dispatch_reap_after`` (a duration) in place."""
+    for key in ("fleet_chunk", "fleet_parts", "task_timeout", "task_visibility"):
+        if key in values:
+            try:
+                number = int(str(values[key]).strip())
+            except ValueError:
+                raise SettingsError(f"{key}: `{values[key]}` is not a whole number") from None
+            if number < 1:
+                raise SettingsError(f"{key}: `{values[key]}` must be at least 1")
+            values[key] = number
+    if "dispatch_reap_after" in values and not isinstance(values["dispatch_reap_after"], timedelta):
+        try:
+            values["dispatch_reap_after"] = parse_duration(str(values["dispatch_reap_after"]).strip())
+        except DurationError as exc:
+            raise SettingsError(f"dispatch_reap_after: {exc}") from None
+
+
 def _account_settings(values: dict[str, object]) -> None:
     """Parse ``session_lifetime`` (a duration, 5m to 31d) and
     ``password_min_length`` (an integer, 8 to 128) in place."""

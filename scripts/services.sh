@@ -37,6 +37,36 @@ ensure_postgres() {
   fi
 }
 
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+ensure_redis() {
+  # The fleet tests' broker and shared rate windows (issue 17).
+  if port_open 6379; then return; fi
+  if ! have redis-server; then
+    echo "services: installing Redis" >&2
+    apt_install redis-server
+  fi
+  echo "services: starting Redis" >&2
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  for _ in $(seq 1 30); do port_open 6379 && return; sleep 1; done
+  echo "services: Redis did not start" >&2; return 1
+}
+
+ensure_rabbitmq() {
+  # The fleet test's RabbitMQ variant (guest/guest on loopback).
+  if port_open 5672; then return; fi
+  if ! have rabbitmq-server; then
+    echo "services: installing RabbitMQ" >&2
+    apt_install rabbitmq-server
+  fi
+  echo "services: starting RabbitMQ" >&2
+  rabbitmq-server -detached || true
+  for _ in $(seq 1 90); do port_open 5672 && return; sleep 1; done
+  echo "services: RabbitMQ did not start" >&2; return 1
+}
+
 ensure_chromium() {
   # Debian's Chromium for the Playwright browser tests (Playwright's own
   # browser download cannot run here), and CJK fonts for Chinese labels.
@@ -49,5 +79,7 @@ ensure_chromium() {
 case "${1:-all}" in
   postgres) ensure_postgres ;;
   chromium) ensure_chromium ;;
-  all) ensure_postgres; ensure_chromium ;;
+  redis) ensure_redis ;;
+  rabbitmq) ensure_rabbitmq ;;
+  all) ensure_postgres; ensure_redis; ensure_rabbitmq; ensure_chromium ;;
 esac

@@ -46,15 +46,31 @@ def _serve(settings: Settings, host: str, port: int, threads: int, *, scheduler:
 @main.command()
 @click.option("--interval", default=30.0, show_default=True, type=float, help="Seconds between ticks.")
 @click.option("--once", is_flag=True, help="Run one tick now and exit (cron-style hosting).")
+@click.option("--celery", "celery_worker", is_flag=True,
+              help="Run a Celery worker that executes the tasks the active scheduler enqueues "
+                   "(needs PROMOFLOW_BROKER_URL; start any number).")
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(min=1),
+              help="With --celery: tasks run at once in this process.")
+@click.option("--pool", default="threads", show_default=True, type=click.Choice(["threads", "prefork", "solo"]),
+              help="With --celery: Celery's execution pool.")
+@click.option("--in-process", "in_process", is_flag=True,
+              help="Run every tick part in this process even when a broker is configured.")
 @pass_ctx
-def worker(obj: Context, interval: float, once: bool) -> None:
+def worker(obj: Context, interval: float, once: bool, celery_worker: bool, concurrency: int, pool: str,
+           in_process: bool) -> None:
     """Run the scheduler: due rules, journeys, events, approval reminders.
 
     Only one worker per database is active (PostgreSQL advisory lock, or a
     lock file beside the SQLite database); others stand by and take over.
+    With PROMOFLOW_BROKER_URL set, the active one enqueues rule chunks,
+    journey batches, deliveries and pulls for `promoflow worker --celery`.
     """
     import signal
     import threading
+
+    if celery_worker:
+        _celery_worker(obj.settings, concurrency=concurrency, pool=pool)
+        return
 
     from web import create_app
     from web.connector_health import worker_lines
@@ -67,7 +83,13 @@ def worker(obj: Context, interval: float, once: bool) -> None:
     app = create_app(settings=obj.settings)
     for line in worker_lines(app.extensions["promoflow"]):  # a connector that cannot deliver, and why
         click.secho(line, fg="yellow")
-    host = scheduler_init_app(app, interval=interval, start=not once)
+    celery = None
+    if obj.settings.broker_url and not in_process:
+        from web.celery_app import make_celery
+
+        celery = make_celery(obj.settings)
+        click.echo(f"Tasks go to the broker at {_redact(obj.settings.broker_url)} for `promoflow worker --celery`.")
+    host = scheduler_init_app(app, interval=interval, start=not once, celery=celery)
     host.ticks.append(("retention", retention_tick(app.extensions["promoflow"])))  # prunes once a day
     if once:
         result = host.tick()
@@ -87,17 +109,58 @@ def worker(obj: Context, interval: float, once: bool) -> None:
     click.echo("Worker stopped.")
 
 
+def _redact(url: str) -> str:
+    """A broker URL without its password, for messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def _celery_worker(settings: Settings, *, concurrency: int, pool: str) -> None:
+    """Run a Celery worker for the tasks of :mod:`web.celery_app` until stopped."""
+    import os
+
+    from web.logs import setup_logging
+
+    if not settings.broker_url:
+        raise click.ClickException("`--celery` needs a broker: set PROMOFLOW_BROKER_URL "
+                                   "(redis://127.0.0.1:6379/0 or amqp://guest:guest@127.0.0.1:5672//)")
+    from web.celery_app import flask_app, make_celery
+
+    setup_logging(settings.log_format, settings.log_level)
+    celery = make_celery(settings)
+    if pool != "prefork":
+        flask_app()  # migrate and load definitions before taking tasks (prefork builds it per child)
+    click.echo(f"Celery worker on {_redact(settings.broker_url)} ({pool}, concurrency {concurrency}).")
+    celery.worker_main(["worker", "--loglevel", settings.log_level, "--pool", pool,
+                        "--concurrency", str(concurrency), "--hostname", f"promoflow-{os.getpid()}@%h",
+                        "--without-gossip", "--without-mingle"])
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--threads", default=8, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Web processes; more than 1 runs gunicorn (its master forks them).")
 @click.option("--write-concurrency", type=click.IntRange(min=0), default=None,
               envvar="PROMOFLOW_WRITE_CONCURRENCY", show_envvar=True,
               help="Writing requests (POST/PUT/PATCH/DELETE) let into the app at once; 0: no limit. "
                    "Default: 1 on SQLite, whose writes are serial anyway; no limit on PostgreSQL.")
 @pass_ctx
-def serve(obj: Context, host: str, port: int, threads: int, write_concurrency: int | None) -> None:
-    """Serve the web app and API (waitress) on the configured database."""
+def serve(obj: Context, host: str, port: int, threads: int, workers: int, write_concurrency: int | None) -> None:
+    """Serve the web app and API on the configured database: waitress in
+    this process, or gunicorn with ``--workers N`` processes."""
+    if workers > 1:
+        from web.gunicorn_app import serve_gunicorn
+
+        serve_gunicorn(obj.settings, host=host, port=port, workers=workers, threads=threads,
+                       write_concurrency=write_concurrency)
+        return
     _serve(obj.settings, host, port, threads, write_concurrency=write_concurrency)
 
 

@@ -22,7 +22,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import Engine
 
 from . import services
-from .leader import LOCK_NAME, LeaderLock, lock_key
+from .leader import LOCK_NAME, LeaderLock, schema_lock_key
 
 bp = Blueprint("health", __name__)
 
@@ -38,7 +38,9 @@ def leader_status(engine: Engine) -> dict[str, Any]:
     from engine.storage.ops_repo import advisory_lock_holder
 
     if engine.dialect.name == "postgresql":
-        pid = advisory_lock_holder(engine, lock_key(LOCK_NAME))
+        with engine.connect() as conn:
+            key = schema_lock_key(conn, LOCK_NAME)
+        pid = advisory_lock_holder(engine, key)
         return {"held": pid is not None, "holder": f"postgresql backend {pid}" if pid else None}
     path = LeaderLock(engine)._sqlite_path()
     if not path.is_file():

@@ -25,6 +25,14 @@ def lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 
+def schema_lock_key(conn: Any, name: str = LOCK_NAME) -> int:
+    """The advisory lock key of ``name`` for the schema ``conn`` works in:
+    advisory locks are server-wide, so two installations in two schemas of
+    one PostgreSQL (or two test runs) must not elect one scheduler between them."""
+    schema = conn.execute(text("SELECT current_schema()")).scalar() or "public"
+    return lock_key(name if schema == "public" else f"{name}:{schema}")
+
+
 class LeaderLock:
     """``acquire()`` → True when this process is the active scheduler.
 
@@ -55,6 +63,7 @@ class LeaderLock:
         if self._engine.dialect.name == "postgresql":
             conn = self._engine.connect()
             try:
+                self._key = schema_lock_key(conn, self._name)
                 got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key}).scalar())
                 conn.commit()
             except Exception:

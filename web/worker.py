@@ -41,7 +41,7 @@ def tick_functions(services: Any) -> list[tuple[str, Callable[[datetime], Any]]]
     from .followups import tick as followups_tick
 
     ticks.append(("tasks", followups_tick(services)))  # rule tasks: the approvals' overdue rules
-    ticks.append(("dispatch", dispatch_tick(services, loader=load_connector)))
+    ticks.append(("dispatch", dispatch_tick(services, loader=load_connector, reap_after=_reap_after(services))))
     ticks.append(("feedback", feedback_tick(services)))
     ticks.append(("loyalty", loyalty_tick(services)))
     from .api_campaigns import tick as campaigns_tick
@@ -53,7 +53,16 @@ def tick_functions(services: Any) -> list[tuple[str, Callable[[datetime], Any]]]
     ticks.append(("alerts", alerts_tick(services)))  # 数据预警 on campaign KPIs (issue 14)
     ticks.append(("reports", weekly_report_tick(services)))  # weekly report to each running campaign's owner
     ticks.append(("retrospectives", retrospective_tick(services)))  # 复盘 record when a campaign ends
+    from .refresh_hooks import refresh_tick
+
+    ticks.append(("refresh", refresh_tick(services)))  # hooks others register (KPI snapshots), issue 17
     return ticks
+
+
+def _reap_after(services: Any) -> Any:
+    from datetime import timedelta
+
+    return getattr(getattr(services, "settings", None), "dispatch_reap_after", None) or timedelta(minutes=5)
 
 
 def loyalty_tick(services: Any) -> Callable[[datetime], Any]:
@@ -118,12 +127,21 @@ def feedback_tick(services: Any, *, env: Mapping[str, str] | None = None,
     return tick
 
 
-def scheduler_init_app(app: Flask, *, interval: float = 30.0, start: bool = True) -> SchedulerHost:
-    """Attach (and start) the scheduler host for ``app``'s database."""
+def scheduler_init_app(app: Flask, *, interval: float = 30.0, start: bool = True,
+                       celery: Any = None) -> SchedulerHost:
+    """Attach (and start) the scheduler host for ``app``'s database. With
+    ``celery`` (a broker is configured) the host enqueues the heavy parts
+    for ``promoflow worker --celery`` processes (:mod:`web.fleet_ticks`)
+    instead of running them in this process."""
     services = app.extensions["promoflow"]
     engine = services.session_factory.kw["bind"]
-    host = SchedulerHost(engine, tick_functions(services), clock=services.now, interval=interval,
-                         host_id=f"app-{id(app)}")
+    if celery is not None:
+        from .fleet_ticks import fleet_tick_functions
+
+        ticks = fleet_tick_functions(services, celery)
+    else:
+        ticks = tick_functions(services)
+    host = SchedulerHost(engine, ticks, clock=services.now, interval=interval, host_id=f"app-{id(app)}")
     app.extensions[EXTENSION] = host
     if start:
         host.start()

@@ -5,6 +5,7 @@ call repeats (idempotently)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -27,7 +28,23 @@ if TYPE_CHECKING:
 
     from engine.definitions.loader import DefinitionSet
 
-__all__ = ["RunReport", "TickReport", "advance_all", "run_occurrence", "run_rule", "tick"]
+__all__ = ["Fanout", "RunReport", "TickReport", "advance_all", "run_occurrence", "run_rule", "tick"]
+
+
+@dataclass(frozen=True)
+class Fanout:
+    """Where a tick's heavy parts run when not in this process (a host with
+    Celery workers, see :mod:`web.fleet_ticks`); the engine only hands out
+    the same units of work it would run itself.
+
+    ``run_chunks(rule, version, now, occurrence, id_ranges)``: run the
+    set-based entry chunks and return (entered, counters) per chunk once all
+    committed (raise otherwise). ``advance(now, rule_ids)``: advance every
+    due journey. ``chunk``: customer ids per chunk."""
+
+    chunk: int
+    run_chunks: Callable[[RuleSpec, int, datetime, datetime, list[tuple[int, int]]], list[tuple[int, Counters]]]
+    advance: Callable[[datetime, list[str] | None], dict[str, Counters]]
 
 
 @dataclass
@@ -65,7 +82,8 @@ def advance_all(session_factory: sessionmaker[Session], *, now: datetime, defini
 
 
 def run_occurrence(session_factory: sessionmaker[Session], rule: RuleSpec, occurrence: datetime, *,
-                   now: datetime, definitions: DefinitionSet, policy: Policy) -> int | None:
+                   now: datetime, definitions: DefinitionSet, policy: Policy,
+                   fanout: Fanout | None = None) -> int | None:
     """Run a schedule occurrence: enter its audience (set-based first steps in
     chunks where the rule allows, see :mod:`engine.automation.setentry`), then
     claim the occurrence with its counters. None when the occurrence was
@@ -74,14 +92,19 @@ def run_occurrence(session_factory: sessionmaker[Session], rule: RuleSpec, occur
     Chunks commit before the claim, so a crash mid-run leaves the occurrence
     unclaimed and the next tick repeats it; entry is idempotent, so the repeat
     only adds who is missing. Rules the SQL path cannot take enter and claim
-    in one transaction."""
+    in one transaction. With ``fanout`` the chunks run on its workers."""
     version = policy.version_of(rule.id)
     db_occurrence = to_db_time(occurrence)
     with session_factory() as session:
         if repo.occurrence_claimed(session, rule.id, db_occurrence):
             return None
-    started = enter_in_chunks(session_factory, rule, version, now=now, definitions=definitions, policy=policy,
-                              occurrence=occurrence)
+    if fanout is None:
+        started = enter_in_chunks(session_factory, rule, version, now=now, definitions=definitions, policy=policy,
+                                  occurrence=occurrence)
+    else:
+        started = enter_in_chunks(
+            session_factory, rule, version, now=now, definitions=definitions, policy=policy, occurrence=occurrence,
+            chunk=fanout.chunk, runner=lambda ranges: fanout.run_chunks(rule, version, now, occurrence, ranges))
     with transaction(session_factory) as session:
         run_id = repo.claim_occurrence(session, rule_id=rule.id, rule_version=version,
                                        scheduled_for=db_occurrence, db_now=to_db_time(now))
@@ -139,10 +162,11 @@ def run_rule(session_factory: sessionmaker[Session], rule_id: str, *, now: datet
 
 def tick(session_factory: sessionmaker[Session], *, now: datetime, definitions: DefinitionSet,
          policy: Policy | None = None, batch: int = 5000, deliver: bool = True,
-         rule_of: RuleLookup | None = None) -> TickReport:
+         rule_of: RuleLookup | None = None, fanout: Fanout | None = None) -> TickReport:
     """Everything due at ``now``: schedule and date-rule occurrences (per each
     rule's catch-up policy), pending events, due journey steps, and (``deliver``)
-    the ``log`` connector's deliveries."""
+    the ``log`` connector's deliveries. With ``fanout``, entry chunks and due
+    journey steps run on its workers (same functions, other processes)."""
     policy = policy or Policy()
     report = TickReport()
     for rule in sorted(definitions.rules.values(), key=lambda r: r.id):
@@ -152,7 +176,7 @@ def tick(session_factory: sessionmaker[Session], *, now: datetime, definitions: 
             last = from_db_time_opt(repo.last_occurrence(session, rule.id))
         for occurrence in due_schedule_runs(rule, last, now, grace=policy.grace):
             entered = run_occurrence(session_factory, rule, occurrence, now=now, definitions=definitions,
-                                     policy=policy)
+                                     policy=policy, fanout=fanout)
             if entered is not None:
                 report.runs.append((rule.id, occurrence, entered))
     while True:
@@ -165,8 +189,11 @@ def tick(session_factory: sessionmaker[Session], *, now: datetime, definitions: 
             report.events.loop_guarded[rule_id] = report.events.loop_guarded.get(rule_id, 0) + n
         if events.seen < batch:
             break
-    report.advanced = advance_all(session_factory, now=now, definitions=definitions, batch=batch, policy=policy,
-                                  rule_of=rule_of)
+    if fanout is not None:
+        report.advanced = fanout.advance(now, None)
+    else:
+        report.advanced = advance_all(session_factory, now=now, definitions=definitions, batch=batch,
+                                      policy=policy, rule_of=rule_of)
     while deliver:
         with transaction(session_factory) as session:
             n = deliver_log(session, now, batch, definitions=definitions)

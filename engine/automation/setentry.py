@@ -19,6 +19,7 @@ end. Everyone and everything else goes the per-journey way, due now.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -44,9 +45,16 @@ if TYPE_CHECKING:
 
     from engine.definitions.loader import DefinitionSet
 
-__all__ = ["SetEntry", "enter_and_start", "enter_in_chunks", "plan_segment"]
+__all__ = ["ChunkRunner", "SetEntry", "chunk_ranges", "enter_and_start", "enter_in_chunks", "plan_segment",
+           "run_chunk"]
 
 MAX_STEPS = 200  # as the per-journey runtime's limit of steps without a wait
+
+#: Runs the chunks of one set-based entry somewhere else (Celery workers, see
+#: :mod:`web.fleet_ticks`): given the id ranges, returns (entered, counters)
+#: per range once every chunk has committed. Raises when one did not, so the
+#: occurrence stays unclaimed and the next tick repeats it.
+ChunkRunner = Callable[[list[tuple[int, int]]], list[tuple[int, "Counters"]]]
 
 
 def _listened(definitions: DefinitionSet) -> set[str]:
@@ -178,13 +186,38 @@ def enter_and_start(session: Session, rule: RuleSpec, rule_version: int, *, now:
     return _chunk(session, run, rule, rule_version, now=now, definitions=definitions, id_range=None)
 
 
+def chunk_ranges(span: tuple[int, int] | None, step: int) -> list[tuple[int, int]]:
+    """The half-open id ranges ``[lo, lo + step)`` covering ``span`` (inclusive)."""
+    if span is None:
+        return []
+    step = max(1, step)
+    return [(lo, lo + step) for lo in range(span[0], span[1] + 1, step)]
+
+
+def run_chunk(session_factory: sessionmaker[Session], rule: RuleSpec, rule_version: int, *, now: datetime,
+              definitions: DefinitionSet, policy: Policy, occurrence: datetime,
+              id_range: tuple[int, int]) -> tuple[int, Counters]:
+    """One chunk of :func:`enter_in_chunks` in its own transaction: what a
+    Celery worker runs for one task. Idempotent like every chunk (see there);
+    (0, nothing) when the rule no longer takes the SQL path."""
+    with session_factory() as session:
+        run = _prepare(session, rule, now=now, definitions=definitions, policy=policy, occurrence=occurrence)
+    if isinstance(run, NoSql):
+        return 0, Counters()
+    with transaction(session_factory) as session:
+        return _chunk(session, run, rule, rule_version, now=now, definitions=definitions, id_range=id_range)
+
+
 def enter_in_chunks(session_factory: sessionmaker[Session], rule: RuleSpec, rule_version: int, *, now: datetime,
                     definitions: DefinitionSet, policy: Policy,
-                    occurrence: datetime | None = None) -> SetEntry | NoSql:
+                    occurrence: datetime | None = None, chunk: int | None = None,
+                    runner: ChunkRunner | None = None) -> SetEntry | NoSql:
     """:func:`enter_and_start` over the customers ``policy.entry_chunk`` ids
-    (``entry_chunk_postgresql`` on PostgreSQL) at a time, one transaction
-    each; :class:`NoSql` (nothing done, and why) when the SQL path does not
-    apply, so the caller enters the usual way and reports the reason.
+    (``entry_chunk_postgresql`` on PostgreSQL; ``chunk`` when given) at a
+    time, one transaction each; :class:`NoSql` (nothing done, and why) when
+    the SQL path does not apply, so the caller enters the usual way and
+    reports the reason. With ``runner`` the chunks run there (several
+    processes at once) instead of here one after another.
 
     A chunk is idempotent (the journey key, the rolling ``once_per`` window,
     and the id mark of :mod:`engine.storage.entry_sql`), so after a crash the
@@ -194,18 +227,25 @@ def enter_in_chunks(session_factory: sessionmaker[Session], rule: RuleSpec, rule
     with session_factory() as session:
         run = _prepare(session, rule, now=now, definitions=definitions, policy=policy, occurrence=occurrence)
         span = entry_sql.customer_id_span(session) if not isinstance(run, NoSql) else None
-        chunk = policy.entry_chunk_postgresql if session.get_bind().dialect.name == "postgresql" \
-            else policy.entry_chunk
+        if chunk is None:
+            chunk = policy.entry_chunk_postgresql if session.get_bind().dialect.name == "postgresql" \
+                else policy.entry_chunk
     if isinstance(run, NoSql):
         return run
     total, entered = Counters(), 0
     if span is None:
         return SetEntry(0, total)
     step = max(1, chunk) if rule.audience_limit is None else span[1] - span[0] + 1
-    for lo in range(span[0], span[1] + 1, step):
+    ranges = chunk_ranges(span, step)
+    if runner is not None and len(ranges) > 0:
+        for n, counters in runner(ranges):
+            entered += n
+            total.add(counters)
+        return SetEntry(entered, total)
+    for id_range in ranges:
         with transaction(session_factory) as session:
             n, counters = _chunk(session, run, rule, rule_version, now=now, definitions=definitions,
-                                 id_range=(lo, lo + step))
+                                 id_range=id_range)
         entered += n
         total.add(counters)
     return SetEntry(entered, total)

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from engine.automation.program import RuleLookup
-    from engine.automation.runner import TickReport
+    from engine.automation.runner import Fanout, TickReport
 
 __all__ = [
     "CHOICES", "StoredRules", "advance_old_versions", "apply_policy", "draining_rules", "journey_impact",
@@ -205,7 +205,8 @@ def hold_draining(definitions: DefinitionSet, draining: set[str]) -> DefinitionS
 
 
 def tick_versions(session_factory: sessionmaker[Session], *, now: datetime, definitions: DefinitionSet,
-                  policy: Policy, stored: StoredRules, batch: int = 5000, deliver: bool = True) -> TickReport:
+                  policy: Policy, stored: StoredRules, batch: int = 5000, deliver: bool = True,
+                  fanout: Fanout | None = None) -> TickReport:
     """``runner.tick`` with versions honoured: draining rules enter nobody,
     and every journey advances on the spec of the version it entered."""
     from engine.automation.runner import tick
@@ -214,4 +215,4 @@ def tick_versions(session_factory: sessionmaker[Session], *, now: datetime, defi
         draining = draining_rules(session, policy.version_of)
     held = hold_draining(definitions, draining)
     return tick(session_factory, now=now, definitions=held, policy=policy, batch=batch, deliver=deliver,
-                rule_of=rule_lookup(held, policy, stored))
+                rule_of=rule_lookup(held, policy, stored), fanout=fanout)

@@ -22,13 +22,12 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.coupons.decision import CouponFacts, Facts, RedeemRequest, normalize_code, normalize_phone, refusal
 from engine.definitions.specs import CouponPoolSpec, RedemptionRules
 from engine.storage import coupons_repo as repo
-from engine.storage.database import connection_transaction, transaction
+from engine.storage.database import SessionOrConnection, connection_transaction, transaction
 from engine.storage.times import from_db_time_opt, to_db_time
 
 HOUR = timedelta(hours=1)
@@ -94,7 +93,7 @@ def _facts(row: repo.CouponRow) -> CouponFacts:
                        row.status, row.value, row.issued_at, row.expires_at, row.redeemed_at, row.redeemed_order)
 
 
-def _counts(session: Session | Connection, row: repo.CouponRow, rules: RedemptionRules, request: RedeemRequest,
+def _counts(session: SessionOrConnection, row: repo.CouponRow, rules: RedemptionRules, request: RedeemRequest,
             phone: str | None, now_db: datetime, pools: Mapping[str, CouponPoolSpec],
             read: repo.RedemptionCounts | None = None) -> Facts:
     """Only the counts the pool's declared rules need (most pools declare none);
@@ -125,7 +124,7 @@ def _counts(session: Session | Connection, row: repo.CouponRow, rules: Redemptio
     )
 
 
-def _decide(session: Session | Connection, row: repo.CouponRow | None, request: RedeemRequest, *,
+def _decide(session: SessionOrConnection, row: repo.CouponRow | None, request: RedeemRequest, *,
             pools: Mapping[str, CouponPoolSpec], now: datetime, tz: str,
             read: repo.RedemptionCounts | None = None) -> tuple[str | None, CouponPoolSpec | None]:
     pool = pools.get(row.pool_id) if row is not None else None
@@ -148,7 +147,7 @@ def _replay(row: repo.CouponRow, code: str, pool: CouponPoolSpec | None) -> Rede
                         redeemed_at=from_db_time_opt(row.redeemed_at), replayed=True)
 
 
-def redeem(session: Session | Connection, request: RedeemRequest, *, pools: Mapping[str, CouponPoolSpec], now: datetime,
+def redeem(session: SessionOrConnection, request: RedeemRequest, *, pools: Mapping[str, CouponPoolSpec], now: datetime,
            tz: str = "Asia/Shanghai") -> RedeemResult:
     """Redeem ``request.code`` for ``request.order_id`` in the caller's transaction.
 

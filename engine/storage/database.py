@@ -48,6 +48,10 @@ def normalize_url(url: str | URL) -> URL:
     return parsed
 
 
+#: Execution option of a SQLite connection whose transaction writes (see ``transaction``).
+IMMEDIATE_OPTION = "promoflow_sqlite_immediate"
+
+
 def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     """Create an Engine for a SQLite or PostgreSQL URL.
 
@@ -98,10 +102,15 @@ def _make_sqlite_engine(url: URL, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # On the driver connection itself: through ``exec_driver_sql`` this one
-        # word cost as much as a till's redemption statement (a full execution
-        # context and result object for every transaction).
-        connection.connection.dbapi_connection.execute("BEGIN")
+        # A write transaction takes the write lock at once (BEGIN IMMEDIATE):
+        # a deferred one that read first cannot wait for another *process*'s
+        # write (SQLITE_BUSY at once, no busy timeout) — several web
+        # processes on one SQLite file (issue 17). Sent on the driver
+        # connection itself: through ``exec_driver_sql`` this one word cost as
+        # much as a till's redemption statement (a full execution context and
+        # result object for every transaction).
+        immediate = connection.get_execution_options().get(IMMEDIATE_OPTION)
+        connection.connection.dbapi_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 
@@ -126,7 +135,14 @@ def transaction(session_factory: sessionmaker[Session]) -> Iterator[Session]:
     lock = writer_lock(session.get_bind())
     if lock is not None:
         lock.acquire()
+    outermost = lock is not None and not getattr(_nesting, "depth", 0)
+    if lock is not None:
+        _nesting.depth = getattr(_nesting, "depth", 0) + 1
     try:
+        if outermost:
+            # Only the thread's outermost write transaction: a nested one
+            # (another connection) would wait on the outer one's own lock.
+            session.connection(execution_options={IMMEDIATE_OPTION: True})
         yield session
         session.commit()
     except BaseException:
@@ -135,6 +151,7 @@ def transaction(session_factory: sessionmaker[Session]) -> Iterator[Session]:
     finally:
         session.close()
         if lock is not None:
+            _nesting.depth -= 1
             lock.release()
 
 
@@ -142,20 +159,35 @@ def transaction(session_factory: sessionmaker[Session]) -> Iterator[Session]:
 def connection_transaction(session_factory: sessionmaker[Session]) -> Iterator[Connection]:
     """:func:`transaction` on a Core connection instead of an ORM session, for
     a hot path of a few Core statements (a till's redemption): the same
-    writer queue, BEGIN and commit-or-rollback, without the session's unit of
-    work around them, which cost a third of such a request."""
+    writer queue, BEGIN (IMMEDIATE when outermost, see there) and
+    commit-or-rollback, without the session's unit of work around them,
+    which cost a third of such a request."""
     engine: Engine = session_factory.kw["bind"]
     lock = writer_lock(engine)
     if lock is not None:
         lock.acquire()
+    outermost = lock is not None and not getattr(_nesting, "depth", 0)
+    if lock is not None:
+        _nesting.depth = getattr(_nesting, "depth", 0) + 1
     try:
-        with engine.begin() as conn:
-            yield conn
+        with engine.connect() as conn:
+            if outermost:
+                conn.execution_options(**{IMMEDIATE_OPTION: True})
+            with conn.begin():
+                yield conn
     finally:
         if lock is not None:
+            _nesting.depth -= 1
             lock.release()
 
 
+_nesting = threading.local()  # write transactions this thread has open (SQLite)
+
+#: What a unit of work hands the code inside it: an ORM session
+#: (:func:`transaction`) or a Core connection (:func:`connection_transaction`).
+#: Engine code outside engine/storage types against this name rather than
+#: importing SQLAlchemy's Connection (docs/architecture.md: SQL stays here).
+SessionOrConnection = Session | Connection
 _WRITER_LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
 _WRITER_LOCKS_GUARD = threading.Lock()
 

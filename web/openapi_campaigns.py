@@ -112,7 +112,7 @@ def campaigns_paths(errors: Any) -> dict[str, Any]:
         "/campaigns": {"get": {
             "operationId": "list_campaigns", "summary": "Every campaign with its status", "tags": tags,
             "parameters": [{"name": "status", "in": "query", "schema": {"enum": list(CAMPAIGN_STATUSES)}}],
-            "responses": {"200": _json(listed, "The campaigns, newest first"), **errors(401, 403, 422)},
+            "responses": {"200": _json(listed, "The campaigns, newest first"), **errors(400, 401, 403)},
         }},
         "/campaigns/{campaign_id}": {"get": {
             "operationId": "get_campaign", "summary": "One campaign", "tags": tags, "parameters": cid,

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from engine.definitions.loader import DefinitionSet
 
-__all__ = ["OutboxError", "OutboxItem", "deliver_log", "enqueue", "enqueue_many", "pick_connector",
+__all__ = ["OutboxError", "OutboxItem", "deliver_log", "enqueue", "enqueue_many", "message_payload", "pick_connector",
            "row_for"]
 
 QUEUED = "queued"
@@ -89,11 +89,12 @@ def provider_template_code(template: TemplateSpec | None, connector: ConnectorSp
     return {"aliyun_sms": sms.aliyun_template_code, "tencent_sms": sms.tencent_template_id}.get(connector.type)
 
 
-def row_for(item: OutboxItem, message: RenderedMessage, connector: ConnectorSpec, now: datetime,
-            template: TemplateSpec | None = None) -> dict[str, Any]:
-    """The outbox row (naive UTC times) for a rendered ``item``."""
-    stamp = to_db_time(now)
-    payload: dict[str, Any] = {"template": item.template_id, "connector_type": connector.type}
+def message_payload(template_id: str, message: RenderedMessage, connector: ConnectorSpec,
+                    template: TemplateSpec | None = None) -> dict[str, Any]:
+    """An outbox row's ``payload``: what the dispatcher needs besides the body
+    (the provider's template code, the HTML part, the template parameters);
+    rule steps and approval notices write it alike."""
+    payload: dict[str, Any] = {"template": template_id, "connector_type": connector.type}
     code = provider_template_code(template, connector)
     if code:
         payload["template_code"] = code
@@ -101,6 +102,14 @@ def row_for(item: OutboxItem, message: RenderedMessage, connector: ConnectorSpec
         payload["html"] = message.html
     if message.params:
         payload["params"] = dict(message.params)
+    return payload
+
+
+def row_for(item: OutboxItem, message: RenderedMessage, connector: ConnectorSpec, now: datetime,
+            template: TemplateSpec | None = None) -> dict[str, Any]:
+    """The outbox row (naive UTC times) for a rendered ``item``."""
+    stamp = to_db_time(now)
+    payload = message_payload(item.template_id, message, connector, template)
     if item.extra:
         payload.update(item.extra)
     return {

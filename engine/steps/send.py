@@ -22,7 +22,7 @@ from engine.definitions.build import send_spec
 from engine.definitions.catalog import CONSENT_CHANNELS
 from engine.definitions.errors import Problem
 from engine.definitions.specs import SendSpec
-from engine.outbox import OutboxError, pick_connector, provider_template_code
+from engine.outbox import OutboxError, message_payload, pick_connector, provider_template_code
 from engine.steps.registry import BuildSite, CheckSite, StepType
 from engine.steps.runtime import OutboxRow, StepFailed, Writes, idempotency_key
 from engine.storage.times import from_db_time, to_db_time
@@ -182,14 +182,7 @@ class SendStep(StepType):
             message = renderer_for(batch, template, spec.channel)(batch.context(c))
         except (OutboxError, TemplateRenderError) as exc:
             raise StepFailed(str(exc)) from None
-        payload: dict[str, Any] = {"template": template.id, "connector_type": connector.type}
-        code = provider_template_code(template, connector)
-        if code:
-            payload["template_code"] = code
-        if message.html is not None:
-            payload["html"] = message.html
-        if message.params:
-            payload["params"] = dict(message.params)
+        payload = message_payload(template.id, message, connector, template)
         j = c.journey
         base_key = idempotency_key(rule.id, j.subject_type, j.subject_id, j.period_key, instr.step_id)
         subject = (message.subject or None) and message.subject[:255]
